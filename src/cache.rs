@@ -1,1 +1,253 @@
-//! (in progress)
+//! The session cache: one entry per [`CacheKey`], bounded by moka.
+//!
+//! Promises:
+//! - however many requests wait for a key, one STS call serves them (a per-key async lock; the
+//!   waiters find the fresh entry when they get it);
+//! - entries are refreshed ahead of expiry by [`SessionCache::refresh_due`], only while someone
+//!   keeps asking (`idle_timeout`); idle entries are dropped, not refreshed;
+//! - when a refresh fails, the last good credentials keep being served (as stale) until
+//!   `min_remaining_when_stale` before they expire;
+//! - a refusal from STS is remembered for `negative_cache`, so a denied job cannot cause an
+//!   AssumeRole storm.
+//!
+//! Time comes from the injected [`Clock`]; nothing here sleeps except STS retry backoff.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use crate::clock::Clock;
+use crate::refresh::{is_idle, Freshness, Timing};
+use crate::sts::{call_with_retries, Attempt, CallLimiter, Session, SessionKey, Sts, StsError};
+
+/// What a cached session is for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CacheKey {
+    Role(SessionKey),
+    /// The node's own credentials (`fallback.mode = "instance-profile"`).
+    InstanceProfile,
+}
+
+/// Where the credentials handed out came from (the audit record's `source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    Sts,
+    Stale,
+    InstanceProfile,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Cache => "cache",
+            Source::Sts => "sts",
+            Source::Stale => "stale",
+            Source::InstanceProfile => "instance-profile",
+        }
+    }
+}
+
+/// Credentials ready to hand out.
+#[derive(Clone, Debug)]
+pub struct Served {
+    pub session: Arc<Session>,
+    pub source: Source,
+}
+
+/// No credentials for this request.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CacheError {
+    /// STS refused (now or within `negative_cache`): 403.
+    #[error(transparent)]
+    Denied(StsError),
+    /// STS is failing and nothing usable is cached: 503.
+    #[error(transparent)]
+    Unavailable(StsError),
+}
+
+/// Told about every STS call and refresh (audit log, metrics).
+pub trait CacheEvents: Send + Sync + 'static {
+    fn sts_call(&self, key: &CacheKey, result: &Result<Session, StsError>, elapsed: Duration);
+    fn refreshed(&self, ok: bool);
+}
+
+/// Settings of `[sts]` and `[cache]` that shape caching.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheSettings {
+    pub timing: Timing,
+    pub max_sessions: u64,
+    pub idle_timeout: Duration,
+    pub negative_cache: Duration,
+    pub call_timeout: Duration,
+    pub max_calls_per_second: u32,
+}
+
+pub struct SessionCache<S> {
+    sts: Arc<S>,
+    clock: Arc<dyn Clock>,
+    events: Arc<dyn CacheEvents>,
+    settings: CacheSettings,
+    limiter: CallLimiter,
+    slots: moka::future::Cache<CacheKey, Arc<Slot>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    state: RwLock<SlotState>,
+    last_used: Mutex<Option<SystemTime>>,
+    /// Held while calling STS for this key: the single flight.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone, Default)]
+struct SlotState {
+    current: Option<Entry>,
+    /// A refusal from STS and until when it stands.
+    denied: Option<(SystemTime, StsError)>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    session: Arc<Session>,
+    refresh_at: SystemTime,
+    /// The last failed refresh, while the entry is being served stale.
+    failed_at: Option<SystemTime>,
+}
+
+enum Look {
+    Serve(Served),
+    Refuse(CacheError),
+    Fetch,
+}
+
+impl<S: Sts> SessionCache<S> {
+    pub fn new(sts: Arc<S>, clock: Arc<dyn Clock>, events: Arc<dyn CacheEvents>, settings: CacheSettings) -> Self {
+        SessionCache {
+            sts,
+            clock,
+            events,
+            limiter: CallLimiter::per_second(settings.max_calls_per_second),
+            slots: moka::future::Cache::builder().max_capacity(settings.max_sessions).build(),
+            settings,
+        }
+    }
+
+    /// Sessions currently held.
+    pub fn len(&self) -> u64 {
+        self.slots.entry_count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Credentials for `key`: cached, fetched, or stale during an STS outage.
+    pub async fn get(&self, key: &CacheKey) -> Result<Served, CacheError> {
+        let now = self.clock.now();
+        let slot = self.slots.get_with_by_ref(key, async { Arc::new(Slot::default()) }).await;
+        *slot.last_used.lock().expect("slot lock") = Some(now);
+        match self.look(&slot, now, false) {
+            Look::Serve(served) => return Ok(served),
+            Look::Refuse(err) => return Err(err),
+            Look::Fetch => {}
+        }
+        let _flight = slot.fetching.lock().await;
+        // Whoever held the lock before us may have fetched what we need.
+        let now = self.clock.now();
+        match self.look(&slot, now, true) {
+            Look::Serve(served) => Ok(served),
+            Look::Refuse(err) => Err(err),
+            Look::Fetch => self.fetch(key, &slot, now).await,
+        }
+    }
+
+    /// What the slot allows at `now`. With `locked`, a due entry whose refresh recently failed
+    /// is served stale instead of asking STS again.
+    fn look(&self, slot: &Slot, now: SystemTime, locked: bool) -> Look {
+        let state = slot.state.read().expect("slot lock");
+        if let Some((until, err)) = &state.denied {
+            if now < *until {
+                return Look::Refuse(CacheError::Denied(err.clone()));
+            }
+        }
+        let Some(entry) = &state.current else { return Look::Fetch };
+        let timing = &self.settings.timing;
+        match timing.freshness(now, entry.refresh_at, entry.session.expiration) {
+            Freshness::Fresh => Look::Serve(Served { session: entry.session.clone(), source: Source::Cache }),
+            Freshness::Due if locked && !timing.may_retry(now, entry.failed_at) => {
+                Look::Serve(Served { session: entry.session.clone(), source: Source::Stale })
+            }
+            Freshness::Due | Freshness::Unusable => Look::Fetch,
+        }
+    }
+
+    /// Calls STS for `key` (the caller holds the slot's lock) and records the outcome.
+    async fn fetch(&self, key: &CacheKey, slot: &Slot, now: SystemTime) -> Result<Served, CacheError> {
+        let result = match key {
+            CacheKey::Role(session_key) => {
+                call_with_retries(
+                    &self.limiter,
+                    self.settings.call_timeout,
+                    || self.sts.assume_role(session_key),
+                    |a: Attempt<'_>| self.events.sts_call(key, a.result, a.elapsed),
+                )
+                .await
+            }
+            CacheKey::InstanceProfile => self.sts.instance_credentials().await,
+        };
+        let fresh_source = match key {
+            CacheKey::Role(_) => Source::Sts,
+            CacheKey::InstanceProfile => Source::InstanceProfile,
+        };
+        let mut state = slot.state.write().expect("slot lock");
+        match result {
+            Ok(session) => {
+                let refresh_at = self.settings.timing.refresh_at(now, session.expiration, fastrand::f64());
+                let session = Arc::new(session);
+                state.current = Some(Entry { session: session.clone(), refresh_at, failed_at: None });
+                state.denied = None;
+                Ok(Served { session, source: fresh_source })
+            }
+            Err(err) if !err.is_retryable() => {
+                state.denied = Some((now + self.settings.negative_cache, err.clone()));
+                Err(CacheError::Denied(err))
+            }
+            Err(err) => {
+                let timing = self.settings.timing;
+                match &mut state.current {
+                    Some(entry) if timing.freshness(now, entry.refresh_at, entry.session.expiration) != Freshness::Unusable => {
+                        entry.failed_at = Some(now);
+                        Ok(Served { session: entry.session.clone(), source: Source::Stale })
+                    }
+                    _ => Err(CacheError::Unavailable(err)),
+                }
+            }
+        }
+    }
+
+    /// One pass of the background refresher: refreshes every due entry that was asked for
+    /// within `idle_timeout` and drops the idle ones. Returns how many it refreshed.
+    pub async fn refresh_due(&self) -> usize {
+        let now = self.clock.now();
+        let mut refreshed = 0;
+        for (key, slot) in self.slots.iter() {
+            let last_used = *slot.last_used.lock().expect("slot lock");
+            if last_used.is_none_or(|t| is_idle(now, t, self.settings.idle_timeout)) {
+                self.slots.invalidate(&*key).await;
+                continue;
+            }
+            let due = matches!(self.look(&slot, now, true), Look::Fetch)
+                && slot.state.read().expect("slot lock").current.is_some();
+            if !due {
+                continue;
+            }
+            // A request is already fetching this key: nothing to add.
+            let Ok(_flight) = slot.fetching.try_lock() else { continue };
+            let ok = self.fetch(&key, &slot, now).await.is_ok_and(|s| s.source != Source::Stale);
+            self.events.refreshed(ok);
+            refreshed += 1;
+        }
+        self.slots.run_pending_tasks().await;
+        refreshed
+    }
+}

@@ -1,1 +1,282 @@
-//! (in progress)
+//! `serve`: wires configuration, STS, cache, audit and server together, then handles signals.
+//!
+//! - systemd: `READY=1` once listening with a valid config, `WATCHDOG=1` at half the watchdog
+//!   interval, `RELOADING=1`/`READY=1` around a reload, `STOPPING=1` on the way out.
+//! - SIGHUP: reopen the audit file (logrotate) and reload config and mappings. An invalid new
+//!   config is rejected (logged, audited, counted) and the old one keeps serving; a valid one is
+//!   swapped in atomically and in-flight requests finish on the config they started with.
+//!   Listen addresses, `[sts]` call settings, `[cache]` and `[audit]` take effect at restart.
+//! - SIGTERM/SIGINT: stop accepting, finish in-flight requests (bounded), write `stop`, flush.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::audit::{AuditLog, Event};
+use crate::cache::{CacheEvents, CacheKey, CacheSettings, SessionCache};
+use crate::cli::CliError;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::handler::{App, NodeInfo};
+use crate::metrics::{Metrics, ResultLabel};
+use crate::refresh::Timing;
+use crate::server;
+use crate::sts::{AwsSts, Session, StsError};
+
+/// How often the background refresher looks for due sessions.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+/// After a failed refresh, stale credentials are served this long before STS is tried again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub fn run(config_path: &Path) -> Result<(), CliError> {
+    let config = Config::load(config_path).map_err(CliError::Config)?;
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Other(format!("starting the runtime: {e}")))?;
+    runtime.block_on(async {
+        let agent = start(config, Arc::new(SystemClock), node_info()).await?;
+        notify(&[sd_notify::NotifyState::Ready]);
+        tracing::info!(addrs = ?agent.addrs, "ready");
+        let watchdog = spawn_watchdog();
+        wait_for_signals(&agent, config_path).await;
+        notify(&[sd_notify::NotifyState::Stopping]);
+        if let Some(w) = watchdog {
+            w.abort();
+        }
+        agent.stop("signal").await;
+        Ok(())
+    })
+}
+
+/// A running agent: its app state, bound addresses and a way to stop it.
+pub struct Running {
+    pub app: Arc<App<AwsSts>>,
+    pub addrs: Vec<SocketAddr>,
+    shutdown: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+    refresher: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests, writes `stop` and flushes the audit log.
+    pub async fn stop(self, reason: &str) {
+        let _ = self.shutdown.send(());
+        let _ = self.server.await;
+        self.refresher.abort();
+        let app = &self.app;
+        app.audit.emit(&Event::Stop { reason: reason.to_owned() }, app.clock.now());
+        app.audit.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Builds everything from a validated config and starts serving on its listen addresses
+/// (port 0 picks a free port: see [`Running::addrs`]).
+pub async fn start(config: Config, clock: Arc<dyn Clock>, node: NodeInfo) -> Result<Running, CliError> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let other = |what: &str, e: &dyn std::fmt::Display| CliError::Other(format!("{what}: {e}"));
+    let audit = AuditLog::open(&config.audit.path, config.audit.durability, metrics.clone())
+        .map_err(|e| other(&format!("opening the audit log {:?}", config.audit.path), &e))?;
+
+    let mut listeners = Vec::new();
+    for addr in &config.server.listen {
+        let listener = TcpListener::bind(addr).await.map_err(|e| other(&format!("listening on {addr}"), &e))?;
+        listeners.push(listener);
+    }
+    let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
+
+    let sdk = load_sdk_config(&config).await;
+    let sts = Arc::new(AwsSts::new(&sdk, config.sts.endpoint_url.as_deref(), config.sts.call_timeout));
+    let settings = CacheSettings {
+        timing: Timing {
+            refresh_before_expiry: config.sts.refresh_before_expiry,
+            min_remaining_when_stale: config.sts.min_remaining_when_stale,
+            retry_after_failure: RETRY_AFTER_FAILURE,
+        },
+        max_sessions: config.cache.max_sessions,
+        idle_timeout: config.cache.idle_timeout,
+        negative_cache: config.sts.negative_cache,
+        call_timeout: config.sts.call_timeout,
+        max_calls_per_second: config.sts.max_calls_per_second,
+    };
+    let events = Arc::new(Recorder { audit: audit.clone(), metrics: metrics.clone(), clock: clock.clone() });
+    let cache = SessionCache::new(sts, clock.clone(), events, settings);
+    let now = clock.now();
+    audit.emit(
+        &Event::Start { version: env!("CARGO_PKG_VERSION"), pid: std::process::id(), config: config.source.display().to_string() },
+        now,
+    );
+    audit.emit(&Event::ConfigLoaded { config: config.source.display().to_string(), rules: config.rules.rules().len() }, now);
+    let drain = config.server.request_timeout + Duration::from_secs(1);
+    let app = Arc::new(App::new(config, cache, audit, metrics, clock, node));
+
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listeners, app.clone(), async { let _ = stopped.await; }, drain));
+    let refresher = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REFRESH_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                app.cache.refresh_due().await;
+            }
+        })
+    };
+    Ok(Running { app, addrs, shutdown, server, refresher })
+}
+
+/// Re-reads the config file and mappings; swaps them in if valid.
+pub fn reload(app: &App<AwsSts>, path: &Path) -> Result<(), crate::config::ConfigError> {
+    let now = app.clock.now();
+    match Config::load(path) {
+        Ok(config) => {
+            app.audit.emit(&Event::ConfigLoaded { config: path.display().to_string(), rules: config.rules.rules().len() }, now);
+            app.metrics.config_reloads.get_or_create(&ResultLabel { result: "ok" }).inc();
+            tracing::info!(config = %path.display(), rules = config.rules.rules().len(), "configuration reloaded");
+            app.config.store(Arc::new(config));
+            Ok(())
+        }
+        Err(err) => {
+            app.audit.emit(&Event::ConfigRejected { config: path.display().to_string(), error: err.to_string() }, now);
+            app.metrics.config_reloads.get_or_create(&ResultLabel { result: "rejected" }).inc();
+            tracing::error!(error = %err, "new configuration rejected; the previous one keeps serving");
+            Err(err)
+        }
+    }
+}
+
+async fn wait_for_signals(agent: &Running, config_path: &Path) {
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                notify(&[sd_notify::NotifyState::Reloading]);
+                if let Err(e) = agent.app.audit.reopen().await {
+                    tracing::error!(error = %e, "reopening the audit log failed");
+                }
+                let _ = reload(&agent.app, config_path);
+                notify(&[sd_notify::NotifyState::Ready]);
+            }
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+        }
+    }
+}
+
+async fn load_sdk_config(config: &Config) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &config.sts.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    let sdk = loader.load().await;
+    if sdk.region().is_none() {
+        tracing::warn!("no AWS region configured or discovered; using us-east-1 for STS");
+        return sdk.into_builder().region(Region::new("us-east-1")).build();
+    }
+    sdk
+}
+
+/// Writes `sts_assume_role` events and STS/refresh metrics.
+struct Recorder {
+    audit: AuditLog,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+}
+
+impl CacheEvents for Recorder {
+    fn sts_call(&self, key: &CacheKey, result: &Result<Session, StsError>, elapsed: Duration) {
+        let CacheKey::Role(key) = key else { return };
+        let (label, code) = match result {
+            Ok(_) => ("ok", None),
+            Err(StsError::Denied { code, .. }) => ("denied", Some(code.clone())),
+            Err(StsError::Throttled { .. }) => ("throttled", Some("Throttling".to_owned())),
+            Err(StsError::Unavailable(_)) => ("unavailable", None),
+        };
+        self.metrics.sts_calls.get_or_create(&ResultLabel { result: label }).inc();
+        self.metrics.sts_call_duration.observe(elapsed.as_secs_f64());
+        let event = Event::StsAssumeRole {
+            role_arn: key.role.as_str().to_owned(),
+            session_name: key.session_name.clone(),
+            result: label,
+            sts_request_id: match result {
+                Ok(s) => s.request_id.clone(),
+                Err(e) => e.request_id().map(str::to_owned),
+            },
+            access_key_id: result.as_ref().ok().map(|s| s.credentials.access_key_id().to_owned()),
+            error_code: code,
+            duration_us: elapsed.as_micros() as u64,
+        };
+        self.audit.emit(&event, self.clock.now());
+    }
+
+    fn refreshed(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.metrics.cache_refreshes.get_or_create(&ResultLabel { result }).inc();
+    }
+}
+
+/// Cluster and instance ids for session-name templates, from the files EMR and cloud-init
+/// leave on every node; "unknown" elsewhere.
+pub fn node_info() -> NodeInfo {
+    let cluster_id = std::fs::read_to_string("/mnt/var/lib/info/job-flow.json")
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| v.get("jobFlowId").and_then(|id| id.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let instance_id = std::fs::read_to_string("/var/lib/cloud/data/instance-id")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned());
+    NodeInfo { cluster_id, instance_id }
+}
+
+fn notify(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, state) {
+        tracing::warn!(error = %e, "systemd notification failed");
+    }
+}
+
+fn spawn_watchdog() -> Option<JoinHandle<()>> {
+    let mut usec = 0;
+    if !sd_notify::watchdog_enabled(false, &mut usec) {
+        return None;
+    }
+    let period = Duration::from_micros(usec) / 2;
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+    }))
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("EMRFS_ROLE_AGENT_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,1 +1,459 @@
-//! (in progress)
+//! One credentials request, from the connection to the response.
+//!
+//! `caller → rules → cache → response`, and [`finish`] is the one place that writes the audit
+//! record, the metrics and the response: every request to `/v1/credentials`, whatever its
+//! outcome, passes through it exactly once. Admin endpoints (`/healthz`, `/readyz`,
+//! `/metrics`) need no token and reveal no secret.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+
+use crate::audit::{self, AuditLog, CredentialRecord, Event, Outcome};
+use crate::cache::{CacheError, CacheKey, Served, SessionCache, Source};
+use crate::caller::{self, Directory, Identity};
+use crate::clock::Clock;
+use crate::config::{Config, FallbackMode};
+use crate::location::Location;
+use crate::metrics::{Metrics, RequestLabels, ResultLabel};
+use crate::policy;
+use crate::rules::{Decision, Effect, Request as RuleRequest};
+use crate::sts::{SessionKey, Sts};
+use crate::template::TemplateVars;
+use crate::token::Token;
+
+pub type Body = Full<Bytes>;
+
+/// Facts about this node used in session-name templates.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub cluster_id: String,
+    pub instance_id: String,
+}
+
+/// Everything a request needs. The configuration is swapped atomically on reload; a request
+/// keeps the one it started with.
+pub struct App<S> {
+    pub config: ArcSwap<Config>,
+    pub cache: SessionCache<S>,
+    pub directory: Directory,
+    pub audit: AuditLog,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub token: Token,
+    pub node: NodeInfo,
+    /// Set once the listeners are bound.
+    pub listening: AtomicBool,
+    next_request: AtomicU64,
+    instance: String,
+}
+
+impl<S: Sts> App<S> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: Arc<Config>,
+        cache: SessionCache<S>,
+        audit: AuditLog,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        node: NodeInfo,
+    ) -> App<S> {
+        let token = Token::new(config.server.token_file.clone());
+        App {
+            directory: Directory::new(config.identity.group_cache_ttl),
+            config: ArcSwap::new(config),
+            cache,
+            audit,
+            metrics,
+            clock,
+            token,
+            node,
+            listening: AtomicBool::new(false),
+            next_request: AtomicU64::new(1),
+            // Request ids are unique across restarts: a random prefix per process.
+            instance: format!("{:08x}", fastrand::u32(..)),
+        }
+    }
+
+    fn request_id(&self) -> String {
+        format!("{}-{:x}", self.instance, self.next_request.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// A client connection: its addresses, and its owner's uid once asked for.
+pub struct Conn {
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    uid: OnceLock<Result<u32, String>>,
+}
+
+impl Conn {
+    pub fn new(local: SocketAddr, peer: SocketAddr) -> Conn {
+        Conn { local, peer, uid: OnceLock::new() }
+    }
+
+    /// The uid owning the client's socket, asked of the kernel once per connection.
+    fn uid(&self) -> Result<u32, String> {
+        self.uid
+            .get_or_init(|| caller::peer_uid(self.local, self.peer).map_err(|e| e.to_string()))
+            .clone()
+    }
+}
+
+/// An error answer: status, code and a message without secrets.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal { status, code, message: message.into() }
+    }
+
+    fn outcome(&self) -> Outcome {
+        match self.code {
+            "AccessDenied" | "ImpersonationDenied" | "Forbidden" | "Unauthorized" => Outcome::Deny,
+            _ => Outcome::Error,
+        }
+    }
+}
+
+/// Routes one HTTP request.
+pub async fn handle<S: Sts>(app: &App<S>, conn: &Conn, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    match req.uri().path() {
+        "/v1/credentials" => credentials(app, conn, &req).await,
+        "/healthz" | "/readyz" | "/metrics" if req.method() != Method::GET && req.method() != Method::HEAD => {
+            error_response(&Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "use GET"))
+        }
+        "/healthz" => text_response(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => {
+            let listening = app.listening.load(Ordering::Relaxed);
+            let audit_ok = app.audit.is_healthy().await;
+            if listening && audit_ok {
+                text_response(StatusCode::OK, "text/plain", "ready\n".into())
+            } else {
+                let why = if !listening { "not listening yet" } else { "audit log not writable" };
+                text_response(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("not ready: {why}\n"))
+            }
+        }
+        "/metrics" => {
+            app.metrics.cache_sessions.set(app.cache.len() as i64);
+            text_response(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.encode())
+        }
+        _ => error_response(&Refusal::new(StatusCode::NOT_FOUND, "NotFound", "no such path")),
+    }
+}
+
+/// `GET /v1/credentials`: decides, fetches, and ends in [`finish`].
+async fn credentials<S: Sts>(app: &App<S>, conn: &Conn, req: &Request<hyper::body::Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let config = app.config.load_full();
+    let mut record = CredentialRecord { request_id: app.request_id(), ..Default::default() };
+    let result = match tokio::time::timeout(config.server.request_timeout, decide(app, &config, conn, req, &mut record)).await {
+        Ok(result) => result,
+        Err(_) => Err(Refusal::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            format!("no answer within request_timeout ({:?})", config.server.request_timeout),
+        )),
+    };
+    finish(app, record, result, started).await
+}
+
+/// Everything between the request and its answer; fills in `record` as it learns.
+async fn decide<S: Sts>(
+    app: &App<S>,
+    config: &Config,
+    conn: &Conn,
+    req: &Request<hyper::body::Incoming>,
+    record: &mut CredentialRecord,
+) -> Result<(Served, Option<String>), Refusal> {
+    check_origin(conn, req)?;
+    if config.server.require_token && !app.token.matches(req.headers().get(AUTHORIZATION)) {
+        return Err(Refusal::new(StatusCode::UNAUTHORIZED, "Unauthorized", "missing or wrong Authorization token"));
+    }
+    if req.method() != Method::GET {
+        return Err(Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "use GET"));
+    }
+    let query = Query::parse(req.uri().query().unwrap_or(""))?;
+    let location = match &query.location {
+        None => None,
+        Some(raw) => Some(Location::parse(raw).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "InvalidRequest", format!("location: {e}")))?),
+    };
+    record.location = location.as_ref().map(ToString::to_string);
+
+    // Who is asking: the kernel says which uid, the system which user and groups.
+    let now = app.clock.now();
+    let uid = conn.uid().map_err(|e| Refusal::new(StatusCode::FORBIDDEN, "Forbidden", format!("caller could not be identified: {e}")))?;
+    let instant = Instant::now();
+    let caller = app.directory.by_uid(uid, instant);
+    record.caller_uid = Some(uid);
+    record.caller_user = Some(caller.user.clone());
+    let identity = match &query.user {
+        Some(asserted) if *asserted != caller.user => {
+            record.user = Some(asserted.clone());
+            record.asserted = true;
+            if !config.identity.trusted_proxy_users.iter().any(|u| *u == caller.user) {
+                return Err(Refusal::new(
+                    StatusCode::FORBIDDEN,
+                    "ImpersonationDenied",
+                    format!("user {} may not ask for user {asserted}", caller.user),
+                ));
+            }
+            app.directory
+                .by_name(asserted, instant)
+                .unwrap_or_else(|| Identity { uid: None, user: asserted.clone(), groups: Vec::new() })
+        }
+        _ => caller,
+    };
+    record.user = Some(identity.user.clone());
+    record.groups = Some(identity.groups.clone());
+
+    // Which rule.
+    let request = RuleRequest { user: &identity.user, groups: &identity.groups, location: location.as_ref() };
+    let (rule, matched) = match config.rules.decide(&request) {
+        Decision::Rule { rule, matched_prefix } => (rule, matched_prefix),
+        Decision::Fallback => return fallback(app, config, record).await,
+    };
+    record.rule_index = Some(rule.index);
+    record.rule_name = Some(rule.name.clone());
+    record.effect = Some(match rule.effect {
+        Effect::Allow => "allow",
+        Effect::Deny => "deny",
+    });
+    let role = match (rule.effect, &rule.role) {
+        (Effect::Allow, Some(role)) => role,
+        _ => return Err(Refusal::new(StatusCode::FORBIDDEN, "AccessDenied", format!("denied by rule {}", rule.name))),
+    };
+    record.role_arn = Some(role.as_str().to_owned());
+
+    // Which session.
+    let vars = TemplateVars { user: &identity.user, cluster_id: &app.node.cluster_id, instance_id: &app.node.instance_id, rule: &rule.name };
+    let session_name = config.sts.session_name.render(&vars);
+    let source_identity = config.sts.source_identity.as_ref().map(|t| t.render(&vars));
+    record.session_name = Some(session_name.clone());
+    record.source_identity = source_identity.clone();
+    let policy = match (rule.scope_to_prefix, matched) {
+        (true, Some(prefix)) => Some(policy::scope_policy(role.partition(), prefix).into()),
+        _ => rule.session_policy.as_deref().map(Into::into),
+    };
+    let key = SessionKey {
+        role: role.clone(),
+        session_name,
+        external_id: rule.external_id.clone(),
+        source_identity,
+        duration: rule.duration.unwrap_or(config.sts.session_duration),
+        policy,
+    };
+    let _ = now;
+    let served = app.cache.get(&CacheKey::Role(key)).await.map_err(|e| cache_refusal(e, record))?;
+    Ok((served, Some(role.account_id().to_owned())))
+}
+
+/// No rule matched: the node's own credentials, or 403.
+async fn fallback<S: Sts>(app: &App<S>, config: &Config, record: &mut CredentialRecord) -> Result<(Served, Option<String>), Refusal> {
+    match config.fallback {
+        FallbackMode::Deny => Err(Refusal::new(StatusCode::FORBIDDEN, "AccessDenied", "no rule matched and fallback.mode is \"deny\"")),
+        FallbackMode::InstanceProfile => {
+            let served = app.cache.get(&CacheKey::InstanceProfile).await.map_err(|e| cache_refusal(e, record))?;
+            let account = served.session.credentials.account_id().map(|a| a.as_str().to_owned());
+            Ok((Served { source: Source::InstanceProfile, ..served }, account))
+        }
+    }
+}
+
+fn cache_refusal(err: CacheError, record: &mut CredentialRecord) -> Refusal {
+    match err {
+        CacheError::Denied(e) => {
+            record.sts_request_id = e.request_id().map(str::to_owned);
+            Refusal::new(StatusCode::FORBIDDEN, "AccessDenied", e.to_string())
+        }
+        CacheError::Unavailable(e) => {
+            Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "CredentialsUnavailable", format!("no valid credentials: {e}"))
+        }
+    }
+}
+
+/// The one place a credentials request ends: audit record, metrics, response.
+async fn finish<S: Sts>(
+    app: &App<S>,
+    mut record: CredentialRecord,
+    result: Result<(Served, Option<String>), Refusal>,
+    started: Instant,
+) -> Response<Body> {
+    let now = app.clock.now();
+    let mut response = match &result {
+        Ok((served, account_id)) => {
+            let creds = &served.session.credentials;
+            record.outcome = Some(Outcome::Allow);
+            record.status = 200;
+            record.access_key_id = Some(creds.access_key_id().to_owned());
+            record.expiration = Some(audit::expiration(served.session.expiration));
+            record.source = Some(served.source.as_str());
+            record.sts_request_id = served.session.request_id.clone();
+            let lookup = match served.source {
+                Source::Cache => "hit",
+                Source::Sts => "miss",
+                Source::Stale => "stale",
+                Source::InstanceProfile => "instance-profile",
+            };
+            app.metrics.cache_lookups.get_or_create(&ResultLabel { result: lookup }).inc();
+            credentials_response(served, record.role_arn.as_deref(), account_id.as_deref())
+        }
+        Err(refusal) => {
+            record.outcome = Some(refusal.outcome());
+            record.status = refusal.status.as_u16();
+            record.error_code = Some(refusal.code);
+            error_response(refusal)
+        }
+    };
+    record.latency_us = started.elapsed().as_micros() as u64;
+    if let Err(e) = app.audit.write(&Event::Credentials(record.clone()), now).await {
+        let refusal = Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "AuditUnavailable", e.to_string());
+        record.status = 503;
+        record.error_code = Some(refusal.code);
+        record.outcome = Some(Outcome::Error);
+        response = error_response(&refusal);
+    }
+    app.metrics
+        .requests
+        .get_or_create(&RequestLabels { outcome: record.outcome.unwrap_or(Outcome::Error).as_str(), code: record.error_code.unwrap_or("OK") })
+        .inc();
+    app.metrics.request_duration.observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Loopback peer, loopback `Host`, no forwarding headers.
+fn check_origin(conn: &Conn, req: &Request<hyper::body::Incoming>) -> Result<(), Refusal> {
+    if !conn.peer.ip().is_loopback() && !is_mapped_loopback(conn.peer.ip()) {
+        return Err(Refusal::new(StatusCode::FORBIDDEN, "Forbidden", "only loopback clients are served"));
+    }
+    let headers = req.headers();
+    if headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded") {
+        return Err(Refusal::new(StatusCode::FORBIDDEN, "Forbidden", "forwarded requests are refused"));
+    }
+    let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if !is_loopback_host(host) {
+        return Err(Refusal::new(StatusCode::FORBIDDEN, "Forbidden", "Host must be a loopback address or localhost"));
+    }
+    Ok(())
+}
+
+fn is_mapped_loopback(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
+}
+
+/// `localhost`, `127.x.y.z`, `[::1]`, each with an optional port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((inside, port)) if port.is_empty() || port.starts_with(':') => inside,
+            _ => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The query string: only `location` and `user`, each at most once.
+#[derive(Debug, Default)]
+struct Query {
+    location: Option<String>,
+    user: Option<String>,
+}
+
+impl Query {
+    fn parse(raw: &str) -> Result<Query, Refusal> {
+        let bad = |m: String| Refusal::new(StatusCode::BAD_REQUEST, "InvalidRequest", m);
+        let mut query = Query::default();
+        for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+            let slot = match &*name {
+                "location" => &mut query.location,
+                "user" => &mut query.user,
+                other => return Err(bad(format!("unknown parameter {:?}", truncate(other)))),
+            };
+            if slot.replace(value.into_owned()).is_some() {
+                return Err(bad(format!("parameter {name} given twice")));
+            }
+        }
+        if query.user.as_deref() == Some("") {
+            return Err(bad("user must not be empty".into()));
+        }
+        Ok(query)
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    s.char_indices().nth(64).map_or(s, |(i, _)| &s[..i])
+}
+
+fn credentials_response(served: &Served, role_arn: Option<&str>, account_id: Option<&str>) -> Response<Body> {
+    let creds = &served.session.credentials;
+    let mut body = json!({
+        "AccessKeyId": creds.access_key_id(),
+        "SecretAccessKey": creds.secret_access_key(),
+        "Token": creds.session_token(),
+        "Expiration": audit::expiration(served.session.expiration),
+    });
+    if let Some(arn) = role_arn {
+        body["RoleArn"] = json!(arn);
+    }
+    if let Some(account) = account_id {
+        body["AccountId"] = json!(account);
+    }
+    json_response(StatusCode::OK, body.to_string())
+}
+
+fn error_response(refusal: &Refusal) -> Response<Body> {
+    json_response(refusal.status, json!({"code": refusal.code, "message": refusal.message}).to_string())
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = text_response(status, "application/json", body);
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        for ok in ["localhost", "localhost:9944", "127.0.0.1", "127.0.0.1:9944", "127.1.2.3:1", "[::1]", "[::1]:9944", "LOCALHOST"] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in ["", "evil.com", "evil.com:9944", "10.0.0.1:9944", "[::2]:1", "localhost.evil.com", "[::1", "169.254.169.254"] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn query() {
+        let q = Query::parse("location=s3%3A%2F%2Fb%2Fk&user=etl").unwrap();
+        assert_eq!(q.location.as_deref(), Some("s3://b/k"));
+        assert_eq!(q.user.as_deref(), Some("etl"));
+        assert_eq!(Query::parse("foo=1").unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(Query::parse("user=a&user=b").unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert!(Query::parse("").unwrap().location.is_none());
+    }
+}
