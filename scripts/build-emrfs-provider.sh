@@ -37,7 +37,8 @@ sdk_jars=(aws-java-sdk-bundle-1.11.901.jar hadoop-aws-3.3.1.jar)
 spark_archive=pyspark-3.2.4.tar.gz
 spark_sha256=aaa592f2f03fbef34c91bfcfee389cf53cbff6662ae47bd5f700573ed9ed61f2
 spark_jars=(hadoop-client-api-3.3.1.jar hadoop-client-runtime-3.3.1.jar slf4j-api-1.7.30.jar
-  slf4j-log4j12-1.7.30.jar log4j-1.2.17.jar commons-logging-1.1.3.jar htrace-core4-4.1.0-incubating.jar)
+  slf4j-log4j12-1.7.30.jar log4j-1.2.17.jar commons-logging-1.1.3.jar commons-lang3-3.12.0.jar
+  htrace-core4-4.1.0-incubating.jar)
 
 mkdir -p "$cache/archives"
 
@@ -105,6 +106,7 @@ if [[ -d "$repo/tests/java" ]]; then
     "$javac_bin" --release 8 -Xlint:all -Xlint:-options -encoding UTF-8 \
       -cp "$build/classes:$runtime_cp" -d "$build/test-classes" "${test_sources[@]}"
   fi
+  cp "$repo"/tests/java/*.properties "$build/test-classes/" 2>/dev/null || true
 fi
 
 echo "$runtime_cp" >"$build/runtime-classpath.txt"
