@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The project's test command: prepares the test environment, builds, and runs every suite.
+#
+#   ./scripts/test.sh
+#
+# Suites: `cargo test` (unit and integration tests, moto-backed ones included), then the end-to-end
+# pytest suite in tests/e2e against the built binary. Each suite runs even if an earlier one failed;
+# the script exits non-zero if any step failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/emrfs-role-agent/target}
+export EMRFS_TEST_VENV=${EMRFS_TEST_VENV:-$HOME/.cache/emrfs-role-agent/venv}
+export EMRFS_TEST_SYSTEM_VENV=${EMRFS_TEST_SYSTEM_VENV:-/var/cache/emrfs-role-agent-test/venv-system}
+export EMRFS_ROLE_AGENT_BIN=$CARGO_TARGET_DIR/debug/emrfs-role-agent
+PYTEST_TIMEOUT=${PYTEST_TIMEOUT:-600}
+
+failed=()
+step() { echo; echo "==> $*"; }
+# Setup steps: a failure stops everything.
+setup() { step "$*"; "$@"; }
+# Suites: a failure is recorded and the next suite still runs.
+suite() { step "$*"; "$@" || failed+=("$*"); }
+# Optional setup provided by other parts of the tree.
+setup_if_present() { if [ -x "$1" ]; then setup "$@"; fi; }
+
+e2e() {
+    if ! find tests/e2e -name 'test_*.py' -o -name '*_test.py' | grep -q .; then
+        echo "no end-to-end tests in tests/e2e"
+        return 0
+    fi
+    "$EMRFS_TEST_VENV/bin/python" -m pytest tests/e2e -q --timeout="$PYTEST_TIMEOUT"
+}
+
+setup ./scripts/setup-test-env.sh
+setup_if_present ./scripts/build-emrfs-provider.sh
+setup cargo build --all-targets
+
+suite cargo test
+suite e2e
+
+if [ ${#failed[@]} -ne 0 ]; then
+    echo
+    echo "FAILED: ${failed[*]}" >&2
+    exit 1
+fi
