@@ -1,0 +1,394 @@
+#!/usr/bin/env bash
+# EMR bootstrap action: install and start emrfs-role-agent on this node and point the node's
+# clients (Spark, S3A, EMRFS, the SDKs) at it.
+#
+# EMR runs bootstrap actions as the hadoop user (with passwordless sudo) on every node, before
+# it installs the applications; this script re-runs itself under sudo. It is idempotent:
+# running it again with the same inputs leaves every file as it was, and restarts or reloads
+# the agent only when its binary, unit, config or mappings changed.
+#
+# See docs/install-on-emr.md for the create-cluster command line and the IAM set-up.
+set -euo pipefail
+
+PROG=emrfs-role-agent
+
+usage() {
+    cat <<'EOF'
+Usage: install.sh --release S3_URI --config S3_URI [options]
+
+Installs emrfs-role-agent from a release tarball, starts it under systemd, waits until it is
+ready, and wires Spark, S3A and EMRFS to it once EMR has installed them.
+
+Required:
+  --release S3_URI          emrfs-role-agent-<version>-x86_64-linux.tar.gz
+  --config S3_URI           config.toml (installed as /etc/emrfs-role-agent/config.toml)
+
+Optional:
+  --mappings S3_URI         role mappings (EMR security configuration JSON, describe-security-
+                            configuration output, or an emrfs-site roleMapping value), installed
+                            as /etc/emrfs-role-agent/mappings; the config's mappings_file must
+                            name that path
+  --mappings-refresh INTERVAL
+                            re-fetch --mappings every INTERVAL (systemd time span, e.g. 5min)
+                            and reload the agent when they changed
+  --sha256 HEX              expected SHA-256 of the release tarball
+  --port N                  port the agent listens on, as in the config's [server] listen
+                            (default 9944); used for the readiness check and client wiring
+  --token-group GROUP       group allowed to read the token (default hadoop; every EMR
+                            application user and the hadoop user are in it)
+  --token-mode MODE         token file mode (default 0440; 0444 lets every local user read it)
+  --no-wire-clients         install and start the agent only; leave Spark/Hadoop config alone
+  --ready-timeout SECONDS   how long to wait for /readyz (default 120)
+
+Test hooks:
+  --root DIR                install under DIR instead of /: nothing on the running system is
+                            changed (no useradd, chown, systemctl); those steps are recorded in
+                            DIR/var/log/emrfs-role-agent-bootstrap/actions.log
+  --s3-copy CMD             run "CMD SRC DST" instead of "aws s3 cp SRC DST"
+  --wire-poll SECONDS       how often the client waiter looks for config files (default 10)
+  -h, --help                this text
+EOF
+}
+
+die() { printf '%s bootstrap: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+log() { printf '%s bootstrap: %s\n' "$PROG" "$*" >&2; }
+
+ORIG_ARGS=("$@")
+RELEASE_URI=""
+CONFIG_URI=""
+MAPPINGS_URI=""
+MAPPINGS_REFRESH=""
+SHA256=""
+PORT=9944
+TOKEN_GROUP=hadoop
+TOKEN_MODE=0440
+WIRE_CLIENTS=1
+READY_TIMEOUT=120
+ROOT_DIR=""
+S3_COPY=""
+WIRE_POLL=10
+
+need() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (see --help)"; }
+while (($#)); do
+    case $1 in
+        --release) need "$@"; RELEASE_URI=$2; shift 2 ;;
+        --config) need "$@"; CONFIG_URI=$2; shift 2 ;;
+        --mappings) need "$@"; MAPPINGS_URI=$2; shift 2 ;;
+        --mappings-refresh) need "$@"; MAPPINGS_REFRESH=$2; shift 2 ;;
+        --sha256) need "$@"; SHA256=$2; shift 2 ;;
+        --port) need "$@"; PORT=$2; shift 2 ;;
+        --token-group) need "$@"; TOKEN_GROUP=$2; shift 2 ;;
+        --token-mode) need "$@"; TOKEN_MODE=$2; shift 2 ;;
+        --no-wire-clients) WIRE_CLIENTS=0; shift ;;
+        --ready-timeout) need "$@"; READY_TIMEOUT=$2; shift 2 ;;
+        --root) need "$@"; ROOT_DIR=$2; shift 2 ;;
+        --s3-copy) need "$@"; S3_COPY=$2; shift 2 ;;
+        --wire-poll) need "$@"; WIRE_POLL=$2; shift 2 ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+
+[[ -n $RELEASE_URI ]] || { usage >&2; die "--release is required"; }
+[[ -n $CONFIG_URI ]] || { usage >&2; die "--config is required"; }
+if ! [[ $PORT =~ ^[1-9][0-9]*$ ]] || ((PORT < 1 || PORT > 65535)); then die "--port: not a port: $PORT"; fi
+[[ -z $SHA256 || $SHA256 =~ ^[0-9a-fA-F]{64}$ ]] || die "--sha256: not a SHA-256 hex digest"
+[[ $TOKEN_MODE =~ ^0?[0-7]{3}$ ]] || die "--token-mode: not an octal mode: $TOKEN_MODE"
+[[ $READY_TIMEOUT =~ ^[0-9]+$ ]] || die "--ready-timeout: not a number of seconds"
+[[ $TOKEN_GROUP =~ ^[a-z_][a-z0-9_.-]*$ ]] || die "--token-group: not a group name: $TOKEN_GROUP"
+if [[ -n $MAPPINGS_REFRESH ]]; then
+    [[ -n $MAPPINGS_URI ]] || die "--mappings-refresh needs --mappings"
+    [[ $MAPPINGS_REFRESH =~ ^([0-9]+[[:space:]]*[a-z]*[[:space:]]*)+$ ]] \
+        || die "--mappings-refresh: not a time span: $MAPPINGS_REFRESH"
+fi
+
+if [[ -z $ROOT_DIR ]] && ((EUID != 0)); then
+    exec sudo -n -- "$BASH" "$0" "${ORIG_ARGS[@]}"
+fi
+
+if [[ -n $ROOT_DIR ]]; then
+    mkdir -p "$ROOT_DIR"
+    ROOT_DIR=$(cd "$ROOT_DIR" && pwd)
+fi
+R=$ROOT_DIR
+
+# Installed paths (as the running system sees them; $R is prefixed when writing).
+BIN=/usr/local/bin/$PROG
+LIBEXEC=/usr/local/lib/$PROG
+DOC=/usr/local/share/doc/$PROG
+ETC=/etc/$PROG
+UNIT_DIR=/etc/systemd/system
+UNIT=$PROG.service
+SYNC_SERVICE=$PROG-mappings-sync.service
+SYNC_TIMER=$PROG-mappings-sync.timer
+SYNC_ENV=$ETC/mappings-sync.env
+AUXLIB=/usr/share/aws/emr/emrfs/auxlib
+JAR_NAME=emrfs-role-agent-provider.jar
+TOKEN=$ETC/token
+WIRE_UNIT=$PROG-wire-clients
+
+ACTIONS_LOG=""
+if [[ -n $R ]]; then
+    ACTIONS_LOG=$R/var/log/$PROG-bootstrap/actions.log
+    mkdir -p "$(dirname "$ACTIONS_LOG")"
+    printf '== run\n' >>"$ACTIONS_LOG"
+fi
+
+# A change to the running system: done for real, or only recorded under --root.
+sys() {
+    if [[ -n $R ]]; then
+        printf '%s\n' "$*" >>"$ACTIONS_LOG"
+    else
+        log "+ $*"
+        "$@"
+    fi
+}
+
+s3_copy() {
+    local cmd
+    if [[ -n $S3_COPY ]]; then
+        read -ra cmd <<<"$S3_COPY"
+    else
+        cmd=(aws s3 cp --only-show-errors)
+    fi
+    "${cmd[@]}" "$1" "$2" || die "could not copy $1"
+}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/$PROG-bootstrap.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+# ---- fetch -------------------------------------------------------------------------------
+log "fetching $RELEASE_URI"
+s3_copy "$RELEASE_URI" "$WORK/release.tar.gz"
+if [[ -n $SHA256 ]]; then
+    actual=$(sha256sum "$WORK/release.tar.gz" | cut -d' ' -f1)
+    [[ ${actual,,} == "${SHA256,,}" ]] || die "release tarball SHA-256 is $actual, expected $SHA256"
+fi
+mkdir "$WORK/release"
+tar -xzf "$WORK/release.tar.gz" -C "$WORK/release" --strip-components=1 --no-same-owner \
+    || die "$RELEASE_URI is not a release tarball"
+REL=$WORK/release
+for f in bin/$PROG systemd/$UNIT bootstrap/wire-clients.sh bootstrap/emr_conf.py bootstrap/mappings-sync.sh; do
+    [[ -f $REL/$f ]] || die "release tarball has no $f"
+done
+
+s3_copy "$CONFIG_URI" "$WORK/config.toml"
+if [[ -n $MAPPINGS_URI ]]; then
+    s3_copy "$MAPPINGS_URI" "$WORK/mappings"
+    grep -Eq "^[[:space:]]*mappings_file[[:space:]]*=[[:space:]]*[\"']$ETC/mappings[\"']" "$WORK/config.toml" \
+        || log "warning: the config does not set mappings_file = \"$ETC/mappings\"; the mappings are installed but unused"
+fi
+if ! grep -Eq "^[[:space:]]*listen[[:space:]]*=" "$WORK/config.toml"; then
+    ((PORT == 9944)) || log "warning: the config has no [server] listen; the agent listens on 9944, not $PORT"
+elif ! grep -Eq "^[[:space:]]*listen[[:space:]]*=.*:${PORT}[\"']" "$WORK/config.toml"; then
+    log "warning: the config's [server] listen does not mention port $PORT"
+fi
+
+# ---- user --------------------------------------------------------------------------------
+if [[ -n $R ]]; then
+    sys groupadd --system "$PROG"
+    sys useradd --system --gid "$PROG" --no-create-home --home-dir "/var/lib/$PROG" --shell /sbin/nologin "$PROG"
+else
+    getent group "$PROG" >/dev/null || sys groupadd --system "$PROG"
+    getent passwd "$PROG" >/dev/null \
+        || sys useradd --system --gid "$PROG" --no-create-home --home-dir "/var/lib/$PROG" \
+            --shell /sbin/nologin --comment "emrfs-role-agent credential agent" "$PROG"
+    getent group "$TOKEN_GROUP" >/dev/null || die "--token-group $TOKEN_GROUP: no such group"
+fi
+
+# ---- files -------------------------------------------------------------------------------
+CHANGED=()
+
+ensure_dir() { # PATH MODE OWNER:GROUP
+    mkdir -p "$R$1"
+    chmod "$2" "$R$1"
+    sys chown "$3" "$1"
+}
+
+# Installs SRC at DST (content replaced atomically, only when it differs), then sets mode and
+# owner. Records DST in CHANGED when its content changed.
+put() { # SRC DST MODE OWNER:GROUP
+    local src=$1 dst=$2 mode=$3 owner=$4 tmp
+    if ! cmp -s "$src" "$R$dst"; then
+        tmp=$(mktemp "$R$dst.XXXXXX")
+        cat "$src" >"$tmp"
+        chmod "$mode" "$tmp"
+        mv -f "$tmp" "$R$dst"
+        CHANGED+=("$dst")
+    fi
+    chmod "$mode" "$R$dst"
+    sys chown "$owner" "$dst"
+}
+
+# Removes DST if present; records it in CHANGED.
+remove() {
+    if [[ -e $R$1 ]]; then
+        rm -f "$R$1"
+        CHANGED+=("$1")
+    fi
+}
+
+changed() { # PATH... : true when any of them changed in this run
+    local p c
+    for p in "$@"; do
+        for c in "${CHANGED[@]+"${CHANGED[@]}"}"; do
+            [[ $c == "$p" ]] && return 0
+        done
+    done
+    return 1
+}
+
+# Whether the agent was installed before this run: decides restart/reload vs first start.
+PREVIOUSLY_INSTALLED=0
+[[ -x $R$BIN && -f $R$UNIT_DIR/$UNIT ]] && PREVIOUSLY_INSTALLED=1
+
+mkdir -p "$R/usr/local/bin" "$R$UNIT_DIR" "$R/etc/logrotate.d"
+ensure_dir "$LIBEXEC" 0755 root:root
+ensure_dir "$DOC" 0755 root:root
+# Traversable by everyone so that job users can reach the token; config and mappings inside
+# are readable by the agent's group only.
+ensure_dir "$ETC" 0755 root:root
+
+put "$REL/bin/$PROG" "$BIN" 0755 root:root
+for f in wire-clients.sh mappings-sync.sh emr_conf.py install.sh; do
+    if [[ -f $REL/bootstrap/$f ]]; then
+        put "$REL/bootstrap/$f" "$LIBEXEC/$f" 0755 root:root
+    fi
+done
+for f in "$REL"/docs/*.md "$REL"/README.md; do
+    if [[ -f $f ]]; then
+        put "$f" "$DOC/$(basename "$f")" 0644 root:root
+    fi
+done
+put "$REL/systemd/$UNIT" "$UNIT_DIR/$UNIT" 0644 root:root
+if [[ -f $REL/config/logrotate ]]; then
+    put "$REL/config/logrotate" /etc/logrotate.d/$PROG 0644 root:root
+fi
+put "$WORK/config.toml" "$ETC/config.toml" 0640 "root:$PROG"
+if [[ -n $MAPPINGS_URI ]]; then
+    put "$WORK/mappings" "$ETC/mappings" 0640 "root:$PROG"
+fi
+
+# The token: random, created once, no trailing newline (SDKs reject one). The agent reads it as
+# its owner; the users that run jobs read it through TOKEN_GROUP. It is a defence against
+# request forgery (SSRF), not the caller's identity, which the agent takes from the kernel.
+if [[ ! -s $R$TOKEN ]] || [[ $(wc -l <"$R$TOKEN") -ne 0 ]]; then
+    tmp=$(mktemp "$R$TOKEN.XXXXXX")
+    printf '%s' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$tmp"
+    chmod "$TOKEN_MODE" "$tmp"
+    mv -f "$tmp" "$R$TOKEN"
+    CHANGED+=("$TOKEN")
+fi
+chmod "$TOKEN_MODE" "$R$TOKEN"
+sys chown "$PROG:$TOKEN_GROUP" "$TOKEN"
+
+# The EMRFS/S3A provider goes where EMR's Hadoop and Spark class paths already look.
+HAVE_JAR=0
+if [[ -f $REL/lib/$JAR_NAME ]]; then
+    HAVE_JAR=1
+    mkdir -p "$R$AUXLIB"
+    put "$REL/lib/$JAR_NAME" "$AUXLIB/$JAR_NAME" 0644 root:root
+else
+    log "warning: the release has no $JAR_NAME: EMRFS and S3A will not be wired to the agent"
+fi
+
+# Central mapping updates.
+if [[ -n $MAPPINGS_REFRESH ]]; then
+    put "$REL/systemd/$SYNC_SERVICE" "$UNIT_DIR/$SYNC_SERVICE" 0644 root:root
+    put "$REL/systemd/$SYNC_TIMER" "$UNIT_DIR/$SYNC_TIMER" 0644 root:root
+    ensure_dir "$UNIT_DIR/$SYNC_TIMER.d" 0755 root:root
+    printf '[Timer]\nOnBootSec=\nOnBootSec=%s\nOnUnitActiveSec=\nOnUnitActiveSec=%s\n' \
+        "$MAPPINGS_REFRESH" "$MAPPINGS_REFRESH" >"$WORK/interval.conf"
+    put "$WORK/interval.conf" "$UNIT_DIR/$SYNC_TIMER.d/interval.conf" 0644 root:root
+    {
+        printf '# Written by the emrfs-role-agent bootstrap action.\n'
+        printf 'MAPPINGS_URI=%s\n' "$MAPPINGS_URI"
+        printf 'MAPPINGS_FILE=%s\n' "$ETC/mappings"
+        printf 'AGENT_CONFIG=%s\n' "$ETC/config.toml"
+        printf 'AGENT_BINARY=%s\n' "$BIN"
+        if [[ -n $S3_COPY ]]; then printf 'S3_COPY=%s\n' "$S3_COPY"; fi
+    } >"$WORK/mappings-sync.env"
+    put "$WORK/mappings-sync.env" "$SYNC_ENV" 0640 root:root
+else
+    if [[ -e $R$UNIT_DIR/$SYNC_TIMER ]]; then
+        sys systemctl disable --now "$SYNC_TIMER"
+    fi
+    remove "$UNIT_DIR/$SYNC_TIMER.d/interval.conf"
+    if [[ -d $R$UNIT_DIR/$SYNC_TIMER.d ]]; then
+        rmdir "$R$UNIT_DIR/$SYNC_TIMER.d" 2>/dev/null || true
+    fi
+    remove "$UNIT_DIR/$SYNC_TIMER"
+    remove "$UNIT_DIR/$SYNC_SERVICE"
+    remove "$SYNC_ENV"
+fi
+
+# ---- check and start ---------------------------------------------------------------------
+if [[ -z $R ]]; then
+    # As the agent's own user: proves it can read everything it needs.
+    if ! out=$(runuser -u "$PROG" -- "$BIN" check --config "$ETC/config.toml" 2>&1); then
+        printf '%s\n' "$out" >&2
+        die "the configuration is invalid"
+    fi
+fi
+
+if changed "$UNIT_DIR/$UNIT" "$UNIT_DIR/$SYNC_SERVICE" "$UNIT_DIR/$SYNC_TIMER" \
+    "$UNIT_DIR/$SYNC_TIMER.d/interval.conf"; then
+    sys systemctl daemon-reload
+fi
+was_active=0
+if [[ -z $R ]]; then
+    systemctl is-active --quiet "$UNIT" && was_active=1
+else
+    was_active=$PREVIOUSLY_INSTALLED
+fi
+sys systemctl enable --now "$UNIT"
+if ((was_active)); then
+    if changed "$BIN" "$UNIT_DIR/$UNIT"; then
+        sys systemctl restart "$UNIT"
+    elif changed "$ETC/config.toml" "$ETC/mappings"; then
+        sys systemctl reload "$UNIT"
+    fi
+fi
+if [[ -n $MAPPINGS_REFRESH ]]; then
+    sys systemctl enable --now "$SYNC_TIMER"
+    if changed "$UNIT_DIR/$SYNC_TIMER" "$UNIT_DIR/$SYNC_TIMER.d/interval.conf"; then
+        sys systemctl restart "$SYNC_TIMER"
+    fi
+fi
+
+if [[ -z $R ]]; then
+    log "waiting for http://127.0.0.1:$PORT/readyz"
+    deadline=$((SECONDS + READY_TIMEOUT))
+    until curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$PORT/readyz" 2>/dev/null; do
+        if ((SECONDS >= deadline)) || ! systemctl is-active --quiet "$UNIT"; then
+            systemctl status --no-pager "$UNIT" >&2 || true
+            journalctl -u "$UNIT" -n 50 --no-pager >&2 || true
+            die "the agent did not become ready on port $PORT"
+        fi
+        sleep 1
+    done
+    log "agent ready"
+fi
+
+# ---- clients -----------------------------------------------------------------------------
+if ((WIRE_CLIENTS)); then
+    wire=("$LIBEXEC/wire-clients.sh" --port "$PORT" --token-file "$TOKEN" --jar "$AUXLIB/$JAR_NAME" --poll "$WIRE_POLL")
+    ((HAVE_JAR)) || log "only Spark's container-credentials settings will be wired"
+    if [[ -n $R ]]; then
+        sys start-waiter "${wire[@]}"
+        mkdir -p "$R/run"
+        setsid nohup "$R${wire[0]}" --root "$R" "${wire[@]:1}" \
+            >>"$R/var/log/$PROG-bootstrap/wire-clients.log" 2>&1 </dev/null &
+    elif command -v systemd-run >/dev/null 2>&1; then
+        if systemctl is-active --quiet "$WIRE_UNIT.service"; then
+            log "client waiter already running"
+        else
+            systemctl reset-failed "$WIRE_UNIT.service" 2>/dev/null || true
+            sys systemd-run --quiet --unit="$WIRE_UNIT" --description="emrfs-role-agent client wiring" \
+                --collect "${wire[@]}"
+        fi
+    else
+        setsid nohup "${wire[@]}" >>"/var/log/$PROG-wire-clients.log" 2>&1 </dev/null &
+    fi
+fi
+log "installed $("$R$BIN" --version 2>/dev/null || echo "$PROG")"

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Points the node's Spark, S3A and EMRFS clients at emrfs-role-agent.
+#
+# EMR installs applications after bootstrap actions have run, so the bootstrap action starts
+# this script in the background (as a transient systemd unit). It polls for the application
+# configuration files and edits each one as it appears (idempotent: bootstrap/emr_conf.py
+# leaves a file that is already wired untouched).
+#
+# On an EMR node it keeps watching until the instance controller reports the node's
+# provisioning SUCCESSFUL (EMR may rewrite configuration files until then), wires what exists
+# one last time and exits. Elsewhere (no EMR state file) it exits once all three files are
+# wired. It gives up after --timeout seconds.
+#
+# EMRFS and S3A are only wired when the provider jar is installed: naming a credentials
+# provider class that is not on the classpath would break every S3 access on the node.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: wire-clients.sh [options]
+
+  --root DIR          edit files under DIR instead of / (tests)
+  --port N            agent port (default 9944)
+  --token-file PATH   token path as the clients see it (default /etc/emrfs-role-agent/token)
+  --jar PATH          the EMRFS/S3A provider jar, as installed
+                      (default /usr/share/aws/emr/emrfs/auxlib/emrfs-role-agent-provider.jar)
+  --poll SECONDS      time between checks (default 10)
+  --timeout SECONDS   give up after this long (default 7200)
+  -h, --help          this text
+EOF
+}
+
+ROOT_DIR=""
+PORT=9944
+TOKEN_FILE=/etc/emrfs-role-agent/token
+JAR=/usr/share/aws/emr/emrfs/auxlib/emrfs-role-agent-provider.jar
+POLL=10
+TIMEOUT=7200
+
+while (($#)); do
+    case $1 in
+        --root) ROOT_DIR=${2:?--root needs a directory}; shift 2 ;;
+        --port) PORT=${2:?--port needs a number}; shift 2 ;;
+        --token-file) TOKEN_FILE=${2:?--token-file needs a path}; shift 2 ;;
+        --jar) JAR=${2:?--jar needs a path}; shift 2 ;;
+        --poll) POLL=${2:?--poll needs seconds}; shift 2 ;;
+        --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift 2 ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "wire-clients.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+R=${ROOT_DIR%/}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+EMR_CONF=$HERE/emr_conf.py
+STATE_FILE=$R/emr/instance-controller/lib/info/job-flow-state.txt
+LOCK_FILE=$R/run/emrfs-role-agent-wire-clients.lock
+
+log() { printf 'wire-clients: %s\n' "$*" >&2; }
+
+# One waiter at a time: a second bootstrap run finds the first still waiting and leaves.
+mkdir -p "$(dirname "$LOCK_FILE")"
+exec 9>"$LOCK_FILE"
+if ! flock -n 9; then
+    log "another waiter is already running"
+    exit 0
+fi
+
+targets=(
+    "spark-defaults $R/etc/spark/conf/spark-defaults.conf"
+    "core-site $R/etc/hadoop/conf/core-site.xml"
+    "emrfs-site $R/usr/share/aws/emr/emrfs/conf/emrfs-site.xml"
+)
+with_provider=1
+if [[ ! -f $R$JAR ]]; then
+    with_provider=0
+    log "no provider jar at $JAR: EMRFS and S3A are left as they are"
+fi
+
+# Applies every setting whose file exists; returns 0 when all applicable files are wired.
+wire_pass() {
+    local all=0 entry kind file
+    for entry in "${targets[@]}"; do
+        kind=${entry%% *}
+        file=${entry#* }
+        if [[ $kind != spark-defaults ]] && ((!with_provider)); then
+            continue
+        fi
+        if [[ ! -s $file ]]; then
+            all=1
+            continue
+        fi
+        # A file EMR is still writing may not parse yet: try again on the next pass.
+        if ! python3 "$EMR_CONF" apply "$kind" "$file" --port "$PORT" --token-file "$TOKEN_FILE" \
+            | sed 's/^/wire-clients: /' >&2; then
+            log "could not edit $file yet"
+            all=1
+        fi
+    done
+    return "$all"
+}
+
+deadline=$((SECONDS + TIMEOUT))
+while :; do
+    if [[ -f $STATE_FILE ]]; then
+        if python3 "$EMR_CONF" provisioned "$STATE_FILE"; then
+            wire_pass || true
+            log "node provisioned; wiring finished"
+            exit 0
+        fi
+        wire_pass || true
+    elif wire_pass; then
+        log "all clients wired"
+        exit 0
+    fi
+    if ((SECONDS >= deadline)); then
+        log "gave up after ${TIMEOUT}s; wire the remaining files with config/emr-configurations.json"
+        exit 1
+    fi
+    sleep "$POLL"
+done
