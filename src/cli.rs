@@ -1,1 +1,362 @@
-//! (in progress)
+//! The `check`, `explain` and `import` commands. They read files and the OS user database; the decisions
+//! themselves come from the pure modules ([`crate::rules`], [`crate::emr`], [`crate::template`]).
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::{format_duration, Config, ConfigError};
+use crate::emr;
+use crate::location::Location;
+use crate::rules::{Decision, Effect, Mismatch, Request, Rule};
+use crate::template::TemplateVars;
+
+/// Where EMR writes facts about the cluster and the node.
+pub const EMR_INFO_DIR: &str = "/mnt/var/lib/info";
+/// Used for `{cluster_id}` / `{instance_id}` when the node is not an EMR node (or the files are unreadable).
+pub const UNKNOWN_CLUSTER_ID: &str = "unknown-cluster";
+pub const UNKNOWN_INSTANCE_ID: &str = "unknown-instance";
+
+/// A failed command, sorted by exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Invalid configuration: exit 78 (EX_CONFIG).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// Bad command line: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Anything else: exit 1.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CliError {
+    /// 78 for configuration errors, 2 for usage errors, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) => 78,
+            CliError::Usage(_) => 2,
+            CliError::Other(_) => 1,
+        }
+    }
+}
+
+fn io(e: std::io::Error) -> CliError {
+    CliError::Other(format!("cannot write output: {e}"))
+}
+
+/// `check`: loads and validates the configuration and mappings; prints a summary with the rules in order.
+pub fn check(config: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    let c = Config::load(config)?;
+    write_summary(&c, out).map_err(io)
+}
+
+fn write_summary(c: &Config, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "{}: configuration is valid", c.source.display())?;
+    let listen: Vec<String> = c.server.listen.iter().map(ToString::to_string).collect();
+    writeln!(out, "listen:        {}", listen.join(", "))?;
+    writeln!(
+        out,
+        "token:         {} ({})",
+        c.server.token_file.display(),
+        if c.server.require_token { "required" } else { "not required" }
+    )?;
+    writeln!(
+        out,
+        "sts:           session {}, refresh {} before expiry, session name \"{}\"{}",
+        format_duration(c.sts.session_duration),
+        format_duration(c.sts.refresh_before_expiry),
+        c.sts.session_name,
+        c.sts.source_identity.as_ref().map(|t| format!(", source identity \"{t}\"")).unwrap_or_default()
+    )?;
+    writeln!(out, "audit:         {} ({})", c.audit.path, c.audit.durability)?;
+    writeln!(out, "fallback:      {}", c.fallback)?;
+    if let Some(f) = &c.mappings_file {
+        writeln!(out, "mappings_file: {}", f.display())?;
+    }
+    let rules = c.rules.rules();
+    writeln!(out, "rules:         {} (evaluated in order, first match decides)", rules.len())?;
+    for r in rules {
+        writeln!(out, "  {:>3}  {}", r.index, describe_rule(r))?;
+    }
+    writeln!(out, "  ---  no match: {}", c.fallback)
+}
+
+/// One line describing a rule: name, effect, role, conditions, options.
+pub fn describe_rule(r: &Rule) -> String {
+    let mut s = format!("{}  {}", r.name, r.effect);
+    if let Some(role) = &r.role {
+        s.push_str(&format!(" {role}"));
+    }
+    s.push_str(" when ");
+    let mut conds = Vec::new();
+    if !r.users.is_empty() {
+        conds.push(format!("user in [{}]", r.users.join(", ")));
+    }
+    if !r.groups.is_empty() {
+        conds.push(format!("group in [{}]", r.groups.join(", ")));
+    }
+    if !r.prefixes.is_empty() {
+        let p: Vec<String> =
+            r.prefixes.iter().map(|p| format!("{}{}", p, if p.is_glob() { " (glob)" } else { "" })).collect();
+        conds.push(format!("location in [{}]", p.join(", ")));
+    }
+    if conds.is_empty() {
+        conds.push("always".into());
+    }
+    s.push_str(&conds.join(" and "));
+    let mut opts = Vec::new();
+    if let Some(d) = r.duration {
+        opts.push(format!("duration {}", format_duration(d)));
+    }
+    if r.external_id.is_some() {
+        opts.push("external id".into());
+    }
+    if r.session_policy.is_some() {
+        opts.push("session policy".into());
+    }
+    if r.scope_to_prefix {
+        opts.push("scoped to prefix".into());
+    }
+    if !opts.is_empty() {
+        s.push_str(&format!(" ({})", opts.join(", ")));
+    }
+    s
+}
+
+/// `explain`: which rule decides a request, with role, session name, and why each earlier rule did not
+/// match. `user` defaults to the OS user running the command; `groups` to the user's OS groups.
+pub fn explain(
+    config: &Path,
+    user: Option<String>,
+    groups: Option<Vec<String>>,
+    location: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let c = Config::load(config)?;
+    let location = match location {
+        None => None,
+        Some(l) => Some(Location::parse(l).map_err(|e| CliError::Usage(format!("invalid location: {e}")))?),
+    };
+    let user = match user {
+        Some(u) => u,
+        None => current_user()?,
+    };
+    let groups = match groups {
+        Some(g) => g.into_iter().map(|g| g.trim().to_owned()).filter(|g| !g.is_empty()).collect(),
+        None => os_groups(&user),
+    };
+    let (cluster_id, instance_id) = emr_node_ids(Path::new(EMR_INFO_DIR));
+    write_explanation(&c, &user, &groups, location.as_ref(), &cluster_id, &instance_id, out).map_err(io)
+}
+
+/// The body of `explain`, separated from the OS lookups so that tests can drive it.
+pub fn write_explanation(
+    c: &Config,
+    user: &str,
+    groups: &[String],
+    location: Option<&Location>,
+    cluster_id: &str,
+    instance_id: &str,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let req = Request { user, groups, location };
+    writeln!(out, "user:      {user}")?;
+    writeln!(out, "groups:    {}", if groups.is_empty() { "(none)".to_string() } else { groups.join(", ") })?;
+    writeln!(out, "location:  {}", location.map_or("(none)".to_string(), ToString::to_string))?;
+    let decision = c.rules.decide(&req);
+    let decided_at = match decision {
+        Decision::Rule { rule, .. } => rule.index,
+        Decision::Fallback => c.rules.rules().len(),
+    };
+    match decision {
+        Decision::Rule { rule, matched_prefix } => {
+            writeln!(out, "decision:  rule {} '{}' ({})", rule.index, rule.name, rule.effect)?;
+            if let Some(p) = matched_prefix {
+                writeln!(out, "matched:   {}{}", p, if p.is_glob() { " (glob)" } else { " (prefix)" })?;
+            }
+            match (rule.effect, &rule.role) {
+                (Effect::Allow, Some(role)) => {
+                    let vars = TemplateVars { user, cluster_id, instance_id, rule: &rule.name };
+                    writeln!(out, "effect:    allow: credentials for the role below")?;
+                    writeln!(out, "role:      {role}")?;
+                    writeln!(out, "session:   {} (template \"{}\")", c.sts.session_name.render(&vars), c.sts.session_name)?;
+                    if let Some(si) = &c.sts.source_identity {
+                        writeln!(out, "source id: {} (template \"{si}\")", si.render(&vars))?;
+                    }
+                    let d = rule.duration.unwrap_or(c.sts.session_duration);
+                    writeln!(out, "duration:  {}", format_duration(d))?;
+                    if let Some(x) = &rule.external_id {
+                        writeln!(out, "external:  {x}")?;
+                    }
+                    if let Some(p) = &rule.session_policy {
+                        writeln!(out, "policy:    {p}")?;
+                    }
+                    if rule.scope_to_prefix {
+                        writeln!(out, "scope:     S3 access limited to the matched prefix by a session policy")?;
+                    } else if rule.session_policy.is_none() && !rule.prefixes.is_empty() {
+                        writeln!(
+                            out,
+                            "note:      the prefix chose the role; the credentials are not limited to it \
+                             (set scope_to_prefix or session_policy to confine them)"
+                        )?;
+                    }
+                }
+                _ => writeln!(out, "effect:    deny: the request is refused (403 AccessDenied)")?,
+            }
+        }
+        Decision::Fallback => {
+            writeln!(out, "decision:  no rule matched: fallback {}", c.fallback)?;
+            writeln!(
+                out,
+                "effect:    {}",
+                match c.fallback {
+                    crate::config::FallbackMode::InstanceProfile => "the node's own instance-profile credentials",
+                    crate::config::FallbackMode::Deny => "refused (403 AccessDenied)",
+                }
+            )?;
+        }
+    }
+    let earlier = &c.rules.rules()[..decided_at];
+    if !earlier.is_empty() {
+        writeln!(out, "earlier rules that did not match:")?;
+        for r in earlier {
+            let why = match r.evaluate(&req) {
+                Ok(_) => "matched (unexpected)".to_string(),
+                Err(m) => why_not(r, m, &req),
+            };
+            writeln!(out, "  {:>3} '{}': {}", r.index, r.name, why)?;
+        }
+    }
+    Ok(())
+}
+
+fn why_not(r: &Rule, m: Mismatch, req: &Request<'_>) -> String {
+    match m {
+        Mismatch::User => format!("user '{}' is not in users [{}]", req.user, r.users.join(", ")),
+        Mismatch::Group => format!(
+            "none of the groups [{}] is in groups [{}]",
+            req.groups.join(", "),
+            r.groups.join(", ")
+        ),
+        Mismatch::NoLocation => "the rule names prefixes and the request has no location".into(),
+        Mismatch::Prefix => format!(
+            "location {} matches none of [{}]",
+            req.location.map(ToString::to_string).unwrap_or_default(),
+            r.prefixes.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// The user running this command (its passwd name, or `uid:<n>` if it has none).
+fn current_user() -> Result<String, CliError> {
+    let uid = nix::unistd::getuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => Ok(u.name),
+        Ok(None) => Ok(format!("uid:{uid}")),
+        Err(e) => Err(CliError::Other(format!("cannot look up uid {uid}: {e}"))),
+    }
+}
+
+/// The OS groups of `user` (none if the OS does not know the user).
+fn os_groups(user: &str) -> Vec<String> {
+    let Ok(Some(u)) = nix::unistd::User::from_name(user) else {
+        return Vec::new();
+    };
+    let Ok(name) = std::ffi::CString::new(user) else {
+        return Vec::new();
+    };
+    let gids = nix::unistd::getgrouplist(&name, u.gid).unwrap_or_else(|_| vec![u.gid]);
+    let mut names = Vec::new();
+    for gid in gids {
+        let n = match nix::unistd::Group::from_gid(gid) {
+            Ok(Some(g)) => g.name,
+            _ => format!("gid:{gid}"),
+        };
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names
+}
+
+/// `{cluster_id}` and `{instance_id}` from EMR's `job-flow.json` (`jobFlowId`) and `instance.json`
+/// (`instanceId`) in `dir`; placeholders when absent.
+pub fn emr_node_ids(dir: &Path) -> (String, String) {
+    let field = |file: &str, keys: &[&str]| -> Option<String> {
+        let text = std::fs::read_to_string(dir.join(file)).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        keys.iter().find_map(|k| v.get(*k)?.as_str().map(str::to_owned)).filter(|s| !s.is_empty())
+    };
+    (
+        field("job-flow.json", &["jobFlowId", "JobFlowId", "clusterId"]).unwrap_or_else(|| UNKNOWN_CLUSTER_ID.into()),
+        field("instance.json", &["instanceId", "InstanceId"]).unwrap_or_else(|| UNKNOWN_INSTANCE_ID.into()),
+    )
+}
+
+#[derive(Serialize)]
+struct ImportDoc {
+    mapping: Vec<ImportMapping>,
+}
+
+#[derive(Serialize)]
+struct ImportMapping {
+    name: String,
+    effect: String,
+    role: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    users: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    prefixes: Vec<String>,
+}
+
+/// `import`: converts an EMR security configuration (raw or describe output) or an emrfs-site roleMapping
+/// value into `[[mapping]]` TOML that `check` accepts and that decides exactly as the input does.
+pub fn import(file: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Other(format!("{}: cannot read: {e}", file.display())))?;
+    let toml = import_text(&text).map_err(|e| {
+        CliError::Config(ConfigError {
+            file: file.to_owned(),
+            line: e.position.map(|p| p.0),
+            column: e.position.map(|p| p.1),
+            key: e.key,
+            message: e.message,
+        })
+    })?;
+    writeln!(out, "# Imported from {}", file.display()).map_err(io)?;
+    out.write_all(toml.as_bytes()).map_err(io)
+}
+
+/// The TOML that `import` prints for an EMR input (pure).
+pub fn import_text(text: &str) -> Result<String, emr::EmrError> {
+    let (format, rules) = emr::parse_rules(text, 0)?;
+    let doc = ImportDoc {
+        mapping: rules
+            .iter()
+            .map(|r| ImportMapping {
+                name: r.name.clone(),
+                effect: r.effect.to_string(),
+                role: r.role.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default(),
+                users: r.users.clone(),
+                groups: r.groups.clone(),
+                prefixes: r.prefixes.iter().map(|p| p.as_str().to_owned()).collect(),
+            })
+            .collect(),
+    };
+    let body = toml::to_string(&doc).map_err(|e| emr::EmrError {
+        key: "(document)".into(),
+        message: format!("cannot write TOML: {e}"),
+        position: None,
+    })?;
+    Ok(format!(
+        "# Format: {format}. {} rule(s), evaluated in this order; first match decides.\n\
+         # Prefix rules choose a role; they do not confine the caller unless scope_to_prefix or a\n\
+         # session_policy limits the credentials.\n\n{body}",
+        rules.len()
+    ))
+}
