@@ -25,8 +25,8 @@ DEFAULT_PORT = 9944
 DEFAULT_TOKEN_FILE = "/etc/emrfs-role-agent/token"
 PROVIDER_CLASS = "io.emrfsroleagent.emrfs.RoleAgentCredentialsProvider"
 # Hadoop keys the provider reads; set only when they differ from the provider's defaults.
-PROVIDER_ENDPOINT_KEY = "fs.emrfs-role-agent.endpoint"
-PROVIDER_TOKEN_FILE_KEY = "fs.emrfs-role-agent.token.file"
+PROVIDER_ENDPOINT_KEY = "emrfs-role-agent.endpoint"
+PROVIDER_TOKEN_FILE_KEY = "emrfs-role-agent.token-file"
 
 
 def settings(port=DEFAULT_PORT, token_file=DEFAULT_TOKEN_FILE):
