@@ -1,0 +1,39 @@
+"""Loopback ports and waiting for servers."""
+
+import socket
+import time
+
+import requests
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http_ok(url, timeout, process=None, describe=lambda: ""):
+    """Polls `url` until it answers 200. Fails early if `process` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {process.returncode} before answering\n{describe()}")
+        try:
+            r = requests.get(url, timeout=2)
+            if r.status_code == 200:
+                return
+            last = f"HTTP {r.status_code}"
+        except requests.RequestException as e:
+            last = repr(e)
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout}s (last: {last})\n{describe()}")
+
+
+def tail(path, lines=40):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
