@@ -1,0 +1,654 @@
+"""The EMR bootstrap action (bootstrap/install.sh), run as a test runs it: `--root DIR` instead of
+/, S3 replaced by a local-directory copier (SPEC §9).
+
+A release tarball is packaged by scripts/release.sh around a stand-in binary (the installer is
+under test here, not the binary; tests/e2e/test_release.py covers the real one)."""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from helpers.agent import agent_binary
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+INSTALL = os.path.join(REPO, "bootstrap", "install.sh")
+RELEASE = os.path.join(REPO, "scripts", "release.sh")
+MAPPINGS_SYNC = os.path.join(REPO, "bootstrap", "mappings-sync.sh")
+sys.path.insert(0, os.path.join(REPO, "bootstrap"))
+import emr_conf  # noqa: E402
+
+PROG = "emrfs-role-agent"
+BUCKET = "ops-bucket"
+PROVIDER = "io.emrfsroleagent.emrfs.RoleAgentCredentialsProvider"
+# What the waiter leaves behind and the bootstrap's own logs: not installed files.
+NOT_INSTALLED = ("run/", f"var/log/{PROG}-bootstrap/")
+
+CONFIG = """\
+mappings_file = "/etc/emrfs-role-agent/mappings"
+
+[server]
+listen = ["127.0.0.1:9944"]
+
+[[mapping]]
+name = "partner"
+role = "arn:aws:iam::222222222222:role/partner-writer"
+prefixes = ["s3://partner-bucket/exports/"]
+"""
+
+MAPPINGS = json.dumps(
+    {
+        "AuthorizationConfiguration": {
+            "EmrFsConfiguration": {
+                "RoleMappings": [
+                    {
+                        "Role": "arn:aws:iam::123456789012:role/analysts",
+                        "IdentifierType": "Group",
+                        "Identifiers": ["analysts"],
+                    }
+                ]
+            }
+        }
+    }
+)
+
+
+class S3Dir:
+    """A directory standing in for S3: s3://bucket/key is <dir>/bucket/key."""
+
+    def __init__(self, path):
+        self.path = path
+        os.makedirs(path, exist_ok=True)
+        self.copier = os.path.join(path, "copy.sh")
+        with open(self.copier, "w") as f:
+            f.write('#!/bin/sh\n# copy.sh S3DIR SRC DST\nset -e\nsrc=${2#s3://}\ncp "$1/$src" "$3"\n')
+        os.chmod(self.copier, 0o755)
+        self.copy_cmd = f"{self.copier} {path}"
+
+    def put(self, key, data):
+        p = os.path.join(self.path, BUCKET, key)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        mode = "wb" if isinstance(data, bytes) else "w"
+        with open(p, mode) as f:
+            f.write(data)
+        return f"s3://{BUCKET}/{key}"
+
+
+def package(tmp, version_text="emrfs-role-agent 0.0.0-test", jar=True):
+    """A release tarball around a stand-in binary (and a stand-in provider jar)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    stub = tmp / "emrfs-role-agent"
+    stub.write_text(f"#!/bin/sh\necho '{version_text}'\n")
+    stub.chmod(0o755)
+    args = [RELEASE, "--binary", str(stub), "--out", str(tmp / "dist")]
+    if jar:
+        jar_path = tmp / "emrfs-role-agent-provider.jar"
+        jar_path.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip
+        args += ["--jar", str(jar_path)]
+    else:
+        args += ["--no-jar"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    tarball = r.stdout.strip().splitlines()[-1]
+    return tarball
+
+
+class Node:
+    """One --root install target and the S3 stand-in it installs from."""
+
+    def __init__(self, tmp_path, jar=True):
+        self.tmp = tmp_path
+        self.root = tmp_path / "root"
+        self.s3 = S3Dir(str(tmp_path / "s3"))
+        tarball = package(tmp_path / "build", jar=jar)
+        with open(tarball, "rb") as f:
+            self.tarball_bytes = f.read()
+        self.release_uri = self.s3.put(os.path.basename(tarball), self.tarball_bytes)
+        self.sha256 = hashlib.sha256(self.tarball_bytes).hexdigest()
+        self.config_uri = self.s3.put("agent/config.toml", CONFIG)
+        self.mappings_uri = self.s3.put("agent/mappings.json", MAPPINGS)
+
+    def install(self, *extra, check=True, mappings=True):
+        argv = [
+            INSTALL,
+            "--root", str(self.root),
+            "--s3-copy", self.s3.copy_cmd,
+            "--release", self.release_uri,
+            "--config", self.config_uri,
+            "--sha256", self.sha256,
+            "--wire-poll", "0.1",
+        ]  # fmt: skip
+        if mappings:
+            argv += ["--mappings", self.mappings_uri]
+        argv += list(extra)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if check:
+            assert r.returncode == 0, r.stderr
+        return r
+
+    def path(self, p):
+        return self.root / p.lstrip("/")
+
+    def files(self):
+        """Installed files: relative path -> (mode, sha256)."""
+        out = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+                full = os.path.join(dirpath, name)
+                rel = os.path.relpath(full, self.root)
+                if rel.startswith(NOT_INSTALLED):
+                    continue
+                st = os.lstat(full)
+                with open(full, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+                out[rel] = (oct(st.st_mode & 0o7777), digest)
+        return out
+
+    def dirs(self):
+        return {
+            os.path.relpath(d, self.root): oct(os.stat(d).st_mode & 0o7777)
+            for d, _, _ in os.walk(self.root)
+            if not os.path.relpath(d, self.root).startswith(NOT_INSTALLED)
+        }
+
+    def runs(self):
+        """The recorded system actions (useradd, chown, systemctl, ...) of each run, in order."""
+        with open(self.path(f"/var/log/{PROG}-bootstrap/actions.log")) as f:
+            text = f.read()
+        return [run.strip().splitlines() for run in text.split("== run\n")[1:]]
+
+    def owners(self, run=-1):
+        """Path -> owner:group from the chown actions of a run."""
+        out = {}
+        for line in self.runs()[run]:
+            if line.startswith("chown "):
+                _, owner, path = line.split(" ", 2)
+                out[path] = owner
+        return out
+
+    def waiter_log(self):
+        p = self.path(f"/var/log/{PROG}-bootstrap/wire-clients.log")
+        return p.read_text() if p.exists() else ""
+
+    def waiters(self):
+        """PIDs of wire-clients.sh processes working on this root."""
+        out = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if any(a.endswith(b"wire-clients.sh") for a in argv) and str(self.root).encode() in argv:
+                out.append(int(pid))
+        return out
+
+    def stop_waiters(self):
+        for pid in self.waiters():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def node(tmp_path):
+    n = Node(tmp_path)
+    yield n
+    n.stop_waiters()
+
+
+def wait_for(predicate, timeout=20, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# ---- install --------------------------------------------------------------------------------
+
+
+def test_second_run_changes_nothing(node):
+    node.install("--mappings-refresh", "10min")
+    first = node.files()
+    first_dirs = node.dirs()
+    time.sleep(1.1)  # a rewrite would show in mtimes too
+    mtimes = {p: os.stat(node.root / p).st_mtime for p in first}
+    node.install("--mappings-refresh", "10min")
+    assert node.files() == first
+    assert node.dirs() == first_dirs
+    assert {p: os.stat(node.root / p).st_mtime for p in first} == mtimes
+    # Nothing changed, so nothing is restarted or reloaded.
+    second = node.runs()[-1]
+    assert not [a for a in second if re.match(r"systemctl (restart|reload|daemon-reload)", a)], second
+    assert f"systemctl enable --now {PROG}.service" in second
+
+
+def test_installs_every_file_with_its_mode(node):
+    node.install("--mappings-refresh", "10min")
+    files = node.files()
+    expected = {
+        "usr/local/bin/emrfs-role-agent": "0o755",
+        "usr/local/lib/emrfs-role-agent/wire-clients.sh": "0o755",
+        "usr/local/lib/emrfs-role-agent/mappings-sync.sh": "0o755",
+        "usr/local/lib/emrfs-role-agent/emr_conf.py": "0o755",
+        "etc/systemd/system/emrfs-role-agent.service": "0o644",
+        "etc/systemd/system/emrfs-role-agent-mappings-sync.service": "0o644",
+        "etc/systemd/system/emrfs-role-agent-mappings-sync.timer": "0o644",
+        "etc/systemd/system/emrfs-role-agent-mappings-sync.timer.d/interval.conf": "0o644",
+        "etc/logrotate.d/emrfs-role-agent": "0o644",
+        "etc/emrfs-role-agent/config.toml": "0o640",
+        "etc/emrfs-role-agent/mappings": "0o640",
+        "etc/emrfs-role-agent/mappings-sync.env": "0o640",
+        "etc/emrfs-role-agent/token": "0o440",
+        "usr/share/aws/emr/emrfs/auxlib/emrfs-role-agent-provider.jar": "0o644",
+    }
+    for path, mode in expected.items():
+        assert path in files, path
+        assert files[path][0] == mode, (path, files[path][0])
+    assert node.dirs()["etc/emrfs-role-agent"] == "0o755"  # job users must reach the token
+    assert node.path("/etc/emrfs-role-agent/config.toml").read_text() == CONFIG
+    assert node.path("/etc/emrfs-role-agent/mappings").read_text() == MAPPINGS
+    with open(os.path.join(REPO, "systemd", "emrfs-role-agent.service"), "rb") as f:
+        assert files["etc/systemd/system/emrfs-role-agent.service"][1] == hashlib.sha256(f.read()).hexdigest()
+
+
+def test_owners_and_system_changes(node):
+    node.install()
+    owners = node.owners()
+    assert owners["/etc/emrfs-role-agent/token"] == "emrfs-role-agent:hadoop"
+    assert owners["/etc/emrfs-role-agent/config.toml"] == "root:emrfs-role-agent"
+    assert owners["/etc/emrfs-role-agent/mappings"] == "root:emrfs-role-agent"
+    for p in ("/usr/local/bin/emrfs-role-agent", "/etc/systemd/system/emrfs-role-agent.service", "/etc/emrfs-role-agent"):
+        assert owners[p] == "root:root", p
+    first = node.runs()[0]
+    assert "groupadd --system emrfs-role-agent" in first
+    assert any(a.startswith("useradd --system --gid emrfs-role-agent") and a.endswith(" emrfs-role-agent") for a in first)
+    assert first.index("systemctl daemon-reload") < first.index(f"systemctl enable --now {PROG}.service")
+    assert not [a for a in first if re.match(r"systemctl (restart|reload) ", a)]  # first start: enable --now only
+
+
+def test_token_group_is_a_choice(node):
+    node.install("--token-group", "analysts", "--token-mode", "0444")
+    assert node.owners()["/etc/emrfs-role-agent/token"] == "emrfs-role-agent:analysts"
+    assert oct(node.path("/etc/emrfs-role-agent/token").stat().st_mode & 0o777) == "0o444"
+
+
+def test_token_is_random_has_no_newline_and_is_kept(node, tmp_path):
+    node.install()
+    token = node.path("/etc/emrfs-role-agent/token").read_bytes()
+    assert re.fullmatch(rb"[0-9a-f]{64}", token), token
+    node.install()
+    assert node.path("/etc/emrfs-role-agent/token").read_bytes() == token
+    other = Node(tmp_path / "other")
+    other.install()
+    assert other.path("/etc/emrfs-role-agent/token").read_bytes() != token
+    other.stop_waiters()
+
+
+def test_token_with_a_newline_is_replaced(node):
+    node.install()
+    node.path("/etc/emrfs-role-agent/token").chmod(0o600)
+    node.path("/etc/emrfs-role-agent/token").write_text("abc\n")
+    node.install()
+    token = node.path("/etc/emrfs-role-agent/token").read_bytes()
+    assert b"\n" not in token and len(token) == 64
+
+
+def test_config_change_reloads_binary_change_restarts(node):
+    node.install()
+    node.s3.put("agent/config.toml", CONFIG + "\n[fallback]\nmode = \"deny\"\n")
+    node.install()
+    run = node.runs()[-1]
+    assert f"systemctl reload {PROG}.service" in run and f"systemctl restart {PROG}.service" not in run, run
+    assert "deny" in node.path("/etc/emrfs-role-agent/config.toml").read_text()
+
+    new = package(node.tmp / "build2", version_text="emrfs-role-agent 0.0.1-test")
+    with open(new, "rb") as f:
+        data = f.read()
+    node.release_uri = node.s3.put(os.path.basename(new), data)
+    node.sha256 = hashlib.sha256(data).hexdigest()
+    node.install()
+    run = node.runs()[-1]
+    assert f"systemctl restart {PROG}.service" in run, run
+    assert "0.0.1-test" in node.path("/usr/local/bin/emrfs-role-agent").read_text()
+
+
+def test_wrong_sha256_installs_nothing(node):
+    r = node.install("--sha256", "0" * 64, check=False)
+    assert r.returncode != 0
+    assert "SHA-256" in r.stderr
+    assert not node.path("/usr/local/bin/emrfs-role-agent").exists()
+    assert not node.path("/etc/emrfs-role-agent").exists()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        ([], "--release is required"),
+        (["--release", "s3://b/x.tar.gz"], "--config is required"),
+        (["--release", "s3://b/x", "--config", "s3://b/c", "--port", "99999"], "not a port"),
+        (["--release", "s3://b/x", "--config", "s3://b/c", "--mappings-refresh", "5min"], "needs --mappings"),
+        (["--release", "s3://b/x", "--config", "s3://b/c", "--bogus"], "unknown argument"),
+    ],
+)
+def test_bad_arguments_are_refused(tmp_path, args, message):
+    r = subprocess.run([INSTALL, "--root", str(tmp_path), *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert message in r.stderr
+
+
+def test_help_documents_every_flag():
+    r = subprocess.run([INSTALL, "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    with open(INSTALL) as f:
+        flags = set(re.findall(r"^\s+(--[a-z0-9-]+)\)", f.read(), re.M))
+    assert flags >= {"--release", "--config", "--mappings", "--sha256", "--port", "--root", "--s3-copy"}
+    for flag in flags:
+        assert flag in r.stdout, flag
+
+
+def test_mappings_refresh_can_be_turned_off(node):
+    node.install("--mappings-refresh", "2min")
+    interval = node.path("/etc/systemd/system/emrfs-role-agent-mappings-sync.timer.d/interval.conf").read_text()
+    assert "OnUnitActiveSec=2min" in interval and "OnBootSec=2min" in interval
+    env = node.path("/etc/emrfs-role-agent/mappings-sync.env").read_text()
+    assert f"MAPPINGS_URI={node.mappings_uri}\n" in env
+    assert f"S3_COPY={node.s3.copy_cmd}\n" in env
+    assert "systemctl enable --now emrfs-role-agent-mappings-sync.timer" in node.runs()[-1]
+
+    node.install()
+    assert "systemctl disable --now emrfs-role-agent-mappings-sync.timer" in node.runs()[-1]
+    for p in (
+        "/etc/systemd/system/emrfs-role-agent-mappings-sync.timer",
+        "/etc/systemd/system/emrfs-role-agent-mappings-sync.service",
+        "/etc/systemd/system/emrfs-role-agent-mappings-sync.timer.d",
+        "/etc/emrfs-role-agent/mappings-sync.env",
+    ):
+        assert not node.path(p).exists(), p
+
+
+# ---- client wiring ----------------------------------------------------------------------------
+
+SPARK_DEFAULTS = """\
+spark.master                     yarn
+spark.executorEnv.AWS_CONTAINER_CREDENTIALS_FULL_URI http://169.254.170.2/old
+spark.driver.extraClassPath      /usr/lib/hadoop-lzo/lib/*:/usr/share/aws/emr/emrfs/auxlib/*
+"""
+
+CORE_SITE = """\
+<?xml version="1.0"?>
+<?xml-stylesheet type="text/xsl" href="configuration.xsl"?>
+<!-- Put site-specific property overrides in this file. -->
+<configuration>
+  <property>
+    <name>fs.defaultFS</name>
+    <value>hdfs://ip-10-0-0-1.ec2.internal:8020</value>
+  </property>
+  <property><name>fs.s3a.aws.credentials.provider</name><value>some.Other</value></property>
+</configuration>
+"""
+
+EMRFS_SITE = """\
+<?xml version="1.0"?>
+<configuration>
+  <property>
+    <name>fs.s3.consistent</name>
+    <value>false</value>
+  </property>
+</configuration>
+"""
+
+CLIENT_FILES = {
+    "spark-defaults": "/etc/spark/conf/spark-defaults.conf",
+    "core-site": "/etc/hadoop/conf/core-site.xml",
+    "emrfs-site": "/usr/share/aws/emr/emrfs/conf/emrfs-site.xml",
+}
+
+
+def write_client_files(node):
+    for kind, text in (("spark-defaults", SPARK_DEFAULTS), ("core-site", CORE_SITE), ("emrfs-site", EMRFS_SITE)):
+        p = node.path(CLIENT_FILES[kind])
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.rename(p)
+
+
+def spark_props(path):
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            k, _, v = line.partition(" ")
+            out.setdefault(k, []).append(v.strip())
+    return out
+
+
+def xml_props(path):
+    root = ET.parse(path).getroot()
+    out = {}
+    for p in root.findall("property"):
+        out.setdefault(p.findtext("name"), []).append(p.findtext("value"))
+    return out
+
+
+def assert_wired(node, port=9944):
+    want = emr_conf.settings(port=port)
+    spark = spark_props(node.path(CLIENT_FILES["spark-defaults"]))
+    for k, v in want["spark-defaults"].items():
+        assert spark[k] == [v], k
+    assert spark["spark.master"] == ["yarn"]
+    assert spark["spark.driver.extraClassPath"] == ["/usr/lib/hadoop-lzo/lib/*:/usr/share/aws/emr/emrfs/auxlib/*"]
+    core = xml_props(node.path(CLIENT_FILES["core-site"]))
+    assert core["fs.s3a.aws.credentials.provider"] == [PROVIDER]
+    assert core["fs.defaultFS"] == ["hdfs://ip-10-0-0-1.ec2.internal:8020"]
+    emrfs = xml_props(node.path(CLIENT_FILES["emrfs-site"]))
+    assert emrfs["fs.s3.customAWSCredentialsProvider"] == [PROVIDER]
+    assert emrfs["fs.s3.consistent"] == ["false"]
+    for props in (core, emrfs):
+        if port == 9944:
+            assert "emrfs-role-agent.endpoint" not in props
+        else:
+            assert props["emrfs-role-agent.endpoint"] == [f"http://127.0.0.1:{port}"]
+
+
+def test_waiter_wires_clients_when_their_files_appear(node):
+    node.install()
+    wait_for(lambda: node.waiters(), 10, "the waiter to start")
+    time.sleep(0.5)  # the waiter keeps polling while nothing is there
+    assert node.waiters(), node.waiter_log()
+    write_client_files(node)
+    wait_for(lambda: not node.waiters(), 20, "the waiter to finish")
+    assert "all clients wired" in node.waiter_log(), node.waiter_log()
+    assert_wired(node)
+    head = node.path(CLIENT_FILES["core-site"]).read_text().splitlines()[:3]
+    assert head == CORE_SITE.splitlines()[:3]  # declaration, stylesheet and comment kept
+
+    # Idempotent: another bootstrap run (and its waiter) leaves the wired files as they are.
+    before = node.files()
+    node.install()
+    wait_for(lambda: not node.waiters(), 20, "the second waiter to finish")
+    assert node.files() == before
+
+
+def test_waiter_with_another_port(node):
+    node.install("--port", "9955")
+    write_client_files(node)
+    wait_for(lambda: "all clients wired" in node.waiter_log(), 20, "the wiring")
+    assert_wired(node, port=9955)
+    spark = spark_props(node.path(CLIENT_FILES["spark-defaults"]))
+    assert spark["spark.executorEnv.AWS_CONTAINER_CREDENTIALS_FULL_URI"] == ["http://127.0.0.1:9955/v1/credentials"]
+
+
+def test_only_one_waiter_at_a_time(node):
+    node.install()
+    wait_for(lambda: len(node.waiters()) == 1, 10, "one waiter")
+    node.install()
+    time.sleep(0.5)
+    assert len(node.waiters()) == 1
+    assert "another waiter is already running" in node.waiter_log()
+
+
+def test_without_the_provider_jar_hadoop_is_left_alone(tmp_path):
+    n = Node(tmp_path, jar=False)
+    try:
+        r = n.install()
+        assert "no emrfs-role-agent-provider.jar" in r.stderr
+        write_client_files(n)
+        wait_for(lambda: "all clients wired" in n.waiter_log(), 20, "the wiring")
+        assert n.path(CLIENT_FILES["core-site"]).read_text() == CORE_SITE
+        assert n.path(CLIENT_FILES["emrfs-site"]).read_text() == EMRFS_SITE
+        spark = spark_props(n.path(CLIENT_FILES["spark-defaults"]))
+        assert spark["spark.executorEnv.AWS_CONTAINER_CREDENTIALS_FULL_URI"] == ["http://127.0.0.1:9944/v1/credentials"]
+    finally:
+        n.stop_waiters()
+
+
+def test_waiter_on_emr_waits_for_node_provisioning(node):
+    state = node.path("/emr/instance-controller/lib/info/job-flow-state.txt")
+    state.parent.mkdir(parents=True)
+    record = "localInstance {\n  instanceId: \"i-0\"\n  nodeProvisionCheckinRecord {\n    status: %s\n  }\n}\n"
+    state.write_text(record % "PENDING")
+    node.install()
+    write_client_files(node)
+    wait_for(lambda: "changed" in node.waiter_log() and "emrfs-site" in node.waiter_log(), 20, "the first wiring")
+    assert_wired(node)
+    # EMR may still rewrite a file before provisioning ends: the waiter wires it again.
+    node.path(CLIENT_FILES["core-site"]).write_text(CORE_SITE)
+    wait_for(lambda: xml_props(node.path(CLIENT_FILES["core-site"])).get("fs.s3a.aws.credentials.provider") == [PROVIDER],
+             20, "the rewiring")  # fmt: skip
+    assert node.waiters()
+    state.write_text(record % "SUCCESSFUL")
+    wait_for(lambda: not node.waiters(), 20, "the waiter to finish")
+    assert "node provisioned" in node.waiter_log()
+    assert_wired(node)
+
+
+def test_emr_configurations_json_matches_the_wiring():
+    with open(os.path.join(REPO, "config", "emr-configurations.json")) as f:
+        doc = json.load(f)
+    assert doc == emr_conf.emr_configurations()
+    assert {c["Classification"] for c in doc} == {"spark-defaults", "core-site", "emrfs-site"}
+
+
+def test_provisioned_reads_only_the_local_instance():
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write(
+            "jobFlowId: \"j-1\"\n"
+            "masterInstance {\n  nodeProvisionCheckinRecord {\n    status: SUCCESSFUL\n  }\n}\n"
+            "localInstance {\n  nodeProvisionCheckinRecord {\n    status: RUNNING\n  }\n}\n"
+        )
+    try:
+        assert not emr_conf.provisioned(f.name)
+        with open(f.name) as g:
+            text = g.read().replace("status: RUNNING", "status: SUCCESSFUL")
+        with open(f.name, "w") as g:
+            g.write(text)
+        assert emr_conf.provisioned(f.name)
+        assert not emr_conf.provisioned(f.name + ".absent")
+    finally:
+        os.unlink(f.name)
+
+
+# ---- central mapping updates ----------------------------------------------------------------
+
+
+@pytest.fixture
+def sync_env(tmp_path):
+    binary = agent_binary()
+    assert os.access(binary, os.X_OK), f"the agent binary is needed to check mappings: {binary}"
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    mappings = etc / "mappings"
+    mappings.write_text(MAPPINGS)
+    mappings.chmod(0o640)
+    config = etc / "config.toml"
+    config.write_text(CONFIG.replace("/etc/emrfs-role-agent/mappings", str(mappings)))
+    s3 = S3Dir(str(tmp_path / "s3"))
+    reloads = tmp_path / "reloads"
+    reload_cmd = tmp_path / "reload.sh"
+    reload_cmd.write_text(f"#!/bin/sh\necho reload >> {reloads}\n")
+    reload_cmd.chmod(0o755)
+
+    def run(uri):
+        r = subprocess.run(
+            [MAPPINGS_SYNC, "--uri", uri, "--dest", str(mappings), "--config", str(config), "--binary", binary,
+             "--s3-copy", s3.copy_cmd, "--reload-cmd", str(reload_cmd)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        count = len(reloads.read_text().splitlines()) if reloads.exists() else 0
+        return r, count
+
+    return s3, mappings, run
+
+
+def test_mappings_sync_reloads_only_on_change(sync_env):
+    s3, mappings, run = sync_env
+    uri = s3.put("agent/mappings.json", MAPPINGS)
+    r, reloads = run(uri)
+    assert r.returncode == 0 and "unchanged" in r.stderr and reloads == 0, r.stderr
+
+    changed = MAPPINGS.replace("analysts", "engineers")
+    s3.put("agent/mappings.json", changed)
+    r, reloads = run(uri)
+    assert r.returncode == 0, r.stderr
+    assert reloads == 1
+    assert mappings.read_text() == changed
+    assert oct(mappings.stat().st_mode & 0o777) == "0o640"
+
+    r, reloads = run(uri)
+    assert r.returncode == 0 and reloads == 1
+    assert not [p for p in os.listdir(mappings.parent) if p.startswith(".")]  # no temporary files left
+
+
+def test_mappings_sync_keeps_the_old_mappings_when_the_new_ones_are_invalid(sync_env):
+    s3, mappings, run = sync_env
+    bad = MAPPINGS.replace("arn:aws:iam::123456789012:role/analysts", "not-a-role-arn")
+    uri = s3.put("agent/mappings.json", bad)
+    r, reloads = run(uri)
+    assert r.returncode != 0
+    assert "rejected" in r.stderr and "not-a-role-arn" in r.stderr, r.stderr
+    assert reloads == 0
+    assert mappings.read_text() == MAPPINGS
+    assert not [p for p in os.listdir(mappings.parent) if p.startswith(".")]
+
+
+# ---- shell scripts --------------------------------------------------------------------------
+
+
+def shell_scripts():
+    out = []
+    for d in ("bootstrap", "scripts"):
+        for name in sorted(os.listdir(os.path.join(REPO, d))):
+            path = os.path.join(REPO, d, name)
+            if not os.path.isfile(path):
+                continue
+            with open(path, "rb") as f:
+                first = f.readline()
+            if name.endswith(".sh") or re.match(rb"#!.*\b(ba)?sh\b", first):
+                out.append(os.path.relpath(path, REPO))
+    return out
+
+
+def test_shell_scripts_are_shellcheck_clean():
+    scripts = shell_scripts()
+    assert "bootstrap/install.sh" in scripts and "scripts/release.sh" in scripts
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is missing (scripts/setup-test-env.sh installs it)"
+    r = subprocess.run([shellcheck, "--severity=style", *scripts], cwd=REPO, capture_output=True, text=True,
+                       timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
