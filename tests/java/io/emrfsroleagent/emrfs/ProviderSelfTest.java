@@ -159,6 +159,8 @@ public final class ProviderSelfTest {
       check("error body that is not JSON gives the status", ProviderSelfTest::nonJsonError);
       check("200 with a body that is not JSON never echoes the body", ProviderSelfTest::nonJsonSuccess);
       check("200 without a field names the field", ProviderSelfTest::missingField);
+      check("long-term keys without a token become basic credentials",
+          ProviderSelfTest::longTermKeysWithoutToken);
       check("agent down: exception names endpoint and cause; recovers when back",
           ProviderSelfTest::agentDownThenBack);
       check("read timeout names the endpoint", ProviderSelfTest::readTimeout);
@@ -332,12 +334,25 @@ public final class ProviderSelfTest {
   static void missingField() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
       agent.status = 200;
-      agent.body = "{\"AccessKeyId\":\"ASIAX\",\"SecretAccessKey\":\"" + SECRET + "\",\"Expiration\":\""
+      agent.body = "{\"AccessKeyId\":\"ASIAX\",\"Token\":\"" + SESSION_TOKEN + "\",\"Expiration\":\""
           + T0.plus(Duration.ofHours(1)) + "\"}";
       RoleAgentCredentialsProvider provider = new RoleAgentCredentialsProvider(
           new URI("s3://b/"), conf(agent), new MovableClock());
       String m = expectFailure(provider).getMessage();
-      expect(m.contains("without Token"), "names the field: " + m);
+      expect(m.contains("without SecretAccessKey"), "names the field: " + m);
+    }
+  }
+
+  static void longTermKeysWithoutToken() throws Exception {
+    try (FakeAgent agent = new FakeAgent()) {
+      agent.status = 200;
+      agent.body = "{\"AccessKeyId\":\"AKIALONGTERM\",\"SecretAccessKey\":\"" + SECRET
+          + "\",\"Token\":null,\"Expiration\":\"" + T0.plus(Duration.ofHours(1)) + "\"}";
+      AWSCredentials creds = new RoleAgentCredentialsProvider(
+          new URI("s3://b/"), conf(agent), new MovableClock()).getCredentials();
+      expect(!(creds instanceof AWSSessionCredentials), "not session credentials: " + creds.getClass());
+      expectEquals("AKIALONGTERM", creds.getAWSAccessKeyId(), "access key");
+      expectEquals(SECRET, creds.getAWSSecretKey(), "secret key");
     }
   }
 

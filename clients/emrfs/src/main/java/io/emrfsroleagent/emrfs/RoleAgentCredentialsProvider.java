@@ -3,6 +3,7 @@ package io.emrfsroleagent.emrfs;
 import com.amazonaws.SdkClientException;
 import com.amazonaws.auth.AWSCredentials;
 import com.amazonaws.auth.AWSCredentialsProvider;
+import com.amazonaws.auth.BasicAWSCredentials;
 import com.amazonaws.auth.BasicSessionCredentials;
 import com.amazonaws.util.json.Jackson;
 import java.io.ByteArrayOutputStream;
@@ -37,7 +38,8 @@ import org.slf4j.LoggerFactory;
  * construct it with the filesystem's URI and the Hadoop configuration. For each fetch it asks
  * {@code GET <endpoint>/v1/credentials?location=<scheme>://<bucket>/&user=<Hadoop short user name>} with the
  * token file's content in the {@code Authorization} header, so the agent can pick the role mapped to that user
- * and bucket. Credentials are cached and refetched once they are within {@code refresh-before-expiry}
+ * and bucket. The answer becomes {@code BasicSessionCredentials} (or {@code BasicAWSCredentials} when the agent
+ * hands out long-term keys without a token). Credentials are cached and refetched once they are within {@code refresh-before-expiry}
  * (15 minutes) of expiry; if a refetch fails while the cached credentials have not expired yet, those keep
  * being served (as the SDK's own container provider does).
  *
@@ -221,7 +223,8 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
     }
     String accessKeyId = required(json, "AccessKeyId", s, who);
     String secretAccessKey = required(json, "SecretAccessKey", s, who);
-    String token = required(json, "Token", s, who);
+    // Long-term keys (an instance-profile fallback fed by static keys) come without a token.
+    String token = stringOrNull(json.get("Token"));
     String expirationText = required(json, "Expiration", s, who);
     Instant expiration;
     try {
@@ -236,8 +239,10 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
     }
     LOG.debug("Fetched credentials {} for {} from {}, expiring at {}", accessKeyId, s.location, s.endpoint,
         expirationText);
-    return new Cached(new BasicSessionCredentials(accessKeyId, secretAccessKey, token), expiration,
-        refreshAt(now, expiration, s.refreshBeforeExpiry));
+    AWSCredentials credentials = token == null || token.isEmpty()
+        ? new BasicAWSCredentials(accessKeyId, secretAccessKey)
+        : new BasicSessionCredentials(accessKeyId, secretAccessKey, token);
+    return new Cached(credentials, expiration, refreshAt(now, expiration, s.refreshBeforeExpiry));
   }
 
   /** When to fetch again: {@code refreshBefore} ahead of expiry, but not sooner than {@link #MIN_CACHE_TIME}. */
@@ -408,11 +413,11 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
   }
 
   private static final class Cached {
-    final BasicSessionCredentials credentials;
+    final AWSCredentials credentials;
     final Instant expiration;
     final Instant refreshAt;
 
-    Cached(BasicSessionCredentials credentials, Instant expiration, Instant refreshAt) {
+    Cached(AWSCredentials credentials, Instant expiration, Instant refreshAt) {
       this.credentials = credentials;
       this.expiration = expiration;
       this.refreshAt = refreshAt;
