@@ -244,19 +244,21 @@ impl Sink {
     }
 
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match &mut self.file {
-            None if self.file_path().is_none() => io::stdout().lock().write_all(bytes),
-            None => Err(io::Error::other("audit file is not open")),
-            Some(file) => match file.write_all(bytes) {
-                Ok(()) => {
-                    self.len += bytes.len() as u64;
-                    Ok(())
-                }
-                Err(e) => {
-                    let _ = file.set_len(self.len);
-                    Err(e)
-                }
-            },
+        let Some(file) = &mut self.file else {
+            return match self.path {
+                AuditPath::Stdout => io::stdout().lock().write_all(bytes),
+                AuditPath::File(_) => Err(io::Error::other("audit file is not open")),
+            };
+        };
+        match file.write_all(bytes) {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = file.set_len(self.len);
+                Err(e)
+            }
         }
     }
 

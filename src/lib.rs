@@ -31,38 +31,22 @@
 //! - [`server`]: hyper accept loop, connection limits, timeouts, graceful drain.
 //! - [`daemon`]: wiring for `serve`: signals, reload, systemd notification.
 
-#[cfg(feature = "wip")]
 pub mod audit;
-#[cfg(feature = "wip")]
 pub mod cache;
 pub mod caller;
 pub mod cli;
 pub mod clock;
 pub mod config;
-#[cfg(feature = "wip")]
 pub mod daemon;
 pub mod emr;
-#[cfg(feature = "wip")]
 pub mod handler;
 pub mod location;
-#[cfg(feature = "wip")]
 pub mod metrics;
-#[cfg(feature = "wip")]
 pub mod policy;
 pub mod refresh;
 pub mod rules;
-#[cfg(feature = "wip")]
 pub mod server;
-#[cfg(feature = "wip")]
 pub mod sts;
 pub mod template;
-#[cfg(feature = "wip")]
 pub mod token;
 
-// Temporary while the decision core lands: the serving modules build with `--features wip`.
-#[cfg(not(feature = "wip"))]
-pub mod daemon {
-    pub fn run(_: &std::path::Path) -> Result<(), crate::cli::CliError> {
-        Err(crate::cli::CliError::Other("serve is not built yet".into()))
-    }
-}

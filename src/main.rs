@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use emrfs_role_agent::cli::{self, CliError};
+use emrfs_role_agent::cli;
 
 /// Default configuration path when neither `--config` nor `$EMRFS_ROLE_AGENT_CONFIG` is given.
 const DEFAULT_CONFIG: &str = "/etc/emrfs-role-agent/config.toml";

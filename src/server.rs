@@ -36,13 +36,13 @@ pub async fn serve<S: Sts>(
         .timer(TokioTimer::new())
         .header_read_timeout(config.server.header_read_timeout)
         .max_buf_size(MAX_HEADER_BYTES.max(8192));
-    let graceful = GracefulShutdown::new();
+    let graceful = Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut acceptors = tokio::task::JoinSet::new();
     app.listening.store(true, std::sync::atomic::Ordering::Relaxed);
     for listener in listeners {
-        let (app, slots, builder, watcher, mut stop) =
-            (app.clone(), slots.clone(), builder.clone(), graceful.watcher(), stop_rx.clone());
+        let (app, slots, builder, graceful, mut stop) =
+            (app.clone(), slots.clone(), builder.clone(), graceful.clone(), stop_rx.clone());
         acceptors.spawn(async move {
             loop {
                 let (stream, peer) = tokio::select! {
@@ -65,14 +65,14 @@ pub async fn serve<S: Sts>(
                 let Ok(local) = stream.local_addr() else { continue };
                 let _ = stream.set_nodelay(true);
                 let conn = Arc::new(Conn::new(local, peer));
-                let app = app.clone();
                 app.metrics.connections_open.inc();
+                let metrics = app.metrics.clone();
+                let app = app.clone();
                 let service = service_fn(move |req| {
                     let (app, conn) = (app.clone(), conn.clone());
                     async move { Ok::<_, Infallible>(handler::handle(&app, &conn, req).await) }
                 });
-                let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
-                let metrics = app.metrics.clone();
+                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
                     let _ = connection.await;
                     metrics.connections_open.dec();
@@ -84,6 +84,7 @@ pub async fn serve<S: Sts>(
     shutdown.await;
     let _ = stop_tx.send(true);
     while acceptors.join_next().await.is_some() {}
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| unreachable!("acceptors have stopped"));
     if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
         tracing::warn!(?drain, "in-flight requests did not finish in time");
     }
