@@ -160,3 +160,185 @@ def test_timer_runs_the_sync_service():
     assert service["Type"] == ["oneshot"]
     assert service["ExecStart"] == ["/usr/local/lib/emrfs-role-agent/mappings-sync.sh"]
     assert service["EnvironmentFile"] == ["/etc/emrfs-role-agent/mappings-sync.env"]
+
+
+# ---- the agent inside the unit's sandbox ------------------------------------------------------
+#
+# systemd itself does not run here, so the sandbox's process-level parts are rebuilt from the unit
+# file and applied to a real agent: the system-call filter (SystemCallFilter=, default action EPERM,
+# native architecture only), RestrictAddressFamilies=, MemoryDenyWriteExecute=, NoNewPrivileges=
+# and the empty CapabilityBoundingSet=. The agent must then serve credentials from STS, identify
+# its caller through netlink, reload on SIGHUP and write its audit log.
+
+LAUNCHER = r'''
+"""launcher.py SPEC.json -- ARGV...: load a seccomp filter built from SPEC, then exec ARGV."""
+import ctypes, ctypes.util, errno, json, os, sys
+
+spec = json.load(open(sys.argv[1]))
+argv = sys.argv[sys.argv.index("--") + 1:]
+lib = ctypes.CDLL(ctypes.util.find_library("seccomp"), use_errno=True)
+lib.seccomp_init.restype = ctypes.c_void_p
+lib.seccomp_init.argtypes = [ctypes.c_uint32]
+lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+
+
+class Cmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("a", ctypes.c_uint64), ("b", ctypes.c_uint64)]
+
+
+lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                       ctypes.POINTER(Cmp)]
+lib.seccomp_load.argtypes = [ctypes.c_void_p]
+ALLOW, EQ, MASKED_EQ = 0x7FFF0000, 4, 7
+PROT_WRITE, PROT_EXEC = 2, 4
+ctx = lib.seccomp_init(0x00050000 | errno.EPERM)
+
+
+def allow(name, *cmps):
+    nr = lib.seccomp_syscall_resolve_name(name.encode())
+    if nr < 0:
+        return  # not a system call of this architecture
+    arr = (Cmp * max(1, len(cmps)))(*[Cmp(*c) for c in cmps])
+    lib.seccomp_rule_add_array(ctx, ALLOW, nr, len(cmps), arr)
+
+
+special = {"socket", "mmap", "mprotect", "pkey_mprotect"}
+for name in spec["allow"]:
+    if name not in special:
+        allow(name)
+if "socket" in spec["allow"]:
+    for family in spec["families"]:
+        allow("socket", (0, EQ, family, 0))
+for name in ("mmap", "mprotect", "pkey_mprotect"):
+    if name not in spec["allow"]:
+        continue
+    if not spec["mdwe"]:
+        allow(name)
+        continue
+    allow(name, (2, MASKED_EQ, PROT_EXEC, 0))
+    if name == "mmap":
+        allow(name, (2, MASKED_EQ, PROT_WRITE, 0))
+if lib.seccomp_load(ctx) != 0:
+    sys.exit("seccomp_load failed")
+os.execv(argv[0], argv)
+'''
+
+FAMILIES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16}
+
+
+def expand_syscall_group(name, seen=None):
+    """The system calls of a systemd group (e.g. @system-service), nested groups included."""
+    seen = set() if seen is None else seen
+    if name in seen:
+        return set()
+    seen.add(name)
+    out = subprocess.run([systemd_analyze(), "syscall-filter", name], capture_output=True, text=True, check=True)
+    calls = set()
+    for line in out.stdout.splitlines()[1:]:
+        item = line.strip()
+        if not item or item.startswith("#"):
+            continue
+        calls |= expand_syscall_group(item, seen) if item.startswith("@") else {item}
+    return calls
+
+
+def sandbox_spec(unit_path):
+    service = parse_unit(unit_path)["Service"]
+    allowed, denied = set(), set()
+    for value in service["SystemCallFilter"]:
+        deny = value.startswith("~")
+        items = set()
+        for item in value.lstrip("~").split():
+            items |= expand_syscall_group(item) if item.startswith("@") else {item}
+        (denied if deny else allowed).update(items)
+    assert service["SystemCallErrorNumber"] == ["EPERM"]
+    assert service["SystemCallArchitectures"] == ["native"]
+    families = [FAMILIES[f] for f in " ".join(service["RestrictAddressFamilies"]).split()]
+    return {
+        "allow": sorted(allowed - denied),
+        "families": families,
+        "mdwe": service["MemoryDenyWriteExecute"] == ["yes"],
+    }
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """A command prefix that runs a program inside the unit's process sandbox."""
+    import json
+    import sys
+
+    assert shutil.which("setpriv"), "setpriv is missing (util-linux)"
+    spec = tmp_path / "sandbox.json"
+    spec.write_text(json.dumps(sandbox_spec(UNIT)))
+    launcher = tmp_path / "launcher.py"
+    launcher.write_text(LAUNCHER)
+    return ["setpriv", "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--",
+            sys.executable, str(launcher), str(spec), "--"]  # fmt: skip
+
+
+def test_sandbox_is_real(sandbox):
+    # What the filter refuses: a write+execute mapping, CPU pinning (@resources), a packet socket.
+    import sys
+
+    code = (
+        "import mmap, os, socket\n"
+        "def attempt(f):\n"
+        "    try:\n"
+        "        f(); return 'ok'\n"
+        "    except (OSError, PermissionError) as e:\n"
+        "        return e.errno\n"
+        "print(attempt(lambda: mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)),\n"
+        "      attempt(lambda: os.sched_setaffinity(0, os.sched_getaffinity(0))),\n"
+        "      attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW)),\n"
+        "      attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()))\n"
+        "print(open('/proc/self/status').read())\n"
+    )
+    r = subprocess.run(sandbox + [sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    first, status = r.stdout.split("\n", 1)
+    assert first.split() == ["1", "1", "1", "ok"], first  # EPERM, EPERM, EPERM, allowed
+    assert re.search(r"^Seccomp:\s+2$", status, re.M)
+    assert re.search(r"^NoNewPrivs:\s+1$", status, re.M)
+    assert re.search(r"^CapEff:\s+0+$", status, re.M)
+
+
+def test_agent_works_inside_the_units_sandbox(sandbox, moto, agent_factory, tmp_path, monkeypatch):
+    import signal
+    import time
+
+    from helpers.agent import agent_binary
+
+    wrapper = tmp_path / "sandboxed-agent"
+    wrapper.write_text("#!/bin/sh\nexec " + " ".join(sandbox) + f' {agent_binary()} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("EMRFS_ROLE_AGENT_BIN", str(wrapper))
+
+    analytics = moto.role("analytics")
+    agent = agent_factory(
+        mappings=[{"name": "analytics", "role": analytics["arn"], "prefixes": [f"s3://{analytics['bucket']}/"]}],
+        config={"fallback": {"mode": "deny"}},
+    )
+    with open(f"/proc/{agent.pid}/status") as f:
+        status = f.read()
+    assert re.search(r"^Seccomp:\s+2$", status, re.M), "the agent is not under the filter"
+    assert re.search(r"^CapEff:\s+0+$", status, re.M)
+
+    r = agent.credentials(location=f"s3://{analytics['bucket']}/reports/x")
+    assert r.status_code == 200, r.text
+    assert r.json()["RoleArn"] == analytics["arn"]
+    denied = agent.credentials(location="s3://elsewhere/x")
+    assert denied.status_code == 403
+
+    records = [x for x in agent.audit_records() if x.get("event") == "credentials"]
+    assert [x["outcome"] for x in records] == ["allow", "deny"]
+    assert records[0]["caller_uid"] == os.getuid()  # from the kernel, through netlink sock_diag
+    assert records[0]["source"] == "sts"
+
+    loaded = len([x for x in agent.audit_records() if x.get("event") == "config_loaded"])
+    agent.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while len([x for x in agent.audit_records() if x.get("event") == "config_loaded"]) <= loaded:
+        assert time.monotonic() < deadline, "no config_loaded after SIGHUP"
+        time.sleep(0.1)
+    assert agent.credentials(location=f"s3://{analytics['bucket']}/reports/x").status_code == 200
+    assert agent.stop() == 0
