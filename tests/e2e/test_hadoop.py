@@ -12,6 +12,7 @@ io.emrfsroleagent.emrfs.ProviderSelfTest (the provider against an in-process fak
 """
 
 import getpass
+import json
 import os
 import shutil
 import subprocess
@@ -310,3 +311,94 @@ def test_s3a_job_fails_with_endpoint_when_agent_is_down(java_build, moto):
     assert f"emrfs-role-agent at {endpoint} could not be reached" in fail, fail
     assert "Connection refused" in fail, fail
     assert time.monotonic() - started < 120, "S3A kept retrying a refused connection"
+
+
+# ---- Spark ----
+
+# Spark 3.2 predates Java 17 support: its driver needs these packages opened (what Spark 3.3+ adds itself).
+SPARK_JAVA17_OPENS = " ".join(
+    f"--add-opens=java.base/{p}=ALL-UNNAMED"
+    for p in (
+        "java.lang", "java.lang.invoke", "java.lang.reflect", "java.io", "java.net", "java.nio", "java.util",
+        "java.util.concurrent", "java.util.concurrent.atomic", "sun.nio.ch", "sun.nio.cs", "sun.security.action",
+        "sun.util.calendar",
+    )
+)
+
+# The DataFrame is made in the JVM (spark.range): pyspark 3.2's bundled cloudpickle cannot pickle on
+# Python 3.11+, so nothing here ships Python objects to the JVM.
+SPARK_JOB = r"""
+import json, os, sys
+from pyspark.sql import SparkSession
+
+spark = (SparkSession.builder.master("local[2]").appName("emrfs-role-agent-e2e")
+         .config("spark.driver.extraJavaOptions", os.environ["JOB_JAVA_OPTIONS"])
+         .config("spark.driver.extraClassPath", os.environ["JOB_CLASSPATH"])
+         .config("spark.driver.host", "127.0.0.1")
+         .config("spark.driver.bindAddress", "127.0.0.1")
+         .config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", "2")
+         .config("spark.hadoop.fs.s3a.endpoint", os.environ["JOB_S3_ENDPOINT"])
+         .config("spark.hadoop.fs.s3a.path.style.access", "true")
+         .config("spark.hadoop.fs.s3a.connection.ssl.enabled", "false")
+         .config("spark.hadoop.fs.s3a.aws.credentials.provider", "io.emrfsroleagent.emrfs.RoleAgentCredentialsProvider")
+         .config("spark.hadoop.emrfs-role-agent.endpoint", os.environ["JOB_AGENT"])
+         .config("spark.hadoop.emrfs-role-agent.token-file", os.environ["JOB_TOKEN_FILE"])
+         .getOrCreate())
+target = sys.argv[1]
+df = spark.range(100).selectExpr("id", "concat('row-', id) AS name")
+df.write.mode("overwrite").parquet(target)
+back = spark.read.parquet(target)
+print("RESULT " + json.dumps({"rows": back.count(), "sum": back.groupBy().sum("id").first()[0],
+                             "user": spark.sparkContext.sparkUser()}))
+spark.stop()
+"""
+
+
+def test_pyspark_local_job_writes_dataframe_through_agent(java_build, moto, agent_factory, tmp_path):
+    out = subprocess.run(
+        [os.path.join(REPO, "scripts", "build-emrfs-provider.sh"), "--spark-venv"],
+        capture_output=True, text=True, timeout=1800,
+    )
+    assert out.returncode == 0, f"pyspark virtualenv: {out.stderr[-4000:]}"
+    spark_python = out.stdout.strip().splitlines()[-1]
+
+    agent = start_agent(agent_factory, moto)
+    with open(os.path.join(java_build, "runtime-classpath.txt")) as f:
+        runtime = f.read().strip().split(":")
+    # Spark brings its own Hadoop client and logging; it needs hadoop-aws, the SDK and the provider.
+    job_classpath = ":".join(
+        [os.path.join(java_build, "emrfs-role-agent-provider.jar")]
+        + [j for j in runtime if os.path.basename(j).startswith(("hadoop-aws-", "aws-java-sdk-bundle-"))]
+    )
+    job = tmp_path / "job.py"
+    job.write_text(SPARK_JOB)
+    target = f"s3a://{PARTNER_BUCKET}/spark/table"
+    env = java_env({
+        "HADOOP_USER_NAME": HADOOP_USER,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": spark_python,
+        "JOB_JAVA_OPTIONS": SPARK_JAVA17_OPENS,
+        "JOB_CLASSPATH": job_classpath,
+        "JOB_S3_ENDPOINT": moto.endpoint,
+        "JOB_AGENT": agent.url,
+        "JOB_TOKEN_FILE": agent.token_path,
+    })
+    run = subprocess.run([spark_python, str(job), target], capture_output=True, text=True, env=env,
+                         timeout=600, cwd=tmp_path)
+    result_line = next((line for line in run.stdout.splitlines() if line.startswith("RESULT ")), None)
+    assert run.returncode == 0 and result_line, f"Spark job failed:\n{run.stdout}\n{run.stderr[-8000:]}"
+    result = json.loads(result_line[len("RESULT "):])
+    assert result == {"rows": 100, "sum": sum(range(100)), "user": HADOOP_USER}, result
+
+    keys = [o["Key"] for o in moto.client("s3").list_objects_v2(
+        Bucket=PARTNER_BUCKET, Prefix="spark/table/").get("Contents", [])]
+    assert "spark/table/_SUCCESS" in keys, keys
+    assert any(k.endswith(".parquet") for k in keys), keys
+
+    records = credential_records(agent)
+    assert records, "Spark never asked the agent"
+    for r in records:
+        assert r["location"] == f"s3://{PARTNER_BUCKET}/", r
+        assert r["role_arn"] == moto.role("partner")["arn"], r
+        assert r["user"] == HADOOP_USER and r["outcome"] == "allow", r
