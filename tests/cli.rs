@@ -1,0 +1,239 @@
+//! The `check`, `explain` and `import` commands, through the built binary and through the library.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use emrfs_role_agent::cli::{emr_node_ids, write_explanation, UNKNOWN_CLUSTER_ID, UNKNOWN_INSTANCE_ID};
+use emrfs_role_agent::config::{
+    AuditConfig, CacheConfig, Config, FallbackMode, IdentityConfig, ServerConfig, StsConfig,
+};
+use emrfs_role_agent::location::Location;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn example() -> PathBuf {
+    root().join("config/example.toml")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_emrfs-role-agent"))
+        .args(args)
+        .env_remove("EMRFS_ROLE_AGENT_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn example_config_loads_with_every_default() {
+    let c = Config::load(&example()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.server, ServerConfig::default());
+    assert_eq!(c.identity, IdentityConfig::default());
+    assert_eq!(c.sts, StsConfig::default());
+    assert_eq!(c.cache, CacheConfig::default());
+    assert_eq!(c.audit, AuditConfig::default());
+    assert_eq!(c.fallback, FallbackMode::InstanceProfile);
+    assert_eq!(c.mappings_file, None);
+    assert!(c.rules.rules().len() >= 3);
+}
+
+#[test]
+fn example_config_shows_every_key() {
+    let text = std::fs::read_to_string(example()).unwrap();
+    let doc: toml::Table = text.parse().unwrap();
+    let expect: &[(&str, &[&str])] = &[
+        ("server", &["listen", "token_file", "require_token", "max_connections", "header_read_timeout", "request_timeout"]),
+        ("identity", &["trusted_proxy_users", "group_cache_ttl"]),
+        (
+            "sts",
+            &[
+                "region",
+                "endpoint_url",
+                "session_duration",
+                "refresh_before_expiry",
+                "min_remaining_when_stale",
+                "session_name",
+                "source_identity",
+                "max_calls_per_second",
+                "call_timeout",
+                "negative_cache",
+            ],
+        ),
+        ("cache", &["max_sessions", "idle_timeout"]),
+        ("audit", &["path", "durability"]),
+        ("fallback", &["mode"]),
+    ];
+    for (table, keys) in expect {
+        let t = doc[*table].as_table().unwrap_or_else(|| panic!("[{table}] missing"));
+        for k in *keys {
+            assert!(t.contains_key(*k), "{table}.{k} missing from config/example.toml");
+        }
+    }
+    assert!(doc.contains_key("mappings_file"));
+    let mapping_keys = [
+        "name", "effect", "role", "users", "groups", "prefixes", "external_id", "duration", "session_policy",
+        "scope_to_prefix",
+    ];
+    let mappings = doc["mapping"].as_array().unwrap();
+    for k in mapping_keys {
+        assert!(mappings.iter().any(|m| m.as_table().unwrap().contains_key(k)), "mapping key {k} not shown");
+    }
+}
+
+#[test]
+fn check_prints_the_rules_in_order() {
+    let o = run(&["check", "--config", example().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    let c = Config::load(&example()).unwrap();
+    let mut last = 0;
+    for r in c.rules.rules() {
+        let at = out.find(&format!("{}  {}", r.name, r.effect)).unwrap_or_else(|| panic!("{} missing:\n{out}", r.name));
+        assert!(at > last, "rules out of order:\n{out}");
+        last = at;
+    }
+    assert!(out.contains("configuration is valid"), "{out}");
+    assert!(out.contains("fallback:      instance-profile"), "{out}");
+}
+
+#[test]
+fn check_of_a_missing_file_exits_78() {
+    let o = run(&["check", "--config", "/nonexistent/config.toml"]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/config.toml"));
+}
+
+#[test]
+fn check_reads_the_config_path_from_the_environment() {
+    let o = Command::new(env!("CARGO_BIN_EXE_emrfs-role-agent"))
+        .arg("check")
+        .env("EMRFS_ROLE_AGENT_CONFIG", example())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn explain_names_rule_role_session_and_earlier_rules() {
+    let o = run(&[
+        "explain",
+        "--config",
+        example().to_str().unwrap(),
+        "--user",
+        "alice",
+        "--groups",
+        "staff,analysts",
+        "s3a://team-red/shared/q1/report.csv",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    for want in [
+        "user:      alice",
+        "groups:    staff, analysts",
+        "location:  s3://team-red/shared/q1/report.csv",
+        "decision:  rule 2 'analysts-team-shared' (allow)",
+        "matched:   s3://team-*/shared/** (glob)",
+        "role:      arn:aws:iam::333333333333:role/analyst-role",
+        "session:   alice",
+        "duration:  2h",
+        "0 'no-audit-bucket': location s3://team-red/shared/q1/report.csv matches none of [s3://audit-logs-bucket/]",
+        "1 'partner-exports': location",
+        "credentials are not limited",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn explain_deny_and_fallback() {
+    let cfg = example();
+    let o = run(&["explain", "--config", cfg.to_str().unwrap(), "--user", "etl", "--groups", "", "s3://audit-logs-bucket/x"]);
+    let out = stdout(&o);
+    assert!(out.contains("decision:  rule 0 'no-audit-bucket' (deny)") && out.contains("403"), "{out}");
+    let o = run(&["explain", "--config", cfg.to_str().unwrap(), "--user", "nobody-here", "--groups", "g", "s3://other-bkt/x"]);
+    let out = stdout(&o);
+    assert!(out.contains("no rule matched: fallback instance-profile"), "{out}");
+    assert!(out.contains("3 'etl': user 'nobody-here' is not in users [etl, airflow]"), "{out}");
+    assert!(out.contains("2 'analysts-team-shared': none of the groups [g] is in groups [analysts, data-science]"), "{out}");
+}
+
+#[test]
+fn explain_defaults_to_the_current_os_user() {
+    let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().map(|u| u.name).unwrap();
+    let o = run(&["explain", "--config", example().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("user:      {me}\n")), "{out}");
+    assert!(out.contains("location:  (none)"), "{out}");
+    // Without --groups, the user's OS groups are used: the primary group at least.
+    let gid = nix::unistd::getgid();
+    let primary = nix::unistd::Group::from_gid(gid).unwrap().map(|g| g.name).unwrap();
+    let groups_line = out.lines().find(|l| l.starts_with("groups:")).unwrap();
+    assert!(groups_line.contains(&primary), "{groups_line}");
+}
+
+#[test]
+fn explain_rejects_a_bad_location_with_exit_2() {
+    let o = run(&["explain", "--config", example().to_str().unwrap(), "--user", "a", "http://x/y"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unsupported scheme"));
+}
+
+#[test]
+fn explain_on_an_invalid_config_exits_78() {
+    let bad = root().join("tests/fixtures/invalid/bad-arn.toml");
+    let o = run(&["explain", "--config", bad.to_str().unwrap(), "--user", "a"]);
+    assert_eq!(o.status.code(), Some(78));
+}
+
+#[test]
+fn session_name_uses_cluster_and_instance_ids() {
+    let text = "[sts]\nsession_name = \"{user}.{cluster_id}.{instance_id}\"\nsource_identity = \"{user}+{rule}\"\n\
+                [[mapping]]\nname = \"r1\"\nrole = \"arn:aws:iam::123456789012:role/a\"\nusers = [\"jörg\", \"bob\"]\n";
+    let c = Config::parse(text, Path::new("c.toml"), None).unwrap();
+    let mut out = Vec::new();
+    write_explanation(&c, "bob", &[], None, "j-2AXXXXXXGAPLF", "i-0123456789abcdef0", &mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("session:   bob.j-2AXXXXXXGAPLF.i-0123456789abcdef0 "), "{out}");
+    assert!(out.contains("source id: bob+r1 "), "{out}");
+    let mut out = Vec::new();
+    write_explanation(&c, "jörg", &[], Some(&Location::parse("s3://b1b/k").unwrap()), "j-1", "i-1", &mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    let session = out.lines().find(|l| l.starts_with("session:")).unwrap();
+    assert!(session.starts_with("session:   j-rg.j-1.i-1-"), "{session}");
+}
+
+#[test]
+fn node_ids_come_from_emr_info_files() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(emr_node_ids(dir.path()), (UNKNOWN_CLUSTER_ID.to_string(), UNKNOWN_INSTANCE_ID.to_string()));
+    std::fs::write(dir.path().join("job-flow.json"), r#"{"jobFlowId": "j-3KVTXXXXXX7UG", "jobFlowCreationInstant": 1}"#).unwrap();
+    std::fs::write(dir.path().join("instance.json"), r#"{"isMaster": true, "instanceId": "i-0abc"}"#).unwrap();
+    assert_eq!(emr_node_ids(dir.path()), ("j-3KVTXXXXXX7UG".to_string(), "i-0abc".to_string()));
+    std::fs::write(dir.path().join("instance.json"), "not json").unwrap();
+    assert_eq!(emr_node_ids(dir.path()).1, UNKNOWN_INSTANCE_ID);
+}
+
+#[test]
+fn import_prints_mapping_toml() {
+    let o = run(&["import", root().join("tests/fixtures/emr/emrfs-site-rolemapping.txt").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert_eq!(out.matches("[[mapping]]").count(), 3, "{out}");
+    assert!(out.contains("groups = [\"analysts\", \"data-science\"]"), "{out}");
+    let o = run(&["import", "/nonexistent/file.json"]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn version_and_usage() {
+    let o = run(&["--version"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains(env!("CARGO_PKG_VERSION")));
+    assert_eq!(run(&["no-such-command"]).status.code(), Some(2));
+}
