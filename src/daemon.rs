@@ -44,7 +44,8 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::Other(format!("starting the runtime: {e}")))?;
     runtime.block_on(async {
-        let agent = start(config, Arc::new(SystemClock), node_info()).await?;
+        let sdk = load_sdk_config(&config).await;
+        let agent = start(config, Arc::new(SystemClock), node_info(), &sdk).await?;
         notify(&[sd_notify::NotifyState::Ready]);
         tracing::info!(addrs = ?agent.addrs, "ready");
         let watchdog = spawn_watchdog();
@@ -81,8 +82,9 @@ impl Running {
 }
 
 /// Builds everything from a validated config and starts serving on its listen addresses
-/// (port 0 picks a free port: see [`Running::addrs`]).
-pub async fn start(config: Config, clock: Arc<dyn Clock>, node: NodeInfo) -> Result<Running, CliError> {
+/// (port 0 picks a free port: see [`Running::addrs`]). `sdk` supplies the source credentials
+/// and region ([`load_sdk_config`] in production).
+pub async fn start(config: Config, clock: Arc<dyn Clock>, node: NodeInfo, sdk: &aws_config::SdkConfig) -> Result<Running, CliError> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let other = |what: &str, e: &dyn std::fmt::Display| CliError::Other(format!("{what}: {e}"));
@@ -96,8 +98,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>, node: NodeInfo) -> Res
     }
     let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
 
-    let sdk = load_sdk_config(&config).await;
-    let sts = Arc::new(AwsSts::new(&sdk, config.sts.endpoint_url.as_deref(), config.sts.call_timeout));
+    let sts = Arc::new(AwsSts::new(sdk, config.sts.endpoint_url.as_deref(), config.sts.call_timeout));
     let settings = CacheSettings {
         timing: Timing {
             refresh_before_expiry: config.sts.refresh_before_expiry,
@@ -180,7 +181,8 @@ async fn wait_for_signals(agent: &Running, config_path: &Path) {
     }
 }
 
-async fn load_sdk_config(config: &Config) -> aws_config::SdkConfig {
+/// The SDK's default chain (instance profile on EMR) and region, `[sts] region` first.
+pub async fn load_sdk_config(config: &Config) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = &config.sts.region {
         loader = loader.region(Region::new(region.clone()));

@@ -210,6 +210,8 @@ pub struct Attempt<'a> {
 
 /// Runs `call` until it succeeds, fails for good, or `budget` runs out; retryable failures are
 /// retried after a fully jittered exponential backoff; every attempt waits for the limiter.
+/// The budget starts with the first attempt: waiting in the limiter's queue before it is bounded
+/// by the request's own timeout, not by this one.
 pub async fn call_with_retries<F, Fut>(
     limiter: &CallLimiter,
     budget: Duration,
@@ -220,12 +222,16 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Session, StsError>>,
 {
+    limiter.until_ready().await;
     let deadline = tokio::time::Instant::now() + budget;
     let mut backoff = Duration::from_millis(50);
     let mut last = StsError::Unavailable(format!("no attempt finished within {budget:?}"));
+    let mut first = true;
     loop {
         let attempt = async {
-            limiter.until_ready().await;
+            if !std::mem::take(&mut first) {
+                limiter.until_ready().await;
+            }
             let started = Instant::now();
             let result = call().await;
             (result, started.elapsed())
