@@ -46,6 +46,7 @@ Test hooks:
                             DIR/var/log/emrfs-role-agent-bootstrap/actions.log
   --s3-copy CMD             run "CMD SRC DST" instead of "aws s3 cp SRC DST"
   --wire-poll SECONDS       how often the client waiter looks for config files (default 10)
+  --systemd-version N       act as on a node with this systemd version (default: the running one)
   -h, --help                this text
 EOF
 }
@@ -67,6 +68,7 @@ READY_TIMEOUT=120
 ROOT_DIR=""
 S3_COPY=""
 WIRE_POLL=10
+SYSTEMD_VERSION=""
 
 need() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (see --help)"; }
 while (($#)); do
@@ -84,6 +86,7 @@ while (($#)); do
         --root) need "$@"; ROOT_DIR=$2; shift 2 ;;
         --s3-copy) need "$@"; S3_COPY=$2; shift 2 ;;
         --wire-poll) need "$@"; WIRE_POLL=$2; shift 2 ;;
+        --systemd-version) need "$@"; SYSTEMD_VERSION=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -95,6 +98,7 @@ if ! [[ $PORT =~ ^[1-9][0-9]*$ ]] || ((PORT < 1 || PORT > 65535)); then die "--p
 [[ -z $SHA256 || $SHA256 =~ ^[0-9a-fA-F]{64}$ ]] || die "--sha256: not a SHA-256 hex digest"
 [[ $TOKEN_MODE =~ ^0?[0-7]{3}$ ]] || die "--token-mode: not an octal mode: $TOKEN_MODE"
 [[ $READY_TIMEOUT =~ ^[0-9]+$ ]] || die "--ready-timeout: not a number of seconds"
+[[ -z $SYSTEMD_VERSION || $SYSTEMD_VERSION =~ ^[0-9]+$ ]] || die "--systemd-version: not a number"
 [[ $TOKEN_GROUP =~ ^[a-z_][a-z0-9_.-]*$ ]] || die "--token-group: not a group name: $TOKEN_GROUP"
 if [[ -n $MAPPINGS_REFRESH ]]; then
     [[ -n $MAPPINGS_URI ]] || die "--mappings-refresh needs --mappings"
@@ -168,7 +172,7 @@ mkdir "$WORK/release"
 tar -xzf "$WORK/release.tar.gz" -C "$WORK/release" --strip-components=1 --no-same-owner \
     || die "$RELEASE_URI is not a release tarball"
 REL=$WORK/release
-for f in bin/$PROG systemd/$UNIT bootstrap/wire-clients.sh bootstrap/emr_conf.py bootstrap/mappings-sync.sh; do
+for f in bin/$PROG systemd/$UNIT systemd/compat/$UNIT bootstrap/wire-clients.sh bootstrap/emr_conf.py bootstrap/mappings-sync.sh; do
     [[ -f $REL/$f ]] || die "release tarball has no $f"
 done
 
@@ -260,7 +264,20 @@ for f in "$REL"/docs/*.md "$REL"/README.md; do
         put "$f" "$DOC/$(basename "$f")" 0644 root:root
     fi
 done
-put "$REL/systemd/$UNIT" "$UNIT_DIR/$UNIT" 0644 root:root
+# systemd 247+ (Amazon Linux 2023) gets the fully sandboxed unit; older systemd (Amazon Linux 2 has
+# 219) the compat unit, made of directives it knows.
+if [[ -z $SYSTEMD_VERSION ]]; then
+    SYSTEMD_VERSION=$(systemctl --version 2>/dev/null | awk 'NR == 1 { print $2 }')
+    [[ $SYSTEMD_VERSION =~ ^[0-9]+$ ]] || SYSTEMD_VERSION=0
+fi
+if ((SYSTEMD_VERSION >= 247)); then
+    put "$REL/systemd/$UNIT" "$UNIT_DIR/$UNIT" 0644 root:root
+else
+    log "systemd $SYSTEMD_VERSION: installing the compat unit"
+    put "$REL/systemd/compat/$UNIT" "$UNIT_DIR/$UNIT" 0644 root:root
+fi
+# The audit log's directory (the main unit's LogsDirectory= would create it too).
+ensure_dir "/var/log/$PROG" 0750 "$PROG:$PROG"
 if [[ -f $REL/config/logrotate ]]; then
     put "$REL/config/logrotate" /etc/logrotate.d/$PROG 0644 root:root
 fi
@@ -311,7 +328,8 @@ if [[ -n $MAPPINGS_REFRESH ]]; then
     put "$WORK/mappings-sync.env" "$SYNC_ENV" 0640 root:root
 else
     if [[ -e $R$UNIT_DIR/$SYNC_TIMER ]]; then
-        sys systemctl disable --now "$SYNC_TIMER"
+        sys systemctl stop "$SYNC_TIMER"
+        sys systemctl disable "$SYNC_TIMER"
     fi
     remove "$UNIT_DIR/$SYNC_TIMER.d/interval.conf"
     if [[ -d $R$UNIT_DIR/$SYNC_TIMER.d ]]; then
@@ -341,18 +359,21 @@ if [[ -z $R ]]; then
 else
     was_active=$PREVIOUSLY_INSTALLED
 fi
-sys systemctl enable --now "$UNIT"
-if ((was_active)); then
-    if changed "$BIN" "$UNIT_DIR/$UNIT"; then
-        sys systemctl restart "$UNIT"
-    elif changed "$ETC/config.toml" "$ETC/mappings"; then
-        sys systemctl reload "$UNIT"
-    fi
+# (No `enable --now`: systemd 219 does not have it.) `start` returns once the agent has sent READY=1.
+sys systemctl enable "$UNIT"
+if ((!was_active)); then
+    sys systemctl start "$UNIT"
+elif changed "$BIN" "$UNIT_DIR/$UNIT"; then
+    sys systemctl restart "$UNIT"
+elif changed "$ETC/config.toml" "$ETC/mappings"; then
+    sys systemctl reload "$UNIT"
 fi
 if [[ -n $MAPPINGS_REFRESH ]]; then
-    sys systemctl enable --now "$SYNC_TIMER"
+    sys systemctl enable "$SYNC_TIMER"
     if changed "$UNIT_DIR/$SYNC_TIMER" "$UNIT_DIR/$SYNC_TIMER.d/interval.conf"; then
         sys systemctl restart "$SYNC_TIMER"
+    else
+        sys systemctl start "$SYNC_TIMER"
     fi
 fi
 
@@ -384,8 +405,7 @@ if ((WIRE_CLIENTS)); then
             log "client waiter already running"
         else
             systemctl reset-failed "$WIRE_UNIT.service" 2>/dev/null || true
-            sys systemd-run --quiet --unit="$WIRE_UNIT" --description="emrfs-role-agent client wiring" \
-                --collect "${wire[@]}"
+            sys systemd-run --unit="$WIRE_UNIT" --description="emrfs-role-agent client wiring" "${wire[@]}"
         fi
     else
         setsid nohup "${wire[@]}" >>"/var/log/$PROG-wire-clients.log" 2>&1 </dev/null &

@@ -116,7 +116,7 @@ class Node:
         self.config_uri = self.s3.put("agent/config.toml", CONFIG)
         self.mappings_uri = self.s3.put("agent/mappings.json", MAPPINGS)
 
-    def install(self, *extra, check=True, mappings=True):
+    def install(self, *extra, check=True, mappings=True, systemd_version="252"):
         argv = [
             INSTALL,
             "--root", str(self.root),
@@ -125,6 +125,7 @@ class Node:
             "--config", self.config_uri,
             "--sha256", self.sha256,
             "--wire-poll", "0.1",
+            "--systemd-version", systemd_version,
         ]  # fmt: skip
         if mappings:
             argv += ["--mappings", self.mappings_uri]
@@ -233,7 +234,8 @@ def test_second_run_changes_nothing(node):
     # Nothing changed, so nothing is restarted or reloaded.
     second = node.runs()[-1]
     assert not [a for a in second if re.match(r"systemctl (restart|reload|daemon-reload)", a)], second
-    assert f"systemctl enable --now {PROG}.service" in second
+    assert f"systemctl enable {PROG}.service" in second
+    assert f"systemctl start {PROG}.service" not in second
 
 
 def test_installs_every_file_with_its_mode(node):
@@ -276,8 +278,25 @@ def test_owners_and_system_changes(node):
     first = node.runs()[0]
     assert "groupadd --system emrfs-role-agent" in first
     assert any(a.startswith("useradd --system --gid emrfs-role-agent") and a.endswith(" emrfs-role-agent") for a in first)
-    assert first.index("systemctl daemon-reload") < first.index(f"systemctl enable --now {PROG}.service")
-    assert not [a for a in first if re.match(r"systemctl (restart|reload) ", a)]  # first start: enable --now only
+    assert first.index("systemctl daemon-reload") < first.index(f"systemctl enable {PROG}.service")
+    assert first.index(f"systemctl enable {PROG}.service") < first.index(f"systemctl start {PROG}.service")
+    assert not [a for a in first if re.match(r"systemctl (restart|reload) ", a)]  # first install: start only
+    assert owners["/var/log/emrfs-role-agent"] == "emrfs-role-agent:emrfs-role-agent"
+    assert oct(node.path("/var/log/emrfs-role-agent").stat().st_mode & 0o777) == "0o750"
+
+
+def test_old_systemd_gets_the_compat_unit(node):
+    # Amazon Linux 2 has systemd 219: the sandboxed unit would not work there.
+    r = node.install(systemd_version="219")
+    assert "compat unit" in r.stderr
+    with open(os.path.join(REPO, "systemd", "compat", "emrfs-role-agent.service")) as f:
+        assert node.path("/etc/systemd/system/emrfs-role-agent.service").read_text() == f.read()
+    assert not [a for a in node.runs()[-1] if "--now" in a or "--collect" in a]  # not in systemd 219
+    # Moving to a newer systemd (same node, new AMI) swaps the unit and restarts the agent.
+    node.install(systemd_version="252")
+    with open(os.path.join(REPO, "systemd", "emrfs-role-agent.service")) as f:
+        assert node.path("/etc/systemd/system/emrfs-role-agent.service").read_text() == f.read()
+    assert f"systemctl restart {PROG}.service" in node.runs()[-1]
 
 
 def test_token_group_is_a_choice(node):
@@ -367,10 +386,17 @@ def test_mappings_refresh_can_be_turned_off(node):
     env = node.path("/etc/emrfs-role-agent/mappings-sync.env").read_text()
     assert f"MAPPINGS_URI={node.mappings_uri}\n" in env
     assert f"S3_COPY={node.s3.copy_cmd}\n" in env
-    assert "systemctl enable --now emrfs-role-agent-mappings-sync.timer" in node.runs()[-1]
+    assert "systemctl enable emrfs-role-agent-mappings-sync.timer" in node.runs()[-1]
+    assert "systemctl restart emrfs-role-agent-mappings-sync.timer" in node.runs()[-1]
+    node.install("--mappings-refresh", "2min")
+    assert "systemctl start emrfs-role-agent-mappings-sync.timer" in node.runs()[-1]
+    assert "systemctl restart emrfs-role-agent-mappings-sync.timer" not in node.runs()[-1]
 
     node.install()
-    assert "systemctl disable --now emrfs-role-agent-mappings-sync.timer" in node.runs()[-1]
+    run = node.runs()[-1]
+    assert run.index("systemctl stop emrfs-role-agent-mappings-sync.timer") < run.index(
+        "systemctl disable emrfs-role-agent-mappings-sync.timer"
+    )
     for p in (
         "/etc/systemd/system/emrfs-role-agent-mappings-sync.timer",
         "/etc/systemd/system/emrfs-role-agent-mappings-sync.service",

@@ -121,6 +121,7 @@ def test_tarball_contents(release):
         "systemd/emrfs-role-agent.service",
         "systemd/emrfs-role-agent-mappings-sync.service",
         "systemd/emrfs-role-agent-mappings-sync.timer",
+        "systemd/compat/emrfs-role-agent.service",
         "bootstrap/install.sh",
         "bootstrap/wire-clients.sh",
         "bootstrap/mappings-sync.sh",

@@ -11,6 +11,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SYSTEMD = os.path.join(REPO, "systemd")
 UNIT = os.path.join(SYSTEMD, "emrfs-role-agent.service")
+COMPAT_UNIT = os.path.join(SYSTEMD, "compat", "emrfs-role-agent.service")
 UNITS = sorted(f for f in os.listdir(SYSTEMD) if f.endswith((".service", ".timer")))
 EXECUTABLES = [
     "/usr/local/bin/emrfs-role-agent",
@@ -115,8 +116,9 @@ def test_exposure_check_measures_the_hardening(tmp_path):
     assert score > 5.0, report
 
 
-def test_agent_unit_lifecycle_settings():
-    unit = parse_unit(UNIT)
+@pytest.mark.parametrize("path", [UNIT, COMPAT_UNIT], ids=["main", "compat"])
+def test_agent_unit_lifecycle_settings(path):
+    unit = parse_unit(path)
     service = unit["Service"]
     one = {k: v[-1] for k, v in service.items()}
     assert one["Type"] == "notify"
@@ -127,8 +129,12 @@ def test_agent_unit_lifecycle_settings():
     assert one["Restart"] == "on-failure"
     assert one["RestartPreventExitStatus"] == "78"
     assert one["User"] == "emrfs-role-agent"
-    assert one["LogsDirectory"] == "emrfs-role-agent"  # /var/log/emrfs-role-agent, the audit log's home
+    if path == UNIT:
+        assert one["LogsDirectory"] == "emrfs-role-agent"  # /var/log/emrfs-role-agent, the audit log's home
     assert one["UMask"] == "0077"
+    assert one.get("PrivateUsers", "no") == "no"
+    families = set(" ".join(service["RestrictAddressFamilies"]).split())
+    assert families == {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
 
 
@@ -342,3 +348,34 @@ def test_agent_works_inside_the_units_sandbox(sandbox, moto, agent_factory, tmp_
         time.sleep(0.1)
     assert agent.credentials(location=f"s3://{analytics['bucket']}/reports/x").status_code == 200
     assert agent.stop() == 0
+
+
+# Directives (and values) that systemd 219, Amazon Linux 2's, understands. Anything newer in the
+# compat unit would be ignored there at best; a system-call filter made of @groups would leave the
+# agent no system call at all.
+SYSTEMD_219 = {
+    "Unit": {"Description", "Documentation", "Wants", "Requires", "After", "Before"},
+    "Service": {
+        "Type", "NotifyAccess", "WatchdogSec", "ExecStart", "ExecReload", "Restart", "RestartSec",
+        "RestartPreventExitStatus", "TimeoutStartSec", "TimeoutStopSec", "KillMode", "User", "Group", "UMask",
+        "LimitNOFILE", "NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices",
+        "RestrictAddressFamilies", "SystemCallArchitectures",
+    },
+    "Install": {"WantedBy"},
+}
+
+
+def test_compat_unit_uses_only_what_systemd_219_knows():
+    unit = parse_unit(COMPAT_UNIT)
+    for section, keys in unit.items():
+        unknown = set(keys) - SYSTEMD_219[section]
+        assert not unknown, f"[{section}] {sorted(unknown)}"
+    service = {k: v[-1] for k, v in unit["Service"].items()}
+    assert service["ProtectSystem"] in ("yes", "full")  # "strict" came in 232
+    assert service["ProtectHome"] in ("yes", "read-only")
+
+
+def test_compat_unit_verifies_without_a_complaint(unit_root):
+    shutil.copy(COMPAT_UNIT, unit_root / "etc/systemd/system/emrfs-role-agent.service")
+    rc, out = verify(unit_root, "emrfs-role-agent.service")
+    assert rc == 0 and out == "", out
