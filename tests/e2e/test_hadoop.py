@@ -11,9 +11,9 @@ io.emrfsroleagent.e2e.ProviderProbe (one provider instance driven from stdin), a
 io.emrfsroleagent.emrfs.ProviderSelfTest (the provider against an in-process fake agent).
 """
 
-import getpass
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import time
@@ -30,6 +30,8 @@ OWN_BUCKET = "own-bucket"
 # The Hadoop user the jobs run as. Not the OS user of the JVM (as in a YARN container, where the OS user is
 # `yarn`), so the agent must be told to trust the OS user as a proxy.
 HADOOP_USER = "analyst-hadoop"
+# The OS user the JVMs run as, as the kernel (and so the agent) sees it.
+OS_USER = pwd.getpwuid(os.getuid()).pw_name
 
 pytestmark = pytest.mark.moto(
     roles=[{"name": "partner", "bucket": PARTNER_BUCKET}], enforce_iam=False, buckets=[OWN_BUCKET]
@@ -136,7 +138,7 @@ def partner_mapping(moto):
 def start_agent(agent_factory, moto, trusted_proxy=True, **kw):
     config = kw.pop("config", {})
     if trusted_proxy:
-        config = {**config, "identity": {"trusted_proxy_users": [getpass.getuser()]}}
+        config = {**config, "identity": {"trusted_proxy_users": [OS_USER]}}
     return agent_factory(mappings=[partner_mapping(moto)], config=config, **kw)
 
 
@@ -176,7 +178,7 @@ def test_s3a_with_provider_gets_partner_role_and_fallback(java_build, moto, agen
         assert r["access_key_id"] == moto.user["access_key_id"], r
     for r in records:
         assert r["user"] == HADOOP_USER and r["asserted"] is True, r
-        assert r["caller_user"] == getpass.getuser(), r
+        assert r["caller_user"] == OS_USER, r
     # One fetch per filesystem: the provider caches.
     assert len(partner) == 1 and len(own) == 1, [r["location"] for r in records]
 
@@ -191,7 +193,7 @@ def test_s3a_provider_user_is_the_os_user_without_hadoop_user_name(java_build, m
     out = roundtrip(java_build, moto, provider_conf(agent), [path])
     assert_roundtrip_ok(out, [path])
     (record,) = credential_records(agent)
-    assert record["user"] == getpass.getuser() and record["asserted"] is False, record
+    assert record["user"] == OS_USER and record["asserted"] is False, record
     assert record["role_arn"] == moto.role("partner")["arn"], record
 
 
@@ -225,7 +227,7 @@ def test_s3a_with_sdk_container_credentials_provider(java_build, moto, agent_fac
     records = credential_records(agent)
     assert records, "the SDK never asked the agent"
     for r in records:
-        assert r["outcome"] == "allow" and r["user"] == getpass.getuser() and r["asserted"] is False, r
+        assert r["outcome"] == "allow" and r["user"] == OS_USER and r["asserted"] is False, r
         if with_location:
             assert r["location"] == f"s3://{PARTNER_BUCKET}/", r
             assert r["role_arn"] == moto.role("partner")["arn"], r
@@ -278,7 +280,7 @@ def test_provider_agent_down_names_endpoint_and_recovers(java_build, moto, agent
             mappings=[partner_mapping(moto)],
             config={
                 "server": {"listen": [f"127.0.0.1:{port}"], "token_file": agent.token_path},
-                "identity": {"trusted_proxy_users": [getpass.getuser()]},
+                "identity": {"trusted_proxy_users": [OS_USER]},
             },
             token=agent.token,
         )
