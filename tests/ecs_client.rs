@@ -1,0 +1,80 @@
+//! The Rust SDK's own container-credentials client (`aws-config` `EcsCredentialsProvider`)
+//! fetches from the agent through `AWS_CONTAINER_CREDENTIALS_FULL_URI` and the token variable,
+//! and the credentials it gets are the mapped role's (checked with STS GetCallerIdentity on moto).
+//!
+//! One test in this binary: it sets process environment variables.
+
+mod support;
+
+use std::sync::Arc;
+
+use aws_credential_types::provider::ProvideCredentials;
+use emrfs_role_agent::clock::SystemClock;
+use emrfs_role_agent::config::Config;
+use emrfs_role_agent::daemon;
+use emrfs_role_agent::handler::NodeInfo;
+use support::{AwsSpec, Moto, MotoOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_config_ecs_provider_gets_the_mapped_role() {
+    let moto = Moto::start(MotoOptions::default());
+    let world = moto.setup(&AwsSpec::default_world());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "ecs-client-token").unwrap();
+    let analytics = world.role("analytics");
+    let engineering = world.role("engineering");
+    let text = format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+token_file = "{dir}/token"
+[sts]
+endpoint_url = "{sts}"
+[audit]
+path = "{dir}/audit.log"
+[fallback]
+mode = "deny"
+[[mapping]]
+role = "{analytics}"
+prefixes = ["s3://{bucket}/"]
+[[mapping]]
+role = "{engineering}"
+users = ["root"]
+"#,
+        dir = dir.path().display(),
+        sts = moto.endpoint(),
+        analytics = analytics.arn,
+        bucket = analytics.bucket,
+        engineering = engineering.arn,
+    );
+    let config = Config::parse(&text, &dir.path().join("config.toml"), None).unwrap();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(world.source_credentials())
+        .load()
+        .await;
+    let node = NodeInfo { cluster_id: "j-TEST".into(), instance_id: "i-test".into() };
+    let agent = daemon::start(config, Arc::new(SystemClock), node, &sdk).await.unwrap();
+    let base = format!("http://{}/v1/credentials", agent.addrs[0]);
+
+    let mut arns = Vec::new();
+    for uri in [format!("{base}?location=s3://{}/part-0000", analytics.bucket), base.clone()] {
+        // SAFETY: the only test in this binary; nothing else reads the environment concurrently.
+        std::env::set_var("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri);
+        std::env::set_var("AWS_CONTAINER_AUTHORIZATION_TOKEN", "ecs-client-token");
+        let provider = aws_config::ecs::EcsCredentialsProvider::builder().build();
+        let creds = provider.provide_credentials().await.expect("the SDK accepts the agent's answer");
+        assert!(creds.expiry().is_some());
+        let sts = support::sts_client(&moto.endpoint(), creds, false);
+        let me = sts.get_caller_identity().send().await.unwrap();
+        arns.push(me.arn().unwrap().to_owned());
+    }
+    assert!(arns[0].contains(":assumed-role/analytics/"), "{arns:?}");
+    assert!(arns[1].contains(":assumed-role/engineering/"), "{arns:?}");
+
+    // A wrong token is an error the SDK reports, not credentials.
+    std::env::set_var("AWS_CONTAINER_AUTHORIZATION_TOKEN", "wrong");
+    let provider = aws_config::ecs::EcsCredentialsProvider::builder().build();
+    assert!(provider.provide_credentials().await.is_err());
+    agent.stop("test").await;
+}
