@@ -14,9 +14,12 @@ use crate::template::TemplateVars;
 
 /// Where EMR writes facts about the cluster and the node.
 pub const EMR_INFO_DIR: &str = "/mnt/var/lib/info";
-/// Used for `{cluster_id}` / `{instance_id}` when the node is not an EMR node (or the files are unreadable).
-pub const UNKNOWN_CLUSTER_ID: &str = "unknown-cluster";
-pub const UNKNOWN_INSTANCE_ID: &str = "unknown-instance";
+/// Where cloud-init writes the EC2 instance id.
+pub const CLOUD_INSTANCE_ID_FILE: &str = "/var/lib/cloud/data/instance-id";
+/// Used for `{cluster_id}` / `{instance_id}` when the node is not an EMR node (or the files are unreadable),
+/// as the daemon does.
+pub const UNKNOWN_CLUSTER_ID: &str = "unknown";
+pub const UNKNOWN_INSTANCE_ID: &str = "unknown";
 
 /// A failed command, sorted by exit code.
 #[derive(Debug, thiserror::Error)]
@@ -148,7 +151,7 @@ pub fn explain(
         Some(g) => g.into_iter().map(|g| g.trim().to_owned()).filter(|g| !g.is_empty()).collect(),
         None => os_groups(&user),
     };
-    let (cluster_id, instance_id) = emr_node_ids(Path::new(EMR_INFO_DIR));
+    let (cluster_id, instance_id) = emr_node_ids(Path::new(EMR_INFO_DIR), Path::new(CLOUD_INSTANCE_ID_FILE));
     write_explanation(&c, &user, &groups, location.as_ref(), &cluster_id, &instance_id, out).map_err(io)
 }
 
@@ -282,17 +285,19 @@ fn os_groups(user: &str) -> Vec<String> {
     names
 }
 
-/// `{cluster_id}` and `{instance_id}` from EMR's `job-flow.json` (`jobFlowId`) and `instance.json`
-/// (`instanceId`) in `dir`; placeholders when absent.
-pub fn emr_node_ids(dir: &Path) -> (String, String) {
-    let field = |file: &str, keys: &[&str]| -> Option<String> {
-        let text = std::fs::read_to_string(dir.join(file)).ok()?;
+/// `{cluster_id}` and `{instance_id}`, read as the daemon reads them: the cluster id is `jobFlowId` in
+/// `<info_dir>/job-flow.json`; the instance id is the content of cloud-init's `instance_id_file`, else
+/// `instanceId` in `<info_dir>/instance.json`; "unknown" when absent.
+pub fn emr_node_ids(info_dir: &Path, instance_id_file: &Path) -> (String, String) {
+    let field = |file: &str, key: &str| -> Option<String> {
+        let text = std::fs::read_to_string(info_dir.join(file)).ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        keys.iter().find_map(|k| v.get(*k)?.as_str().map(str::to_owned)).filter(|s| !s.is_empty())
+        v.get(key)?.as_str().map(str::to_owned).filter(|s| !s.is_empty())
     };
+    let cloud_init = std::fs::read_to_string(instance_id_file).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     (
-        field("job-flow.json", &["jobFlowId", "JobFlowId", "clusterId"]).unwrap_or_else(|| UNKNOWN_CLUSTER_ID.into()),
-        field("instance.json", &["instanceId", "InstanceId"]).unwrap_or_else(|| UNKNOWN_INSTANCE_ID.into()),
+        field("job-flow.json", "jobFlowId").unwrap_or_else(|| UNKNOWN_CLUSTER_ID.into()),
+        cloud_init.or_else(|| field("instance.json", "instanceId")).unwrap_or_else(|| UNKNOWN_INSTANCE_ID.into()),
     )
 }
 

@@ -448,7 +448,6 @@ fn key_at(text: &str, offset: usize) -> String {
     let mut key: Option<String> = None;
     let mut pos = 0;
     for line in text.split_inclusive('\n') {
-        let start = pos;
         pos += line.len();
         let t = line.trim();
         let mut header = false;
@@ -471,7 +470,6 @@ fn key_at(text: &str, offset: usize) -> String {
         }
         if offset < pos || pos == text.len() {
             // An error on a key token itself (e.g. an unknown field) names that key.
-            let _ = start;
             return match (&key, header) {
                 (Some(k), false) if table.is_empty() => k.clone(),
                 (Some(k), false) => format!("{table}.{k}"),
@@ -614,7 +612,7 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig, mappings: Option<(&Path, &str)>) -> Resu
         Some(u) if !u.get_ref().is_empty() => {
             let v = u.get_ref();
             let host = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://"));
-            if host.is_none_or(str::is_empty) || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if host.map_or(true, str::is_empty) || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(ctx.err(u.span(), "sts.endpoint_url", format!("'{v}' is not an http:// or https:// URL")));
             }
             Some(v.clone())
@@ -824,12 +822,8 @@ fn field_span(m: &S<RawMapping>, field: &str) -> Range<usize> {
         "prefixes" => r.prefixes.as_ref().and_then(|v| v.first()).map(Spanned::span),
         _ => None,
     };
-    s.unwrap_or_else(|| mapping_header_span(m))
-}
-
-/// Spans of array-of-tables entries start at their first key; point at that line.
-fn mapping_header_span(m: &S<RawMapping>) -> Range<usize> {
-    m.span()
+    // Absent field: point at the `[[mapping]]` table itself.
+    s.unwrap_or_else(|| m.span())
 }
 
 fn build_rule(ctx: &Ctx<'_>, i: usize, m: &S<RawMapping>, sts: &StsConfig) -> Result<Rule, ConfigError> {

@@ -211,12 +211,17 @@ fn session_name_uses_cluster_and_instance_ids() {
 #[test]
 fn node_ids_come_from_emr_info_files() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(emr_node_ids(dir.path()), (UNKNOWN_CLUSTER_ID.to_string(), UNKNOWN_INSTANCE_ID.to_string()));
+    let cloud = dir.path().join("instance-id");
+    let ids = |d: &Path| emr_node_ids(d, &cloud);
+    assert_eq!(ids(dir.path()), (UNKNOWN_CLUSTER_ID.to_string(), UNKNOWN_INSTANCE_ID.to_string()));
     std::fs::write(dir.path().join("job-flow.json"), r#"{"jobFlowId": "j-3KVTXXXXXX7UG", "jobFlowCreationInstant": 1}"#).unwrap();
     std::fs::write(dir.path().join("instance.json"), r#"{"isMaster": true, "instanceId": "i-0abc"}"#).unwrap();
-    assert_eq!(emr_node_ids(dir.path()), ("j-3KVTXXXXXX7UG".to_string(), "i-0abc".to_string()));
+    assert_eq!(ids(dir.path()), ("j-3KVTXXXXXX7UG".to_string(), "i-0abc".to_string()));
+    std::fs::write(&cloud, "i-0cloudinit\n").unwrap();
+    assert_eq!(ids(dir.path()).1, "i-0cloudinit");
+    std::fs::remove_file(&cloud).unwrap();
     std::fs::write(dir.path().join("instance.json"), "not json").unwrap();
-    assert_eq!(emr_node_ids(dir.path()).1, UNKNOWN_INSTANCE_ID);
+    assert_eq!(ids(dir.path()).1, UNKNOWN_INSTANCE_ID);
 }
 
 #[test]
