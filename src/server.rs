@@ -18,6 +18,11 @@ use tokio::sync::Semaphore;
 use crate::handler::{self, App, Conn};
 use crate::sts::Sts;
 
+/// Answer on a connection beyond `max_connections`, written without reading the request.
+const BUSY: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n\
+Cache-Control: no-store\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 72\r\n\r\n\
+{\"code\":\"Throttled\",\"message\":\"too many connections; retry in a moment\"}";
+
 /// Requests whose headers exceed this are answered 431.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
@@ -59,7 +64,7 @@ pub async fn serve<S: Sts>(
                 };
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     app.metrics.connections_refused.inc();
-                    drop(stream);
+                    tokio::spawn(refuse_busy(stream));
                     continue;
                 };
                 let Ok(local) = stream.local_addr() else { continue };
@@ -88,4 +93,11 @@ pub async fn serve<S: Sts>(
     if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
         tracing::warn!(?drain, "in-flight requests did not finish in time");
     }
+}
+
+/// Tells a client over the connection limit to come back (429 `Throttled`), then closes. Bounded
+/// in time so that refused connections cannot pile up.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
 }
