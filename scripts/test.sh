@@ -36,7 +36,7 @@ setup ./scripts/setup-test-env.sh
 setup_if_present ./scripts/build-emrfs-provider.sh
 setup cargo build --all-targets
 
-suite cargo test
+suite cargo test --no-fail-fast
 suite e2e
 
 if [ ${#failed[@]} -ne 0 ]; then
