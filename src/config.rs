@@ -95,7 +95,7 @@ pub struct StsConfig {
     pub endpoint_url: Option<String>,
     /// 15m..=12h; default 1h.
     pub session_duration: Duration,
-    /// More than 15m, less than every session duration; default 30m.
+    /// More than 15m, at most three quarters of every session duration; default 30m.
     pub refresh_before_expiry: Duration,
     /// Less than `refresh_before_expiry`; default 5m.
     pub min_remaining_when_stale: Duration,
@@ -631,12 +631,13 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig, mappings: Option<(&Path, &str)>) -> Resu
             "must be more than 15m: clients refetch credentials with less than 15 minutes left on every call",
         ));
     }
-    if refresh_before_expiry >= session_duration {
+    if !refresh_fits(refresh_before_expiry, session_duration) {
         return Err(ctx.err(
             refresh_span.clone().or(session_span).unwrap_or(0..0),
             "sts.refresh_before_expiry",
             format!(
-                "{} must be less than sts.session_duration ({})",
+                "{} must be at most three quarters of sts.session_duration ({}): refreshes start up to 10% \
+                 early, and a session should serve a while before it is replaced",
                 format_duration(refresh_before_expiry),
                 format_duration(session_duration)
             ),
@@ -784,6 +785,12 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig, mappings: Option<(&Path, &str)>) -> Resu
     Ok(Config { source: source.to_owned(), server, identity, sts, cache, audit, fallback, rules, mappings_file })
 }
 
+/// Whether sessions of `duration` can be refreshed `refresh` before expiry without refreshing almost at
+/// once: the lead (plus up to 10% jitter) must leave at least a quarter of the session's life.
+fn refresh_fits(refresh: Duration, duration: Duration) -> bool {
+    refresh.saturating_mul(4) <= duration.saturating_mul(3)
+}
+
 const FIFTEEN_MINUTES: Duration = Duration::from_secs(15 * 60);
 const TWELVE_HOURS: Duration = Duration::from_secs(12 * 3600);
 
@@ -881,12 +888,13 @@ fn build_rule(ctx: &Ctx<'_>, i: usize, m: &S<RawMapping>, sts: &StsConfig) -> Re
             let v = parse_duration(d.get_ref())
                 .map_err(|msg| ctx.err(d.span(), key("duration"), format!("invalid duration '{}': {msg}", d.get_ref())))?;
             check_session_duration(ctx, v, Some(d.span()), &key("duration"))?;
-            if v <= sts.refresh_before_expiry {
+            if !refresh_fits(sts.refresh_before_expiry, v) {
                 return Err(ctx.err(
                     d.span(),
                     key("duration"),
                     format!(
-                        "{} must be more than sts.refresh_before_expiry ({})",
+                        "{} is too short for sts.refresh_before_expiry ({}): it must be at most three quarters \
+                         of every session duration",
                         format_duration(v),
                         format_duration(sts.refresh_before_expiry)
                     ),

@@ -121,9 +121,9 @@ fn valid_edge_values_are_accepted() {
     let ok = |t: &str| Config::parse(t, Path::new("c.toml"), None).unwrap_or_else(|e| panic!("{t}: {e}"));
     let c = ok("[server]\nlisten = [\"127.0.0.2:1\", \"[::1]:9944\", \"127.0.0.1:0\"]\n");
     assert_eq!(c.server.listen.len(), 3);
-    let c = ok("[sts]\nsession_duration = \"12h\"\nrefresh_before_expiry = \"11h59m\"\nmin_remaining_when_stale = \"0s\"\n");
+    let c = ok("[sts]\nsession_duration = \"12h\"\nrefresh_before_expiry = \"9h\"\nmin_remaining_when_stale = \"0s\"\n");
     assert_eq!(c.sts.session_duration.as_secs(), 12 * 3600);
-    let c = ok("[sts]\nsession_duration = \"16m\"\nrefresh_before_expiry = \"15m1s\"\nmin_remaining_when_stale = \"1m\"\n");
+    let c = ok("[sts]\nsession_duration = \"21m\"\nrefresh_before_expiry = \"15m1s\"\nmin_remaining_when_stale = \"1m\"\n");
     assert_eq!(c.sts.refresh_before_expiry.as_secs(), 901);
     let c = ok("[[mapping]]\nrole = \"arn:aws:iam::123456789012:role/a\"\nexternal_id = \"ab\"\nduration = \"12h\"\n");
     assert_eq!(c.rules.rules()[0].external_id.as_deref(), Some("ab"));
@@ -132,6 +132,8 @@ fn valid_edge_values_are_accepted() {
         "a:/=,.@+-".repeat(136)
     ));
     assert_eq!(c.rules.rules()[0].external_id.as_ref().unwrap().len(), 1224);
+    let c = ok("[[mapping]]\nrole = \"arn:aws:iam::123456789012:role/a\"\nduration = \"40m\"\n");
+    assert_eq!(c.rules.rules()[0].duration, Some(std::time::Duration::from_secs(2400)));
     let c = ok("[audit]\npath = \"audit.log\"\n[server]\ntoken_file = \"token\"\n");
     assert_eq!(c.server.token_file, Path::new("token"));
 }
