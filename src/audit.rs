@@ -4,15 +4,21 @@
 //! sent. With `durability = "sync"` the request waits until its record is on disk: the writer
 //! takes every record that arrived while the previous `fdatasync` ran, writes them in one
 //! `write`, syncs once and answers them all (group commit). With `"buffered"` records are
-//! acknowledged at once and flushed at least every second and on shutdown.
+//! acknowledged at once, written as soon as the writer takes them (an agent crash loses none
+//! of those), synced at least every second and on shutdown.
 //!
 //! A batch that cannot be written is cut back off the file (no half lines), its requests fail
 //! with `AuditUnavailable`, and the log reports itself unhealthy until a write succeeds again.
+//! Lines no request waits for (lifecycle events, buffered records) are kept and retried every
+//! second, up to 4 MiB; beyond that they are dropped and counted. A file deleted from under the
+//! writer is created again at the configured path; a renamed one keeps receiving records until
+//! SIGHUP reopens the path (logrotate's `create` then `postrotate`).
 //! Records carry the `AccessKeyId` handed out, never a secret key or session token.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::ops::Range;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -92,7 +98,7 @@ pub struct CredentialRecord {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Credentials(CredentialRecord),
+    Credentials(Box<CredentialRecord>),
     Start { version: &'static str, pid: u32, config: String },
     Stop { reason: String },
     ConfigLoaded { config: String, rules: usize },
@@ -143,7 +149,14 @@ impl AuditLog {
         let sink = Sink::open(path.clone())?;
         let (tx, rx) = mpsc::channel();
         let healthy = Arc::new(AtomicBool::new(true));
-        let writer = Writer { sink, durability, healthy: healthy.clone(), metrics: metrics.clone() };
+        let writer = Writer {
+            sink,
+            durability,
+            healthy: healthy.clone(),
+            metrics: metrics.clone(),
+            dirty: false,
+            last_sync: Instant::now(),
+        };
         std::thread::Builder::new().name("audit-writer".into()).spawn(move || writer.run(rx))?;
         Ok(AuditLog { tx, durability, healthy, metrics })
     }
@@ -243,12 +256,27 @@ impl Sink {
         }
     }
 
+    /// A file deleted from under us (no name left) would swallow every record: open a new
+    /// one at the configured path. A renamed file (logrotate before its SIGHUP) still has a
+    /// name and keeps receiving records until [`Sink::reopen`].
+    fn ensure_linked(&mut self) -> io::Result<()> {
+        let Some(path) = self.file_path() else { return Ok(()) };
+        let linked = match &self.file {
+            Some(file) => file.metadata()?.nlink() > 0,
+            None => false,
+        };
+        if !linked {
+            tracing::warn!(path = %path.display(), "the audit file was removed; creating it again");
+            self.file = None;
+            self.reopen()?;
+        }
+        Ok(())
+    }
+
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.ensure_linked()?;
         let Some(file) = &mut self.file else {
-            return match self.path {
-                AuditPath::Stdout => io::stdout().lock().write_all(bytes),
-                AuditPath::File(_) => Err(io::Error::other("audit file is not open")),
-            };
+            return io::stdout().lock().write_all(bytes);
         };
         match file.write_all(bytes) {
             Ok(()) => {
@@ -264,43 +292,114 @@ impl Sink {
 
     fn sync(&mut self) -> io::Result<()> {
         match &mut self.file {
-            Some(file) => file.sync_data().inspect_err(|_| {
-                let _ = file.set_len(self.len);
-            }),
+            Some(file) => file.sync_data(),
             None => io::stdout().lock().flush(),
+        }
+    }
+
+    /// Cuts the file back to its last good length (after a failed sync).
+    fn cut(&mut self) {
+        if let Some(file) = &self.file {
+            let _ = file.set_len(self.len);
         }
     }
 
     /// Whether a write could succeed now: the file is where the config says and has room.
     fn probe(&mut self) -> bool {
         let Some(path) = self.file_path().cloned() else { return true };
-        if !path.exists() || self.file.is_none() {
-            if self.reopen().is_err() {
-                return false;
-            }
+        let linked = self.file.as_ref().and_then(|f| f.metadata().ok()).is_some_and(|m| m.nlink() > 0);
+        if (!linked || !path.exists()) && self.reopen().is_err() {
+            return false;
         }
         nix::sys::statvfs::statvfs(&path).map(|s| s.blocks_available() > 0).unwrap_or(false)
     }
 }
+
+/// Lines read from the queue and not yet written.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    lines: u64,
+    /// Lines nobody waits for (lifecycle events, buffered records): kept for the next attempt
+    /// when a write fails, up to [`RETAIN_LIMIT`] bytes.
+    unacked: Vec<Range<usize>>,
+    acks: Vec<oneshot::Sender<Result<(), AuditError>>>,
+}
+
+impl Batch {
+    fn push(&mut self, line: Vec<u8>, ack: Option<oneshot::Sender<Result<(), AuditError>>>) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(&line);
+        self.lines += 1;
+        match ack {
+            Some(ack) => self.acks.push(ack),
+            None => self.unacked.push(start..self.bytes.len()),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bytes.is_empty() && self.acks.is_empty()
+    }
+
+    /// After a failed write: keeps only the unacknowledged lines (no request waits for them),
+    /// up to [`RETAIN_LIMIT`] bytes. Returns how many lines were dropped for lack of room.
+    fn retain_unacked(&mut self) -> u64 {
+        let mut kept = Vec::new();
+        let mut ranges = Vec::new();
+        let mut dropped = 0;
+        for range in self.unacked.drain(..) {
+            if kept.len() + range.len() <= RETAIN_LIMIT {
+                let start = kept.len();
+                kept.extend_from_slice(&self.bytes[range]);
+                ranges.push(start..kept.len());
+            } else {
+                dropped += 1;
+            }
+        }
+        self.lines = ranges.len() as u64;
+        self.unacked = ranges;
+        self.bytes = kept;
+        self.acks.clear();
+        dropped
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.lines = 0;
+        self.unacked.clear();
+        self.acks.clear();
+    }
+}
+
+/// Unacknowledged lines kept across failed writes; beyond this they are dropped and counted.
+const RETAIN_LIMIT: usize = 4 * 1024 * 1024;
+/// Buffered mode syncs at least this often; failed writes are retried this often.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 struct Writer {
     sink: Sink,
     durability: Durability,
     healthy: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    /// Written since the last sync.
+    dirty: bool,
+    last_sync: Instant,
 }
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        let mut pending: Vec<u8> = Vec::with_capacity(64 * 1024);
-        let mut acks = Vec::new();
-        let mut last_flush = Instant::now();
+        let mut batch = Batch::default();
         loop {
-            let first = match rx.recv_timeout(Duration::from_secs(1)) {
+            let wait = if self.dirty || !batch.is_empty() {
+                FLUSH_INTERVAL.saturating_sub(self.last_sync.elapsed()).max(Duration::from_millis(10))
+            } else {
+                FLUSH_INTERVAL
+            };
+            let first = match rx.recv_timeout(wait) {
                 Ok(msg) => Some(msg),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.commit(&mut pending, &mut acks);
+                    self.close(&mut batch);
                     return;
                 }
             };
@@ -309,24 +408,30 @@ impl Writer {
             for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
                 self.metrics.audit_queue_depth.dec();
                 match msg {
-                    Msg::Record { line, ack } => {
-                        pending.extend_from_slice(&line);
-                        acks.extend(ack);
-                    }
+                    Msg::Record { line, ack } => batch.push(line, ack),
                     other => {
                         control = Some(other);
                         break;
                     }
                 }
             }
-            let flush_due = last_flush.elapsed() >= Duration::from_secs(1) || pending.len() >= 256 * 1024;
-            if self.durability == Durability::Sync || flush_due || control.is_some() {
-                self.commit(&mut pending, &mut acks);
-                last_flush = Instant::now();
+            // Sync mode: write and sync now, requests are waiting. Buffered: write now (a crash
+            // of the agent then loses nothing already written), sync every FLUSH_INTERVAL.
+            // While the sink is broken, lines nobody waits for are retried every FLUSH_INTERVAL.
+            let due = self.last_sync.elapsed() >= FLUSH_INTERVAL;
+            let healthy = self.healthy.load(Ordering::Relaxed);
+            if !batch.is_empty() && (healthy || due || !batch.acks.is_empty() || control.is_some()) {
+                self.commit(&mut batch, self.durability == Durability::Sync);
+            }
+            if self.dirty && self.last_sync.elapsed() >= FLUSH_INTERVAL {
+                self.commit(&mut batch, true);
             }
             match control {
                 None | Some(Msg::Record { .. }) => {}
                 Some(Msg::Reopen(ack)) => {
+                    if self.dirty {
+                        self.commit(&mut batch, true);
+                    }
                     let result = self.sink.reopen().map_err(|e| AuditError(e.to_string()));
                     if result.is_ok() {
                         self.healthy.store(true, Ordering::Relaxed);
@@ -337,6 +442,7 @@ impl Writer {
                     let _ = ack.send(self.sink.probe());
                 }
                 Some(Msg::Close(ack)) => {
+                    self.close(&mut batch);
                     let _ = ack.send(());
                     return;
                 }
@@ -344,38 +450,67 @@ impl Writer {
         }
     }
 
-    /// Writes and (in sync mode) syncs the pending lines, then answers their requests.
-    fn commit(&mut self, pending: &mut Vec<u8>, acks: &mut Vec<oneshot::Sender<Result<(), AuditError>>>) {
-        if pending.is_empty() && acks.is_empty() {
+    fn close(&mut self, batch: &mut Batch) {
+        self.commit(batch, true);
+        if !batch.is_empty() {
+            tracing::error!(records = batch.lines, "audit records could not be written before exit");
+            self.metrics.audit_records_dropped.inc_by(batch.lines);
+        }
+    }
+
+    /// Writes the batch (and syncs the file if `sync`), then answers the requests waiting for it.
+    /// On failure the waiting requests get [`AuditError`] and unacknowledged lines are kept.
+    fn commit(&mut self, batch: &mut Batch, sync: bool) {
+        if batch.is_empty() && !(sync && self.dirty) {
             return;
         }
-        let lines = pending.iter().filter(|&&b| b == b'\n').count() as u64;
-        let mut result = self.sink.write(pending);
-        if result.is_ok() && self.durability == Durability::Sync {
+        let mut result = Ok(());
+        if !batch.bytes.is_empty() {
+            result = self.sink.write(&batch.bytes);
+            if result.is_ok() {
+                self.dirty = true;
+            }
+        }
+        if result.is_ok() && sync && self.dirty {
             let started = Instant::now();
             result = self.sink.sync();
             self.metrics.audit_fsync_duration.observe(started.elapsed().as_secs_f64());
+            if result.is_err() {
+                self.sink.cut();
+            }
         }
-        let result = match result {
+        if sync || result.is_err() {
+            // A sync (or its attempt) restarts the clock: failed writes are retried, and the
+            // buffered flush comes, once per FLUSH_INTERVAL.
+            self.last_sync = Instant::now();
+        }
+        match result {
             Ok(()) => {
-                self.metrics.audit_records.inc_by(lines);
+                if sync {
+                    self.dirty = false;
+                }
+                self.metrics.audit_records.inc_by(batch.lines);
                 self.healthy.store(true, Ordering::Relaxed);
-                Ok(())
+                for ack in batch.acks.drain(..) {
+                    let _ = ack.send(Ok(()));
+                }
+                batch.clear();
             }
             Err(e) => {
                 self.metrics.audit_write_errors.inc();
                 self.healthy.store(false, Ordering::Relaxed);
-                tracing::error!(error = %e, records = lines, "audit write failed");
-                // A file removed from under us is recreated for the next batch.
-                if self.sink.file_path().is_some_and(|p| !p.exists()) {
-                    let _ = self.sink.reopen();
+                self.dirty = false;
+                tracing::error!(error = %e, records = batch.lines, "audit write failed");
+                let error = AuditError(e.to_string());
+                for ack in batch.acks.drain(..) {
+                    let _ = ack.send(Err(error.clone()));
                 }
-                Err(AuditError(e.to_string()))
+                let dropped = batch.retain_unacked();
+                if dropped > 0 {
+                    self.metrics.audit_records_dropped.inc_by(dropped);
+                    tracing::error!(records = dropped, "audit records dropped: the log stayed unwritable");
+                }
             }
-        };
-        pending.clear();
-        for ack in acks.drain(..) {
-            let _ = ack.send(result.clone());
         }
     }
 }

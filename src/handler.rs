@@ -194,17 +194,19 @@ async fn decide<S: Sts>(
     record.location = location.as_ref().map(ToString::to_string);
 
     // Who is asking: the kernel says which uid, the system which user and groups.
-    let now = app.clock.now();
     let uid = conn.uid().map_err(|e| Refusal::new(StatusCode::FORBIDDEN, "Forbidden", format!("caller could not be identified: {e}")))?;
+    // The group cache runs on its own monotonic clock; its TTL is not decision time.
     let instant = Instant::now();
-    let caller = app.directory.by_uid(uid, instant);
+    let caller = app.directory.try_by_uid(uid, instant).map_err(|e| {
+        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "CredentialsUnavailable", format!("looking up uid {uid}: {e}"))
+    })?;
     record.caller_uid = Some(uid);
     record.caller_user = Some(caller.user.clone());
     let identity = match &query.user {
         Some(asserted) if *asserted != caller.user => {
             record.user = Some(asserted.clone());
             record.asserted = true;
-            if !config.identity.trusted_proxy_users.iter().any(|u| *u == caller.user) {
+            if !config.identity.trusted_proxy_users.contains(&caller.user) {
                 return Err(Refusal::new(
                     StatusCode::FORBIDDEN,
                     "ImpersonationDenied",
@@ -212,7 +214,10 @@ async fn decide<S: Sts>(
                 ));
             }
             app.directory
-                .by_name(asserted, instant)
+                .try_by_name(asserted, instant)
+                .map_err(|e| {
+                    Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "CredentialsUnavailable", format!("looking up user {asserted}: {e}"))
+                })?
                 .unwrap_or_else(|| Identity { uid: None, user: asserted.clone(), groups: Vec::new() })
         }
         _ => caller,
@@ -256,7 +261,6 @@ async fn decide<S: Sts>(
         duration: rule.duration.unwrap_or(config.sts.session_duration),
         policy,
     };
-    let _ = now;
     let served = app.cache.get(&CacheKey::Role(key)).await.map_err(|e| cache_refusal(e, record))?;
     Ok((served, Some(role.account_id().to_owned())))
 }
@@ -319,7 +323,7 @@ async fn finish<S: Sts>(
         }
     };
     record.latency_us = started.elapsed().as_micros() as u64;
-    if let Err(e) = app.audit.write(&Event::Credentials(record.clone()), now).await {
+    if let Err(e) = app.audit.write(&Event::Credentials(Box::new(record.clone())), now).await {
         let refusal = Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "AuditUnavailable", e.to_string());
         record.status = 503;
         record.error_code = Some(refusal.code);
@@ -331,6 +335,10 @@ async fn finish<S: Sts>(
         .get_or_create(&RequestLabels { outcome: record.outcome.unwrap_or(Outcome::Error).as_str(), code: record.error_code.unwrap_or("OK") })
         .inc();
     app.metrics.request_duration.observe(started.elapsed().as_secs_f64());
+    // The audit record's request id, so a client's answer can be found in the log.
+    if let Ok(id) = HeaderValue::from_str(&record.request_id) {
+        response.headers_mut().insert("x-request-id", id);
+    }
     response
 }
 
