@@ -32,6 +32,8 @@ pub struct Metrics {
     pub audit_records: Counter,
     pub audit_queue_depth: Gauge,
     pub audit_write_errors: Counter,
+    /// Lifecycle or buffered records lost because the log stayed unwritable.
+    pub audit_records_dropped: Counter,
     pub audit_fsync_duration: Histogram,
     pub config_reloads: Family<ResultLabel, Counter>,
     pub connections_open: Gauge,
@@ -63,6 +65,7 @@ impl Metrics {
             audit_records: Counter::default(),
             audit_queue_depth: Gauge::default(),
             audit_write_errors: Counter::default(),
+            audit_records_dropped: Counter::default(),
             audit_fsync_duration: seconds_histogram(),
             config_reloads: Family::default(),
             connections_open: Gauge::default(),
@@ -79,6 +82,11 @@ impl Metrics {
         registry.register("audit_records", "Audit records written", m.audit_records.clone());
         registry.register("audit_queue_depth", "Audit records waiting to be written", m.audit_queue_depth.clone());
         registry.register("audit_write_errors", "Failed audit writes", m.audit_write_errors.clone());
+        registry.register(
+            "audit_records_dropped",
+            "Audit records no request waited for, dropped because the log stayed unwritable",
+            m.audit_records_dropped.clone(),
+        );
         registry.register("audit_fsync_duration_seconds", "Audit fsync latency", m.audit_fsync_duration.clone());
         registry.register("config_reloads", "Configuration reloads by result", m.config_reloads.clone());
         registry.register("connections_open", "Open client connections", m.connections_open.clone());
