@@ -18,6 +18,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CACHE = os.environ.get("EMRFS_RELEASE_CACHE") or os.path.expanduser("~/.cache/emrfs-role-agent")
 GLIBC_MAX = (2, 26)
 BUILD_TIMEOUT = 3600
+# A cold build (toolchain install included) can outlast the suite's per-test timeout.
+pytestmark = pytest.mark.timeout(BUILD_TIMEOUT + 300)
 
 
 def cargo_version():
