@@ -390,35 +390,12 @@ impl Ctx<'_> {
     }
 }
 
-/// Parses `"90s"`, `"30m"`, `"1h"`, `"1h30m"`, `"500ms"`, `"1d"`: one or more `<integer><unit>`.
+/// Parses `"90s"`, `"30m"`, `"1h"`, `"1h30m"`, `"500ms"`, `"1d"` (humantime's syntax).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s.is_empty() {
+    if s.trim().is_empty() {
         return Err("empty (use e.g. \"90s\", \"30m\", \"1h\")".into());
     }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err("expected a number followed by ms, s, m, h or d".into());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| "number too large".to_string())?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86400),
-            "" => return Err("missing unit (ms, s, m, h or d)".into()),
-            u => return Err(format!("unknown unit '{u}' (use ms, s, m, h or d)")),
-        };
-        rest = &rest[unit_len..];
-        let part = u32::try_from(n).ok().and_then(|n| unit.checked_mul(n)).ok_or("duration too large")?;
-        total = total.checked_add(part).ok_or("duration too large")?;
-    }
-    Ok(total)
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. \"90s\", \"30m\", \"1h\")"))
 }
 
 /// Formats a duration the way the configuration writes it: `1h30m`, `90s` → `1m30s`, `500ms`.
@@ -963,7 +940,8 @@ mod tests {
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        for bad in ["", "5", "h", "5x", "-5s", "1.5h", " 5s", "99999999999999999999s"] {
+        assert_eq!(parse_duration("1h 30min"), Ok(Duration::from_secs(5400)));
+        for bad in ["", "5", "h", "5x", "-5s", "99999999999999999999s", "an hour"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         for s in ["1h", "1h30m", "90s", "1d2h3m4s", "250ms"] {

@@ -351,6 +351,16 @@ impl Rule {
         if self.scope_to_prefix && self.prefixes.is_empty() {
             return Err(("scope_to_prefix", "needs prefixes to scope the credentials to".into()));
         }
+        // STS takes one inline session policy, and two policies cannot be merged into one that
+        // allows only what both allow: the rule must say which one it means.
+        if self.scope_to_prefix && self.session_policy.is_some() {
+            return Err((
+                "scope_to_prefix",
+                "cannot be combined with session_policy (STS takes one inline policy): put the prefix limits \
+                 into session_policy, or drop it"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 }
