@@ -234,19 +234,12 @@ impl CacheEvents for Recorder {
     }
 }
 
-/// Cluster and instance ids for session-name templates, from the files EMR and cloud-init
-/// leave on every node; "unknown" elsewhere.
+/// Cluster and instance ids for session-name templates, as `explain` reads them.
 pub fn node_info() -> NodeInfo {
-    let cluster_id = std::fs::read_to_string("/mnt/var/lib/info/job-flow.json")
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|v| v.get("jobFlowId").and_then(|id| id.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| "unknown".to_owned());
-    let instance_id = std::fs::read_to_string("/var/lib/cloud/data/instance-id")
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned());
+    let (cluster_id, instance_id) = crate::cli::emr_node_ids(
+        Path::new(crate::cli::EMR_INFO_DIR),
+        Path::new(crate::cli::CLOUD_INSTANCE_ID_FILE),
+    );
     NodeInfo { cluster_id, instance_id }
 }
 
