@@ -678,3 +678,43 @@ def test_shell_scripts_are_shellcheck_clean():
     r = subprocess.run([shellcheck, "--severity=style", *scripts], cwd=REPO, capture_output=True, text=True,
                        timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# ---- logrotate --------------------------------------------------------------------------------
+
+
+def test_logrotate_rotates_the_audit_log_and_signals_the_agent(tmp_path):
+    # config/logrotate, run by the real logrotate on a copy whose paths point into tmp_path.
+    logrotate = shutil.which("logrotate") or "/usr/sbin/logrotate"
+    assert os.access(logrotate, os.X_OK), "logrotate is missing (scripts/setup-test-env.sh installs it)"
+    with open(os.path.join(REPO, "config", "logrotate")) as f:
+        text = f.read()
+    logs = tmp_path / "log"
+    logs.mkdir(mode=0o750)
+    signalled = tmp_path / "signalled"
+    kill = tmp_path / "systemctl"
+    kill.write_text(f'#!/bin/sh\necho "$*" >> {signalled}\n')
+    kill.chmod(0o755)
+    replacements = {
+        "/var/log/emrfs-role-agent/audit.log": str(logs / "audit.log"),
+        "create 0600 emrfs-role-agent emrfs-role-agent": "create 0600 root root",
+        "/bin/systemctl": str(kill),
+    }
+    for old, new in replacements.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(text)
+    record = '{"v":1,"event":"credentials"}\n'
+    (logs / "audit.log").write_text(record)
+
+    r = subprocess.run([logrotate, "--force", "-s", str(tmp_path / "state"), str(conf)],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rotated = [p for p in os.listdir(logs) if p != "audit.log"]
+    assert len(rotated) == 1 and re.fullmatch(r"audit\.log-\d{8}-\d+", rotated[0]), rotated
+    assert (logs / rotated[0]).read_text() == record  # kept whole; compressed on the next rotation
+    assert (logs / "audit.log").read_text() == ""
+    assert oct((logs / "audit.log").stat().st_mode & 0o777) == "0o600"
+    # SIGHUP to the agent's main process only: it reopens the file.
+    assert signalled.read_text().split() == ["kill", "--signal=HUP", "--kill-who=main", "emrfs-role-agent.service"]
