@@ -118,6 +118,9 @@ def test_untrusted_role_and_wrong_external_id_are_denied_with_the_sts_request_id
     assert calls() == before
     denied = [r for r in agent.audit_records() if r["event"] == "credentials" and r["status"] == 403]
     assert all(r["sts_request_id"] for r in denied), denied
+    # The message a client sees carries the same STS request id, for the destination account's CloudTrail.
+    r = agent.credentials(location="s3://partner-wrong/z")
+    assert denied[1]["sts_request_id"] in r.json()["message"], (r.json(), denied[1])
 
 
 def test_bad_requests_get_clear_errors(moto, agent_factory):
