@@ -359,14 +359,21 @@ if [[ -z $R ]]; then
 else
     was_active=$PREVIOUSLY_INSTALLED
 fi
+# Shows why the agent is not running, and fails the bootstrap action.
+agent_failed() {
+    systemctl status --no-pager "$UNIT" >&2 || true
+    journalctl -u "$UNIT" -n 50 --no-pager >&2 || true
+    die "$1"
+}
+
 # (No `enable --now`: systemd 219 does not have it.) `start` returns once the agent has sent READY=1.
 sys systemctl enable "$UNIT"
 if ((!was_active)); then
-    sys systemctl start "$UNIT"
+    sys systemctl start "$UNIT" || agent_failed "the agent did not start"
 elif changed "$BIN" "$UNIT_DIR/$UNIT"; then
-    sys systemctl restart "$UNIT"
+    sys systemctl restart "$UNIT" || agent_failed "the agent did not restart"
 elif changed "$ETC/config.toml" "$ETC/mappings"; then
-    sys systemctl reload "$UNIT"
+    sys systemctl reload "$UNIT" || agent_failed "the agent did not reload"
 fi
 if [[ -n $MAPPINGS_REFRESH ]]; then
     sys systemctl enable "$SYNC_TIMER"
@@ -382,9 +389,7 @@ if [[ -z $R ]]; then
     deadline=$((SECONDS + READY_TIMEOUT))
     until curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$PORT/readyz" 2>/dev/null; do
         if ((SECONDS >= deadline)) || ! systemctl is-active --quiet "$UNIT"; then
-            systemctl status --no-pager "$UNIT" >&2 || true
-            journalctl -u "$UNIT" -n 50 --no-pager >&2 || true
-            die "the agent did not become ready on port $PORT"
+            agent_failed "the agent did not become ready on port $PORT"
         fi
         sleep 1
     done
