@@ -521,10 +521,10 @@ def test_waiter_with_another_port(node):
 def test_only_one_waiter_at_a_time(node):
     node.install()
     wait_for(lambda: len(node.waiters()) == 1, 10, "one waiter")
+    first = node.waiters()
     node.install()
-    time.sleep(0.5)
-    assert len(node.waiters()) == 1
-    assert "another waiter is already running" in node.waiter_log()
+    wait_for(lambda: "another waiter is already running" in node.waiter_log(), 20, "the second waiter to give way")
+    wait_for(lambda: node.waiters() == first, 20, "only the first waiter to remain")
 
 
 def test_without_the_provider_jar_hadoop_is_left_alone(tmp_path):
