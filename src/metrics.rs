@@ -19,6 +19,20 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// Every (`outcome`, `code`) a credentials request can end with (SPEC §5).
+pub const REQUEST_OUTCOMES: &[(&str, &str)] = &[
+    ("allow", "OK"),
+    ("deny", "AccessDenied"),
+    ("deny", "ImpersonationDenied"),
+    ("deny", "Forbidden"),
+    ("deny", "Unauthorized"),
+    ("error", "InvalidRequest"),
+    ("error", "MethodNotAllowed"),
+    ("error", "CredentialsUnavailable"),
+    ("error", "AuditUnavailable"),
+    ("error", "Timeout"),
+];
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -91,6 +105,23 @@ impl Metrics {
         registry.register("config_reloads", "Configuration reloads by result", m.config_reloads.clone());
         registry.register("connections_open", "Open client connections", m.connections_open.clone());
         registry.register("connections_refused", "Connections closed at max_connections", m.connections_refused.clone());
+        // Every known series exists from the start at 0, so that alerts on `increase()` fire on
+        // the first occurrence and dashboards show zeros rather than gaps.
+        for &(outcome, code) in REQUEST_OUTCOMES {
+            let _ = m.requests.get_or_create(&RequestLabels { outcome, code });
+        }
+        for result in ["ok", "denied", "throttled", "unavailable"] {
+            let _ = m.sts_calls.get_or_create(&ResultLabel { result });
+        }
+        for result in ["hit", "miss", "stale", "instance-profile"] {
+            let _ = m.cache_lookups.get_or_create(&ResultLabel { result });
+        }
+        for result in ["ok", "failed"] {
+            let _ = m.cache_refreshes.get_or_create(&ResultLabel { result });
+        }
+        for result in ["ok", "rejected"] {
+            let _ = m.config_reloads.get_or_create(&ResultLabel { result });
+        }
         Metrics { registry, ..m }
     }
 
