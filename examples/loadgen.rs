@@ -9,6 +9,7 @@
 //!   spawn → first `200` from `/readyz`.
 //! - `rss`: prints a process's resident set size (`VmRSS`, `VmHWM`) every `--every` seconds.
 //!
+//! `--rate` paces all workers together (for soaks that must not take the whole machine).
 //! Paths may contain `{k}`, replaced by `request number % --keys` (distinct session keys).
 //! Results are one line of `name=value` pairs on stdout. With `--pid`, the CPU time the server
 //! process used during the run (`/proc/<pid>/stat`) is reported too, so that the cost per request
@@ -87,6 +88,9 @@ struct Load {
     /// Stop after this many requests instead of after --duration.
     #[arg(long)]
     requests: Option<u64>,
+    /// Requests per second for all workers together (default: as fast as answers come).
+    #[arg(long)]
+    rate: Option<u64>,
     /// Runtime worker threads of the load generator.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -111,6 +115,7 @@ fn main() {
 
 struct Shared {
     load: Load,
+    pace: Option<tokio::sync::Mutex<tokio::time::Interval>>,
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
     issued: AtomicU64,
     stop: AtomicBool,
@@ -120,8 +125,11 @@ struct Shared {
 }
 
 impl Shared {
-    /// The next request's path, or None when the run is over.
-    fn next(&self) -> Option<String> {
+    /// The next request's path, or None when the run is over; waits its turn with --rate.
+    async fn next(&self) -> Option<String> {
+        if let Some(pace) = &self.pace {
+            pace.lock().await.tick().await;
+        }
         if self.stop.load(Ordering::Relaxed) {
             return None;
         }
@@ -151,8 +159,15 @@ fn run_load(load: Load, new_connection: bool) {
         })
         .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(load.threads).enable_all().build().expect("runtime");
+    let pace = load.rate.map(|rate| {
+        let _guard = runtime.enter();
+        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1) as f64));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        tokio::sync::Mutex::new(interval)
+    });
     let shared = Arc::new(Shared {
         load: load.clone(),
+        pace,
         headers,
         issued: AtomicU64::new(0),
         stop: AtomicBool::new(false),
@@ -225,7 +240,7 @@ fn run_load(load: Load, new_connection: bool) {
 async fn worker_keepalive(shared: &Shared) -> Vec<u32> {
     let mut latencies = Vec::new();
     let mut sender: Option<http1::SendRequest<Empty<Bytes>>> = None;
-    while let Some(path) = shared.next() {
+    while let Some(path) = shared.next().await {
         let t0 = Instant::now();
         if sender.as_ref().is_none_or(|s| s.is_closed()) {
             sender = connect(shared.load.addr).await.ok();
@@ -260,7 +275,7 @@ async fn worker_keepalive(shared: &Shared) -> Vec<u32> {
 /// A fresh connection per request: connect, ask, read, close.
 async fn worker_newconn(shared: &Shared) -> Vec<u32> {
     let mut latencies = Vec::new();
-    while let Some(path) = shared.next() {
+    while let Some(path) = shared.next().await {
         let t0 = Instant::now();
         let result = async {
             let mut sender = connect(shared.load.addr).await?;
