@@ -403,6 +403,13 @@ impl Query {
     }
 }
 
+/// The query-string parser of `/v1/credentials`, for the fuzz targets and tests: `(location, user)`
+/// as given, or the `InvalidRequest` message.
+#[doc(hidden)]
+pub fn parse_query(raw: &str) -> Result<(Option<String>, Option<String>), String> {
+    Query::parse(raw).map(|q| (q.location, q.user)).map_err(|r| r.message)
+}
+
 fn truncate(s: &str) -> &str {
     s.char_indices().nth(64).map_or(s, |(i, _)| &s[..i])
 }
