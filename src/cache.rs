@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
+use crate::config::Config;
 use crate::refresh::{is_idle, Freshness, Timing};
 use crate::sts::{call_with_retries, Attempt, CallLimiter, Session, SessionKey, Sts, StsError};
 
@@ -82,6 +83,27 @@ pub struct CacheSettings {
     pub max_calls_per_second: u32,
 }
 
+/// After a failed refresh, stale credentials are served this long before STS is tried again.
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+
+impl CacheSettings {
+    /// The settings `[sts]` and `[cache]` give.
+    pub fn from_config(config: &Config) -> CacheSettings {
+        CacheSettings {
+            timing: Timing {
+                refresh_before_expiry: config.sts.refresh_before_expiry,
+                min_remaining_when_stale: config.sts.min_remaining_when_stale,
+                retry_after_failure: RETRY_AFTER_FAILURE,
+            },
+            max_sessions: config.cache.max_sessions,
+            idle_timeout: config.cache.idle_timeout,
+            negative_cache: config.sts.negative_cache,
+            call_timeout: config.sts.call_timeout,
+            max_calls_per_second: config.sts.max_calls_per_second,
+        }
+    }
+}
+
 pub struct SessionCache<S> {
     sts: Arc<S>,
     clock: Arc<dyn Clock>,
@@ -132,9 +154,10 @@ impl<S: Sts> SessionCache<S> {
         }
     }
 
-    /// Sessions currently held.
+    /// Sessions currently held (a remembered refusal is not a session). Counted over the map
+    /// itself: moka's `entry_count` lags until its housekeeping runs.
     pub fn len(&self) -> u64 {
-        self.slots.entry_count()
+        self.slots.iter().filter(|(_, slot)| slot.state.read().expect("slot lock").current.is_some()).count() as u64
     }
 
     pub fn is_empty(&self) -> bool {

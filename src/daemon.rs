@@ -26,14 +26,11 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::handler::{App, NodeInfo};
 use crate::metrics::{Metrics, ResultLabel};
-use crate::refresh::Timing;
 use crate::server;
 use crate::sts::{AwsSts, Session, StsError};
 
 /// How often the background refresher looks for due sessions.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
-/// After a failed refresh, stale credentials are served this long before STS is tried again.
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(config_path: &Path) -> Result<(), CliError> {
@@ -99,18 +96,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>, node: NodeInfo, sdk: &
     let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
 
     let sts = Arc::new(AwsSts::new(sdk, config.sts.endpoint_url.as_deref(), config.sts.call_timeout));
-    let settings = CacheSettings {
-        timing: Timing {
-            refresh_before_expiry: config.sts.refresh_before_expiry,
-            min_remaining_when_stale: config.sts.min_remaining_when_stale,
-            retry_after_failure: RETRY_AFTER_FAILURE,
-        },
-        max_sessions: config.cache.max_sessions,
-        idle_timeout: config.cache.idle_timeout,
-        negative_cache: config.sts.negative_cache,
-        call_timeout: config.sts.call_timeout,
-        max_calls_per_second: config.sts.max_calls_per_second,
-    };
+    let settings = CacheSettings::from_config(&config);
     let events = Arc::new(Recorder { audit: audit.clone(), metrics: metrics.clone(), clock: clock.clone() });
     let cache = SessionCache::new(sts, clock.clone(), events, settings);
     let now = clock.now();
