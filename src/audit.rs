@@ -514,3 +514,90 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: usize) -> Event {
+        Event::Credentials(Box::new(CredentialRecord { request_id: format!("r-{n}"), status: 200, ..Default::default() }))
+    }
+
+    fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_sync_writes_are_whole_lines_each_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let metrics = Arc::new(Metrics::new());
+        let log = AuditLog::open(&AuditPath::File(path.clone()), Durability::Sync, metrics.clone()).unwrap();
+        let tasks: Vec<_> = (0..200)
+            .map(|n| {
+                let log = log.clone();
+                tokio::spawn(async move { log.write(&record(n), SystemTime::now()).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        // Acknowledged means on disk: the file holds every record now, before close.
+        let written = lines(&path);
+        assert_eq!(written.len(), 200);
+        let mut ids: Vec<_> = written.iter().map(|l| l["request_id"].as_str().unwrap().to_owned()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 200);
+        assert!(written.iter().all(|l| l["v"] == 1 && l["event"] == "credentials" && l["user"].is_null()));
+        log.close().await;
+        assert!(metrics.encode().contains("emrfs_role_agent_audit_records_total 200\n"));
+    }
+
+    #[tokio::test]
+    async fn sync_write_to_a_full_device_fails_closed_and_counts_what_it_could_not_keep() {
+        let metrics = Arc::new(Metrics::new());
+        let log = AuditLog::open(&AuditPath::File("/dev/full".into()), Durability::Sync, metrics.clone()).unwrap();
+        log.emit(&Event::Stop { reason: "kept".into() }, SystemTime::now());
+        let err = log.write(&record(1), SystemTime::now()).await.unwrap_err();
+        assert!(err.to_string().contains("audit log unavailable"), "{err}");
+        assert!(!log.healthy.load(Ordering::Relaxed));
+        log.close().await;
+        let text = metrics.encode();
+        assert!(!text.contains("emrfs_role_agent_audit_write_errors_total 0\n"), "{text}");
+        // At close the kept line could not be written either: counted as dropped.
+        assert!(text.contains("emrfs_role_agent_audit_records_dropped_total 1\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn buffered_records_reach_the_file_without_waiting_for_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&AuditPath::File(path.clone()), Durability::Buffered, Arc::new(Metrics::new())).unwrap();
+        log.write(&record(1), SystemTime::now()).await.unwrap();
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while lines(&path).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(lines(&path).len(), 1);
+        log.close().await;
+    }
+
+    #[test]
+    fn a_failed_batch_keeps_only_the_lines_nobody_waits_for() {
+        let mut batch = Batch::default();
+        let (ack, _done) = oneshot::channel();
+        batch.push(b"start\n".to_vec(), None);
+        batch.push(b"request\n".to_vec(), Some(ack));
+        batch.push(b"sts\n".to_vec(), None);
+        assert_eq!(batch.lines, 3);
+        assert_eq!(batch.retain_unacked(), 0);
+        assert_eq!(batch.bytes, b"start\nsts\n");
+        assert_eq!(batch.lines, 2);
+        assert!(batch.acks.is_empty());
+        // Kept lines stay individually droppable.
+        batch.push(vec![b'x'; RETAIN_LIMIT], None);
+        assert_eq!(batch.retain_unacked(), 1);
+        assert_eq!(batch.bytes, b"start\nsts\n");
+    }
+}
