@@ -243,6 +243,13 @@ def test_full_device_fails_closed_and_recovers_without_restart(moto, agent_facto
         (mount / "filler2").unlink()
         wait_http_ok(f"{agent.url}/readyz", 10, agent.process)
         assert agent.credentials(location=f"s3://{analytics['bucket']}/x").status_code == 200
+        # Counted: every refusal, and the failed writes.
+        metrics = agent.get("/metrics", token=False).text
+        refusals = 20 + 1 + sum(1 for s, _ in statuses if s == 503)
+        assert f'emrfs_role_agent_requests_total{{outcome="error",code="AuditUnavailable"}} {refusals}\n' in metrics
+        errors = re.search(r"^emrfs_role_agent_audit_write_errors_total (\d+)$", metrics, re.M)
+        assert errors and int(errors.group(1)) >= refusals, metrics
+        assert "emrfs_role_agent_audit_records_dropped_total 0\n" in metrics
         assert agent.stop() == 0
         ids = by_request_id(agent.audit_records())
         for status, rid in statuses:
@@ -250,8 +257,7 @@ def test_full_device_fails_closed_and_recovers_without_restart(moto, agent_facto
             if status == 200:
                 assert ids[rid]["status"] == 200
         assert agent.audit_records()[-1]["event"] == "stop"
-        metrics_errors = [l for l in agent.stderr_text().splitlines() if "audit write failed" in l]
-        assert metrics_errors
+        assert "audit write failed" in agent.stderr_text()
     finally:
         if agent is not None:
             agent.stop()
@@ -395,6 +401,66 @@ def test_rename_and_sighup_moves_new_records_to_a_new_file_and_loses_none(moto, 
     assert len(everything) == len(received) + 2
     # The rotated file ends where the new one starts.
     assert max(r["time"] for r in old) <= min(r["time"] for r in new if r["event"] != "credentials")
+
+
+def test_logrotate_with_the_shipped_rule_under_load_loses_no_record(moto, agent_factory, tmp_path):
+    """config/logrotate, run by the real logrotate while clients keep asking; its postrotate signals the agent."""
+    logrotate = shutil.which("logrotate") or "/usr/sbin/logrotate"
+    assert os.access(logrotate, os.X_OK), "logrotate is missing (scripts/setup-test-env.sh installs it)"
+    logs = tmp_path / "log"
+    logs.mkdir()
+    agent = agent_factory(mappings=[{"name": "a", "role": moto.role("analytics")["arn"]}],
+                          config={"audit": {"path": str(logs / "audit.log")}})
+    # The rule as shipped, with its paths in tmp_path and `systemctl kill` replaced by a kill of this agent.
+    systemctl = tmp_path / "systemctl"
+    systemctl.write_text(f"#!/bin/sh\nkill -HUP {agent.pid}\n")
+    systemctl.chmod(0o755)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(repo, "config", "logrotate")) as f:
+        text = f.read()
+    for old, new in {
+        "/var/log/emrfs-role-agent/audit.log": str(logs / "audit.log"),
+        "create 0600 emrfs-role-agent emrfs-role-agent": "create 0600 root root",
+        "/bin/systemctl": str(systemctl),
+    }.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(text)
+
+    received, lock, stop = [], threading.Lock(), threading.Event()
+
+    def client():
+        session = requests.Session()
+        while not stop.is_set():
+            r = session.get(agent.credentials_url, headers={"Authorization": agent.token}, timeout=30)
+            with lock:
+                received.append((r.headers["X-Request-Id"], r.status_code))
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    r = subprocess.run([logrotate, "--force", "-s", str(tmp_path / "state"), str(conf)],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: any(x["event"] == "config_loaded" for x in read_lines(logs / "audit.log")))
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert agent.stop() == 0
+
+    (rotated,) = [p for p in os.listdir(logs) if p != "audit.log"]
+    old, new = read_lines(logs / rotated), read_lines(logs / "audit.log")
+    assert old[0]["event"] == "start" and new[-1]["event"] == "stop"
+    assert oct((logs / "audit.log").stat().st_mode & 0o777) == "0o600"  # logrotate's file, kept by the agent
+    old_ids, new_ids = by_request_id(old), by_request_id(new)
+    assert old_ids and new_ids and not set(old_ids) & set(new_ids)
+    everything = {**old_ids, **new_ids}
+    assert len(everything) == len(received) > 50
+    for rid, status in received:
+        assert everything[rid]["status"] == status == 200
 
 
 def wait_for(predicate, timeout=10):
