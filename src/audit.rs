@@ -432,11 +432,8 @@ impl Writer {
                     if self.dirty {
                         self.commit(&mut batch, true);
                     }
-                    let result = self.sink.reopen().map_err(|e| AuditError(e.to_string()));
-                    if result.is_ok() {
-                        self.healthy.store(true, Ordering::Relaxed);
-                    }
-                    let _ = ack.send(result);
+                    // Healthy again only once a write succeeds (a new file can be on a full disk).
+                    let _ = ack.send(self.sink.reopen().map_err(|e| AuditError(e.to_string())));
                 }
                 Some(Msg::Probe(ack)) => {
                     let _ = ack.send(self.sink.probe());
