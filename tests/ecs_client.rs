@@ -10,9 +10,6 @@ use std::sync::Arc;
 
 use aws_credential_types::provider::ProvideCredentials;
 use emrfs_role_agent::clock::SystemClock;
-use emrfs_role_agent::config::Config;
-use emrfs_role_agent::daemon;
-use emrfs_role_agent::handler::NodeInfo;
 use support::{AwsSpec, Moto, MotoOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,14 +44,7 @@ users = ["root"]
         bucket = analytics.bucket,
         engineering = engineering.arn,
     );
-    let config = Config::parse(&text, &dir.path().join("config.toml"), None).unwrap();
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(world.source_credentials())
-        .load()
-        .await;
-    let node = NodeInfo { cluster_id: "j-TEST".into(), instance_id: "i-test".into() };
-    let agent = daemon::start(config, Arc::new(SystemClock), node, &sdk).await.unwrap();
+    let agent = support::start_agent(&text, dir.path(), world.source_credentials(), Arc::new(SystemClock)).await;
     let base = format!("http://{}/v1/credentials", agent.addrs[0]);
 
     let mut arns = Vec::new();

@@ -10,9 +10,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::future::join_all;
 use emrfs_role_agent::clock::ManualClock;
-use emrfs_role_agent::config::Config;
-use emrfs_role_agent::daemon::{self, Running};
-use emrfs_role_agent::handler::NodeInfo;
+use emrfs_role_agent::daemon::Running;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use serde_json::Value;
@@ -73,15 +71,8 @@ prefixes = ["s3://{bucket}/"]
             role = analytics.arn,
             bucket = analytics.bucket,
         );
-        let config = Config::parse(&text, &dir.path().join("config.toml"), None).expect("valid config");
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(world.source_credentials())
-            .load()
-            .await;
-        let node = NodeInfo { cluster_id: "j-TEST".into(), instance_id: "i-test".into() };
-        let agent = daemon::start(config, clock.clone(), node, &sdk).await.expect("agent starts");
+        let agent = support::start_agent(&text, dir.path(), world.source_credentials(), clock.clone()).await;
         let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
         Harness { _moto: moto, world, proxy, clock, agent: Some(agent), dir, token, client }
     }

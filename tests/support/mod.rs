@@ -2,6 +2,7 @@
 //!
 //! - [`moto`]: a moto server (STS, IAM, S3 emulator) as a child process, and the AWS world built in it:
 //!   the agent's source user, roles with trust policies and their own buckets, IAM enforcement.
+//! - [`agent`]: an agent inside the test process, on a config, credentials and clock of the test's choosing.
 //! - [`fault_proxy`]: an HTTP proxy in front of moto that counts AssumeRole calls and injects delay,
 //!   throttling, 5xx, AccessDenied and refusal on demand.
 //!
@@ -9,9 +10,11 @@
 //! `$EMRFS_TEST_VENV` (default `~/.cache/emrfs-role-agent/venv`).
 #![allow(dead_code, unused_imports)]
 
+pub mod agent;
 pub mod fault_proxy;
 pub mod moto;
 
+pub use agent::start_agent;
 pub use fault_proxy::{Fault, FaultControl, FaultProxy};
 pub use moto::{AwsSpec, AwsWorld, Moto, MotoOptions, Principal, RoleInfo, RoleSpec};
 
