@@ -108,6 +108,7 @@ def test_2000_mixed_requests_from_50_clients_have_one_record_each(moto, agent_fa
             "sts": {"endpoint_url": proxy.endpoint, "call_timeout": "300ms", "max_calls_per_second": 1000},
             "fallback": {"mode": "deny"},
         },
+        env={"RUST_LOG": "debug"},  # the secrets scan below covers everything the agent logs
     )
     kinds = {
         "allow": (dict(params={"location": f"s3://{analytics['bucket']}/part-{{i}}"}), 200, None),
