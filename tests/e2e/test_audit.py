@@ -341,11 +341,15 @@ def test_sigterm_under_200_concurrent_clients_loses_no_record(moto, agent_factor
     deadline = time.monotonic() + 60
     while len(received) < 400 and time.monotonic() < deadline:
         time.sleep(0.01)
+    with lock:
+        at_signal = len(received)
     agent.send_signal(signal.SIGTERM)
     assert agent.process.wait(30) == 0
     for t in threads:
         t.join(30)
         assert not t.is_alive()
+    # Requests in flight at the signal were finished and answered.
+    assert len(received) > at_signal
 
     records = agent.audit_records()
     assert records[-1]["event"] == "stop" and records[-1]["reason"]
