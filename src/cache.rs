@@ -12,6 +12,7 @@
 //!
 //! Time comes from the injected [`Clock`]; nothing here sleeps except STS retry backoff.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -119,6 +120,8 @@ struct Slot {
     last_used: Mutex<Option<SystemTime>>,
     /// Held while calling STS for this key: the single flight.
     fetching: tokio::sync::Mutex<()>,
+    /// STS calls finished for this key, to tell waiters whether one finished while they queued.
+    fetches: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone, Default)]
@@ -126,6 +129,8 @@ struct SlotState {
     current: Option<Entry>,
     /// A refusal from STS and until when it stands.
     denied: Option<(SystemTime, StsError)>,
+    /// The last fetch (by number) that found STS unavailable and nothing usable cached.
+    unavailable: Option<(u64, StsError)>,
 }
 
 #[derive(Clone)]
@@ -174,13 +179,23 @@ impl<S: Sts> SessionCache<S> {
             Look::Refuse(err) => return Err(err),
             Look::Fetch => {}
         }
+        let queued_after = slot.fetches.load(Ordering::Acquire);
         let _flight = slot.fetching.lock().await;
-        // Whoever held the lock before us may have fetched what we need.
+        // Whoever held the lock before us may have fetched what we need, or found STS down:
+        // requests that queued behind a failed call share its answer instead of each spending
+        // another call_timeout.
         let now = self.clock.now();
         match self.look(&slot, now, true) {
             Look::Serve(served) => Ok(served),
             Look::Refuse(err) => Err(err),
-            Look::Fetch => self.fetch(key, &slot, now).await,
+            Look::Fetch => {
+                if let Some((n, err)) = &slot.state.read().expect("slot lock").unavailable {
+                    if *n > queued_after {
+                        return Err(CacheError::Unavailable(err.clone()));
+                    }
+                }
+                self.fetch(key, &slot, now).await
+            }
         }
     }
 
@@ -223,6 +238,8 @@ impl<S: Sts> SessionCache<S> {
             CacheKey::InstanceProfile => Source::InstanceProfile,
         };
         let mut state = slot.state.write().expect("slot lock");
+        let number = slot.fetches.fetch_add(1, Ordering::AcqRel) + 1;
+        state.unavailable = None;
         match result {
             Ok(session) => {
                 let refresh_at = self.settings.timing.refresh_at(now, session.expiration, fastrand::f64());
@@ -242,7 +259,10 @@ impl<S: Sts> SessionCache<S> {
                         entry.failed_at = Some(now);
                         Ok(Served { session: entry.session.clone(), source: Source::Stale })
                     }
-                    _ => Err(CacheError::Unavailable(err)),
+                    _ => {
+                        state.unavailable = Some((number, err.clone()));
+                        Err(CacheError::Unavailable(err))
+                    }
                 }
             }
         }

@@ -180,6 +180,16 @@ async fn decide<S: Sts>(
     record: &mut CredentialRecord,
 ) -> Result<(Served, Option<String>), Refusal> {
     check_origin(conn, req)?;
+    // Who is asking: the kernel says which uid, the system which user and groups. Looked up
+    // before anything else, so that even a refused request (a guessed token) names its caller.
+    let uid = conn.uid().map_err(|e| Refusal::new(StatusCode::FORBIDDEN, "Forbidden", format!("caller could not be identified: {e}")))?;
+    record.caller_uid = Some(uid);
+    // The group cache runs on its own monotonic clock; its TTL is not decision time.
+    let instant = Instant::now();
+    let caller = app.directory.try_by_uid(uid, instant).map_err(|e| {
+        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "CredentialsUnavailable", format!("looking up uid {uid}: {e}"))
+    })?;
+    record.caller_user = Some(caller.user.clone());
     if config.server.require_token && !app.token.matches(req.headers().get(AUTHORIZATION)) {
         return Err(Refusal::new(StatusCode::UNAUTHORIZED, "Unauthorized", "missing or wrong Authorization token"));
     }
@@ -193,15 +203,6 @@ async fn decide<S: Sts>(
     };
     record.location = location.as_ref().map(ToString::to_string);
 
-    // Who is asking: the kernel says which uid, the system which user and groups.
-    let uid = conn.uid().map_err(|e| Refusal::new(StatusCode::FORBIDDEN, "Forbidden", format!("caller could not be identified: {e}")))?;
-    // The group cache runs on its own monotonic clock; its TTL is not decision time.
-    let instant = Instant::now();
-    let caller = app.directory.try_by_uid(uid, instant).map_err(|e| {
-        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "CredentialsUnavailable", format!("looking up uid {uid}: {e}"))
-    })?;
-    record.caller_uid = Some(uid);
-    record.caller_user = Some(caller.user.clone());
     let identity = match &query.user {
         Some(asserted) if *asserted != caller.user => {
             record.user = Some(asserted.clone());

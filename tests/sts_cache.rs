@@ -244,3 +244,15 @@ async fn an_sts_refusal_is_cached_for_negative_cache() {
     assert_eq!(h.credentials().await.status, 200);
     assert_eq!(h.proxy.assume_role_calls(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_queued_behind_a_failed_call_share_its_answer() {
+    let h = Harness::start("", "").await;
+    h.proxy.set(Fault::Down);
+    // Twenty requests for one key with STS down and nothing cached: one call (with its retries)
+    // fails within call_timeout (2s) and every request gets that answer, instead of each queued
+    // request spending its own call_timeout until request_timeout (10s) cuts the last ones off.
+    let answers = join_all((0..20).map(|_| h.credentials())).await;
+    let codes: Vec<_> = answers.iter().map(|a| (a.status, a.body["code"].as_str().unwrap_or("").to_owned())).collect();
+    assert!(codes.iter().all(|(s, c)| *s == 503 && c == "CredentialsUnavailable"), "{codes:?}");
+}
