@@ -513,6 +513,7 @@ impl Writer {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests date records with the real clock
 mod tests {
     use super::*;
 

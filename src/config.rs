@@ -589,7 +589,7 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig, mappings: Option<(&Path, &str)>) -> Resu
         Some(u) if !u.get_ref().is_empty() => {
             let v = u.get_ref();
             let host = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://"));
-            if host.map_or(true, str::is_empty) || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if host.is_none_or(str::is_empty) || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(ctx.err(u.span(), "sts.endpoint_url", format!("'{v}' is not an http:// or https:// URL")));
             }
             Some(v.clone())

@@ -95,7 +95,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>, node: NodeInfo, sdk: &
     }
     let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
 
-    let sts = Arc::new(AwsSts::new(sdk, config.sts.endpoint_url.as_deref(), config.sts.call_timeout));
+    let sts = Arc::new(AwsSts::new(sdk, config.sts.endpoint_url.as_deref(), config.sts.call_timeout, clock.clone()));
     let settings = CacheSettings::from_config(&config);
     let events = Arc::new(Recorder { audit: audit.clone(), metrics: metrics.clone(), clock: clock.clone() });
     let cache = SessionCache::new(sts, clock.clone(), events, settings);

@@ -17,6 +17,7 @@ use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::RequestId;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use crate::clock::Clock;
 use crate::rules::RoleArn;
 
 /// Everything that shapes an assumed-role session; the session cache's key.
@@ -77,16 +78,17 @@ pub trait Sts: Send + Sync + 'static {
 }
 
 /// [`Sts`] over `aws-sdk-sts`, with source credentials from the SDK's default chain.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AwsSts {
     client: aws_sdk_sts::Client,
     source: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+    clock: Arc<dyn Clock>,
 }
 
 impl AwsSts {
     /// `sdk` comes from `aws_config::defaults(..).load()`; `endpoint_url` overrides STS's
-    /// endpoint; each attempt is bounded by `attempt_timeout`.
-    pub fn new(sdk: &SdkConfig, endpoint_url: Option<&str>, attempt_timeout: Duration) -> AwsSts {
+    /// endpoint; each attempt is bounded by `attempt_timeout`; `clock` dates long-lived keys.
+    pub fn new(sdk: &SdkConfig, endpoint_url: Option<&str>, attempt_timeout: Duration, clock: Arc<dyn Clock>) -> AwsSts {
         let mut builder = aws_sdk_sts::config::Builder::from(sdk)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
@@ -98,7 +100,7 @@ impl AwsSts {
         if let Some(url) = endpoint_url {
             builder = builder.endpoint_url(url);
         }
-        AwsSts { client: aws_sdk_sts::Client::from_conf(builder.build()), source: sdk.credentials_provider() }
+        AwsSts { client: aws_sdk_sts::Client::from_conf(builder.build()), source: sdk.credentials_provider(), clock }
     }
 }
 
@@ -143,7 +145,7 @@ impl Sts for AwsSts {
             .map_err(|e| StsError::Unavailable(format!("instance credentials: {}", error_chain(&e))))?;
         // Long-lived keys (no expiry) are handed out as valid for the next hour.
         let expiration =
-            credentials.expiry().unwrap_or_else(|| SystemTime::now() + Duration::from_secs(3600));
+            credentials.expiry().unwrap_or_else(|| self.clock.now() + Duration::from_secs(3600));
         Ok(Session { credentials, expiration, request_id: None })
     }
 }

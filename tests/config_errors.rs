@@ -22,7 +22,7 @@ fn fixtures() -> Vec<(PathBuf, Expect)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(invalid_dir()).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().map_or(true, |e| e != "toml") {
+        if path.extension().is_none_or(|e| e != "toml") {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();

@@ -71,6 +71,8 @@ prefixes = ["s3://{bucket}/"]
             role = analytics.arn,
             bucket = analytics.bucket,
         );
+        // The manual clock starts at the real time: moto dates its credentials by the real clock.
+        #[allow(clippy::disallowed_methods)]
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
         let agent = support::start_agent(&text, dir.path(), world.source_credentials(), clock.clone()).await;
         let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
