@@ -18,7 +18,8 @@
 #
 # Knobs: BENCH_DURATION (s per throughput run, default 10), BENCH_ROUNDS (alternating rounds,
 # default 3), BENCH_SOAK (s, default 300), BENCH_NO_BUILD=1 (reuse the last release build),
-# BENCH_OUT (results directory, default bench/results/<UTC time>).
+# BENCH_OUT (results directory, default bench/results/<UTC time>), BENCH_PROFILE=debug (check the
+# script against debug builds; its figures mean nothing).
 # Needs: wrk, curl, the test virtualenv (scripts/setup-test-env.sh) for moto.
 set -euo pipefail
 
@@ -30,8 +31,9 @@ ROUNDS=${BENCH_ROUNDS:-3}
 SOAK=${BENCH_SOAK:-300}
 ONLY=${BENCH_ONLY:-startup hot newconn identity memory herd volume}
 OUT=${BENCH_OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
-BIN=$CARGO_TARGET_DIR/release/emrfs-role-agent
-EX=$CARGO_TARGET_DIR/release/examples
+PROFILE=${BENCH_PROFILE:-release}   # "debug" only to check the script itself quickly
+BIN=$CARGO_TARGET_DIR/$PROFILE/emrfs-role-agent
+EX=$CARGO_TARGET_DIR/$PROFILE/examples
 
 mkdir -p "$OUT"
 RAW=$OUT/raw.txt
