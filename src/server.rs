@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_io_timeout::TimeoutStream;
 
 use crate::handler::{self, App, Conn};
 use crate::sts::Sts;
@@ -36,6 +37,9 @@ pub async fn serve<S: Sts>(
 ) {
     let config = app.config.load_full();
     let slots = Arc::new(Semaphore::new(config.server.max_connections));
+    // hyper has no write timeout: without one, a client that stops reading its answers holds
+    // its slot forever (header_read_timeout only runs while a request head is awaited).
+    let write_stall = config.server.request_timeout;
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -44,10 +48,12 @@ pub async fn serve<S: Sts>(
     let graceful = Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut acceptors = tokio::task::JoinSet::new();
+    // Every request task holds a sender; all dropped = no request left running.
+    let (inflight, mut settled) = tokio::sync::mpsc::channel::<()>(1);
     app.listening.store(true, std::sync::atomic::Ordering::Relaxed);
     for listener in listeners {
-        let (app, slots, builder, graceful, mut stop) =
-            (app.clone(), slots.clone(), builder.clone(), graceful.clone(), stop_rx.clone());
+        let (app, slots, builder, graceful, mut stop, inflight) =
+            (app.clone(), slots.clone(), builder.clone(), graceful.clone(), stop_rx.clone(), inflight.clone());
         acceptors.spawn(async move {
             loop {
                 let (stream, peer) = tokio::select! {
@@ -73,10 +79,24 @@ pub async fn serve<S: Sts>(
                 app.metrics.connections_open.inc();
                 let metrics = app.metrics.clone();
                 let app = app.clone();
+                let inflight = inflight.clone();
                 let service = service_fn(move |req| {
-                    let (app, conn) = (app.clone(), conn.clone());
-                    async move { Ok::<_, Infallible>(handler::handle(&app, &conn, req).await) }
+                    let (app, conn, inflight) = (app.clone(), conn.clone(), inflight.clone());
+                    // Its own task: a client that hangs up does not cancel the request halfway,
+                    // so its audit record is still written and its STS call still completes.
+                    // Boxed: the task then holds a pointer, not the whole request future, so
+                    // spawning it and reading its answer copy a few bytes instead of kilobytes.
+                    let task = tokio::spawn(Box::pin(async move {
+                        let _inflight = inflight;
+                        handler::handle(&app, &conn, req).await
+                    }));
+                    async move { Ok::<_, Infallible>(task.await.unwrap_or_else(|_| internal_error())) }
                 });
+                // A write that makes no progress for `write_stall` fails the connection and
+                // frees its slot: answers a client never reads cannot pin it forever.
+                let mut stream = TimeoutStream::new(stream);
+                stream.set_write_timeout(Some(write_stall));
+                let stream = Box::pin(stream);
                 let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
                     let _ = connection.await;
@@ -90,9 +110,21 @@ pub async fn serve<S: Sts>(
     let _ = stop_tx.send(true);
     while acceptors.join_next().await.is_some() {}
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| unreachable!("acceptors have stopped"));
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    drop(inflight);
+    let deadline = tokio::time::Instant::now() + drain;
+    let drained = tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_ok()
+        // Requests whose client hung up run on in their own tasks.
+        && tokio::time::timeout_at(deadline, settled.recv()).await.is_ok();
+    if !drained {
         tracing::warn!(?drain, "in-flight requests did not finish in time");
     }
+}
+
+/// The answer when a request task panicked.
+fn internal_error() -> hyper::Response<handler::Body> {
+    let mut response = hyper::Response::new(handler::Body::new(bytes::Bytes::new()));
+    *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+    response
 }
 
 /// Tells a client over the connection limit to come back (429 `Throttled`), then closes. Bounded
