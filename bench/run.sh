@@ -249,7 +249,7 @@ kill "$AGENT_PID" "$BASE_PID" 2>/dev/null || true
 if want herd; then
     log "cold herd (release test build)"
     (cd "$ROOT" && cargo test --release --test hardening cold_herd -- --nocapture --test-threads 1 2>&1) |
-        grep -E '^cold_herd|^test result' | tee -a "$RAW"
+        grep -oE 'cold_herd keys=.*|test result.*' | tee -a "$RAW"
 fi
 
 # ---- STS volume --------------------------------------------------------------------------------

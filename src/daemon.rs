@@ -90,7 +90,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>, node: NodeInfo, sdk: &
 
     let mut listeners = Vec::new();
     for addr in &config.server.listen {
-        let listener = TcpListener::bind(addr).await.map_err(|e| other(&format!("listening on {addr}"), &e))?;
+        let listener = listen(*addr, config.server.max_connections).map_err(|e| other(&format!("listening on {addr}"), &e))?;
         listeners.push(listener);
     }
     let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
@@ -122,6 +122,17 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>, node: NodeInfo, sdk: &
         })
     };
     Ok(Running { app, addrs, shutdown, server, refresher })
+}
+
+/// Binds `addr` with an accept queue as long as `max_connections` (the kernel caps it at
+/// `net.core.somaxconn`). `TcpListener::bind` asks for 128: a cold herd of SDK processes
+/// connecting at once overflowed it, and every dropped SYN cost its client a 1 s retransmit
+/// (BENCHMARKS.md, cold herd).
+fn listen(addr: SocketAddr, max_connections: usize) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(u32::try_from(max_connections).unwrap_or(u32::MAX).max(128))
 }
 
 /// Re-reads the config file and mappings; swaps them in if valid.

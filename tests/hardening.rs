@@ -456,6 +456,7 @@ async fn slow_clients_get_no_more_than_their_share() {
 struct StsHarness {
     _moto: Moto,
     proxy: FaultProxy,
+    world: support::AwsWorld,
     agent: Running,
     bucket: String,
     token: String,
@@ -504,7 +505,8 @@ prefixes = ["s3://{bucket}/"]
             .load()
             .await;
         let agent = daemon::start(config, Arc::new(SystemClock), node(), &sdk).await.expect("agent starts");
-        StsHarness { _moto: moto, proxy, agent, bucket: analytics.bucket.clone(), token, _dir: dir }
+        let bucket = analytics.bucket.clone();
+        StsHarness { _moto: moto, proxy, world, agent, bucket, token, _dir: dir }
     }
 
     /// `n` concurrent requests, each on its own connection, for users `herd-<i % keys>`: the
@@ -543,6 +545,14 @@ async fn cold_herd(keys: usize, max_calls_per_second: u32) {
     // One cold request alone: the STS round trip the herd is compared with (and a warm agent).
     let (single, round_trip) = h.herd(1, 1, "solo").await;
     assert_eq!(single[0].0, 200);
+    // `keys` AssumeRole calls at once, straight to STS (moto answers them one at a time): what
+    // the herd's STS calls cost without the agent.
+    let sts = support::sts_client(&h.proxy.url(), h.world.source_credentials(), false);
+    let role = h.world.role("analytics").arn.clone();
+    let started = Instant::now();
+    let direct = join_all((0..keys).map(|i| sts.assume_role().role_arn(&role).role_session_name(format!("direct-{i}")).send())).await;
+    let direct_elapsed = started.elapsed();
+    assert!(direct.iter().all(Result::is_ok), "moto answers AssumeRole");
     h.proxy.reset_counts();
 
     let (answers, elapsed) = h.herd(1000, keys, "herd").await;
@@ -552,11 +562,13 @@ async fn cold_herd(keys: usize, max_calls_per_second: u32) {
     assert_eq!(distinct.len(), keys, "one session per key");
     assert_eq!(h.proxy.assume_role_calls(), keys as u64, "one AssumeRole per key");
     println!(
-        "cold_herd keys={keys} requests=1000 sts_calls={} max_calls_per_second={max_calls_per_second} herd_ms={} one_cold_request_ms={} ratio={:.2}",
+        "cold_herd keys={keys} requests=1000 sts_calls={} max_calls_per_second={max_calls_per_second} herd_ms={} one_cold_request_ms={} ratio={:.2} direct_parallel_sts_ms={} ratio_to_direct={:.2}",
         h.proxy.assume_role_calls(),
         elapsed.as_millis(),
         round_trip.as_millis(),
-        elapsed.as_secs_f64() / round_trip.as_secs_f64()
+        elapsed.as_secs_f64() / round_trip.as_secs_f64(),
+        direct_elapsed.as_millis(),
+        elapsed.as_secs_f64() / direct_elapsed.as_secs_f64(),
     );
     h.agent.stop("test").await;
 }
