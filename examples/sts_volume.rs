@@ -27,7 +27,6 @@ use clap::Parser;
 use emrfs_role_agent::cache::{CacheEvents, CacheKey, CacheSettings, SessionCache};
 use emrfs_role_agent::clock::{Clock, ManualClock};
 use emrfs_role_agent::config::Config;
-use emrfs_role_agent::refresh::Timing;
 use emrfs_role_agent::rules::RoleArn;
 use emrfs_role_agent::sts::{Session, SessionKey, Sts, StsError};
 
@@ -36,8 +35,6 @@ const MIN: Duration = Duration::from_secs(60);
 const ADVISORY: Duration = Duration::from_secs(15 * 60);
 /// The daemon's background refresher interval (daemon::REFRESH_INTERVAL).
 const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
-/// daemon::RETRY_AFTER_FAILURE.
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 const STEP: Duration = Duration::from_secs(1);
 
 #[derive(Parser)]
@@ -114,18 +111,10 @@ async fn main() {
     let clock = Arc::new(ManualClock::new(t0));
     let sts = Arc::new(CountingSts { clock: clock.clone(), calls: Mutex::default() });
     let settings = CacheSettings {
-        timing: Timing {
-            refresh_before_expiry: config.sts.refresh_before_expiry,
-            min_remaining_when_stale: config.sts.min_remaining_when_stale,
-            retry_after_failure: RETRY_AFTER_FAILURE,
-        },
-        max_sessions: config.cache.max_sessions,
-        idle_timeout: config.cache.idle_timeout,
-        negative_cache: config.sts.negative_cache,
-        call_timeout: config.sts.call_timeout,
         // The limiter runs on real time; the simulation compresses hours into seconds, so it is
         // lifted here (it bounds the rate, not the count, of calls).
         max_calls_per_second: 1_000_000,
+        ..CacheSettings::from_config(&config)
     };
     let cache = SessionCache::new(sts.clone(), clock.clone(), Arc::new(NoEvents), settings);
     let role = RoleArn::parse("arn:aws:iam::222222222222:role/analytics").expect("role");
