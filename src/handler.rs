@@ -326,7 +326,13 @@ async fn finish<S: Sts>(
         }
     };
     record.latency_us = started.elapsed().as_micros() as u64;
-    if let Err(e) = app.audit.write(&Event::Credentials(Box::new(record.clone())), now).await {
+    // The record is lent to the audit log and taken back, not cloned (a clone of its ~20 strings
+    // was a measurable share of a cached request).
+    let event = Event::Credentials(Box::new(record));
+    let written = app.audit.write(&event, now).await;
+    let Event::Credentials(record) = event else { unreachable!("built above") };
+    let mut record = *record;
+    if let Err(e) = written {
         let refusal = Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "AuditUnavailable", e.to_string());
         record.status = 503;
         record.error_code = Some(refusal.code);
