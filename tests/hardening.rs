@@ -24,9 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use emrfs_role_agent::clock::SystemClock;
-use emrfs_role_agent::config::Config;
-use emrfs_role_agent::daemon::{self, Running};
-use emrfs_role_agent::handler::NodeInfo;
+use emrfs_role_agent::daemon::Running;
 use futures::future::join_all;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -73,13 +71,8 @@ mode = "deny"
 "#,
             dir = dir.path().display(),
         );
-        let config = Config::parse(&text, &dir.path().join("config.toml"), None).expect("valid config");
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_credential_types::Credentials::new("AKIAHARDENING", "unused", None, None, "test"))
-            .load()
-            .await;
-        let running = daemon::start(config, Arc::new(SystemClock), node(), &sdk).await.expect("agent starts");
+        let source = aws_credential_types::Credentials::new("AKIAHARDENING", "unused", None, None, "test");
+        let running = support::start_agent(&text, dir.path(), source, Arc::new(SystemClock)).await;
         let addr = running.addrs[0];
         Agent { running: Some(running), addr, token, _dir: dir }
     }
@@ -119,10 +112,6 @@ mode = "deny"
         .await
         .expect("/healthz answers again");
     }
-}
-
-fn node() -> NodeInfo {
-    NodeInfo { cluster_id: "j-HARDENING".into(), instance_id: "i-hardening".into() }
 }
 
 /// Sends `request` on a new connection and reads the status line; None if the connection was
@@ -498,13 +487,7 @@ prefixes = ["s3://{bucket}/"]
             role = analytics.arn,
             bucket = analytics.bucket,
         );
-        let config = Config::parse(&text, &dir.path().join("config.toml"), None).expect("valid config");
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(world.source_credentials())
-            .load()
-            .await;
-        let agent = daemon::start(config, Arc::new(SystemClock), node(), &sdk).await.expect("agent starts");
+        let agent = support::start_agent(&text, dir.path(), world.source_credentials(), Arc::new(SystemClock)).await;
         let bucket = analytics.bucket.clone();
         StsHarness { _moto: moto, proxy, world, agent, bucket, token, _dir: dir }
     }
