@@ -111,7 +111,10 @@ pub struct SessionCache<S> {
     events: Arc<dyn CacheEvents>,
     settings: CacheSettings,
     limiter: CallLimiter,
-    slots: moka::future::Cache<CacheKey, Arc<Slot>>,
+    /// foldhash: hashing the key (a role ARN, a session name, perhaps a policy) with the default
+    /// SipHash was a visible share of a cached request; keys come from the configuration and
+    /// the node's users, and the hasher is still randomly seeded.
+    slots: moka::sync::Cache<CacheKey, Arc<Slot>, foldhash::fast::RandomState>,
 }
 
 #[derive(Default)]
@@ -154,7 +157,9 @@ impl<S: Sts> SessionCache<S> {
             clock,
             events,
             limiter: CallLimiter::per_second(settings.max_calls_per_second),
-            slots: moka::future::Cache::builder().max_capacity(settings.max_sessions).build(),
+            slots: moka::sync::Cache::builder()
+                .max_capacity(settings.max_sessions)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             settings,
         }
     }
@@ -172,13 +177,19 @@ impl<S: Sts> SessionCache<S> {
     /// Credentials for `key`: cached, fetched, or stale during an STS outage.
     pub async fn get(&self, key: &CacheKey) -> Result<Served, CacheError> {
         let now = self.clock.now();
-        let slot = self.slots.get_with_by_ref(key, async { Arc::new(Slot::default()) }).await;
+        let slot = self.slots.get_with_by_ref(key, || Arc::new(Slot::default()));
         *slot.last_used.lock().expect("slot lock") = Some(now);
         match self.look(&slot, now, false) {
-            Look::Serve(served) => return Ok(served),
-            Look::Refuse(err) => return Err(err),
-            Look::Fetch => {}
+            Look::Serve(served) => Ok(served),
+            Look::Refuse(err) => Err(err),
+            // Boxed: waiting for STS takes a future of kilobytes, which a request answered from
+            // the cache should neither build nor move.
+            Look::Fetch => Box::pin(self.get_in_flight(key, slot)).await,
         }
+    }
+
+    /// The slow path of [`SessionCache::get`]: one STS call per key, whoever asks.
+    async fn get_in_flight(&self, key: &CacheKey, slot: Arc<Slot>) -> Result<Served, CacheError> {
         let queued_after = slot.fetches.load(Ordering::Acquire);
         let _flight = slot.fetching.lock().await;
         // Whoever held the lock before us may have fetched what we need, or found STS down:
@@ -276,7 +287,7 @@ impl<S: Sts> SessionCache<S> {
         for (key, slot) in self.slots.iter() {
             let last_used = *slot.last_used.lock().expect("slot lock");
             if last_used.is_none_or(|t| is_idle(now, t, self.settings.idle_timeout)) {
-                self.slots.invalidate(&*key).await;
+                self.slots.invalidate(&*key);
                 continue;
             }
             let due = matches!(self.look(&slot, now, true), Look::Fetch)
@@ -290,7 +301,7 @@ impl<S: Sts> SessionCache<S> {
             self.events.refreshed(ok);
             refreshed += 1;
         }
-        self.slots.run_pending_tasks().await;
+        self.slots.run_pending_tasks();
         refreshed
     }
 }

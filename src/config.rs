@@ -763,7 +763,7 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig, mappings: Option<(&Path, &str)>) -> Resu
 }
 
 /// Whether sessions of `duration` can be refreshed `refresh` before expiry without refreshing almost at
-/// once: the lead (plus up to 10% jitter) must leave at least a quarter of the session's life.
+/// once: the lead must leave at least a quarter of the session's life (jitter only shortens it).
 fn refresh_fits(refresh: Duration, duration: Duration) -> bool {
     refresh.saturating_mul(4) <= duration.saturating_mul(3)
 }

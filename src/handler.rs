@@ -26,7 +26,7 @@ use crate::location::Location;
 use crate::metrics::{Metrics, RequestLabels, ResultLabel};
 use crate::policy;
 use crate::rules::{Decision, Effect, Request as RuleRequest};
-use crate::sts::{SessionKey, Sts};
+use crate::sts::{Answer, Session, SessionKey, Sts};
 use crate::template::TemplateVars;
 use crate::token::Token;
 
@@ -136,12 +136,12 @@ pub async fn handle<S: Sts>(app: &App<S>, conn: &Conn, req: Request<hyper::body:
         "/healthz" | "/readyz" | "/metrics" if req.method() != Method::GET && req.method() != Method::HEAD => {
             error_response(&Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "use GET"))
         }
-        "/healthz" => text_response(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/healthz" => text_response(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
             let listening = app.listening.load(Ordering::Relaxed);
             let audit_ok = app.audit.is_healthy().await;
             if listening && audit_ok {
-                text_response(StatusCode::OK, "text/plain", "ready\n".into())
+                text_response(StatusCode::OK, "text/plain", "ready\n")
             } else {
                 let why = if !listening { "not listening yet" } else { "audit log not writable" };
                 text_response(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("not ready: {why}\n"))
@@ -160,25 +160,39 @@ async fn credentials<S: Sts>(app: &App<S>, conn: &Conn, req: &Request<hyper::bod
     let started = Instant::now();
     let config = app.config.load_full();
     let mut record = CredentialRecord { request_id: app.request_id(), ..Default::default() };
-    let result = match tokio::time::timeout(config.server.request_timeout, decide(app, &config, conn, req, &mut record)).await {
-        Ok(result) => result,
-        Err(_) => Err(Refusal::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "Timeout",
-            format!("no answer within request_timeout ({:?})", config.server.request_timeout),
-        )),
+    // Deciding is synchronous; only the cache (and through it STS) is waited for, so only that
+    // runs under request_timeout and only its state lives in this future.
+    let result = match decide(app, &config, conn, req, &mut record) {
+        Err(refusal) => Err(refusal),
+        Ok(lookup) => match tokio::time::timeout(config.server.request_timeout, fetch(app, lookup, &mut record)).await {
+            Ok(result) => result,
+            Err(_) => Err(Refusal::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Timeout",
+                format!("no answer within request_timeout ({:?})", config.server.request_timeout),
+            )),
+        },
     };
     finish(app, record, result, started).await
 }
 
-/// Everything between the request and its answer; fills in `record` as it learns.
-async fn decide<S: Sts>(
+/// The credentials a request was found to need.
+enum Lookup {
+    /// A role session; the account is the role's.
+    Role { key: CacheKey, account_id: String },
+    /// No rule matched and `fallback.mode = "instance-profile"`.
+    InstanceProfile,
+}
+
+/// Everything between the request and the cache: who asks, for what, under which rule, for
+/// which session. Fills in `record` as it learns.
+fn decide<S: Sts>(
     app: &App<S>,
     config: &Config,
     conn: &Conn,
     req: &Request<hyper::body::Incoming>,
     record: &mut CredentialRecord,
-) -> Result<(Served, Option<String>), Refusal> {
+) -> Result<Lookup, Refusal> {
     check_origin(conn, req)?;
     // Who is asking: the kernel says which uid, the system which user and groups. Looked up
     // before anything else, so that even a refused request (a guessed token) names its caller.
@@ -190,7 +204,7 @@ async fn decide<S: Sts>(
         Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "CredentialsUnavailable", format!("looking up uid {uid}: {e}"))
     })?;
     record.caller_user = Some(caller.user.clone());
-    if config.server.require_token && !app.token.matches(req.headers().get(AUTHORIZATION)) {
+    if config.server.require_token && !app.token.matches(req.headers().get(AUTHORIZATION), app.clock.now()) {
         return Err(Refusal::new(StatusCode::UNAUTHORIZED, "Unauthorized", "missing or wrong Authorization token"));
     }
     if req.method() != Method::GET {
@@ -230,7 +244,14 @@ async fn decide<S: Sts>(
     let request = RuleRequest { user: &identity.user, groups: &identity.groups, location: location.as_ref() };
     let (rule, matched) = match config.rules.decide(&request) {
         Decision::Rule { rule, matched_prefix } => (rule, matched_prefix),
-        Decision::Fallback => return fallback(app, config, record).await,
+        Decision::Fallback => {
+            return match config.fallback {
+                FallbackMode::Deny => {
+                    Err(Refusal::new(StatusCode::FORBIDDEN, "AccessDenied", "no rule matched and fallback.mode is \"deny\""))
+                }
+                FallbackMode::InstanceProfile => Ok(Lookup::InstanceProfile),
+            };
+        }
     };
     record.rule_index = Some(rule.index);
     record.rule_name = Some(rule.name.clone());
@@ -262,15 +283,17 @@ async fn decide<S: Sts>(
         duration: rule.duration.unwrap_or(config.sts.session_duration),
         policy,
     };
-    let served = app.cache.get(&CacheKey::Role(key)).await.map_err(|e| cache_refusal(e, record))?;
-    Ok((served, Some(role.account_id().to_owned())))
+    Ok(Lookup::Role { key: CacheKey::Role(key), account_id: role.account_id().to_owned() })
 }
 
-/// No rule matched: the node's own credentials, or 403.
-async fn fallback<S: Sts>(app: &App<S>, config: &Config, record: &mut CredentialRecord) -> Result<(Served, Option<String>), Refusal> {
-    match config.fallback {
-        FallbackMode::Deny => Err(Refusal::new(StatusCode::FORBIDDEN, "AccessDenied", "no rule matched and fallback.mode is \"deny\"")),
-        FallbackMode::InstanceProfile => {
+/// The credentials `lookup` names, from the cache or STS; with the account they belong to.
+async fn fetch<S: Sts>(app: &App<S>, lookup: Lookup, record: &mut CredentialRecord) -> Result<(Served, Option<String>), Refusal> {
+    match lookup {
+        Lookup::Role { key, account_id } => {
+            let served = app.cache.get(&key).await.map_err(|e| cache_refusal(e, record))?;
+            Ok((served, Some(account_id)))
+        }
+        Lookup::InstanceProfile => {
             let served = app.cache.get(&CacheKey::InstanceProfile).await.map_err(|e| cache_refusal(e, record))?;
             let account = served.session.credentials.account_id().map(|a| a.as_str().to_owned());
             Ok((Served { source: Source::InstanceProfile, ..served }, account))
@@ -300,13 +323,13 @@ async fn finish<S: Sts>(
     let now = app.clock.now();
     let mut response = match &result {
         Ok((served, account_id)) => {
-            let creds = &served.session.credentials;
+            let session = &served.session;
             record.outcome = Some(Outcome::Allow);
             record.status = 200;
-            record.access_key_id = Some(creds.access_key_id().to_owned());
-            let expiration = audit::expiration(served.session.expiration);
-            let response = credentials_response(served, &expiration, record.role_arn.as_deref(), account_id.as_deref());
-            record.expiration = Some(expiration);
+            record.access_key_id = Some(session.credentials.access_key_id().to_owned());
+            let answer = session.answer.get_or_init(|| render_answer(session, record.role_arn.as_deref(), account_id.as_deref()));
+            let response = json_response(StatusCode::OK, answer.body.clone());
+            record.expiration = Some(answer.expiration.clone());
             record.source = Some(served.source.as_str());
             record.sts_request_id = served.session.request_id.clone();
             let lookup = match served.source {
@@ -423,47 +446,50 @@ fn truncate(s: &str) -> &str {
     s.char_indices().nth(64).map_or(s, |(i, _)| &s[..i])
 }
 
-/// The credentials answer, serialised straight from borrowed fields: building a `serde_json::Value`
-/// map first took 6 % of the agent's CPU on a warm cache (BENCHMARKS.md). Keys in the order the
-/// map gave them.
+/// The credentials answer, serialised straight from borrowed fields. Keys in the order the
+/// SPEC shows them.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct CredentialsBody<'a> {
     access_key_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account_id: Option<&'a str>,
+    secret_access_key: &'a str,
+    token: Option<&'a str>,
     expiration: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     role_arn: Option<&'a str>,
-    secret_access_key: &'a str,
-    token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_id: Option<&'a str>,
 }
 
-fn credentials_response(served: &Served, expiration: &str, role_arn: Option<&str>, account_id: Option<&str>) -> Response<Body> {
-    let creds = &served.session.credentials;
+/// The 200 answer for `session`, rendered once per session ([`Session::answer`]): the role and
+/// account are those of the key it is cached under, the same for every request it serves.
+fn render_answer(session: &Session, role_arn: Option<&str>, account_id: Option<&str>) -> Answer {
+    let creds = &session.credentials;
+    let expiration = audit::expiration(session.expiration);
     let body = CredentialsBody {
         access_key_id: creds.access_key_id(),
-        account_id,
-        expiration,
-        role_arn,
         secret_access_key: creds.secret_access_key(),
         token: creds.session_token(),
+        expiration: &expiration,
+        role_arn,
+        account_id,
     };
-    json_response(StatusCode::OK, serde_json::to_string(&body).expect("credentials serialise"))
+    let body = serde_json::to_vec(&body).expect("credentials serialise").into();
+    Answer { body, expiration }
 }
 
 fn error_response(refusal: &Refusal) -> Response<Body> {
     json_response(refusal.status, json!({"code": refusal.code, "message": refusal.message}).to_string())
 }
 
-fn json_response(status: StatusCode, body: String) -> Response<Body> {
+fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = text_response(status, "application/json", body);
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
-fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn text_response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response

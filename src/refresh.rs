@@ -6,8 +6,11 @@
 //!   issued ........ refresh_at ............ E - min_remaining_when_stale ...... E
 //!   |  fresh: serve  |  due: refresh; on STS failure serve as stale  |  unusable  |
 //! ```
-//! `refresh_at` is `E - refresh_before_expiry` minus a random jitter of up to a tenth of
+//! `refresh_at` is `E - refresh_before_expiry` plus a random jitter of up to a tenth of
 //! `refresh_before_expiry`, so a fleet of sessions issued together does not refresh together.
+//! The jitter only ever makes the lead shorter: `refresh_before_expiry` is the most a session
+//! is cut short, so a one-hour session with the default 30 minutes costs at most two STS calls
+//! an hour (jitter that also moved refreshes earlier made it slightly more than two).
 //! Outside an STS outage a client never receives credentials with less than
 //! [`MIN_CLIENT_VALIDITY`] left: those are refreshed first.
 
@@ -42,7 +45,7 @@ impl Timing {
     /// When credentials expiring at `expiration` become due. `jitter` is in `[0, 1)`.
     pub fn refresh_at(&self, issued: SystemTime, expiration: SystemTime, jitter: f64) -> SystemTime {
         let spread = self.refresh_before_expiry.mul_f64(jitter.clamp(0.0, 1.0) / 10.0);
-        let lead = self.refresh_before_expiry + spread;
+        let lead = self.refresh_before_expiry - spread;
         // A session shorter than the lead (never with validated config, but STS decides the real
         // lifetime) is refreshed halfway through its life instead of at once.
         let life = expiration.duration_since(issued).unwrap_or_default();
@@ -103,11 +106,26 @@ mod tests {
     }
 
     #[test]
-    fn jitter_only_moves_refresh_earlier_by_at_most_a_tenth() {
+    fn jitter_only_moves_refresh_later_by_at_most_a_tenth_of_the_lead() {
         let t0 = SystemTime::UNIX_EPOCH;
         let exp = t0 + 60 * MIN;
         let at = timing().refresh_at(t0, exp, 0.999);
-        assert!(at < t0 + 30 * MIN && at >= t0 + 27 * MIN);
+        assert!(at > t0 + 30 * MIN && at <= t0 + 33 * MIN, "{at:?}");
+        // A session refreshed on its due time is never replaced sooner than 30 minutes later:
+        // at most two STS calls an hour per key.
+        for jitter in [0.0, 0.25, 0.5, 0.999] {
+            assert!(timing().refresh_at(t0, exp, jitter) >= t0 + 30 * MIN);
+        }
+    }
+
+    #[test]
+    fn jitter_never_leaves_a_fresh_session_with_fifteen_minutes_or_less() {
+        let t = Timing { refresh_before_expiry: 16 * MIN, ..timing() };
+        let t0 = SystemTime::UNIX_EPOCH;
+        let exp = t0 + 60 * MIN;
+        let at = t.refresh_at(t0, exp, 0.999);
+        assert!(at > exp - 15 * MIN, "the jittered lead is under 15 minutes here");
+        assert_eq!(t.freshness(exp - 15 * MIN, at, exp), Freshness::Due);
     }
 
     #[test]

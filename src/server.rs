@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -82,15 +83,23 @@ pub async fn serve<S: Sts>(
                 let inflight = inflight.clone();
                 let service = service_fn(move |req| {
                     let (app, conn, inflight) = (app.clone(), conn.clone(), inflight.clone());
-                    // Its own task: a client that hangs up does not cancel the request halfway,
-                    // so its audit record is still written and its STS call still completes.
-                    // Boxed: the task then holds a pointer, not the whole request future, so
-                    // spawning it and reading its answer copy a few bytes instead of kilobytes.
-                    let task = tokio::spawn(Box::pin(async move {
+                    let mut request = Box::pin(async move {
                         let _inflight = inflight;
                         handler::handle(&app, &conn, req).await
-                    }));
-                    async move { Ok::<_, Infallible>(task.await.unwrap_or_else(|_| internal_error())) }
+                    });
+                    async move {
+                        // Most requests (a cached session, buffered audit) are answered in one
+                        // poll. One that has to wait (STS, a synced audit record) goes on in its
+                        // own task: a client that hangs up then does not cancel it halfway, so
+                        // its audit record is still written and its STS call still completes.
+                        // Boxed, so that handing it to the task moves a pointer.
+                        let first = std::future::poll_fn(|cx| Poll::Ready(request.as_mut().poll(cx))).await;
+                        let response = match first {
+                            Poll::Ready(response) => response,
+                            Poll::Pending => tokio::spawn(request).await.unwrap_or_else(|_| internal_error()),
+                        };
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 // A write that makes no progress for `write_stall` fails the connection and
                 // frees its slot: answers a client never reads cannot pin it forever.

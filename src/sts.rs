@@ -5,10 +5,11 @@
 //! is turned off so that every attempt passes the agent's token bucket.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
+use bytes::Bytes;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::retry::RetryConfig;
@@ -33,12 +34,36 @@ pub struct SessionKey {
 }
 
 /// Credentials with their expiry, as handed out. `Credentials` redacts its secrets in `Debug`.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Session {
     pub credentials: Credentials,
     pub expiration: SystemTime,
     /// STS request id of the call that issued them (`None` for instance-profile credentials).
     pub request_id: Option<String>,
+    /// The answer every request served by this session gets, rendered on first use: a session
+    /// is cached under one key, so its answer never changes, and a cached request then costs no
+    /// serialisation.
+    pub answer: OnceLock<Answer>,
+}
+
+impl Session {
+    pub fn new(credentials: Credentials, expiration: SystemTime, request_id: Option<String>) -> Session {
+        Session { credentials, expiration, request_id, answer: OnceLock::new() }
+    }
+}
+
+/// A session's rendered HTTP answer. Holds secrets: its `Debug` shows none of it.
+pub struct Answer {
+    /// The JSON body of the 200 answer.
+    pub body: Bytes,
+    /// `Expiration` as written in the body (and in the audit record).
+    pub expiration: String,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer").field("expiration", &self.expiration).finish_non_exhaustive()
+    }
 }
 
 /// Why STS gave no credentials, sorted by what happens next.
@@ -131,7 +156,7 @@ impl Sts for AwsSts {
             Some(expiration),
             "AssumeRole",
         );
-        Ok(Session { credentials, expiration, request_id })
+        Ok(Session::new(credentials, expiration, request_id))
     }
 
     async fn instance_credentials(&self) -> Result<Session, StsError> {
@@ -146,7 +171,7 @@ impl Sts for AwsSts {
         // Long-lived keys (no expiry) are handed out as valid for the next hour.
         let expiration =
             credentials.expiry().unwrap_or_else(|| self.clock.now() + Duration::from_secs(3600));
-        Ok(Session { credentials, expiration, request_id: None })
+        Ok(Session::new(credentials, expiration, None))
     }
 }
 
