@@ -192,8 +192,10 @@ def test_buffered_mode_counts_records_and_syncs_within_a_second(moto, agent_fact
     )
     for _ in range(10):
         assert agent.credentials().status_code == 200
-    # Written as soon as the writer takes them: in the file now, synced within a second.
-    lines = len(agent.audit_records())
+    # Written in batches a few milliseconds apart (not waiting for the sync), synced within a second.
+    deadline = time.monotonic() + 1
+    while (lines := len(agent.audit_records())) < 2 + 1 + 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert lines == 2 + 1 + 10
     wait_metric(agent, "emrfs_role_agent_audit_records_total", lines)
     _, m = metrics(agent)
