@@ -155,7 +155,7 @@ def main():
         row(
             "RSS after 10,000 cached sessions + 1,000,000 requests",
             "≤ 40 MB",
-            f"{kb / 1024:.1f} MiB (started: {int(rss['agent-started']['rss_kb']) / 1024:.1f} MiB, "
+            f"{kb / 1024:.1f} MiB = {kb * 1024 / 1e6:.1f} MB (started: {int(rss['agent-started']['rss_kb']) / 1024:.1f} MiB, "
             f"after 10,000 sessions: {int(rss['after-10000-sessions']['rss_kb']) / 1024:.1f} MiB; "
             f"{int(million[0]['requests']) if million else '?'} requests)",
             kb <= 40 * 1024,

@@ -66,7 +66,7 @@ impl Sts for CountingSts {
         self.calls.lock().unwrap().entry(key.session_name.clone()).or_default().push(now);
         let expiration = now + key.duration;
         let credentials = Credentials::new("ASIASIMULATED", "simulated", Some("simulated".into()), Some(expiration), "sim");
-        Ok(Session::new(credentials, expiration, None))
+        Ok(Session::new(&credentials, expiration, None, Some(&key.role)))
     }
 
     async fn instance_credentials(&self) -> Result<Session, StsError> {

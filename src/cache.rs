@@ -127,13 +127,14 @@ struct Slot {
     fetches: std::sync::atomic::AtomicU64,
 }
 
+/// The rare states are boxed: every cached session has a slot, few have a refusal or an outage.
 #[derive(Clone, Default)]
 struct SlotState {
     current: Option<Entry>,
     /// A refusal from STS and until when it stands.
-    denied: Option<(SystemTime, StsError)>,
+    denied: Option<Box<(SystemTime, StsError)>>,
     /// The last fetch (by number) that found STS unavailable and nothing usable cached.
-    unavailable: Option<(u64, StsError)>,
+    unavailable: Option<Box<(u64, StsError)>>,
 }
 
 #[derive(Clone)]
@@ -200,7 +201,7 @@ impl<S: Sts> SessionCache<S> {
             Look::Serve(served) => Ok(served),
             Look::Refuse(err) => Err(err),
             Look::Fetch => {
-                if let Some((n, err)) = &slot.state.read().expect("slot lock").unavailable {
+                if let Some((n, err)) = slot.state.read().expect("slot lock").unavailable.as_deref() {
                     if *n > queued_after {
                         return Err(CacheError::Unavailable(err.clone()));
                     }
@@ -214,7 +215,7 @@ impl<S: Sts> SessionCache<S> {
     /// is served stale instead of asking STS again.
     fn look(&self, slot: &Slot, now: SystemTime, locked: bool) -> Look {
         let state = slot.state.read().expect("slot lock");
-        if let Some((until, err)) = &state.denied {
+        if let Some((until, err)) = state.denied.as_deref() {
             if now < *until {
                 return Look::Refuse(CacheError::Denied(err.clone()));
             }
@@ -260,7 +261,7 @@ impl<S: Sts> SessionCache<S> {
                 Ok(Served { session, source: fresh_source })
             }
             Err(err) if !err.is_retryable() => {
-                state.denied = Some((now + self.settings.negative_cache, err.clone()));
+                state.denied = Some(Box::new((now + self.settings.negative_cache, err.clone())));
                 Err(CacheError::Denied(err))
             }
             Err(err) => {
@@ -271,7 +272,7 @@ impl<S: Sts> SessionCache<S> {
                         Ok(Served { session: entry.session.clone(), source: Source::Stale })
                     }
                     _ => {
-                        state.unavailable = Some((number, err.clone()));
+                        state.unavailable = Some(Box::new((number, err.clone())));
                         Err(CacheError::Unavailable(err))
                     }
                 }

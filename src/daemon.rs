@@ -218,7 +218,7 @@ impl CacheEvents for Recorder {
                 Ok(s) => s.request_id.clone(),
                 Err(e) => e.request_id().map(str::to_owned),
             },
-            access_key_id: result.as_ref().ok().map(|s| s.credentials.access_key_id().to_owned()),
+            access_key_id: result.as_ref().ok().map(|s| s.access_key_id.clone()),
             error_code: code,
             duration_us: elapsed.as_micros() as u64,
         };

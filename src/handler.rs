@@ -17,7 +17,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
-use crate::audit::{self, AuditLog, CredentialRecord, Event, Outcome};
+use crate::audit::{AuditLog, CredentialRecord, Event, Outcome};
 use crate::cache::{CacheError, CacheKey, Served, SessionCache, Source};
 use crate::caller::{self, Directory, Identity};
 use crate::clock::Clock;
@@ -26,7 +26,7 @@ use crate::location::Location;
 use crate::metrics::{Metrics, RequestLabels, ResultLabel};
 use crate::policy;
 use crate::rules::{Decision, Effect, Request as RuleRequest};
-use crate::sts::{Answer, Session, SessionKey, Sts};
+use crate::sts::{SessionKey, Sts};
 use crate::template::TemplateVars;
 use crate::token::Token;
 
@@ -178,8 +178,8 @@ async fn credentials<S: Sts>(app: &App<S>, conn: &Conn, req: &Request<hyper::bod
 
 /// The credentials a request was found to need.
 enum Lookup {
-    /// A role session; the account is the role's.
-    Role { key: CacheKey, account_id: String },
+    /// A role session.
+    Role(CacheKey),
     /// No rule matched and `fallback.mode = "instance-profile"`.
     InstanceProfile,
 }
@@ -283,20 +283,16 @@ fn decide<S: Sts>(
         duration: rule.duration.unwrap_or(config.sts.session_duration),
         policy,
     };
-    Ok(Lookup::Role { key: CacheKey::Role(key), account_id: role.account_id().to_owned() })
+    Ok(Lookup::Role(CacheKey::Role(key)))
 }
 
-/// The credentials `lookup` names, from the cache or STS; with the account they belong to.
-async fn fetch<S: Sts>(app: &App<S>, lookup: Lookup, record: &mut CredentialRecord) -> Result<(Served, Option<String>), Refusal> {
+/// The credentials `lookup` names, from the cache or STS.
+async fn fetch<S: Sts>(app: &App<S>, lookup: Lookup, record: &mut CredentialRecord) -> Result<Served, Refusal> {
     match lookup {
-        Lookup::Role { key, account_id } => {
-            let served = app.cache.get(&key).await.map_err(|e| cache_refusal(e, record))?;
-            Ok((served, Some(account_id)))
-        }
+        Lookup::Role(key) => app.cache.get(&key).await.map_err(|e| cache_refusal(e, record)),
         Lookup::InstanceProfile => {
             let served = app.cache.get(&CacheKey::InstanceProfile).await.map_err(|e| cache_refusal(e, record))?;
-            let account = served.session.credentials.account_id().map(|a| a.as_str().to_owned());
-            Ok((Served { source: Source::InstanceProfile, ..served }, account))
+            Ok(Served { source: Source::InstanceProfile, ..served })
         }
     }
 }
@@ -317,19 +313,19 @@ fn cache_refusal(err: CacheError, record: &mut CredentialRecord) -> Refusal {
 async fn finish<S: Sts>(
     app: &App<S>,
     mut record: CredentialRecord,
-    result: Result<(Served, Option<String>), Refusal>,
+    result: Result<Served, Refusal>,
     started: Instant,
 ) -> Response<Body> {
     let now = app.clock.now();
     let mut response = match &result {
-        Ok((served, account_id)) => {
+        Ok(served) => {
             let session = &served.session;
             record.outcome = Some(Outcome::Allow);
             record.status = 200;
-            record.access_key_id = Some(session.credentials.access_key_id().to_owned());
-            let answer = session.answer.get_or_init(|| render_answer(session, record.role_arn.as_deref(), account_id.as_deref()));
-            let response = json_response(StatusCode::OK, answer.body.clone());
-            record.expiration = Some(answer.expiration.clone());
+            record.access_key_id = Some(session.access_key_id.clone());
+            // Rendered when the session was issued: a cached request copies a pointer.
+            let response = json_response(StatusCode::OK, session.answer());
+            record.expiration = Some(session.expiration_text.clone());
             record.source = Some(served.source.as_str());
             record.sts_request_id = served.session.request_id.clone();
             let lookup = match served.source {
@@ -444,38 +440,6 @@ pub fn parse_query(raw: &str) -> Result<(Option<String>, Option<String>), String
 
 fn truncate(s: &str) -> &str {
     s.char_indices().nth(64).map_or(s, |(i, _)| &s[..i])
-}
-
-/// The credentials answer, serialised straight from borrowed fields. Keys in the order the
-/// SPEC shows them.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct CredentialsBody<'a> {
-    access_key_id: &'a str,
-    secret_access_key: &'a str,
-    token: Option<&'a str>,
-    expiration: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role_arn: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account_id: Option<&'a str>,
-}
-
-/// The 200 answer for `session`, rendered once per session ([`Session::answer`]): the role and
-/// account are those of the key it is cached under, the same for every request it serves.
-fn render_answer(session: &Session, role_arn: Option<&str>, account_id: Option<&str>) -> Answer {
-    let creds = &session.credentials;
-    let expiration = audit::expiration(session.expiration);
-    let body = CredentialsBody {
-        access_key_id: creds.access_key_id(),
-        secret_access_key: creds.secret_access_key(),
-        token: creds.session_token(),
-        expiration: &expiration,
-        role_arn,
-        account_id,
-    };
-    let body = serde_json::to_vec(&body).expect("credentials serialise").into();
-    Answer { body, expiration }
 }
 
 fn error_response(refusal: &Refusal) -> Response<Body> {

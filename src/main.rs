@@ -7,11 +7,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use emrfs_role_agent::cli;
 
-/// mimalloc: the request path allocates a few dozen short-lived strings per request, and the
-/// system allocator spent about a tenth of the agent's CPU on them (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Default configuration path when neither `--config` nor `$EMRFS_ROLE_AGENT_CONFIG` is given.
 const DEFAULT_CONFIG: &str = "/etc/emrfs-role-agent/config.toml";
 

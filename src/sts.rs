@@ -5,7 +5,7 @@
 //! is turned off so that every attempt passes the agent's token bucket.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
@@ -33,37 +33,80 @@ pub struct SessionKey {
     pub policy: Option<Arc<str>>,
 }
 
-/// Credentials with their expiry, as handed out. `Credentials` redacts its secrets in `Debug`.
-#[derive(Debug)]
+/// Credentials as handed out. They are rendered once, when issued, into the answer every request
+/// they serve gets (a cached request then costs no serialisation, and the secrets are held once,
+/// not twice). The secret key and session token live only in that answer, which `Debug` never
+/// shows.
 pub struct Session {
-    pub credentials: Credentials,
+    pub access_key_id: String,
     pub expiration: SystemTime,
+    /// `Expiration` as written in the answer and the audit record.
+    pub expiration_text: String,
+    /// The account the credentials belong to, when known.
+    pub account_id: Option<String>,
     /// STS request id of the call that issued them (`None` for instance-profile credentials).
     pub request_id: Option<String>,
-    /// The answer every request served by this session gets, rendered on first use: a session
-    /// is cached under one key, so its answer never changes, and a cached request then costs no
-    /// serialisation.
-    pub answer: OnceLock<Answer>,
+    answer: Bytes,
 }
 
 impl Session {
-    pub fn new(credentials: Credentials, expiration: SystemTime, request_id: Option<String>) -> Session {
-        Session { credentials, expiration, request_id, answer: OnceLock::new() }
+    /// `role` is the role assumed (`None` for the node's own credentials): the answer names it
+    /// and its account.
+    pub fn new(credentials: &Credentials, expiration: SystemTime, request_id: Option<String>, role: Option<&RoleArn>) -> Session {
+        let expiration_text = crate::audit::expiration(expiration);
+        let account_id = match role {
+            Some(role) => Some(role.account_id().to_owned()),
+            None => credentials.account_id().map(|a| a.as_str().to_owned()),
+        };
+        let body = AnswerBody {
+            access_key_id: credentials.access_key_id(),
+            secret_access_key: credentials.secret_access_key(),
+            token: credentials.session_token(),
+            expiration: &expiration_text,
+            role_arn: role.map(RoleArn::as_str),
+            account_id: account_id.as_deref(),
+        };
+        let json = serde_json::to_vec(&body).expect("credentials serialise");
+        Session {
+            access_key_id: credentials.access_key_id().to_owned(),
+            expiration,
+            expiration_text,
+            account_id,
+            request_id,
+            // Exactly as long as the answer: one per cached session.
+            answer: Bytes::copy_from_slice(&json),
+        }
+    }
+
+    /// The JSON body of the 200 answer (SPEC §5). Holds the secrets.
+    pub fn answer(&self) -> Bytes {
+        self.answer.clone()
     }
 }
 
-/// A session's rendered HTTP answer. Holds secrets: its `Debug` shows none of it.
-pub struct Answer {
-    /// The JSON body of the 200 answer.
-    pub body: Bytes,
-    /// `Expiration` as written in the body (and in the audit record).
-    pub expiration: String,
-}
-
-impl std::fmt::Debug for Answer {
+impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Answer").field("expiration", &self.expiration).finish_non_exhaustive()
+        f.debug_struct("Session")
+            .field("access_key_id", &self.access_key_id)
+            .field("expiration", &self.expiration_text)
+            .field("account_id", &self.account_id)
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
     }
+}
+
+/// The answer's JSON, in the order SPEC §5 shows its keys.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct AnswerBody<'a> {
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    token: Option<&'a str>,
+    expiration: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role_arn: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_id: Option<&'a str>,
 }
 
 /// Why STS gave no credentials, sorted by what happens next.
@@ -156,7 +199,7 @@ impl Sts for AwsSts {
             Some(expiration),
             "AssumeRole",
         );
-        Ok(Session::new(credentials, expiration, request_id))
+        Ok(Session::new(&credentials, expiration, request_id, Some(&key.role)))
     }
 
     async fn instance_credentials(&self) -> Result<Session, StsError> {
@@ -171,7 +214,7 @@ impl Sts for AwsSts {
         // Long-lived keys (no expiry) are handed out as valid for the next hour.
         let expiration =
             credentials.expiry().unwrap_or_else(|| self.clock.now() + Duration::from_secs(3600));
-        Ok(Session::new(credentials, expiration, None))
+        Ok(Session::new(&credentials, expiration, None, None))
     }
 }
 
