@@ -164,7 +164,7 @@ async fn credentials<S: Sts>(app: &App<S>, conn: &Conn, req: &Request<hyper::bod
     // runs under request_timeout and only its state lives in this future.
     let result = match decide(app, &config, conn, req, &mut record) {
         Err(refusal) => Err(refusal),
-        Ok(lookup) => match tokio::time::timeout(config.server.request_timeout, fetch(app, lookup, &mut record)).await {
+        Ok(key) => match tokio::time::timeout(config.server.request_timeout, fetch(app, key, &mut record)).await {
             Ok(result) => result,
             Err(_) => Err(Refusal::new(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -176,23 +176,15 @@ async fn credentials<S: Sts>(app: &App<S>, conn: &Conn, req: &Request<hyper::bod
     finish(app, record, result, started).await
 }
 
-/// The credentials a request was found to need.
-enum Lookup {
-    /// A role session.
-    Role(CacheKey),
-    /// No rule matched and `fallback.mode = "instance-profile"`.
-    InstanceProfile,
-}
-
 /// Everything between the request and the cache: who asks, for what, under which rule, for
-/// which session. Fills in `record` as it learns.
+/// which session (the key of the credentials it needs). Fills in `record` as it learns.
 fn decide<S: Sts>(
     app: &App<S>,
     config: &Config,
     conn: &Conn,
     req: &Request<hyper::body::Incoming>,
     record: &mut CredentialRecord,
-) -> Result<Lookup, Refusal> {
+) -> Result<CacheKey, Refusal> {
     check_origin(conn, req)?;
     // Who is asking: the kernel says which uid, the system which user and groups. Looked up
     // before anything else, so that even a refused request (a guessed token) names its caller.
@@ -249,7 +241,7 @@ fn decide<S: Sts>(
                 FallbackMode::Deny => {
                     Err(Refusal::new(StatusCode::FORBIDDEN, "AccessDenied", "no rule matched and fallback.mode is \"deny\""))
                 }
-                FallbackMode::InstanceProfile => Ok(Lookup::InstanceProfile),
+                FallbackMode::InstanceProfile => Ok(CacheKey::InstanceProfile),
             };
         }
     };
@@ -283,18 +275,17 @@ fn decide<S: Sts>(
         duration: rule.duration.unwrap_or(config.sts.session_duration),
         policy,
     };
-    Ok(Lookup::Role(CacheKey::Role(key)))
+    Ok(CacheKey::Role(key))
 }
 
-/// The credentials `lookup` names, from the cache or STS.
-async fn fetch<S: Sts>(app: &App<S>, lookup: Lookup, record: &mut CredentialRecord) -> Result<Served, Refusal> {
-    match lookup {
-        Lookup::Role(key) => app.cache.get(&key).await.map_err(|e| cache_refusal(e, record)),
-        Lookup::InstanceProfile => {
-            let served = app.cache.get(&CacheKey::InstanceProfile).await.map_err(|e| cache_refusal(e, record))?;
-            Ok(Served { source: Source::InstanceProfile, ..served })
-        }
-    }
+/// The credentials for `key`, from the cache or STS. The node's own credentials are reported as
+/// such whether cached or not.
+async fn fetch<S: Sts>(app: &App<S>, key: CacheKey, record: &mut CredentialRecord) -> Result<Served, Refusal> {
+    let served = app.cache.get(&key).await.map_err(|e| cache_refusal(e, record))?;
+    Ok(match key {
+        CacheKey::Role(_) => served,
+        CacheKey::InstanceProfile => Served { source: Source::InstanceProfile, ..served },
+    })
 }
 
 fn cache_refusal(err: CacheError, record: &mut CredentialRecord) -> Refusal {

@@ -42,8 +42,6 @@ pub struct Session {
     pub expiration: SystemTime,
     /// `Expiration` as written in the answer and the audit record.
     pub expiration_text: String,
-    /// The account the credentials belong to, when known.
-    pub account_id: Option<String>,
     /// STS request id of the call that issued them (`None` for instance-profile credentials).
     pub request_id: Option<String>,
     answer: Bytes,
@@ -71,7 +69,6 @@ impl Session {
             access_key_id: credentials.access_key_id().to_owned(),
             expiration,
             expiration_text,
-            account_id,
             request_id,
             // Exactly as long as the answer: one per cached session.
             answer: Bytes::copy_from_slice(&json),
@@ -89,7 +86,6 @@ impl std::fmt::Debug for Session {
         f.debug_struct("Session")
             .field("access_key_id", &self.access_key_id)
             .field("expiration", &self.expiration_text)
-            .field("account_id", &self.account_id)
             .field("request_id", &self.request_id)
             .finish_non_exhaustive()
     }
