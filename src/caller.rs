@@ -28,7 +28,7 @@ use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST,
 };
 use netlink_packet_sock_diag::constants::{
-    AF_INET, AF_INET6, IPPROTO_TCP, TCP_LISTEN, TCP_SYN_RECV, TCP_TIME_WAIT,
+    AF_INET, AF_INET6, IPPROTO_TCP, TCP_CLOSE, TCP_LISTEN, TCP_SYN_RECV, TCP_TIME_WAIT,
 };
 use netlink_packet_sock_diag::inet::{
     ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags, Timer,
@@ -255,6 +255,14 @@ impl Query {
         let header = &response.header;
         let id = &header.socket_id;
         let want = &self.request.socket_id;
+        // The kernel found the socket by its 4-tuple, but it was torn down while it answered: a
+        // closed socket may already report port 0. It is gone, not someone else's.
+        if header.state == TCP_CLOSE {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                format!("the client socket of {} is already closed", self.describe()),
+            ));
+        }
         let same = id.source_port == want.source_port
             && id.destination_port == want.destination_port
             && id.source_address.to_canonical() == want.source_address.to_canonical()
