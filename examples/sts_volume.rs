@@ -28,13 +28,13 @@ use emrfs_role_agent::cache::{CacheEvents, CacheKey, CacheSettings, SessionCache
 use emrfs_role_agent::clock::{Clock, ManualClock};
 use emrfs_role_agent::config::Config;
 use emrfs_role_agent::rules::RoleArn;
-use emrfs_role_agent::sts::{Session, SessionKey, Sts, StsError};
+use emrfs_role_agent::daemon::REFRESH_INTERVAL;
+use emrfs_role_agent::decision::SessionKey;
+use emrfs_role_agent::sts::{Session, Sts, StsError};
 
 const MIN: Duration = Duration::from_secs(60);
 /// botocore refreshes container credentials this long before they expire.
 const ADVISORY: Duration = Duration::from_secs(15 * 60);
-/// The daemon's background refresher interval (daemon::REFRESH_INTERVAL).
-const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 const STEP: Duration = Duration::from_secs(1);
 
 #[derive(Parser)]
@@ -114,7 +114,7 @@ async fn main() {
         // The limiter runs on real time; the simulation compresses hours into seconds, so it is
         // lifted here (it bounds the rate, not the count, of calls).
         max_calls_per_second: 1_000_000,
-        ..CacheSettings::from_config(&config)
+        ..emrfs_role_agent::daemon::cache_settings(&config)
     };
     let cache = SessionCache::new(sts.clone(), clock.clone(), Arc::new(NoEvents), settings);
     let role = RoleArn::parse("arn:aws:iam::222222222222:role/analytics").expect("role");

@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 
 use crate::config::{AuditPath, Durability};
 use crate::metrics::Metrics;
+use crate::refusal::{ErrorCode, Outcome};
 
 /// The schema version written in every record's `v`.
 pub const VERSION: u8 = 1;
@@ -37,30 +38,6 @@ pub const VERSION: u8 = 1;
 /// `time` of a record: RFC 3339, UTC, milliseconds.
 pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// `expiration` as every SDK accepts it: RFC 3339, UTC, whole seconds, `Z`.
-pub fn expiration(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// `outcome` of a credentials request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Allow,
-    Deny,
-    Error,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Allow => "allow",
-            Outcome::Deny => "deny",
-            Outcome::Error => "error",
-        }
-    }
 }
 
 /// One credentials request (`event = "credentials"`). Absent values serialise as `null`.
@@ -85,15 +62,16 @@ pub struct CredentialRecord {
     pub expiration: Option<String>,
     pub source: Option<&'static str>,
     pub sts_request_id: Option<String>,
-    pub error_code: Option<&'static str>,
+    pub error_code: Option<ErrorCode>,
     pub latency_us: u64,
 }
 
 /// Every event the log carries; `event` names the variant.
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    Credentials(Box<CredentialRecord>),
+pub enum Event<'a> {
+    /// Lent by the request, which keeps it for its metrics.
+    Credentials(&'a CredentialRecord),
     Start { version: &'static str, pid: u32, config: String },
     Stop { reason: String },
     ConfigLoaded { config: String, rules: usize },
@@ -114,7 +92,7 @@ struct Line<'a> {
     v: u8,
     time: String,
     #[serde(flatten)]
-    event: &'a Event,
+    event: &'a Event<'a>,
 }
 
 /// The record could not be written.
@@ -156,7 +134,7 @@ impl AuditLog {
         Ok(AuditLog { tx, durability, healthy, metrics })
     }
 
-    fn encode(&self, event: &Event, now: SystemTime) -> Vec<u8> {
+    fn encode(&self, event: &Event<'_>, now: SystemTime) -> Vec<u8> {
         // Most records are well under this: one allocation, no regrowth.
         let mut line = Vec::with_capacity(1024);
         serde_json::to_writer(&mut line, &Line { v: VERSION, time: timestamp(now), event }).expect("audit records serialise");
@@ -165,7 +143,7 @@ impl AuditLog {
     }
 
     /// Writes `event`; with sync durability, returns once it is on disk.
-    pub async fn write(&self, event: &Event, now: SystemTime) -> Result<(), AuditError> {
+    pub async fn write(&self, event: &Event<'_>, now: SystemTime) -> Result<(), AuditError> {
         let line = self.encode(event, now);
         match self.durability {
             Durability::Buffered => self.send(Msg::Record { line, ack: None }),
@@ -178,7 +156,7 @@ impl AuditLog {
     }
 
     /// Queues `event` without waiting (lifecycle and STS-call events).
-    pub fn emit(&self, event: &Event, now: SystemTime) {
+    pub fn emit(&self, event: &Event<'_>, now: SystemTime) {
         let line = self.encode(event, now);
         if self.send(Msg::Record { line, ack: None }).is_err() {
             tracing::error!("audit writer stopped; an event was not recorded");
@@ -523,8 +501,8 @@ impl Writer {
 mod tests {
     use super::*;
 
-    fn record(n: usize) -> Event {
-        Event::Credentials(Box::new(CredentialRecord { request_id: format!("r-{n}"), status: 200, ..Default::default() }))
+    fn record(n: usize) -> CredentialRecord {
+        CredentialRecord { request_id: format!("r-{n}"), status: 200, ..Default::default() }
     }
 
     fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
@@ -540,7 +518,7 @@ mod tests {
         let tasks: Vec<_> = (0..200)
             .map(|n| {
                 let log = log.clone();
-                tokio::spawn(async move { log.write(&record(n), SystemTime::now()).await })
+                tokio::spawn(async move { log.write(&Event::Credentials(&record(n)), SystemTime::now()).await })
             })
             .collect();
         for task in tasks {
@@ -563,7 +541,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let log = AuditLog::open(&AuditPath::File("/dev/full".into()), Durability::Sync, metrics.clone()).unwrap();
         log.emit(&Event::Stop { reason: "kept".into() }, SystemTime::now());
-        let err = log.write(&record(1), SystemTime::now()).await.unwrap_err();
+        let err = log.write(&Event::Credentials(&record(1)), SystemTime::now()).await.unwrap_err();
         assert!(err.to_string().contains("audit log unavailable"), "{err}");
         assert!(!log.healthy.load(Ordering::Relaxed));
         log.close().await;
@@ -578,8 +556,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         let log = AuditLog::open(&AuditPath::File(path.clone()), Durability::Buffered, Arc::new(Metrics::new())).unwrap();
-        log.write(&record(1), SystemTime::now()).await.unwrap();
-        let deadline = Instant::now() + Duration::from_millis(500);
+        log.write(&Event::Credentials(&record(1)), SystemTime::now()).await.unwrap();
+        // Waits for the record, not for a time: the deadline only ends a test that would hang.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while lines(&path).is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

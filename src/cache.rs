@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
-use crate::config::Config;
 use crate::refresh::{is_idle, Freshness, Timing};
-use crate::sts::{call_with_retries, Attempt, CallLimiter, Session, SessionKey, Sts, StsError};
+use crate::decision::SessionKey;
+use crate::sts::{call_with_retries, Attempt, CallLimiter, Session, Sts, StsError};
 
 /// What a cached session is for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -86,24 +86,6 @@ pub struct CacheSettings {
 
 /// After a failed refresh, stale credentials are served this long before STS is tried again.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
-
-impl CacheSettings {
-    /// The settings `[sts]` and `[cache]` give.
-    pub fn from_config(config: &Config) -> CacheSettings {
-        CacheSettings {
-            timing: Timing {
-                refresh_before_expiry: config.sts.refresh_before_expiry,
-                min_remaining_when_stale: config.sts.min_remaining_when_stale,
-                retry_after_failure: RETRY_AFTER_FAILURE,
-            },
-            max_sessions: config.cache.max_sessions,
-            idle_timeout: config.cache.idle_timeout,
-            negative_cache: config.sts.negative_cache,
-            call_timeout: config.sts.call_timeout,
-            max_calls_per_second: config.sts.max_calls_per_second,
-        }
-    }
-}
 
 pub struct SessionCache<S> {
     sts: Arc<S>,

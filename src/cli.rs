@@ -1,25 +1,19 @@
 //! The `check`, `explain` and `import` commands. They read files and the OS user database; the decisions
-//! themselves come from the pure modules ([`crate::rules`], [`crate::emr`], [`crate::template`]).
+//! themselves come from the pure modules ([`crate::decision`], [`crate::emr`]), the same code `serve` runs.
 
 use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
 
-use crate::config::{format_duration, Config, ConfigError};
+use crate::caller::{self, Identity};
+use crate::config::{Config, ConfigError, FallbackMode};
+use crate::decision::{self, Verdict};
 use crate::emr;
 use crate::location::Location;
-use crate::rules::{Decision, Effect, Mismatch, Request, Rule};
-use crate::template::TemplateVars;
-
-/// Where EMR writes facts about the cluster and the node.
-pub const EMR_INFO_DIR: &str = "/mnt/var/lib/info";
-/// Where cloud-init writes the EC2 instance id.
-pub const CLOUD_INSTANCE_ID_FILE: &str = "/var/lib/cloud/data/instance-id";
-/// Used for `{cluster_id}` / `{instance_id}` when the node is not an EMR node (or the files are unreadable),
-/// as the daemon does.
-pub const UNKNOWN_CLUSTER_ID: &str = "unknown";
-pub const UNKNOWN_INSTANCE_ID: &str = "unknown";
+use crate::node::NodeInfo;
+use crate::rules::{Mismatch, Request, Rule};
+use crate::text::format_duration;
 
 /// A failed command, sorted by exit code.
 #[derive(Debug, thiserror::Error)]
@@ -33,17 +27,6 @@ pub enum CliError {
     /// Anything else: exit 1.
     #[error("{0}")]
     Other(String),
-}
-
-impl CliError {
-    /// 78 for configuration errors, 2 for usage errors, 1 otherwise.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            CliError::Config(_) => 78,
-            CliError::Usage(_) => 2,
-            CliError::Other(_) => 1,
-        }
-    }
 }
 
 fn io(e: std::io::Error) -> CliError {
@@ -129,8 +112,9 @@ pub fn describe_rule(r: &Rule) -> String {
     s
 }
 
-/// `explain`: which rule decides a request, with role, session name, and why each earlier rule did not
-/// match. `user` defaults to the OS user running the command; `groups` to the user's OS groups.
+/// `explain`: which rule decides a request, with the session it gets, and why each earlier rule did
+/// not match. `user` defaults to the OS user running the command; `groups` to the user's OS groups,
+/// looked up as `serve` looks them up.
 pub fn explain(
     config: &Path,
     user: Option<String>,
@@ -143,84 +127,74 @@ pub fn explain(
         None => None,
         Some(l) => Some(Location::parse(l).map_err(|e| CliError::Usage(format!("invalid location: {e}")))?),
     };
-    let user = match user {
-        Some(u) => u,
-        None => current_user()?,
+    let looked_up = match &user {
+        Some(name) => caller::lookup_name(name),
+        None => caller::lookup_uid(nix::unistd::getuid().as_raw()),
     };
-    let groups = match groups {
-        Some(g) => g.into_iter().map(|g| g.trim().to_owned()).filter(|g| !g.is_empty()).collect(),
-        None => os_groups(&user),
-    };
-    let (cluster_id, instance_id) = emr_node_ids(Path::new(EMR_INFO_DIR), Path::new(CLOUD_INSTANCE_ID_FILE));
-    write_explanation(&c, &user, &groups, location.as_ref(), &cluster_id, &instance_id, out).map_err(io)
+    let mut identity = looked_up.map_err(|e| CliError::Other(format!("cannot look up the user: {e}")))?;
+    if let Some(groups) = groups {
+        identity.groups = groups.into_iter().map(|g| g.trim().to_owned()).filter(|g| !g.is_empty()).collect();
+    }
+    write_explanation(&c, &NodeInfo::read(), &identity, location.as_ref(), out).map_err(io)
 }
 
 /// The body of `explain`, separated from the OS lookups so that tests can drive it.
 pub fn write_explanation(
     c: &Config,
-    user: &str,
-    groups: &[String],
+    node: &NodeInfo,
+    identity: &Identity,
     location: Option<&Location>,
-    cluster_id: &str,
-    instance_id: &str,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
+    let (user, groups) = (identity.user.as_str(), identity.groups.as_slice());
     let req = Request { user, groups, location };
     writeln!(out, "user:      {user}")?;
     writeln!(out, "groups:    {}", if groups.is_empty() { "(none)".to_string() } else { groups.join(", ") })?;
     writeln!(out, "location:  {}", location.map_or("(none)".to_string(), ToString::to_string))?;
-    let decision = c.rules.decide(&req);
-    let decided_at = match decision {
-        Decision::Rule { rule, .. } => rule.index,
-        Decision::Fallback => c.rules.rules().len(),
-    };
-    match decision {
-        Decision::Rule { rule, matched_prefix } => {
+    let verdict = decision::decide(c, node, &req);
+    let decided_at = match &verdict {
+        Verdict::Allow { rule, matched, .. } | Verdict::Deny { rule, matched } => {
             writeln!(out, "decision:  rule {} '{}' ({})", rule.index, rule.name, rule.effect)?;
-            if let Some(p) = matched_prefix {
+            if let Some(p) = matched {
                 writeln!(out, "matched:   {}{}", p, if p.is_glob() { " (glob)" } else { " (prefix)" })?;
             }
-            match (rule.effect, &rule.role) {
-                (Effect::Allow, Some(role)) => {
-                    let vars = TemplateVars { user, cluster_id, instance_id, rule: &rule.name };
-                    writeln!(out, "effect:    allow: credentials for the role below")?;
-                    writeln!(out, "role:      {role}")?;
-                    writeln!(out, "session:   {} (template \"{}\")", c.sts.session_name.render(&vars), c.sts.session_name)?;
-                    if let Some(si) = &c.sts.source_identity {
-                        writeln!(out, "source id: {} (template \"{si}\")", si.render(&vars))?;
-                    }
-                    let d = rule.duration.unwrap_or(c.sts.session_duration);
-                    writeln!(out, "duration:  {}", format_duration(d))?;
-                    if let Some(x) = &rule.external_id {
-                        writeln!(out, "external:  {x}")?;
-                    }
-                    if let Some(p) = &rule.session_policy {
-                        writeln!(out, "policy:    {p}")?;
-                    }
-                    if rule.scope_to_prefix {
-                        writeln!(out, "scope:     S3 access limited to the matched prefix by a session policy")?;
-                    } else if rule.session_policy.is_none() && !rule.prefixes.is_empty() {
-                        writeln!(
-                            out,
-                            "note:      the prefix chose the role; the credentials are not limited to it \
-                             (set scope_to_prefix or session_policy to confine them)"
-                        )?;
-                    }
-                }
-                _ => writeln!(out, "effect:    deny: the request is refused (403 AccessDenied)")?,
+            rule.index
+        }
+        Verdict::Fallback(mode) => {
+            writeln!(out, "decision:  no rule matched: fallback {mode}")?;
+            c.rules.rules().len()
+        }
+    };
+    match &verdict {
+        Verdict::Allow { rule, key, .. } => {
+            writeln!(out, "effect:    allow: credentials for the role below")?;
+            writeln!(out, "role:      {}", key.role)?;
+            writeln!(out, "session:   {} (template \"{}\")", key.session_name, c.sts.session_name)?;
+            if let (Some(si), Some(template)) = (&key.source_identity, &c.sts.source_identity) {
+                writeln!(out, "source id: {si} (template \"{template}\")")?;
+            }
+            writeln!(out, "duration:  {}", format_duration(key.duration))?;
+            if let Some(x) = &key.external_id {
+                writeln!(out, "external:  {x}")?;
+            }
+            if let Some(p) = &key.policy {
+                writeln!(out, "policy:    {p}")?;
+            }
+            if rule.scope_to_prefix {
+                writeln!(out, "scope:     S3 access limited to the matched prefix by a session policy")?;
+            } else if rule.session_policy.is_none() && !rule.prefixes.is_empty() {
+                writeln!(
+                    out,
+                    "note:      the prefix chose the role; the credentials are not limited to it \
+                     (set scope_to_prefix or session_policy to confine them)"
+                )?;
             }
         }
-        Decision::Fallback => {
-            writeln!(out, "decision:  no rule matched: fallback {}", c.fallback)?;
-            writeln!(
-                out,
-                "effect:    {}",
-                match c.fallback {
-                    crate::config::FallbackMode::InstanceProfile => "the node's own instance-profile credentials",
-                    crate::config::FallbackMode::Deny => "refused (403 AccessDenied)",
-                }
-            )?;
+        Verdict::Deny { .. } => writeln!(out, "effect:    deny: the request is refused (403 AccessDenied)")?,
+        Verdict::Fallback(FallbackMode::InstanceProfile) => {
+            writeln!(out, "effect:    the node's own instance-profile credentials")?
         }
+        Verdict::Fallback(FallbackMode::Deny) => writeln!(out, "effect:    refused (403 AccessDenied)")?,
     }
     let earlier = &c.rules.rules()[..decided_at];
     if !earlier.is_empty() {
@@ -251,54 +225,6 @@ fn why_not(r: &Rule, m: Mismatch, req: &Request<'_>) -> String {
             r.prefixes.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
         ),
     }
-}
-
-/// The user running this command (its passwd name, or `uid:<n>` if it has none).
-fn current_user() -> Result<String, CliError> {
-    let uid = nix::unistd::getuid();
-    match nix::unistd::User::from_uid(uid) {
-        Ok(Some(u)) => Ok(u.name),
-        Ok(None) => Ok(format!("uid:{uid}")),
-        Err(e) => Err(CliError::Other(format!("cannot look up uid {uid}: {e}"))),
-    }
-}
-
-/// The OS groups of `user` (none if the OS does not know the user).
-fn os_groups(user: &str) -> Vec<String> {
-    let Ok(Some(u)) = nix::unistd::User::from_name(user) else {
-        return Vec::new();
-    };
-    let Ok(name) = std::ffi::CString::new(user) else {
-        return Vec::new();
-    };
-    let gids = nix::unistd::getgrouplist(&name, u.gid).unwrap_or_else(|_| vec![u.gid]);
-    let mut names = Vec::new();
-    for gid in gids {
-        let n = match nix::unistd::Group::from_gid(gid) {
-            Ok(Some(g)) => g.name,
-            _ => format!("gid:{gid}"),
-        };
-        if !names.contains(&n) {
-            names.push(n);
-        }
-    }
-    names
-}
-
-/// `{cluster_id}` and `{instance_id}`, read as the daemon reads them: the cluster id is `jobFlowId` in
-/// `<info_dir>/job-flow.json`; the instance id is the content of cloud-init's `instance_id_file`, else
-/// `instanceId` in `<info_dir>/instance.json`; "unknown" when absent.
-pub fn emr_node_ids(info_dir: &Path, instance_id_file: &Path) -> (String, String) {
-    let field = |file: &str, key: &str| -> Option<String> {
-        let text = std::fs::read_to_string(info_dir.join(file)).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        v.get(key)?.as_str().map(str::to_owned).filter(|s| !s.is_empty())
-    };
-    let cloud_init = std::fs::read_to_string(instance_id_file).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-    (
-        field("job-flow.json", "jobFlowId").unwrap_or_else(|| UNKNOWN_CLUSTER_ID.into()),
-        cloud_init.or_else(|| field("instance.json", "instanceId")).unwrap_or_else(|| UNKNOWN_INSTANCE_ID.into()),
-    )
 }
 
 #[derive(Serialize)]

@@ -20,29 +20,59 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::audit::{AuditLog, Event};
-use crate::cache::{CacheEvents, CacheKey, CacheSettings, SessionCache};
-use crate::cli::CliError;
+use crate::cache::{CacheEvents, CacheKey, CacheSettings, SessionCache, RETRY_AFTER_FAILURE};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
-use crate::handler::{App, NodeInfo};
+use crate::config::{Config, ConfigError};
+use crate::handler::App;
 use crate::metrics::{Metrics, ResultLabel};
-use crate::server;
+use crate::node::NodeInfo;
+use crate::refresh::Timing;
+use crate::server::Listener;
 use crate::sts::{AwsSts, Session, StsError};
 
 /// How often the background refresher looks for due sessions.
-const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why the daemon could not start (or keep running).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid: exit 78, and systemd does not restart.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The system refused something the agent needs (a socket, the audit file, a thread): exit 1.
+    #[error("{what}: {source}")]
+    System { what: String, source: std::io::Error },
+}
+
+impl StartError {
+    fn system(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+        let what = what.into();
+        move |source| StartError::System { what, source }
+    }
+}
+
+/// What the agent runs with besides its configuration: clock, node facts, the AWS SDK's
+/// configuration (source credentials and region) and the refresher's period.
+pub struct Environment {
+    pub clock: Arc<dyn Clock>,
+    pub node: NodeInfo,
+    pub sdk: aws_config::SdkConfig,
+    /// How often the background refresher looks for due sessions; [`REFRESH_INTERVAL`] in production.
+    pub refresh_interval: Duration,
+}
 
 /// Runs the daemon until SIGTERM/SIGINT.
-pub fn run(config_path: &Path) -> Result<(), CliError> {
-    let config = Config::load(config_path).map_err(CliError::Config)?;
+pub fn run(config_path: &Path) -> Result<(), StartError> {
+    let config = Config::load(config_path)?;
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Other(format!("starting the runtime: {e}")))?;
+        .map_err(StartError::system("starting the runtime"))?;
     runtime.block_on(async {
         let sdk = load_sdk_config(&config).await;
-        let agent = start(config, Arc::new(SystemClock), node_info(), &sdk).await?;
+        let env = Environment { clock: Arc::new(SystemClock), node: NodeInfo::read(), sdk, refresh_interval: REFRESH_INTERVAL };
+        let agent = start(config, env).await?;
         notify(&[sd_notify::NotifyState::Ready]);
         tracing::info!(addrs = ?agent.addrs, "ready");
         let watchdog = spawn_watchdog();
@@ -79,26 +109,25 @@ impl Running {
 }
 
 /// Builds everything from a validated config and starts serving on its listen addresses
-/// (port 0 picks a free port: see [`Running::addrs`]). `sdk` supplies the source credentials
-/// and region ([`load_sdk_config`] in production).
-pub async fn start(config: Config, clock: Arc<dyn Clock>, node: NodeInfo, sdk: &aws_config::SdkConfig) -> Result<Running, CliError> {
+/// (port 0 picks a free port: see [`Running::addrs`]).
+pub async fn start(config: Config, env: Environment) -> Result<Running, StartError> {
+    let Environment { clock, node, sdk, refresh_interval } = env;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    let other = |what: &str, e: &dyn std::fmt::Display| CliError::Other(format!("{what}: {e}"));
     let audit = AuditLog::open(&config.audit.path, config.audit.durability, metrics.clone())
-        .map_err(|e| other(&format!("opening the audit log {:?}", config.audit.path), &e))?;
+        .map_err(StartError::system(format!("opening the audit log {:?}", config.audit.path)))?;
 
     let mut listeners = Vec::new();
     for addr in &config.server.listen {
-        let listener = listen(*addr, config.server.max_connections).map_err(|e| other(&format!("listening on {addr}"), &e))?;
+        let listener =
+            listen(*addr, config.server.max_connections).map_err(StartError::system(format!("listening on {addr}")))?;
         listeners.push(listener);
     }
     let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
 
-    let sts = Arc::new(AwsSts::new(sdk, config.sts.endpoint_url.as_deref(), config.sts.call_timeout, clock.clone()));
-    let settings = CacheSettings::from_config(&config);
+    let sts = Arc::new(AwsSts::new(&sdk, config.sts.endpoint_url.as_deref(), config.sts.call_timeout, clock.clone()));
     let events = Arc::new(Recorder { audit: audit.clone(), metrics: metrics.clone(), clock: clock.clone() });
-    let cache = SessionCache::new(sts, clock.clone(), events, settings);
+    let cache = SessionCache::new(sts, clock.clone(), events, cache_settings(&config));
     let now = clock.now();
     audit.emit(
         &Event::Start { version: env!("CARGO_PKG_VERSION"), pid: std::process::id(), config: config.source.display().to_string() },
@@ -109,11 +138,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>, node: NodeInfo, sdk: &
     let app = Arc::new(App::new(config, cache, audit, metrics, clock, node));
 
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listeners, app.clone(), async { let _ = stopped.await; }, drain));
+    let listener = Listener::new(listeners, app.clone());
+    let server = tokio::spawn(listener.run(async { let _ = stopped.await; }, drain));
     let refresher = {
         let app = app.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(REFRESH_INTERVAL);
+            let mut tick = tokio::time::interval(refresh_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
@@ -122,6 +152,22 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>, node: NodeInfo, sdk: &
         })
     };
     Ok(Running { app, addrs, shutdown, server, refresher })
+}
+
+/// The cache settings `[sts]` and `[cache]` give.
+pub fn cache_settings(config: &Config) -> CacheSettings {
+    CacheSettings {
+        timing: Timing {
+            refresh_before_expiry: config.sts.refresh_before_expiry,
+            min_remaining_when_stale: config.sts.min_remaining_when_stale,
+            retry_after_failure: RETRY_AFTER_FAILURE,
+        },
+        max_sessions: config.cache.max_sessions,
+        idle_timeout: config.cache.idle_timeout,
+        negative_cache: config.sts.negative_cache,
+        call_timeout: config.sts.call_timeout,
+        max_calls_per_second: config.sts.max_calls_per_second,
+    }
 }
 
 /// Binds `addr` with an accept queue as long as `max_connections` (the kernel caps it at
@@ -136,7 +182,7 @@ fn listen(addr: SocketAddr, max_connections: usize) -> std::io::Result<TcpListen
 }
 
 /// Re-reads the config file and mappings; swaps them in if valid.
-pub fn reload(app: &App<AwsSts>, path: &Path) -> Result<(), crate::config::ConfigError> {
+pub fn reload(app: &App<AwsSts>, path: &Path) -> Result<(), ConfigError> {
     let now = app.clock.now();
     match Config::load(path) {
         Ok(config) => {
@@ -229,15 +275,6 @@ impl CacheEvents for Recorder {
         let result = if ok { "ok" } else { "failed" };
         self.metrics.cache_refreshes.get_or_create(&ResultLabel { result }).inc();
     }
-}
-
-/// Cluster and instance ids for session-name templates, as `explain` reads them.
-pub fn node_info() -> NodeInfo {
-    let (cluster_id, instance_id) = crate::cli::emr_node_ids(
-        Path::new(crate::cli::EMR_INFO_DIR),
-        Path::new(crate::cli::CLOUD_INSTANCE_ID_FILE),
-    );
-    NodeInfo { cluster_id, instance_id }
 }
 
 fn notify(state: &[sd_notify::NotifyState]) {

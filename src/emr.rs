@@ -170,7 +170,7 @@ fn parse_json(text: &str) -> Result<EmrMappings, EmrError> {
             let needle = serde_json::to_string(role).unwrap_or_default();
             let off = text.get(from..)?.find(&needle)? + from;
             from = off + needle.len();
-            Some(crate::config::line_col(text, off))
+            Some(crate::text::line_col(text, off))
         };
         let mappings = role_mappings(&top, "", &mut find_role)?;
         return Ok(EmrMappings { format: EmrFormat::SecurityConfiguration, mappings });
@@ -185,7 +185,7 @@ fn parse_json(text: &str) -> Result<EmrMappings, EmrError> {
 }
 
 fn locate(text: &str, needle: &str) -> Option<(usize, usize)> {
-    text.find(needle).map(|off| crate::config::line_col(text, off))
+    text.find(needle).map(|off| crate::text::line_col(text, off))
 }
 
 fn role_mappings(
@@ -274,7 +274,7 @@ fn parse_site(text: &str) -> Result<EmrMappings, EmrError> {
         let lead = piece.len() - piece.trim_start().len();
         let entry = piece.trim();
         let key = format!("roleMapping[{n}]");
-        let position = Some(crate::config::line_col(text, piece_start + lead));
+        let position = Some(crate::text::line_col(text, piece_start + lead));
         if entry.is_empty() {
             if n == 0 && body.trim().is_empty() {
                 return Err(EmrError { key, message: "empty input: no role mappings".into(), position });

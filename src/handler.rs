@@ -15,29 +15,22 @@ use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use serde_json::json;
 
-use crate::audit::{AuditLog, CredentialRecord, Event, Outcome};
+use crate::audit::{AuditLog, CredentialRecord, Event};
 use crate::cache::{CacheError, CacheKey, Served, SessionCache, Source};
-use crate::caller::{self, Directory, Identity};
+use crate::caller::{self, Directory};
 use crate::clock::Clock;
 use crate::config::{Config, FallbackMode};
+use crate::decision::{self, Verdict};
 use crate::location::Location;
 use crate::metrics::{Metrics, RequestLabels, ResultLabel};
-use crate::policy;
-use crate::rules::{Decision, Effect, Request as RuleRequest};
-use crate::sts::{SessionKey, Sts};
-use crate::template::TemplateVars;
+use crate::node::NodeInfo;
+use crate::refusal::{ErrorCode, Outcome, Refusal};
+use crate::rules::{Effect, Request as RuleRequest};
+use crate::sts::Sts;
 use crate::token::Token;
 
 pub type Body = Full<Bytes>;
-
-/// Facts about this node used in session-name templates.
-#[derive(Clone, Debug)]
-pub struct NodeInfo {
-    pub cluster_id: String,
-    pub instance_id: String,
-}
 
 /// Everything a request needs. The configuration is swapped atomically on reload; a request
 /// keeps the one it started with.
@@ -108,33 +101,12 @@ impl Conn {
     }
 }
 
-/// An error answer: status, code and a message without secrets.
-#[derive(Debug)]
-struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl Refusal {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
-        Refusal { status, code, message: message.into() }
-    }
-
-    fn outcome(&self) -> Outcome {
-        match self.code {
-            "AccessDenied" | "ImpersonationDenied" | "Forbidden" | "Unauthorized" => Outcome::Deny,
-            _ => Outcome::Error,
-        }
-    }
-}
-
 /// Routes one HTTP request.
 pub async fn handle<S: Sts>(app: &App<S>, conn: &Conn, req: Request<hyper::body::Incoming>) -> Response<Body> {
     match req.uri().path() {
         "/v1/credentials" => credentials(app, conn, &req).await,
         "/healthz" | "/readyz" | "/metrics" if req.method() != Method::GET && req.method() != Method::HEAD => {
-            error_response(&Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "use GET"))
+            error_response(&Refusal::new(ErrorCode::MethodNotAllowed, "use GET"))
         }
         "/healthz" => text_response(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
@@ -151,7 +123,7 @@ pub async fn handle<S: Sts>(app: &App<S>, conn: &Conn, req: Request<hyper::body:
             app.metrics.cache_sessions.set(app.cache.len() as i64);
             text_response(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.encode())
         }
-        _ => error_response(&Refusal::new(StatusCode::NOT_FOUND, "NotFound", "no such path")),
+        _ => error_response(&Refusal::new(ErrorCode::NotFound, "no such path")),
     }
 }
 
@@ -167,8 +139,7 @@ async fn credentials<S: Sts>(app: &App<S>, conn: &Conn, req: &Request<hyper::bod
         Ok(key) => match tokio::time::timeout(config.server.request_timeout, fetch(app, key, &mut record)).await {
             Ok(result) => result,
             Err(_) => Err(Refusal::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "Timeout",
+                ErrorCode::Timeout,
                 format!("no answer within request_timeout ({:?})", config.server.request_timeout),
             )),
         },
@@ -188,24 +159,27 @@ fn decide<S: Sts>(
     check_origin(conn, req)?;
     // Who is asking: the kernel says which uid, the system which user and groups. Looked up
     // before anything else, so that even a refused request (a guessed token) names its caller.
-    let uid = conn.uid().map_err(|e| Refusal::new(StatusCode::FORBIDDEN, "Forbidden", format!("caller could not be identified: {e}")))?;
+    let uid = conn.uid().map_err(|e| Refusal::new(ErrorCode::Forbidden, format!("caller could not be identified: {e}")))?;
     record.caller_uid = Some(uid);
     // The group cache runs on its own monotonic clock; its TTL is not decision time.
     let instant = Instant::now();
-    let caller = app.directory.try_by_uid(uid, instant).map_err(|e| {
-        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "CredentialsUnavailable", format!("looking up uid {uid}: {e}"))
-    })?;
+    let caller = app
+        .directory
+        .by_uid(uid, instant)
+        .map_err(|e| Refusal::new(ErrorCode::CredentialsUnavailable, format!("looking up uid {uid}: {e}")))?;
     record.caller_user = Some(caller.user.clone());
     if config.server.require_token && !app.token.matches(req.headers().get(AUTHORIZATION), app.clock.now()) {
-        return Err(Refusal::new(StatusCode::UNAUTHORIZED, "Unauthorized", "missing or wrong Authorization token"));
+        return Err(Refusal::new(ErrorCode::Unauthorized, "missing or wrong Authorization token"));
     }
     if req.method() != Method::GET {
-        return Err(Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "use GET"));
+        return Err(Refusal::new(ErrorCode::MethodNotAllowed, "use GET"));
     }
     let query = Query::parse(req.uri().query().unwrap_or(""))?;
     let location = match &query.location {
         None => None,
-        Some(raw) => Some(Location::parse(raw).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "InvalidRequest", format!("location: {e}")))?),
+        Some(raw) => {
+            Some(Location::parse(raw).map_err(|e| Refusal::new(ErrorCode::InvalidRequest, format!("location: {e}")))?)
+        }
     };
     record.location = location.as_ref().map(ToString::to_string);
 
@@ -215,35 +189,27 @@ fn decide<S: Sts>(
             record.asserted = true;
             if !config.identity.trusted_proxy_users.contains(&caller.user) {
                 return Err(Refusal::new(
-                    StatusCode::FORBIDDEN,
-                    "ImpersonationDenied",
+                    ErrorCode::ImpersonationDenied,
                     format!("user {} may not ask for user {asserted}", caller.user),
                 ));
             }
-            app.directory
-                .try_by_name(asserted, instant)
-                .map_err(|e| {
-                    Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "CredentialsUnavailable", format!("looking up user {asserted}: {e}"))
-                })?
-                .unwrap_or_else(|| Identity { uid: None, user: asserted.clone(), groups: Vec::new() })
+            app.directory.by_name(asserted, instant).map_err(|e| {
+                Refusal::new(ErrorCode::CredentialsUnavailable, format!("looking up user {asserted}: {e}"))
+            })?
         }
         _ => caller,
     };
     record.user = Some(identity.user.clone());
     record.groups = Some(identity.groups.clone());
 
-    // Which rule.
     let request = RuleRequest { user: &identity.user, groups: &identity.groups, location: location.as_ref() };
-    let (rule, matched) = match config.rules.decide(&request) {
-        Decision::Rule { rule, matched_prefix } => (rule, matched_prefix),
-        Decision::Fallback => {
-            return match config.fallback {
-                FallbackMode::Deny => {
-                    Err(Refusal::new(StatusCode::FORBIDDEN, "AccessDenied", "no rule matched and fallback.mode is \"deny\""))
-                }
-                FallbackMode::InstanceProfile => Ok(CacheKey::InstanceProfile),
-            };
+    let (rule, key) = match decision::decide(config, &app.node, &request) {
+        Verdict::Fallback(FallbackMode::InstanceProfile) => return Ok(CacheKey::InstanceProfile),
+        Verdict::Fallback(FallbackMode::Deny) => {
+            return Err(Refusal::new(ErrorCode::AccessDenied, "no rule matched and fallback.mode is \"deny\""))
         }
+        Verdict::Deny { rule, .. } => (rule, None),
+        Verdict::Allow { rule, key, .. } => (rule, Some(key)),
     };
     record.rule_index = Some(rule.index);
     record.rule_name = Some(rule.name.clone());
@@ -251,30 +217,12 @@ fn decide<S: Sts>(
         Effect::Allow => "allow",
         Effect::Deny => "deny",
     });
-    let role = match (rule.effect, &rule.role) {
-        (Effect::Allow, Some(role)) => role,
-        _ => return Err(Refusal::new(StatusCode::FORBIDDEN, "AccessDenied", format!("denied by rule {}", rule.name))),
+    let Some(key) = key else {
+        return Err(Refusal::new(ErrorCode::AccessDenied, format!("denied by rule {}", rule.name)));
     };
-    record.role_arn = Some(role.as_str().to_owned());
-
-    // Which session.
-    let vars = TemplateVars { user: &identity.user, cluster_id: &app.node.cluster_id, instance_id: &app.node.instance_id, rule: &rule.name };
-    let session_name = config.sts.session_name.render(&vars);
-    let source_identity = config.sts.source_identity.as_ref().map(|t| t.render(&vars));
-    record.session_name = Some(session_name.clone());
-    record.source_identity = source_identity.clone();
-    let policy = match (rule.scope_to_prefix, matched) {
-        (true, Some(prefix)) => Some(policy::scope_policy(role.partition(), prefix).into()),
-        _ => rule.session_policy.as_deref().map(Into::into),
-    };
-    let key = SessionKey {
-        role: role.clone(),
-        session_name,
-        external_id: rule.external_id.clone(),
-        source_identity,
-        duration: rule.duration.unwrap_or(config.sts.session_duration),
-        policy,
-    };
+    record.role_arn = Some(key.role.as_str().to_owned());
+    record.session_name = Some(key.session_name.clone());
+    record.source_identity = key.source_identity.clone();
     Ok(CacheKey::Role(key))
 }
 
@@ -292,10 +240,10 @@ fn cache_refusal(err: CacheError, record: &mut CredentialRecord) -> Refusal {
     match err {
         CacheError::Denied(e) => {
             record.sts_request_id = e.request_id().map(str::to_owned);
-            Refusal::new(StatusCode::FORBIDDEN, "AccessDenied", e.to_string())
+            Refusal::new(ErrorCode::AccessDenied, e.to_string())
         }
         CacheError::Unavailable(e) => {
-            Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "CredentialsUnavailable", format!("no valid credentials: {e}"))
+            Refusal::new(ErrorCode::CredentialsUnavailable, format!("no valid credentials: {e}"))
         }
     }
 }
@@ -329,29 +277,26 @@ async fn finish<S: Sts>(
             response
         }
         Err(refusal) => {
-            record.outcome = Some(refusal.outcome());
-            record.status = refusal.status.as_u16();
+            record.outcome = Some(refusal.code.outcome());
+            record.status = refusal.code.status().as_u16();
             record.error_code = Some(refusal.code);
             error_response(refusal)
         }
     };
     record.latency_us = started.elapsed().as_micros() as u64;
-    // The record is lent to the audit log and taken back, not cloned (a clone of its ~20 strings
-    // was a measurable share of a cached request).
-    let event = Event::Credentials(Box::new(record));
-    let written = app.audit.write(&event, now).await;
-    let Event::Credentials(record) = event else { unreachable!("built above") };
-    let mut record = *record;
-    if let Err(e) = written {
-        let refusal = Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "AuditUnavailable", e.to_string());
-        record.status = 503;
+    // The record is lent to the audit log, not cloned (a clone of its ~20 strings was a
+    // measurable share of a cached request).
+    if let Err(e) = app.audit.write(&Event::Credentials(&record), now).await {
+        let refusal = Refusal::new(ErrorCode::AuditUnavailable, e.to_string());
+        record.status = refusal.code.status().as_u16();
         record.error_code = Some(refusal.code);
-        record.outcome = Some(Outcome::Error);
+        record.outcome = Some(refusal.code.outcome());
         response = error_response(&refusal);
     }
+    let code = record.error_code.map_or("OK", ErrorCode::as_str);
     app.metrics
         .requests
-        .get_or_create(&RequestLabels { outcome: record.outcome.unwrap_or(Outcome::Error).as_str(), code: record.error_code.unwrap_or("OK") })
+        .get_or_create(&RequestLabels { outcome: record.outcome.unwrap_or(Outcome::Error).as_str(), code })
         .inc();
     app.metrics.request_duration.observe(started.elapsed().as_secs_f64());
     // The audit record's request id, so a client's answer can be found in the log.
@@ -364,15 +309,15 @@ async fn finish<S: Sts>(
 /// Loopback peer, loopback `Host`, no forwarding headers.
 fn check_origin(conn: &Conn, req: &Request<hyper::body::Incoming>) -> Result<(), Refusal> {
     if !conn.peer.ip().is_loopback() && !is_mapped_loopback(conn.peer.ip()) {
-        return Err(Refusal::new(StatusCode::FORBIDDEN, "Forbidden", "only loopback clients are served"));
+        return Err(Refusal::new(ErrorCode::Forbidden, "only loopback clients are served"));
     }
     let headers = req.headers();
     if headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded") {
-        return Err(Refusal::new(StatusCode::FORBIDDEN, "Forbidden", "forwarded requests are refused"));
+        return Err(Refusal::new(ErrorCode::Forbidden, "forwarded requests are refused"));
     }
     let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
     if !is_loopback_host(host) {
-        return Err(Refusal::new(StatusCode::FORBIDDEN, "Forbidden", "Host must be a loopback address or localhost"));
+        return Err(Refusal::new(ErrorCode::Forbidden, "Host must be a loopback address or localhost"));
     }
     Ok(())
 }
@@ -403,7 +348,7 @@ struct Query {
 
 impl Query {
     fn parse(raw: &str) -> Result<Query, Refusal> {
-        let bad = |m: String| Refusal::new(StatusCode::BAD_REQUEST, "InvalidRequest", m);
+        let bad = |m: String| Refusal::new(ErrorCode::InvalidRequest, m);
         let mut query = Query::default();
         for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
             let slot = match &*name {
@@ -434,7 +379,7 @@ fn truncate(s: &str) -> &str {
 }
 
 fn error_response(refusal: &Refusal) -> Response<Body> {
-    json_response(refusal.status, json!({"code": refusal.code, "message": refusal.message}).to_string())
+    json_response(refusal.code.status(), refusal.body())
 }
 
 fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
@@ -469,8 +414,8 @@ mod tests {
         let q = Query::parse("location=s3%3A%2F%2Fb%2Fk&user=etl").unwrap();
         assert_eq!(q.location.as_deref(), Some("s3://b/k"));
         assert_eq!(q.user.as_deref(), Some("etl"));
-        assert_eq!(Query::parse("foo=1").unwrap_err().status, StatusCode::BAD_REQUEST);
-        assert_eq!(Query::parse("user=a&user=b").unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(Query::parse("foo=1").unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(Query::parse("user=a&user=b").unwrap_err().code, ErrorCode::InvalidRequest);
         assert!(Query::parse("").unwrap().location.is_none());
     }
 }

@@ -10,26 +10,31 @@
 //! Pure decision code (no clock, no environment, no files):
 //! - [`location`]: S3 URI parsing and normalisation (`s3`/`s3a`/`s3n`, bucket, key).
 //! - [`rules`]: ordered rule set + (user, groups, location) → [`rules::Decision`]; globs compiled once.
+//! - [`decision`]: the whole decision `serve` and `explain` share: rule (or fallback) and the session key.
 //! - [`emr`]: EMR security configuration / `describe-security-configuration` / emrfs-site formats → rules.
 //! - [`template`]: session-name templates and STS sanitisation.
 //! - [`refresh`]: when to refresh and whether stale credentials may still be served; every fn takes `now`.
 //! - [`policy`]: the session policy generated for `scope_to_prefix`.
+//! - [`refusal`]: the error codes of the HTTP API, with their status and audit outcome.
+//! - [`text`]: durations, expirations and text positions as the config, the wire and errors write them.
 //!
 //! Configuration and CLI:
-//! - [`config`]: TOML → validated [`config::Config`]; only `load` touches the disk.
+//! - [`config`]: TOML → validated [`config::Config`] (`raw` → `validate`); only `load` touches the disk.
+//! - [`node`]: the node's cluster and instance ids, read once.
 //! - [`cli`]: the `check`, `explain` and `import` commands.
 //!
 //! I/O at the edges:
 //! - [`clock`]: the one source of time, injectable for tests.
 //! - [`sts`]: the one trait between the agent and AWS, and its `aws-sdk-sts` implementation.
 //! - [`cache`]: moka-backed session cache; one STS call per key however many wait; stale serving.
-//! - [`caller`]: kernel-verified caller identity (netlink `sock_diag`), user and group lookup.
+//! - [`caller`]: kernel-verified caller identity: the peer's uid (`caller::peer`, netlink `sock_diag`)
+//!   and its user and groups (`caller::directory`, passwd/group, cached).
 //! - [`audit`]: versioned JSON-lines audit records, a single writer task with group commit.
 //! - [`metrics`]: the Prometheus registry.
-//! - [`handler`]: caller → rules → cache → response; one function writes audit, metrics and response.
+//! - [`handler`]: caller → decision → cache → response; one function writes audit, metrics and response.
 //! - [`token`]: the `Authorization` token file, re-read when it changes, compared in constant time.
-//! - [`server`]: hyper accept loop, connection limits, timeouts, graceful drain.
-//! - [`daemon`]: wiring for `serve`: signals, reload, systemd notification.
+//! - [`server`]: the listener (limits, shutdown, drain) and a handler per connection.
+//! - [`daemon`]: wiring for `serve`: start-up errors, signals, reload, systemd notification.
 
 pub mod audit;
 pub mod cache;
@@ -38,15 +43,19 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod decision;
 pub mod emr;
 pub mod handler;
 pub mod location;
 pub mod metrics;
+pub mod node;
 pub mod policy;
 pub mod refresh;
+pub mod refusal;
 pub mod rules;
 pub mod server;
 pub mod sts;
 pub mod template;
+pub mod text;
 pub mod token;
 

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use emrfs_role_agent::cli;
+use emrfs_role_agent::cli::{self, CliError};
+use emrfs_role_agent::daemon::{self, StartError};
 
 /// Default configuration path when neither `--config` nor `$EMRFS_ROLE_AGENT_CONFIG` is given.
 const DEFAULT_CONFIG: &str = "/etc/emrfs-role-agent/config.toml";
@@ -51,19 +52,38 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let mut out = std::io::stdout();
     let result = match args.command {
-        Command::Serve { config } => emrfs_role_agent::daemon::run(&config),
-        Command::Check { config } => cli::check(&config, &mut std::io::stdout()),
+        Command::Serve { config } => daemon::run(&config).map_err(|e| {
+            let code = match e {
+                StartError::Config(_) => EX_CONFIG,
+                StartError::System { .. } => 1,
+            };
+            (e.to_string(), code)
+        }),
+        Command::Check { config } => cli::check(&config, &mut out).map_err(failed),
         Command::Explain { config, user, groups, location } => {
-            cli::explain(&config, user, groups, location.as_deref(), &mut std::io::stdout())
+            cli::explain(&config, user, groups, location.as_deref(), &mut out).map_err(failed)
         }
-        Command::Import { file } => cli::import(&file, &mut std::io::stdout()),
+        Command::Import { file } => cli::import(&file, &mut out).map_err(failed),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("emrfs-role-agent: {err}");
-            ExitCode::from(err.exit_code())
+        Err((message, code)) => {
+            eprintln!("emrfs-role-agent: {message}");
+            ExitCode::from(code)
         }
     }
+}
+
+/// `EX_CONFIG`: systemd does not restart the agent on it (`RestartPreventExitStatus=78`).
+const EX_CONFIG: u8 = 78;
+
+fn failed(e: CliError) -> (String, u8) {
+    let code = match e {
+        CliError::Config(_) => EX_CONFIG,
+        CliError::Usage(_) => 2,
+        CliError::Other(_) => 1,
+    };
+    (e.to_string(), code)
 }

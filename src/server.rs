@@ -1,10 +1,12 @@
 //! The accept loop: hyper HTTP/1.1 on the given listeners, at most `max_connections` at once,
-//! header and request timeouts, and a graceful drain bounded in time.
+//! header and write timeouts, and a graceful drain bounded in time.
 //!
-//! The server is handed its listeners and its shutdown signal; tests bind `127.0.0.1:0`.
+//! A [`Listener`] owns the sockets, the connection limit and the shutdown; each accepted
+//! connection gets a [`Handler`] that serves its requests. Tests bind `127.0.0.1:0`.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -13,8 +15,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio_io_timeout::TimeoutStream;
 
 use crate::handler::{self, App, Conn};
@@ -28,105 +31,150 @@ Cache-Control: no-store\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length
 /// Requests whose headers exceed this are answered 431.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests up to
-/// `drain` to finish.
-pub async fn serve<S: Sts>(
-    listeners: Vec<TcpListener>,
+/// The listening side: sockets, the connection limit, the HTTP settings and the drain.
+pub struct Listener<S> {
+    sockets: Vec<TcpListener>,
+    shared: Arc<Shared<S>>,
+    graceful: Arc<GracefulShutdown>,
+    /// Closed once every connection and request is done.
+    settled: mpsc::Receiver<()>,
+}
+
+/// What every connection of one server shares.
+struct Shared<S> {
     app: Arc<App<S>>,
-    shutdown: impl Future<Output = ()>,
-    drain: Duration,
+    /// One permit per open connection (`max_connections`).
+    slots: Arc<Semaphore>,
+    http: http1::Builder,
+    /// hyper has no write timeout: without one, a client that stops reading its answers holds
+    /// its slot forever (header_read_timeout only runs while a request head is awaited).
+    write_stall: Duration,
+    /// Held by every connection and request; all dropped = nothing left running.
+    inflight: mpsc::Sender<()>,
+}
+
+impl<S: Sts> Listener<S> {
+    /// Limits and timeouts come from the configuration the app starts with.
+    pub fn new(sockets: Vec<TcpListener>, app: Arc<App<S>>) -> Listener<S> {
+        let config = app.config.load_full();
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(config.server.header_read_timeout)
+            .max_buf_size(MAX_HEADER_BYTES.max(8192));
+        let (inflight, settled) = mpsc::channel(1);
+        let shared = Shared {
+            slots: Arc::new(Semaphore::new(config.server.max_connections)),
+            http,
+            write_stall: config.server.request_timeout,
+            inflight,
+            app,
+        };
+        Listener { sockets, shared: Arc::new(shared), graceful: Arc::new(GracefulShutdown::new()), settled }
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests up to
+    /// `drain` to finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
+        let Listener { sockets, shared, graceful, mut settled } = self;
+        let (stop, stopped) = watch::channel(false);
+        let mut acceptors = JoinSet::new();
+        shared.app.listening.store(true, Ordering::Relaxed);
+        for socket in sockets {
+            acceptors.spawn(accept_loop(socket, shared.clone(), graceful.clone(), stopped.clone()));
+        }
+        drop(shared);
+        shutdown.await;
+        let _ = stop.send(true);
+        while acceptors.join_next().await.is_some() {}
+        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| unreachable!("acceptors have stopped"));
+        let deadline = tokio::time::Instant::now() + drain;
+        let drained = tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_ok()
+            // Requests whose client hung up run on in their own tasks.
+            && tokio::time::timeout_at(deadline, settled.recv()).await.is_ok();
+        if !drained {
+            tracing::warn!(?drain, "in-flight requests did not finish in time");
+        }
+    }
+}
+
+/// Accepts on one socket until told to stop; each connection is served by its own [`Handler`].
+async fn accept_loop<S: Sts>(
+    socket: TcpListener,
+    shared: Arc<Shared<S>>,
+    graceful: Arc<GracefulShutdown>,
+    mut stop: watch::Receiver<bool>,
 ) {
-    let config = app.config.load_full();
-    let slots = Arc::new(Semaphore::new(config.server.max_connections));
-    // hyper has no write timeout: without one, a client that stops reading its answers holds
-    // its slot forever (header_read_timeout only runs while a request head is awaited).
-    let write_stall = config.server.request_timeout;
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.server.header_read_timeout)
-        .max_buf_size(MAX_HEADER_BYTES.max(8192));
-    let graceful = Arc::new(GracefulShutdown::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut acceptors = tokio::task::JoinSet::new();
-    // Every request task holds a sender; all dropped = no request left running.
-    let (inflight, mut settled) = tokio::sync::mpsc::channel::<()>(1);
-    app.listening.store(true, std::sync::atomic::Ordering::Relaxed);
-    for listener in listeners {
-        let (app, slots, builder, graceful, mut stop, inflight) =
-            (app.clone(), slots.clone(), builder.clone(), graceful.clone(), stop_rx.clone(), inflight.clone());
-        acceptors.spawn(async move {
-            loop {
-                let (stream, peer) = tokio::select! {
-                    _ = stop.changed() => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok(pair) => pair,
-                        Err(e) => {
-                            // EMFILE and friends: back off instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
-                };
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    app.metrics.connections_refused.inc();
-                    tokio::spawn(refuse_busy(stream));
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.changed() => return,
+            accepted = socket.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
-                };
-                let Ok(local) = stream.local_addr() else { continue };
-                let _ = stream.set_nodelay(true);
-                let conn = Arc::new(Conn::new(local, peer));
-                app.metrics.connections_open.inc();
-                let metrics = app.metrics.clone();
-                let app = app.clone();
-                let inflight = inflight.clone();
-                let service = service_fn(move |req| {
-                    let (app, conn, inflight) = (app.clone(), conn.clone(), inflight.clone());
-                    let mut request = Box::pin(async move {
-                        let _inflight = inflight;
-                        handler::handle(&app, &conn, req).await
-                    });
-                    async move {
-                        // Most requests (a cached session, buffered audit) are answered in one
-                        // poll. One that has to wait (STS, a synced audit record) goes on in its
-                        // own task: a client that hangs up then does not cancel it halfway, so
-                        // its audit record is still written and its STS call still completes.
-                        // Boxed, so that handing it to the task moves a pointer.
-                        let first = std::future::poll_fn(|cx| Poll::Ready(request.as_mut().poll(cx))).await;
-                        let response = match first {
-                            Poll::Ready(response) => response,
-                            Poll::Pending => tokio::spawn(request).await.unwrap_or_else(|_| internal_error()),
-                        };
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                // A write that makes no progress for `write_stall` fails the connection and
-                // frees its slot: answers a client never reads cannot pin it forever.
-                let mut stream = TimeoutStream::new(stream);
-                stream.set_write_timeout(Some(write_stall));
-                let stream = Box::pin(stream);
-                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                    metrics.connections_open.dec();
-                    drop(permit);
-                });
-            }
+                }
+            },
+        };
+        let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
+            shared.app.metrics.connections_refused.inc();
+            tokio::spawn(refuse_busy(stream));
+            continue;
+        };
+        let Ok(local) = stream.local_addr() else { continue };
+        let _ = stream.set_nodelay(true);
+        let handler = Handler { shared: shared.clone(), conn: Arc::new(Conn::new(local, peer)), _permit: permit };
+        handler.spawn(stream, &graceful);
+    }
+}
+
+/// One accepted connection: its requests are served while it holds its slot.
+struct Handler<S> {
+    shared: Arc<Shared<S>>,
+    conn: Arc<Conn>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<S: Sts> Handler<S> {
+    fn spawn(self, stream: TcpStream, graceful: &GracefulShutdown) {
+        let shared = self.shared.clone();
+        shared.app.metrics.connections_open.inc();
+        let (app, conn, inflight) = (shared.app.clone(), self.conn.clone(), shared.inflight.clone());
+        let service = service_fn(move |req| respond(app.clone(), conn.clone(), inflight.clone(), req));
+        // A write that makes no progress for `write_stall` fails the connection and frees its
+        // slot: answers a client never reads cannot pin it forever.
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(shared.write_stall));
+        let connection = graceful.watch(shared.http.serve_connection(TokioIo::new(Box::pin(stream)), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            shared.app.metrics.connections_open.dec();
+            // The slot and the in-flight token go with the handler.
+            drop(self);
         });
     }
-    shutdown.await;
-    let _ = stop_tx.send(true);
-    while acceptors.join_next().await.is_some() {}
-    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| unreachable!("acceptors have stopped"));
-    drop(inflight);
-    let deadline = tokio::time::Instant::now() + drain;
-    let drained = tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_ok()
-        // Requests whose client hung up run on in their own tasks.
-        && tokio::time::timeout_at(deadline, settled.recv()).await.is_ok();
-    if !drained {
-        tracing::warn!(?drain, "in-flight requests did not finish in time");
-    }
+}
+
+/// Answers one request. Most (a cached session, buffered audit) are answered in one poll. One
+/// that has to wait (STS, a synced audit record) goes on in its own task: a client that hangs up
+/// then does not cancel it halfway, so its audit record is still written and its STS call still
+/// completes. Boxed, so that handing it to the task moves a pointer.
+async fn respond<S: Sts>(
+    app: Arc<App<S>>,
+    conn: Arc<Conn>,
+    inflight: mpsc::Sender<()>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<handler::Body>, Infallible> {
+    let mut request = Box::pin(async move {
+        let _inflight = inflight;
+        handler::handle(&app, &conn, req).await
+    });
+    let first = std::future::poll_fn(|cx| Poll::Ready(request.as_mut().poll(cx))).await;
+    Ok(match first {
+        Poll::Ready(response) => response,
+        Poll::Pending => tokio::spawn(request).await.unwrap_or_else(|_| internal_error()),
+    })
 }
 
 /// The answer when a request task panicked.
@@ -138,7 +186,7 @@ fn internal_error() -> hyper::Response<handler::Body> {
 
 /// Tells a client over the connection limit to come back (429 `Throttled`), then closes. Bounded
 /// in time so that refused connections cannot pile up.
-async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+async fn refuse_busy(mut stream: TcpStream) {
     use tokio::io::AsyncWriteExt;
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
 }

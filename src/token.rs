@@ -71,11 +71,6 @@ impl Token {
         }
         Some(Loaded { stamp, value })
     }
-
-    /// Whether the token file can be read now.
-    pub fn is_readable(&self) -> bool {
-        std::fs::read(&self.path).is_ok_and(|v| !v.is_empty())
-    }
 }
 
 /// A look at `at` still stands at `now` (a clock stepped backwards looks again).

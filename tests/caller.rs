@@ -294,7 +294,7 @@ fn time_lookups(local: SocketAddr, peer: SocketAddr, n: u32) -> Duration {
 #[test]
 fn root_is_root_with_group_root_first() {
     let directory = Directory::new(Duration::from_secs(300));
-    let root = directory.by_uid(0, Instant::now());
+    let root = directory.by_uid(0, Instant::now()).unwrap();
     assert_eq!(root.uid, Some(0));
     assert_eq!(root.user, "root");
     assert_eq!(
@@ -313,7 +313,7 @@ fn an_unknown_uid_is_named_by_number_with_no_groups() {
     );
     let directory = Directory::new(Duration::from_secs(300));
     assert_eq!(
-        directory.by_uid(uid, Instant::now()),
+        directory.by_uid(uid, Instant::now()).unwrap(),
         Identity {
             uid: Some(uid),
             user: format!("uid:{uid}"),
@@ -326,17 +326,14 @@ fn an_unknown_uid_is_named_by_number_with_no_groups() {
 fn by_name_knows_real_users_and_not_missing_ones() {
     let directory = Directory::new(Duration::from_secs(300));
     let now = Instant::now();
-    let nobody = directory.by_name("nobody", now).expect("nobody exists");
+    let nobody = directory.by_name("nobody", now).unwrap();
     assert_eq!(nobody.uid, Some(NOBODY));
     assert_eq!(nobody.user, "nobody");
     assert!(!nobody.groups.is_empty(), "{nobody:?}");
-    assert_eq!(
-        directory.by_name("root", now),
-        Some(directory.by_uid(0, now))
-    );
-    assert_eq!(directory.by_name("no-such-user-emrfs-agent", now), None);
-    assert_eq!(directory.by_name("", now), None);
-    assert_eq!(directory.by_name("bad\0name", now), None);
+    assert_eq!(directory.by_name("root", now).unwrap(), directory.by_uid(0, now).unwrap());
+    assert_eq!(directory.by_name("no-such-user-emrfs-agent", now).unwrap(), unknown("no-such-user-emrfs-agent"));
+    assert_eq!(directory.by_name("", now).unwrap(), unknown(""));
+    assert_eq!(directory.by_name("bad\0name", now).unwrap(), unknown("bad\0name"));
 }
 
 #[test]
@@ -355,14 +352,11 @@ fn supplementary_groups_come_from_the_group_database() {
     run_as_admin(&["groupadd", group]);
     run_as_admin(&["useradd", "-M", "-U", "-G", group, user]);
     let directory = Directory::new(Duration::from_secs(300));
-    let found = directory.by_name(user, Instant::now());
-    let by_uid = found
-        .as_ref()
-        .and_then(|f| f.uid)
-        .map(|uid| directory.by_uid(uid, Instant::now()));
+    let found = directory.by_name(user, Instant::now()).unwrap();
+    let by_uid = found.uid.map(|uid| directory.by_uid(uid, Instant::now()).unwrap());
     quiet("userdel", user);
     quiet("groupdel", group);
-    let found = found.expect("the new user is known");
+    assert!(found.uid.is_some(), "the new user is known: {found:?}");
     assert_eq!(found.groups, vec![user.to_string(), group.to_string()]);
     assert_eq!(by_uid, Some(found));
 }
@@ -390,24 +384,24 @@ fn answers_are_cached_until_the_ttl_passes() {
     let directory = Directory::new(ttl);
     let t0 = Instant::now();
 
-    let first = directory.by_uid(0, t0);
+    let first = directory.by_uid(0, t0).unwrap();
     assert_eq!(directory.os_lookups(), 1);
     for step in [0, 1, 299] {
-        assert_eq!(directory.by_uid(0, t0 + Duration::from_secs(step)), first);
+        assert_eq!(directory.by_uid(0, t0 + Duration::from_secs(step)).unwrap(), first);
     }
     assert_eq!(
         directory.os_lookups(),
         1,
         "hits inside the ttl do not touch the OS"
     );
-    assert_eq!(directory.by_uid(0, t0 + ttl), first);
+    assert_eq!(directory.by_uid(0, t0 + ttl).unwrap(), first);
     assert_eq!(
         directory.os_lookups(),
         2,
         "an entry as old as the ttl is looked up again"
     );
     assert_eq!(
-        directory.by_uid(0, t0 + ttl + Duration::from_secs(1)),
+        directory.by_uid(0, t0 + ttl + Duration::from_secs(1)).unwrap(),
         first
     );
     assert_eq!(
@@ -417,18 +411,14 @@ fn answers_are_cached_until_the_ttl_passes() {
     );
 
     // Names, including "no such user", are cached the same way, separately from uids.
-    assert_eq!(directory.by_name("no-such-user-emrfs-agent", t0), None);
-    assert_eq!(
-        directory.by_name("no-such-user-emrfs-agent", t0 + Duration::from_secs(10)),
-        None
-    );
+    let missing = unknown("no-such-user-emrfs-agent");
+    assert_eq!(directory.by_name("no-such-user-emrfs-agent", t0).unwrap(), missing);
+    assert_eq!(directory.by_name("no-such-user-emrfs-agent", t0 + Duration::from_secs(10)).unwrap(), missing);
     assert_eq!(directory.os_lookups(), 3);
-    assert!(directory.by_name("root", t0).is_some());
-    assert!(directory
-        .by_name("root", t0 + Duration::from_secs(10))
-        .is_some());
+    assert_eq!(directory.by_name("root", t0).unwrap().uid, Some(0));
+    assert_eq!(directory.by_name("root", t0 + Duration::from_secs(10)).unwrap().uid, Some(0));
     assert_eq!(directory.os_lookups(), 4);
-    assert!(directory.by_name("root", t0 + ttl).is_some());
+    assert_eq!(directory.by_name("root", t0 + ttl).unwrap().uid, Some(0));
     assert_eq!(directory.os_lookups(), 5);
 }
 
@@ -437,14 +427,14 @@ fn the_cache_is_bounded() {
     let directory = Directory::with_max_entries(Duration::from_secs(300), 2);
     let t0 = Instant::now();
     let at = |s| t0 + Duration::from_secs(s);
-    directory.by_uid(0, at(0));
-    directory.by_uid(NOBODY, at(1));
-    directory.by_uid(3_999_999_999, at(2)); // evicts the oldest: uid 0
+    directory.by_uid(0, at(0)).unwrap();
+    directory.by_uid(NOBODY, at(1)).unwrap();
+    directory.by_uid(3_999_999_999, at(2)).unwrap(); // evicts the oldest: uid 0
     assert_eq!(directory.os_lookups(), 3);
-    directory.by_uid(NOBODY, at(3));
-    directory.by_uid(3_999_999_999, at(3));
+    directory.by_uid(NOBODY, at(3)).unwrap();
+    directory.by_uid(3_999_999_999, at(3)).unwrap();
     assert_eq!(directory.os_lookups(), 3, "the two newest are still cached");
-    directory.by_uid(0, at(4));
+    directory.by_uid(0, at(4)).unwrap();
     assert_eq!(directory.os_lookups(), 4, "the oldest was dropped");
 }
 
@@ -452,15 +442,20 @@ fn the_cache_is_bounded() {
 fn the_directory_is_shared_across_threads() {
     let directory = Directory::new(Duration::from_secs(300));
     let now = Instant::now();
-    directory.by_uid(0, now);
+    directory.by_uid(0, now).unwrap();
     std::thread::scope(|scope| {
         for _ in 0..4 {
             scope.spawn(|| {
                 for _ in 0..1_000 {
-                    assert_eq!(directory.by_uid(0, now).user, "root");
+                    assert_eq!(directory.by_uid(0, now).unwrap().user, "root");
                 }
             });
         }
     });
     assert_eq!(directory.os_lookups(), 1);
+}
+
+/// What the directory answers for a name the OS does not know: that name, no uid, no groups.
+fn unknown(name: &str) -> Identity {
+    Identity { uid: None, user: name.to_owned(), groups: Vec::new() }
 }

@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use emrfs_role_agent::cli::{emr_node_ids, write_explanation, UNKNOWN_CLUSTER_ID, UNKNOWN_INSTANCE_ID};
+use emrfs_role_agent::caller::Identity;
+use emrfs_role_agent::cli::write_explanation;
+use emrfs_role_agent::node::{NodeInfo, UNKNOWN};
 use emrfs_role_agent::config::{
     AuditConfig, CacheConfig, Config, FallbackMode, IdentityConfig, ServerConfig, StsConfig,
 };
@@ -197,12 +199,12 @@ fn session_name_uses_cluster_and_instance_ids() {
                 [[mapping]]\nname = \"r1\"\nrole = \"arn:aws:iam::123456789012:role/a\"\nusers = [\"jörg\", \"bob\"]\n";
     let c = Config::parse(text, Path::new("c.toml"), None).unwrap();
     let mut out = Vec::new();
-    write_explanation(&c, "bob", &[], None, "j-2AXXXXXXGAPLF", "i-0123456789abcdef0", &mut out).unwrap();
+    write_explanation(&c, &node("j-2AXXXXXXGAPLF", "i-0123456789abcdef0"), &named("bob"), None, &mut out).unwrap();
     let out = String::from_utf8(out).unwrap();
     assert!(out.contains("session:   bob.j-2AXXXXXXGAPLF.i-0123456789abcdef0 "), "{out}");
     assert!(out.contains("source id: bob+r1 "), "{out}");
     let mut out = Vec::new();
-    write_explanation(&c, "jörg", &[], Some(&Location::parse("s3://b1b/k").unwrap()), "j-1", "i-1", &mut out).unwrap();
+    write_explanation(&c, &node("j-1", "i-1"), &named("jörg"), Some(&Location::parse("s3://b1b/k").unwrap()), &mut out).unwrap();
     let out = String::from_utf8(out).unwrap();
     let session = out.lines().find(|l| l.starts_with("session:")).unwrap();
     assert!(session.starts_with("session:   j-rg.j-1.i-1-"), "{session}");
@@ -212,8 +214,11 @@ fn session_name_uses_cluster_and_instance_ids() {
 fn node_ids_come_from_emr_info_files() {
     let dir = tempfile::tempdir().unwrap();
     let cloud = dir.path().join("instance-id");
-    let ids = |d: &Path| emr_node_ids(d, &cloud);
-    assert_eq!(ids(dir.path()), (UNKNOWN_CLUSTER_ID.to_string(), UNKNOWN_INSTANCE_ID.to_string()));
+    let ids = |d: &Path| {
+        let node = NodeInfo::read_from(d, &cloud);
+        (node.cluster_id, node.instance_id)
+    };
+    assert_eq!(ids(dir.path()), (UNKNOWN.to_string(), UNKNOWN.to_string()));
     std::fs::write(dir.path().join("job-flow.json"), r#"{"jobFlowId": "j-3KVTXXXXXX7UG", "jobFlowCreationInstant": 1}"#).unwrap();
     std::fs::write(dir.path().join("instance.json"), r#"{"isMaster": true, "instanceId": "i-0abc"}"#).unwrap();
     assert_eq!(ids(dir.path()), ("j-3KVTXXXXXX7UG".to_string(), "i-0abc".to_string()));
@@ -221,7 +226,7 @@ fn node_ids_come_from_emr_info_files() {
     assert_eq!(ids(dir.path()).1, "i-0cloudinit");
     std::fs::remove_file(&cloud).unwrap();
     std::fs::write(dir.path().join("instance.json"), "not json").unwrap();
-    assert_eq!(ids(dir.path()).1, UNKNOWN_INSTANCE_ID);
+    assert_eq!(ids(dir.path()).1, UNKNOWN);
 }
 
 #[test]
@@ -241,4 +246,13 @@ fn version_and_usage() {
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).contains(env!("CARGO_PKG_VERSION")));
     assert_eq!(run(&["no-such-command"]).status.code(), Some(2));
+}
+
+fn node(cluster_id: &str, instance_id: &str) -> NodeInfo {
+    NodeInfo { cluster_id: cluster_id.into(), instance_id: instance_id.into() }
+}
+
+/// A user the OS does not know: no groups.
+fn named(user: &str) -> Identity {
+    Identity { uid: None, user: user.into(), groups: Vec::new() }
 }

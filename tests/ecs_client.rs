@@ -6,52 +6,31 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use aws_credential_types::provider::ProvideCredentials;
-use emrfs_role_agent::clock::SystemClock;
-use support::{AwsSpec, Moto, MotoOptions};
+use support::TestAgent;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_config_ecs_provider_gets_the_mapped_role() {
-    let moto = Moto::start(MotoOptions::default());
-    let world = moto.setup(&AwsSpec::default_world());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("token"), "ecs-client-token").unwrap();
-    let analytics = world.role("analytics");
-    let engineering = world.role("engineering");
-    let text = format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-token_file = "{dir}/token"
-[sts]
-endpoint_url = "{sts}"
-[audit]
-path = "{dir}/audit.log"
-[fallback]
-mode = "deny"
-[[mapping]]
-role = "{analytics}"
-prefixes = ["s3://{bucket}/"]
-[[mapping]]
-role = "{engineering}"
-users = ["root"]
-"#,
-        dir = dir.path().display(),
-        sts = moto.endpoint(),
-        analytics = analytics.arn,
-        bucket = analytics.bucket,
-        engineering = engineering.arn,
-    );
-    let agent = support::start_agent(&text, dir.path(), world.source_credentials(), Arc::new(SystemClock)).await;
-    let base = format!("http://{}/v1/credentials", agent.addrs[0]);
+    let agent = TestAgent::builder()
+        .config("[audit]\ndurability = \"sync\"\n[fallback]\nmode = \"deny\"")
+        .mappings(|world| {
+            let (analytics, engineering) = (world.role("analytics"), world.role("engineering"));
+            format!(
+                "[[mapping]]\nrole = \"{}\"\nprefixes = [\"s3://{}/\"]\n[[mapping]]\nrole = \"{}\"\nusers = [\"root\"]\n",
+                analytics.arn, analytics.bucket, engineering.arn
+            )
+        })
+        .start()
+        .await;
+    let analytics = agent.world().role("analytics");
+    let moto = agent.moto.as_ref().unwrap();
+    let base = format!("http://{}/v1/credentials", agent.addr);
 
     let mut arns = Vec::new();
     for uri in [format!("{base}?location=s3://{}/part-0000", analytics.bucket), base.clone()] {
         // SAFETY: the only test in this binary; nothing else reads the environment concurrently.
         std::env::set_var("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri);
-        std::env::set_var("AWS_CONTAINER_AUTHORIZATION_TOKEN", "ecs-client-token");
+        std::env::set_var("AWS_CONTAINER_AUTHORIZATION_TOKEN", &agent.token);
         let provider = aws_config::ecs::EcsCredentialsProvider::builder().build();
         let creds = provider.provide_credentials().await.expect("the SDK accepts the agent's answer");
         assert!(creds.expiry().is_some());
@@ -66,5 +45,5 @@ users = ["root"]
     std::env::set_var("AWS_CONTAINER_AUTHORIZATION_TOKEN", "wrong");
     let provider = aws_config::ecs::EcsCredentialsProvider::builder().build();
     assert!(provider.provide_credentials().await.is_err());
-    agent.stop("test").await;
+    agent.stop().await;
 }

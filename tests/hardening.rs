@@ -23,13 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use emrfs_role_agent::clock::SystemClock;
 use emrfs_role_agent::daemon::Running;
 use futures::future::join_all;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use serde_json::Value;
-use support::{AwsSpec, Fault, FaultProxy, Moto, MotoOptions};
+use support::{Fault, StsPeer, TestAgent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -40,45 +39,28 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const DEADLINE: Duration = Duration::from_secs(60);
 
 struct Agent {
-    running: Option<Running>,
+    inner: TestAgent,
     addr: SocketAddr,
     token: String,
-    _dir: tempfile::TempDir,
 }
 
 impl Agent {
     /// An agent whose STS is unreachable (nothing here needs it): every credentials request is
     /// decided by `fallback.mode = "deny"`, after the token and the caller's kernel identity.
+    /// `server` is added to `[server]`.
     async fn without_sts(server: &str) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let token = "hardening-token".to_owned();
-        std::fs::write(dir.path().join("token"), &token).unwrap();
-        let text = format!(
-            r#"
-[server]
-listen = ["127.0.0.1:0"]
-token_file = "{dir}/token"
-{server}
-[sts]
-region = "us-east-1"
-endpoint_url = "http://127.0.0.1:9"
-call_timeout = "1s"
-[audit]
-path = "{dir}/audit.log"
-durability = "buffered"
-[fallback]
-mode = "deny"
-"#,
-            dir = dir.path().display(),
-        );
-        let source = aws_credential_types::Credentials::new("AKIAHARDENING", "unused", None, None, "test");
-        let running = support::start_agent(&text, dir.path(), source, Arc::new(SystemClock)).await;
-        let addr = running.addrs[0];
-        Agent { running: Some(running), addr, token, _dir: dir }
+        let inner = TestAgent::builder()
+            .sts(StsPeer::Unreachable)
+            .config(&format!("[server]\n{server}"))
+            .config("[sts]\ncall_timeout = \"1s\"\n[fallback]\nmode = \"deny\"")
+            .start()
+            .await;
+        let (addr, token) = (inner.addr, inner.token.clone());
+        Agent { inner, addr, token }
     }
 
     fn running(&self) -> &Running {
-        self.running.as_ref().unwrap()
+        self.inner.running()
     }
 
     fn open_connections(&self) -> i64 {
@@ -89,8 +71,8 @@ mode = "deny"
         self.running().app.metrics.connections_refused.get()
     }
 
-    async fn stop(mut self) {
-        self.running.take().unwrap().stop("test").await;
+    async fn stop(self) {
+        self.inner.stop().await;
     }
 
     /// A credentials request on a new connection: its status.
@@ -382,9 +364,12 @@ async fn a_client_that_never_reads_its_answers_loses_its_slot() {
             }
         }
     };
+    let (peak, stop_watching) = watch_open_connections(&agent);
     let blocked = tokio::time::timeout(DEADLINE, writer).await.expect("the pipeline fills up or is cut");
+    stop_watching.store(true, Ordering::Relaxed);
     eprintln!("pipelining client {}", if blocked { "filled the buffers" } else { "was cut off while writing" });
-    assert!(agent.open_connections() <= 1, "the greedy client holds one slot at most");
+    // The scenario happened: the greedy client was served on a slot of its own…
+    assert_eq!(peak.load(Ordering::Relaxed), 1, "the greedy client held a slot");
     tokio::time::timeout(DEADLINE, async {
         while agent.open_connections() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -443,53 +428,26 @@ async fn slow_clients_get_no_more_than_their_share() {
 // ---- cold herds against moto behind the counting proxy ----------------------------------------
 
 struct StsHarness {
-    _moto: Moto,
-    proxy: FaultProxy,
-    world: support::AwsWorld,
-    agent: Running,
+    agent: TestAgent,
     bucket: String,
-    token: String,
-    _dir: tempfile::TempDir,
 }
 
 impl StsHarness {
+    /// Moto behind the counting proxy; the test's own user may act for the herd's users.
     async fn start(max_calls_per_second: u32) -> StsHarness {
-        let moto = Moto::start(MotoOptions::default());
-        let world = moto.setup(&AwsSpec::default_world());
-        let proxy = FaultProxy::start(moto.addr());
-        let dir = tempfile::tempdir().unwrap();
-        let token = "herd-token".to_owned();
-        std::fs::write(dir.path().join("token"), &token).unwrap();
         let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("the test user has a passwd entry").name;
-        let analytics = world.role("analytics");
-        let text = format!(
-            r#"
-[server]
-listen = ["127.0.0.1:0"]
-token_file = "{dir}/token"
-[identity]
-trusted_proxy_users = ["{me}"]
-[sts]
-region = "us-east-1"
-endpoint_url = "{sts}"
-session_name = "{{user}}"
-max_calls_per_second = {max_calls_per_second}
-[audit]
-path = "{dir}/audit.log"
-durability = "buffered"
-[[mapping]]
-name = "analytics"
-role = "{role}"
-prefixes = ["s3://{bucket}/"]
-"#,
-            dir = dir.path().display(),
-            sts = proxy.url(),
-            role = analytics.arn,
-            bucket = analytics.bucket,
-        );
-        let agent = support::start_agent(&text, dir.path(), world.source_credentials(), Arc::new(SystemClock)).await;
-        let bucket = analytics.bucket.clone();
-        StsHarness { _moto: moto, proxy, world, agent, bucket, token, _dir: dir }
+        let agent = TestAgent::builder()
+            .sts(StsPeer::FaultProxy)
+            .config(&format!("[identity]\ntrusted_proxy_users = [\"{me}\"]"))
+            .config(&format!("[sts]\nsession_name = \"{{user}}\"\nmax_calls_per_second = {max_calls_per_second}"))
+            .mappings(|world| {
+                let analytics = world.role("analytics");
+                format!("[[mapping]]\nname = \"analytics\"\nrole = \"{}\"\nprefixes = [\"s3://{}/\"]\n", analytics.arn, analytics.bucket)
+            })
+            .start()
+            .await;
+        let bucket = agent.world().role("analytics").bucket.clone();
+        StsHarness { agent, bucket }
     }
 
     /// `n` concurrent requests, each on its own connection, for users `herd-<i % keys>`: the
@@ -503,11 +461,11 @@ prefixes = ["s3://{bucket}/"]
         let answers = join_all((0..n).map(|i| {
             let uri = format!(
                 "http://{}/v1/credentials?location=s3://{}/data/&user={prefix}-{}",
-                self.agent.addrs[0],
+                self.agent.addr,
                 self.bucket,
                 i % keys
             );
-            let req = http::Request::get(uri).header("Authorization", &self.token).body(Empty::new()).unwrap();
+            let req = http::Request::get(uri).header("Authorization", &self.agent.token).body(Empty::new()).unwrap();
             let client = client.clone();
             async move {
                 let res = client.request(req).await.expect("the agent answers");
@@ -524,36 +482,36 @@ prefixes = ["s3://{bucket}/"]
 async fn cold_herd(keys: usize, max_calls_per_second: u32) {
     let h = StsHarness::start(max_calls_per_second).await;
     // STS answers slowly, so every request of the herd arrives while the first calls are in flight.
-    h.proxy.set(Fault::Delay(Duration::from_millis(300)));
+    h.agent.proxy().set(Fault::Delay(Duration::from_millis(300)));
     // One cold request alone: the STS round trip the herd is compared with (and a warm agent).
     let (single, round_trip) = h.herd(1, 1, "solo").await;
     assert_eq!(single[0].0, 200);
     // `keys` AssumeRole calls at once, straight to STS (moto answers them one at a time): what
     // the herd's STS calls cost without the agent.
-    let sts = support::sts_client(&h.proxy.url(), h.world.source_credentials(), false);
-    let role = h.world.role("analytics").arn.clone();
+    let sts = support::sts_client(&h.agent.proxy().url(), h.agent.world().source_credentials(), false);
+    let role = h.agent.world().role("analytics").arn.clone();
     let started = Instant::now();
     let direct = join_all((0..keys).map(|i| sts.assume_role().role_arn(&role).role_session_name(format!("direct-{i}")).send())).await;
     let direct_elapsed = started.elapsed();
     assert!(direct.iter().all(Result::is_ok), "moto answers AssumeRole");
-    h.proxy.reset_counts();
+    h.agent.proxy().reset_counts();
 
     let (answers, elapsed) = h.herd(1000, keys, "herd").await;
     let failed: Vec<_> = answers.iter().filter(|(status, _)| *status != 200).collect();
     assert!(failed.is_empty(), "{} of 1000 failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
     let distinct: std::collections::HashSet<_> = answers.iter().map(|(_, key)| key.as_str()).collect();
     assert_eq!(distinct.len(), keys, "one session per key");
-    assert_eq!(h.proxy.assume_role_calls(), keys as u64, "one AssumeRole per key");
+    assert_eq!(h.agent.proxy().assume_role_calls(), keys as u64, "one AssumeRole per key");
     println!(
         "cold_herd keys={keys} requests=1000 sts_calls={} max_calls_per_second={max_calls_per_second} herd_ms={} one_cold_request_ms={} ratio={:.2} direct_parallel_sts_ms={} ratio_to_direct={:.2}",
-        h.proxy.assume_role_calls(),
+        h.agent.proxy().assume_role_calls(),
         elapsed.as_millis(),
         round_trip.as_millis(),
         elapsed.as_secs_f64() / round_trip.as_secs_f64(),
         direct_elapsed.as_millis(),
         elapsed.as_secs_f64() / direct_elapsed.as_secs_f64(),
     );
-    h.agent.stop("test").await;
+    h.agent.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

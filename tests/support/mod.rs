@@ -2,7 +2,8 @@
 //!
 //! - [`moto`]: a moto server (STS, IAM, S3 emulator) as a child process, and the AWS world built in it:
 //!   the agent's source user, roles with trust policies and their own buckets, IAM enforcement.
-//! - [`agent`]: an agent inside the test process, on a config, credentials and clock of the test's choosing.
+//! - [`agent`]: an agent inside the test process ([`TestAgent::builder`]): config overrides, moto or the
+//!   fault proxy as its STS, rules against the moto world, a manual clock.
 //! - [`fault_proxy`]: an HTTP proxy in front of moto that counts AssumeRole calls and injects delay,
 //!   throttling, 5xx, AccessDenied and refusal on demand.
 //!
@@ -14,7 +15,7 @@ pub mod agent;
 pub mod fault_proxy;
 pub mod moto;
 
-pub use agent::start_agent;
+pub use agent::{Answer, StsPeer, TestAgent};
 pub use fault_proxy::{Fault, FaultControl, FaultProxy};
 pub use moto::{AwsSpec, AwsWorld, Moto, MotoOptions, Principal, RoleInfo, RoleSpec};
 

@@ -1,28 +1,18 @@
-//! Kernel-verified caller identity: who owns the other end of a loopback TCP connection, and which
-//! user and OS groups that is.
+//! The kernel's answer to "who owns the other end of this loopback TCP connection".
 //!
-//! What this module promises:
-//! - [`peer_uid`] asks the kernel (netlink `NETLINK_SOCK_DIAG`, `SOCK_DIAG_BY_FAMILY` for one exact
-//!   4-tuple, no `NLM_F_DUMP`) for the uid owning the client's socket. The kernel answers from its
-//!   socket hash table, so the cost does not grow with the number of sockets on the node; nothing
-//!   here reads `/proc/net/tcp`. The answer comes back while `sendmsg` runs, so the call never
-//!   waits on anything but the kernel: a few microseconds, fine to make inline on an async worker.
-//! - A uid is reported only for a real socket. A client that already closed leaves a time-wait
-//!   mini-socket that the kernel reports with uid 0; that is an error here, never "root".
-//! - [`Directory`] turns a uid (or an asserted user name) into a user name and OS groups (primary
-//!   first, then supplementary, via the system's passwd/group databases) and caches each answer
-//!   for a TTL against a caller-supplied `now`. A failed lookup (e.g. an unreachable directory
-//!   service) is not cached. The cache is bounded.
+//! [`peer_uid`] asks the kernel (netlink `NETLINK_SOCK_DIAG`, `SOCK_DIAG_BY_FAMILY` for one exact
+//! 4-tuple, no `NLM_F_DUMP`) for the uid owning the client's socket. The kernel answers from its
+//! socket hash table, so the cost does not grow with the number of sockets on the node; nothing
+//! here reads `/proc/net/tcp`. The answer comes back while `sendmsg` runs, so the call never
+//! waits on anything but the kernel: a few microseconds, fine to make inline on an async worker.
+//!
+//! A uid is reported only for a real socket. A client that already closed leaves a time-wait
+//! mini-socket that the kernel reports with uid 0; that is an error here, never "root".
 
-use std::collections::HashMap;
-use std::ffi::CString;
-use std::fmt;
-use std::hash::Hash;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
-use std::time::{Duration, Instant};
 
 use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST,
@@ -35,7 +25,6 @@ use netlink_packet_sock_diag::inet::{
 };
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr as NetlinkAddr};
-use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 
 /// `INET_DIAG_NOCOOKIE`: "any socket with this 4-tuple". A zero cookie would only match a socket
 /// whose cookie is zero, and the kernel answers `ESTALE`.
@@ -322,217 +311,13 @@ fn with_context(error: io::Error, context: &str) -> io::Error {
     io::Error::new(error.kind(), format!("{context}: {error}"))
 }
 
-/// A caller as the rules see it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identity {
-    /// The uid, when known (always for [`Directory::by_uid`]; from passwd for [`Directory::by_name`]).
-    pub uid: Option<u32>,
-    /// The passwd name, or `uid:<n>` when the uid has no passwd entry.
-    pub user: String,
-    /// OS group names: the primary group first, then supplementary groups; a gid without a group
-    /// entry appears as its number.
-    pub groups: Vec<String>,
-}
-
-/// Cached user and group lookups.
-///
-/// Every answer is kept for `ttl` (the config's `identity.group_cache_ttl`) measured against the
-/// `now` each call passes in; there are no internal clock reads. At most `max_entries` uids and
-/// as many names are kept (default [`Directory::DEFAULT_MAX_ENTRIES`]); when full, expired
-/// entries go first, then the oldest. The lock is never held during an OS lookup.
-pub struct Directory {
-    ttl: Duration,
-    max_entries: usize,
-    uids: Mutex<HashMap<u32, Cached<Identity>>>,
-    names: Mutex<HashMap<String, Cached<Option<Identity>>>>,
-    os_lookups: AtomicU64,
-}
-
-struct Cached<T> {
-    value: T,
-    fetched: Instant,
-}
-
-impl Directory {
-    /// Default bound on cached uids (and, separately, on cached names).
-    pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
-
-    pub fn new(ttl: Duration) -> Directory {
-        Directory::with_max_entries(ttl, Directory::DEFAULT_MAX_ENTRIES)
-    }
-
-    /// Like [`Directory::new`] with a different bound (at least 1).
-    pub fn with_max_entries(ttl: Duration, max_entries: usize) -> Directory {
-        Directory {
-            ttl,
-            max_entries: max_entries.max(1),
-            uids: Mutex::new(HashMap::new()),
-            names: Mutex::new(HashMap::new()),
-            os_lookups: AtomicU64::new(0),
-        }
-    }
-
-    /// User and groups for a uid: user `uid:<n>` and no groups if passwd has no entry. If the
-    /// lookup itself fails, the same `uid:<n>` answer is returned but not cached; use
-    /// [`Directory::try_by_uid`] to tell the difference.
-    pub fn by_uid(&self, uid: u32, now: Instant) -> Identity {
-        self.try_by_uid(uid, now).unwrap_or_else(|e| {
-            tracing::warn!(uid, error = %e, "user lookup failed");
-            unknown_uid(uid)
-        })
-    }
-
-    /// Groups of a named user (for `user=` assertions by trusted proxies); `None` if the OS does
-    /// not know the user. A failed lookup answers `None` and is not cached.
-    pub fn by_name(&self, user: &str, now: Instant) -> Option<Identity> {
-        self.try_by_name(user, now).unwrap_or_else(|e| {
-            tracing::warn!(user, error = %e, "user lookup failed");
-            None
-        })
-    }
-
-    /// [`Directory::by_uid`], with a failing passwd/group lookup reported instead of hidden.
-    pub fn try_by_uid(&self, uid: u32, now: Instant) -> io::Result<Identity> {
-        if let Some(hit) = self.fresh(&self.uids, &uid, now) {
-            return Ok(hit);
-        }
-        self.os_lookups.fetch_add(1, Ordering::Relaxed);
-        let identity = lookup_uid(uid)?;
-        self.store(&self.uids, uid, identity.clone(), now);
-        Ok(identity)
-    }
-
-    /// [`Directory::by_name`], with a failing passwd/group lookup reported instead of hidden.
-    pub fn try_by_name(&self, user: &str, now: Instant) -> io::Result<Option<Identity>> {
-        if user.is_empty() || user.contains('\0') {
-            return Ok(None);
-        }
-        if let Some(hit) = self.fresh(&self.names, user, now) {
-            return Ok(hit);
-        }
-        self.os_lookups.fetch_add(1, Ordering::Relaxed);
-        let identity = lookup_name(user)?;
-        self.store(&self.names, user.to_string(), identity.clone(), now);
-        Ok(identity)
-    }
-
-    /// How many times the OS databases were consulted (cache misses), for metrics and tests.
-    pub fn os_lookups(&self) -> u64 {
-        self.os_lookups.load(Ordering::Relaxed)
-    }
-
-    fn fresh<K, Q, T>(&self, map: &Mutex<HashMap<K, Cached<T>>>, key: &Q, now: Instant) -> Option<T>
-    where
-        K: Eq + Hash + std::borrow::Borrow<Q>,
-        Q: Eq + Hash + ?Sized,
-        T: Clone,
-    {
-        let map = map.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map.get(key)?;
-        (now.saturating_duration_since(entry.fetched) < self.ttl).then(|| entry.value.clone())
-    }
-
-    fn store<K: Eq + Hash + Clone, T>(
-        &self,
-        map: &Mutex<HashMap<K, Cached<T>>>,
-        key: K,
-        value: T,
-        now: Instant,
-    ) {
-        let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= self.max_entries && !map.contains_key(&key) {
-            let ttl = self.ttl;
-            map.retain(|_, entry| now.saturating_duration_since(entry.fetched) < ttl);
-            while map.len() >= self.max_entries {
-                let Some(oldest) = map
-                    .iter()
-                    .min_by_key(|(_, entry)| entry.fetched)
-                    .map(|(k, _)| k.clone())
-                else {
-                    break;
-                };
-                map.remove(&oldest);
-            }
-        }
-        map.insert(
-            key,
-            Cached {
-                value,
-                fetched: now,
-            },
-        );
-    }
-}
-
-impl fmt::Debug for Directory {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Directory")
-            .field("ttl", &self.ttl)
-            .field("max_entries", &self.max_entries)
-            .field("os_lookups", &self.os_lookups())
-            .finish_non_exhaustive()
-    }
-}
-
-fn unknown_uid(uid: u32) -> Identity {
-    Identity {
-        uid: Some(uid),
-        user: format!("uid:{uid}"),
-        groups: Vec::new(),
-    }
-}
-
-fn lookup_uid(uid: u32) -> io::Result<Identity> {
-    match User::from_uid(Uid::from_raw(uid))
-        .map_err(|e| nss_error(e, &format!("getpwuid({uid})")))?
-    {
-        Some(user) => identity_of(&user),
-        None => Ok(unknown_uid(uid)),
-    }
-}
-
-fn lookup_name(name: &str) -> io::Result<Option<Identity>> {
-    match User::from_name(name).map_err(|e| nss_error(e, &format!("getpwnam({name:?})")))? {
-        Some(user) => identity_of(&user).map(Some),
-        None => Ok(None),
-    }
-}
-
-fn identity_of(user: &User) -> io::Result<Identity> {
-    let c_name = CString::new(user.name.as_str())
-        .map_err(|_| invalid_data(format!("user name {:?} contains NUL", user.name)))?;
-    let gids = getgrouplist(&c_name, user.gid)
-        .map_err(|e| nss_error(e, &format!("getgrouplist({:?})", user.name)))?;
-    let mut seen: Vec<Gid> = Vec::with_capacity(gids.len() + 1);
-    let mut groups = Vec::with_capacity(gids.len() + 1);
-    for gid in std::iter::once(user.gid).chain(gids) {
-        if seen.contains(&gid) {
-            continue;
-        }
-        seen.push(gid);
-        let name = Group::from_gid(gid)
-            .map_err(|e| nss_error(e, &format!("getgrgid({gid})")))?
-            .map(|group| group.name)
-            .unwrap_or_else(|| gid.to_string());
-        groups.push(name);
-    }
-    Ok(Identity {
-        uid: Some(user.uid.as_raw()),
-        user: user.name.clone(),
-        groups,
-    })
-}
-
-fn nss_error(error: nix::Error, call: &str) -> io::Error {
-    with_context(io::Error::from(error), call)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use netlink_packet_core::ErrorMessage;
     use netlink_packet_sock_diag::inet::InetResponseHeader;
     use std::num::NonZeroI32;
+    use std::time::Duration;
 
     fn query() -> Query {
         Query::new(

@@ -1,0 +1,497 @@
+//! Validation: the raw TOML ([`super::raw`]) into the checked [`Config`], one function per section.
+//! Every default comes from the section's `Default` (in [`super`]); every error names the file, line,
+//! column and key.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::{RawAudit, RawCache, RawConfig, RawFallback, RawIdentity, RawMapping, RawServer, RawSts, S};
+use super::{AuditConfig, AuditPath, CacheConfig, Config, ConfigError, Durability, FallbackMode, IdentityConfig, ServerConfig, StsConfig};
+use crate::emr;
+use crate::rules::{Effect, Prefix, RoleArn, Rule, RuleSet};
+use crate::template::Template;
+use crate::text::{format_duration, line_col, parse_duration};
+
+/// Where errors point: the text (for line/column) and its file.
+pub(super) struct Ctx<'a> {
+    pub(super) text: &'a str,
+    pub(super) file: &'a Path,
+}
+
+impl Ctx<'_> {
+    pub(super) fn err(&self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        let (line, column) = line_col(self.text, span.start);
+        ConfigError {
+            file: self.file.to_owned(),
+            line: Some(line),
+            column: Some(column),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn duration(&self, v: &Option<S<String>>, key: &str, default: Duration) -> Result<Duration, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(s) => parse_duration(s.get_ref())
+                .map_err(|m| self.err(s.span(), key, format!("invalid duration '{}': {m}", s.get_ref()))),
+        }
+    }
+
+    fn int(&self, v: &Option<S<i64>>, key: &str, default: i64, range: Range<i64>) -> Result<i64, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(s) if range.contains(s.get_ref()) => Ok(*s.get_ref()),
+            Some(s) => Err(self.err(
+                s.span(),
+                key,
+                format!("{} is out of range (allowed {}..={})", s.get_ref(), range.start, range.end - 1),
+            )),
+        }
+    }
+}
+
+
+/// The checked configuration of `raw`; `mappings` is the path and content of its `mappings_file`.
+pub(super) fn build(ctx: &Ctx<'_>, raw: RawConfig, mappings: Option<(&Path, &str)>) -> Result<Config, ConfigError> {
+    let server = server(ctx, &raw.server)?;
+    let identity = identity(ctx, &raw.identity)?;
+    let sts = sts(ctx, &raw.sts, &raw.server, &server)?;
+    let cache = cache(ctx, &raw.cache)?;
+    let audit = audit(ctx, &raw.audit)?;
+    let fallback = fallback(ctx, &raw.fallback)?;
+    let (rules, mappings_file) = rules(ctx, &raw.mapping, raw.mappings_file.as_ref(), mappings, &sts)?;
+    Ok(Config { source: ctx.file.to_owned(), server, identity, sts, cache, audit, fallback, rules, mappings_file })
+}
+
+fn server(ctx: &Ctx<'_>, rs: &RawServer) -> Result<ServerConfig, ConfigError> {
+    let source = ctx.file;
+    let d = ServerConfig::default();
+    
+    let listen = match &rs.listen {
+        None => d.listen,
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                return Err(ctx.err(list.span(), "server.listen", "needs at least one address"));
+            }
+            let mut out: Vec<SocketAddr> = Vec::new();
+            for (i, a) in list.get_ref().iter().enumerate() {
+                let key = format!("server.listen[{i}]");
+                let addr: SocketAddr = a.get_ref().parse().map_err(|_| {
+                    ctx.err(a.span(), &key, format!("'{}' is not an address:port (e.g. 127.0.0.1:9944 or [::1]:9944)", a.get_ref()))
+                })?;
+                if !addr.ip().is_loopback() {
+                    return Err(ctx.err(
+                        a.span(),
+                        &key,
+                        format!("'{}' is not a loopback address (only 127.0.0.0/8 and ::1 are allowed)", a.get_ref()),
+                    ));
+                }
+                if out.contains(&addr) {
+                    return Err(ctx.err(a.span(), &key, format!("'{}' is listed twice", a.get_ref())));
+                }
+                out.push(addr);
+            }
+            out
+        }
+    };
+    let token_file = match &rs.token_file {
+        None => d.token_file,
+        Some(s) if s.get_ref().is_empty() => return Err(ctx.err(s.span(), "server.token_file", "must not be empty")),
+        Some(s) => resolve(source, s.get_ref()),
+    };
+    Ok(ServerConfig {
+        listen,
+        token_file,
+        require_token: rs.require_token.unwrap_or(d.require_token),
+        max_connections: ctx.int(&rs.max_connections, "server.max_connections", d.max_connections as i64, 1..1_000_001)? as usize,
+        header_read_timeout: positive(ctx, &rs.header_read_timeout, "server.header_read_timeout", d.header_read_timeout)?,
+        request_timeout: positive(ctx, &rs.request_timeout, "server.request_timeout", d.request_timeout)?,
+    })
+}
+
+fn identity(ctx: &Ctx<'_>, ri: &RawIdentity) -> Result<IdentityConfig, ConfigError> {
+    let d = IdentityConfig::default();
+    
+    let mut trusted_proxy_users = Vec::new();
+    for (i, u) in ri.trusted_proxy_users.iter().flatten().enumerate() {
+        let v = u.get_ref();
+        if v.is_empty() || v.chars().any(char::is_whitespace) {
+            return Err(ctx.err(u.span(), format!("identity.trusted_proxy_users[{i}]"), format!("invalid user name '{v}'")));
+        }
+        trusted_proxy_users.push(v.clone());
+    }
+    Ok(IdentityConfig {
+        trusted_proxy_users,
+        group_cache_ttl: ctx.duration(&ri.group_cache_ttl, "identity.group_cache_ttl", d.group_cache_ttl)?,
+    })
+}
+
+fn sts(ctx: &Ctx<'_>, st: &RawSts, raw_server: &RawServer, server: &ServerConfig) -> Result<StsConfig, ConfigError> {
+    let d = StsConfig::default();
+    
+    let region = match &st.region {
+        Some(r) if !r.get_ref().is_empty() => {
+            let v = r.get_ref();
+            if !v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') || !v.contains('-') {
+                return Err(ctx.err(r.span(), "sts.region", format!("'{v}' is not a region name (e.g. us-east-1)")));
+            }
+            Some(v.clone())
+        }
+        _ => None,
+    };
+    let endpoint_url = match &st.endpoint_url {
+        Some(u) if !u.get_ref().is_empty() => {
+            let v = u.get_ref();
+            let host = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://"));
+            if host.is_none_or(str::is_empty) || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ctx.err(u.span(), "sts.endpoint_url", format!("'{v}' is not an http:// or https:// URL")));
+            }
+            Some(v.clone())
+        }
+        _ => None,
+    };
+    let session_duration = ctx.duration(&st.session_duration, "sts.session_duration", d.session_duration)?;
+    let session_span = st.session_duration.as_ref().map(Spanned::span);
+    check_session_duration(ctx, session_duration, session_span.clone(), "sts.session_duration")?;
+    let refresh_before_expiry = ctx.duration(&st.refresh_before_expiry, "sts.refresh_before_expiry", d.refresh_before_expiry)?;
+    let refresh_span = st.refresh_before_expiry.as_ref().map(Spanned::span);
+    if refresh_before_expiry <= FIFTEEN_MINUTES {
+        return Err(ctx.err(
+            refresh_span.clone().unwrap_or(0..0),
+            "sts.refresh_before_expiry",
+            "must be more than 15m: clients refetch credentials with less than 15 minutes left on every call",
+        ));
+    }
+    if !refresh_fits(refresh_before_expiry, session_duration) {
+        return Err(ctx.err(
+            refresh_span.clone().or(session_span).unwrap_or(0..0),
+            "sts.refresh_before_expiry",
+            format!(
+                "{} must be at most three quarters of sts.session_duration ({}): refreshes start up to 10% \
+                 early, and a session should serve a while before it is replaced",
+                format_duration(refresh_before_expiry),
+                format_duration(session_duration)
+            ),
+        ));
+    }
+    let min_remaining_when_stale =
+        ctx.duration(&st.min_remaining_when_stale, "sts.min_remaining_when_stale", d.min_remaining_when_stale)?;
+    if min_remaining_when_stale >= refresh_before_expiry {
+        return Err(ctx.err(
+            st.min_remaining_when_stale.as_ref().map(Spanned::span).or(refresh_span).unwrap_or(0..0),
+            "sts.min_remaining_when_stale",
+            format!(
+                "{} must be less than sts.refresh_before_expiry ({})",
+                format_duration(min_remaining_when_stale),
+                format_duration(refresh_before_expiry)
+            ),
+        ));
+    }
+    let session_name = match &st.session_name {
+        None => d.session_name,
+        Some(t) => Template::parse(t.get_ref()).map_err(|m| ctx.err(t.span(), "sts.session_name", m))?,
+    };
+    let source_identity = match &st.source_identity {
+        Some(t) if !t.get_ref().is_empty() => {
+            Some(Template::parse(t.get_ref()).map_err(|m| ctx.err(t.span(), "sts.source_identity", m))?)
+        }
+        _ => None,
+    };
+    let call_timeout = positive(ctx, &st.call_timeout, "sts.call_timeout", d.call_timeout)?;
+    if call_timeout > server.request_timeout {
+        return Err(ctx.err(
+            st.call_timeout.as_ref().or(raw_server.request_timeout.as_ref()).map_or(0..0, Spanned::span),
+            "sts.call_timeout",
+            format!(
+                "{} is longer than server.request_timeout ({}): requests would time out before STS answers",
+                format_duration(call_timeout),
+                format_duration(server.request_timeout)
+            ),
+        ));
+    }
+    Ok(StsConfig {
+        region,
+        endpoint_url,
+        session_duration,
+        refresh_before_expiry,
+        min_remaining_when_stale,
+        session_name,
+        source_identity,
+        max_calls_per_second: ctx.int(&st.max_calls_per_second, "sts.max_calls_per_second", d.max_calls_per_second.into(), 1..10_001)? as u32,
+        call_timeout,
+        negative_cache: ctx.duration(&st.negative_cache, "sts.negative_cache", d.negative_cache)?,
+    })
+}
+
+fn cache(ctx: &Ctx<'_>, rc: &RawCache) -> Result<CacheConfig, ConfigError> {
+    let d = CacheConfig::default();
+    Ok(CacheConfig {
+        max_sessions: ctx.int(&rc.max_sessions, "cache.max_sessions", d.max_sessions as i64, 1..100_000_001)? as u64,
+        idle_timeout: positive(ctx, &rc.idle_timeout, "cache.idle_timeout", d.idle_timeout)?,
+    })
+}
+
+fn audit(ctx: &Ctx<'_>, ra: &RawAudit) -> Result<AuditConfig, ConfigError> {
+    let source = ctx.file;
+    let d = AuditConfig::default();
+    Ok(AuditConfig {
+        path: match &ra.path {
+            None => d.path,
+            Some(p) if p.get_ref() == "-" => AuditPath::Stdout,
+            Some(p) if p.get_ref().is_empty() => {
+                return Err(ctx.err(p.span(), "audit.path", "must not be empty (use \"-\" for stdout)"))
+            }
+            Some(p) => AuditPath::File(resolve(source, p.get_ref())),
+        },
+        durability: match &ra.durability {
+            None => d.durability,
+            Some(v) => match v.get_ref().as_str() {
+                "sync" => Durability::Sync,
+                "buffered" => Durability::Buffered,
+                other => {
+                    return Err(ctx.err(v.span(), "audit.durability", format!("must be \"sync\" or \"buffered\", not '{other}'")))
+                }
+            },
+        },
+    })
+}
+
+fn fallback(ctx: &Ctx<'_>, rf: &RawFallback) -> Result<FallbackMode, ConfigError> {
+    if let Some(m) = &rf.mappings_file {
+        return Err(ctx.err(
+            m.span(),
+            "fallback.mappings_file",
+            "mappings_file is a top-level key: move it above the first [table]",
+        ));
+    }
+    Ok(match &rf.mode {
+        None => FallbackMode::default(),
+        Some(v) => match v.get_ref().as_str() {
+            "instance-profile" => FallbackMode::InstanceProfile,
+            "deny" => FallbackMode::Deny,
+            other => {
+                return Err(ctx.err(v.span(), "fallback.mode", format!("must be \"instance-profile\" or \"deny\", not '{other}'")))
+            }
+        },
+    })
+}
+
+/// `[[mapping]]` rules, then the rules of `mappings_file`.
+fn rules(
+    ctx: &Ctx<'_>,
+    mapping: &[S<RawMapping>],
+    mappings_file_key: Option<&S<String>>,
+    mappings: Option<(&Path, &str)>,
+    sts: &StsConfig,
+) -> Result<(RuleSet, Option<PathBuf>), ConfigError> {
+    let mut rules = Vec::new();
+    for (i, m) in mapping.iter().enumerate() {
+        rules.push(build_rule(ctx, i, m, sts)?);
+    }
+    let inline = rules.len();
+    let mut emr_keys = Vec::new();
+    let mappings_file = match mappings_file_key.filter(|m| !m.get_ref().is_empty()) {
+        None => None,
+        Some(m) => {
+            let Some((file, content)) = mappings else {
+                return Err(ctx.err(m.span(), "mappings_file", "is set but its content was not read (use Config::load)"));
+            };
+            let emr_err = |e: emr::EmrError| ConfigError {
+                file: file.to_owned(),
+                line: e.position.map(|p| p.0),
+                column: e.position.map(|p| p.1),
+                key: e.key,
+                message: e.message,
+            };
+            let parsed = emr::parse(content).map_err(emr_err)?;
+            rules.extend(emr::to_rules(&parsed.mappings, inline).map_err(emr_err)?);
+            emr_keys = parsed.mappings.into_iter().map(|m| (m.key, m.position)).collect();
+            Some(file.to_owned())
+        }
+    };
+    let rules = RuleSet::new(rules).map_err(|e| {
+        if e.index < inline {
+            let m = &mapping[e.index];
+            ctx.err(field_span(m, e.field), format!("mapping[{}].{}", e.index, e.field), e.message)
+        } else {
+            let (key, position) = emr_keys[e.index - inline].clone();
+            ConfigError {
+                file: mappings_file.clone().unwrap_or_default(),
+                line: position.map(|p| p.0),
+                column: position.map(|p| p.1),
+                key,
+                message: e.message,
+            }
+        }
+    })?;
+
+        Ok((rules, mappings_file))
+}
+
+pub(super) fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.parent().unwrap_or(Path::new("")).join(p)
+    }
+}
+
+/// Whether sessions of `duration` can be refreshed `refresh` before expiry without refreshing almost at
+/// once: the lead must leave at least a quarter of the session's life (jitter only shortens it).
+fn refresh_fits(refresh: Duration, duration: Duration) -> bool {
+    refresh.saturating_mul(4) <= duration.saturating_mul(3)
+}
+
+const FIFTEEN_MINUTES: Duration = Duration::from_secs(15 * 60);
+const TWELVE_HOURS: Duration = Duration::from_secs(12 * 3600);
+
+fn positive(ctx: &Ctx<'_>, v: &Option<S<String>>, key: &str, default: Duration) -> Result<Duration, ConfigError> {
+    let d = ctx.duration(v, key, default)?;
+    if d.is_zero() {
+        return Err(ctx.err(v.as_ref().map_or(0..0, Spanned::span), key, "must be more than zero"));
+    }
+    Ok(d)
+}
+
+fn check_session_duration(ctx: &Ctx<'_>, d: Duration, span: Option<Range<usize>>, key: &str) -> Result<(), ConfigError> {
+    if d < FIFTEEN_MINUTES || d > TWELVE_HOURS {
+        return Err(ctx.err(
+            span.unwrap_or(0..0),
+            key,
+            format!("{} is outside what STS allows (15m to 12h)", format_duration(d)),
+        ));
+    }
+    Ok(())
+}
+
+/// The span of a mapping's field, or of the whole `[[mapping]]` table when the field is absent.
+fn field_span(m: &S<RawMapping>, field: &str) -> Range<usize> {
+    let r = m.get_ref();
+    let s = match field {
+        "name" => r.name.as_ref().map(Spanned::span),
+        "effect" => r.effect.as_ref().map(Spanned::span),
+        "role" => r.role.as_ref().map(Spanned::span),
+        "external_id" => r.external_id.as_ref().map(Spanned::span),
+        "duration" => r.duration.as_ref().map(Spanned::span),
+        "session_policy" => r.session_policy.as_ref().map(Spanned::span),
+        "scope_to_prefix" => r.scope_to_prefix.as_ref().map(Spanned::span),
+        "users" => r.users.as_ref().and_then(|v| v.first()).map(Spanned::span),
+        "groups" => r.groups.as_ref().and_then(|v| v.first()).map(Spanned::span),
+        "prefixes" => r.prefixes.as_ref().and_then(|v| v.first()).map(Spanned::span),
+        _ => None,
+    };
+    // Absent field: point at the `[[mapping]]` table itself.
+    s.unwrap_or_else(|| m.span())
+}
+
+fn build_rule(ctx: &Ctx<'_>, i: usize, m: &S<RawMapping>, sts: &StsConfig) -> Result<Rule, ConfigError> {
+    let r = m.get_ref();
+    let key = |f: &str| format!("mapping[{i}].{f}");
+    let name = match &r.name {
+        None => format!("mapping-{i}"),
+        Some(n) => n.get_ref().clone(),
+    };
+    let effect = match &r.effect {
+        None => Effect::Allow,
+        Some(e) => e.get_ref().parse::<Effect>().map_err(|msg| ctx.err(e.span(), key("effect"), msg))?,
+    };
+    let role = match &r.role {
+        Some(a) if !a.get_ref().is_empty() => {
+            Some(RoleArn::parse(a.get_ref()).map_err(|msg| ctx.err(a.span(), key("role"), msg))?)
+        }
+        Some(a) if effect == Effect::Allow => return Err(ctx.err(a.span(), key("role"), "an allow rule needs a role")),
+        _ => None,
+    };
+    let names = |field: &str, list: &Option<Vec<S<String>>>| -> Result<Vec<String>, ConfigError> {
+        let mut out = Vec::new();
+        for (j, v) in list.iter().flatten().enumerate() {
+            let s = v.get_ref();
+            if s.is_empty() || s.trim() != s {
+                return Err(ctx.err(v.span(), format!("mapping[{i}].{field}[{j}]"), format!("empty or space-padded entry '{s}' can never match")));
+            }
+            out.push(s.clone());
+        }
+        Ok(out)
+    };
+    let users = names("users", &r.users)?;
+    let groups = names("groups", &r.groups)?;
+    let mut prefixes = Vec::new();
+    for (j, p) in r.prefixes.iter().flatten().enumerate() {
+        prefixes.push(Prefix::parse(p.get_ref()).map_err(|msg| ctx.err(p.span(), format!("mapping[{i}].prefixes[{j}]"), msg))?);
+    }
+    let external_id = match &r.external_id {
+        Some(x) if !x.get_ref().is_empty() => {
+            let v = x.get_ref();
+            let ok_char = |c: char| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c);
+            if !(2..=1224).contains(&v.len()) || !v.chars().all(ok_char) {
+                return Err(ctx.err(
+                    x.span(),
+                    key("external_id"),
+                    "must be 2 to 1224 characters of letters, digits and _+=,.@:/- (as STS requires)",
+                ));
+            }
+            Some(v.clone())
+        }
+        _ => None,
+    };
+    let duration = match &r.duration {
+        Some(d) if !d.get_ref().is_empty() => {
+            let v = parse_duration(d.get_ref())
+                .map_err(|msg| ctx.err(d.span(), key("duration"), format!("invalid duration '{}': {msg}", d.get_ref())))?;
+            check_session_duration(ctx, v, Some(d.span()), &key("duration"))?;
+            if !refresh_fits(sts.refresh_before_expiry, v) {
+                return Err(ctx.err(
+                    d.span(),
+                    key("duration"),
+                    format!(
+                        "{} is too short for sts.refresh_before_expiry ({}): it must be at most three quarters \
+                         of every session duration",
+                        format_duration(v),
+                        format_duration(sts.refresh_before_expiry)
+                    ),
+                ));
+            }
+            Some(v)
+        }
+        _ => None,
+    };
+    let session_policy = match &r.session_policy {
+        Some(p) if !p.get_ref().is_empty() => {
+            let value: serde_json::Value = serde_json::from_str(p.get_ref())
+                .map_err(|e| ctx.err(p.span(), key("session_policy"), format!("not valid JSON: {e}")))?;
+            if !value.is_object() {
+                return Err(ctx.err(p.span(), key("session_policy"), "must be a JSON object (an IAM policy document)"));
+            }
+            let compact = value.to_string();
+            if compact.len() > 2048 {
+                return Err(ctx.err(
+                    p.span(),
+                    key("session_policy"),
+                    format!("is {} characters without white space; STS allows 2048", compact.len()),
+                ));
+            }
+            Some(compact)
+        }
+        _ => None,
+    };
+    Ok(Rule {
+        index: i,
+        name,
+        effect,
+        role,
+        users,
+        groups,
+        prefixes,
+        external_id,
+        duration,
+        session_policy,
+        scope_to_prefix: r.scope_to_prefix.as_ref().is_some_and(|s| *s.get_ref()),
+    })
+}
+
