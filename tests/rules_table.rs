@@ -2,6 +2,8 @@
 //! tests/fixtures/rules.toml. Each case: user, groups, location (or null) → the deciding rule's name,
 //! "fallback", or "invalid" (the location does not parse).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use emrfs_role_agent::config::Config;
@@ -13,21 +15,11 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
-/// The location of a case, with `append.text` repeated `append.times` times when present.
-pub fn case_location(case: &Value) -> Option<String> {
-    let mut loc = case["location"].as_str()?.to_owned();
-    if let Some(a) = case.get("append") {
-        let times = a["times"].as_u64().expect("append.times") as usize;
-        loc.push_str(&a["text"].as_str().expect("append.text").repeat(times));
-    }
-    Some(loc)
-}
-
 fn decide(config: &Config, case: &Value) -> String {
     let user = case["user"].as_str().expect("user");
     let groups: Vec<String> =
         case["groups"].as_array().expect("groups").iter().map(|g| g.as_str().expect("group").to_owned()).collect();
-    let location = match case_location(case) {
+    let location = match support::case_location(case) {
         None => None,
         Some(l) => match Location::parse(&l) {
             Ok(l) => Some(l),

@@ -5,6 +5,7 @@
 //! flavour, and keeps serving while the test thread blocks. Each forwarded request opens a fresh
 //! connection to moto and is passed through unchanged (Host included, so SigV4 signatures still match).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +48,7 @@ pub struct FaultControl {
     assume_role: AtomicU64,
     refused: AtomicU64,
     arrivals: Mutex<Vec<Instant>>,
+    assume_role_forms: Mutex<Vec<HashMap<String, String>>>,
     fault_request_ids: Mutex<Vec<String>>,
 }
 
@@ -72,6 +74,12 @@ impl FaultControl {
     /// Connections or requests dropped while `Down`.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::SeqCst)
+    }
+
+    /// The parameters of each AssumeRole (`RoleArn`, `RoleSessionName`, `Policy`, `DurationSeconds`,
+    /// `ExternalId`, `SourceIdentity`, …), in order of arrival.
+    pub fn assume_role_requests(&self) -> Vec<HashMap<String, String>> {
+        self.assume_role_forms.lock().unwrap().clone()
     }
 
     /// When each AssumeRole arrived, in order.
@@ -128,6 +136,7 @@ impl FaultProxy {
             assume_role: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             arrivals: Mutex::new(Vec::new()),
+            assume_role_forms: Mutex::new(Vec::new()),
             fault_request_ids: Mutex::new(Vec::new()),
         });
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -226,6 +235,7 @@ async fn handle(
     if field("Action") == Some("AssumeRole") {
         control.assume_role.fetch_add(1, Ordering::SeqCst);
         control.arrivals.lock().unwrap().push(Instant::now());
+        control.assume_role_forms.lock().unwrap().push(form.iter().cloned().collect());
     }
     match fault {
         Fault::Pass => forward(parts, body, upstream).await,

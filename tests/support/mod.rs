@@ -58,3 +58,14 @@ pub fn sts_client(
         .build();
     aws_sdk_sts::Client::from_conf(config)
 }
+
+/// The location of a rule-table case (tests/fixtures/rules.json), with `append.text` repeated
+/// `append.times` times when present.
+pub fn case_location(case: &serde_json::Value) -> Option<String> {
+    let mut loc = case["location"].as_str()?.to_owned();
+    if let Some(a) = case.get("append") {
+        let times = a["times"].as_u64().expect("append.times") as usize;
+        loc.push_str(&a["text"].as_str().expect("append.text").repeat(times));
+    }
+    Some(loc)
+}
