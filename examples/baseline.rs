@@ -56,7 +56,8 @@ fn main() {
         let listener = TcpListener::bind(args.listen).await.expect("bind");
         let mut builder = http1::Builder::new();
         builder.timer(TokioTimer::new());
-        builder.header_read_timeout((args.header_read_timeout > 0).then(|| Duration::from_secs(args.header_read_timeout)));
+        builder
+            .header_read_timeout((args.header_read_timeout > 0).then(|| Duration::from_secs(args.header_read_timeout)));
         println!("listening {} body_bytes {}", listener.local_addr().expect("addr"), body.len());
         loop {
             let (stream, _) = match listener.accept().await {

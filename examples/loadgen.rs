@@ -155,10 +155,14 @@ fn run_load(load: Load, new_connection: bool) {
         .iter()
         .map(|h| {
             let (name, value) = h.split_once(':').expect("--header 'Name: value'");
-            (http::HeaderName::try_from(name.trim()).expect("header name"), http::HeaderValue::try_from(value.trim()).expect("header value"))
+            (
+                http::HeaderName::try_from(name.trim()).expect("header name"),
+                http::HeaderValue::try_from(value.trim()).expect("header value"),
+            )
         })
         .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(load.threads).enable_all().build().expect("runtime");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(load.threads).enable_all().build().expect("runtime");
     let pace = load.rate.map(|rate| {
         let _guard = runtime.enter();
         let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1) as f64));
@@ -313,7 +317,10 @@ async fn connect(addr: SocketAddr) -> Result<http1::SendRequest<Empty<Bytes>>, B
     Ok(sender)
 }
 
-async fn exchange(sender: &mut http1::SendRequest<Empty<Bytes>>, req: http::Request<Empty<Bytes>>) -> Result<(u16, u64), BoxError> {
+async fn exchange(
+    sender: &mut http1::SendRequest<Empty<Bytes>>,
+    req: http::Request<Empty<Bytes>>,
+) -> Result<(u16, u64), BoxError> {
     let response = sender.send_request(req).await?;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();
@@ -386,7 +393,8 @@ fn startup(bin: &std::path::Path, config: &std::path::Path, addr: SocketAddr, ru
                 readyz = Some(t0.elapsed());
             }
         }
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
         let _ = child.wait();
         let (Some(ready), Some(readyz)) = (ready, readyz) else {
             println!("startup run {run}: not ready within 10 s");
@@ -421,7 +429,12 @@ fn rss(pid: u32, every: u64, samples: usize) {
     for i in 0..samples {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let field = |name: &str| {
-            status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or("0").to_owned()
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap_or("0")
+                .to_owned()
         };
         println!("sample={i} rss_kb={} hwm_kb={}", field("VmRSS:"), field("VmHWM:"));
         if i + 1 < samples {

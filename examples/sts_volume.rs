@@ -27,9 +27,9 @@ use clap::Parser;
 use emrfs_role_agent::cache::{CacheEvents, CacheKey, CacheSettings, SessionCache};
 use emrfs_role_agent::clock::{Clock, ManualClock};
 use emrfs_role_agent::config::Config;
-use emrfs_role_agent::rules::RoleArn;
 use emrfs_role_agent::daemon::REFRESH_INTERVAL;
 use emrfs_role_agent::decision::SessionKey;
+use emrfs_role_agent::rules::RoleArn;
 use emrfs_role_agent::sts::{Session, Sts, StsError};
 
 const MIN: Duration = Duration::from_secs(60);
@@ -65,7 +65,8 @@ impl Sts for CountingSts {
         let now = self.clock.now();
         self.calls.lock().unwrap().entry(key.session_name.clone()).or_default().push(now);
         let expiration = now + key.duration;
-        let credentials = Credentials::new("ASIASIMULATED", "simulated", Some("simulated".into()), Some(expiration), "sim");
+        let credentials =
+            Credentials::new("ASIASIMULATED", "simulated", Some("simulated".into()), Some(expiration), "sim");
         Ok(Session::new(&credentials, expiration, None, Some(&key.role)))
     }
 
@@ -201,7 +202,8 @@ async fn main() {
         })
         .sum();
     let active_total: usize = (0..args.keys).map(|k| calls.get(&format!("key-{k:04}")).map_or(0, Vec::len)).sum();
-    let idle_total: usize = (args.keys..args.keys + args.idle_keys).map(|k| calls.get(&format!("key-{k:04}")).map_or(0, Vec::len)).sum();
+    let idle_total: usize =
+        (args.keys..args.keys + args.idle_keys).map(|k| calls.get(&format!("key-{k:04}")).map_or(0, Vec::len)).sum();
     let steady_hours = args.hours.saturating_sub(1).max(1) as f64;
     let steady: usize = (0..args.keys)
         .map(|k| calls.get(&format!("key-{k:04}")).map_or(0, |v| v.iter().filter(|t| hour_of(t) >= 1).count()))

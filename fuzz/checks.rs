@@ -79,8 +79,11 @@ pub fn emr(data: &[u8]) {
     let Ok((_, rules)) = rules else { return };
     let toml = import_text(text).expect("import succeeds where parse_rules does");
     let source = Path::new("/etc/emrfs-role-agent/config.toml");
-    let via_mappings =
-        Config::parse("mappings_file = \"mappings\"\n", source, Some((Path::new("/etc/emrfs-role-agent/mappings"), text)));
+    let via_mappings = Config::parse(
+        "mappings_file = \"mappings\"\n",
+        source,
+        Some((Path::new("/etc/emrfs-role-agent/mappings"), text)),
+    );
     let via_import = Config::parse(&toml, source, None);
     match (via_mappings, via_import) {
         (Ok(a), Ok(b)) => {

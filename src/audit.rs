@@ -72,10 +72,22 @@ pub struct CredentialRecord {
 pub enum Event<'a> {
     /// Lent by the request, which keeps it for its metrics.
     Credentials(&'a CredentialRecord),
-    Start { version: &'static str, pid: u32, config: String },
-    Stop { reason: String },
-    ConfigLoaded { config: String, rules: usize },
-    ConfigRejected { config: String, error: String },
+    Start {
+        version: &'static str,
+        pid: u32,
+        config: String,
+    },
+    Stop {
+        reason: String,
+    },
+    ConfigLoaded {
+        config: String,
+        rules: usize,
+    },
+    ConfigRejected {
+        config: String,
+        error: String,
+    },
     StsAssumeRole {
         role_arn: String,
         session_name: String,
@@ -137,7 +149,8 @@ impl AuditLog {
     fn encode(&self, event: &Event<'_>, now: SystemTime) -> Vec<u8> {
         // Most records are well under this: one allocation, no regrowth.
         let mut line = Vec::with_capacity(1024);
-        serde_json::to_writer(&mut line, &Line { v: VERSION, time: timestamp(now), event }).expect("audit records serialise");
+        serde_json::to_writer(&mut line, &Line { v: VERSION, time: timestamp(now), event })
+            .expect("audit records serialise");
         line.push(b'\n');
         line
     }
@@ -555,7 +568,8 @@ mod tests {
     async fn buffered_records_reach_the_file_without_waiting_for_a_flush() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
-        let log = AuditLog::open(&AuditPath::File(path.clone()), Durability::Buffered, Arc::new(Metrics::new())).unwrap();
+        let log =
+            AuditLog::open(&AuditPath::File(path.clone()), Durability::Buffered, Arc::new(Metrics::new())).unwrap();
         log.write(&Event::Credentials(&record(1)), SystemTime::now()).await.unwrap();
         // Waits for the record, not for a time: the deadline only ends a test that would hang.
         let deadline = Instant::now() + Duration::from_secs(30);

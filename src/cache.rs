@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
-use crate::refresh::{is_idle, Freshness, Timing};
 use crate::decision::SessionKey;
+use crate::refresh::{is_idle, Freshness, Timing};
 use crate::sts::{call_with_retries, Attempt, CallLimiter, Session, Sts, StsError};
 
 /// What a cached session is for.
@@ -249,7 +249,9 @@ impl<S: Sts> SessionCache<S> {
             Err(err) => {
                 let timing = self.settings.timing;
                 match &mut state.current {
-                    Some(entry) if timing.freshness(now, entry.refresh_at, entry.session.expiration) != Freshness::Unusable => {
+                    Some(entry)
+                        if timing.freshness(now, entry.refresh_at, entry.session.expiration) != Freshness::Unusable =>
+                    {
                         entry.failed_at = Some(now);
                         Ok(Served { session: entry.session.clone(), source: Source::Stale })
                     }

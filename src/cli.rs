@@ -213,11 +213,9 @@ pub fn write_explanation(
 fn why_not(r: &Rule, m: Mismatch, req: &Request<'_>) -> String {
     match m {
         Mismatch::User => format!("user '{}' is not in users [{}]", req.user, r.users.join(", ")),
-        Mismatch::Group => format!(
-            "none of the groups [{}] is in groups [{}]",
-            req.groups.join(", "),
-            r.groups.join(", ")
-        ),
+        Mismatch::Group => {
+            format!("none of the groups [{}] is in groups [{}]", req.groups.join(", "), r.groups.join(", "))
+        }
         Mismatch::NoLocation => "the rule names prefixes and the request has no location".into(),
         Mismatch::Prefix => format!(
             "location {} matches none of [{}]",
@@ -248,8 +246,8 @@ struct ImportMapping {
 /// `import`: converts an EMR security configuration (raw or describe output) or an emrfs-site roleMapping
 /// value into `[[mapping]]` TOML that `check` accepts and that decides exactly as the input does.
 pub fn import(file: &Path, out: &mut dyn Write) -> Result<(), CliError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| CliError::Other(format!("{}: cannot read: {e}", file.display())))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| CliError::Other(format!("{}: cannot read: {e}", file.display())))?;
     let toml = import_text(&text).map_err(|e| {
         CliError::Config(ConfigError {
             file: file.to_owned(),

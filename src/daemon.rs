@@ -71,7 +71,12 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         .map_err(StartError::system("starting the runtime"))?;
     runtime.block_on(async {
         let sdk = load_sdk_config(&config).await;
-        let env = Environment { clock: Arc::new(SystemClock), node: NodeInfo::read(), sdk, refresh_interval: REFRESH_INTERVAL };
+        let env = Environment {
+            clock: Arc::new(SystemClock),
+            node: NodeInfo::read(),
+            sdk,
+            refresh_interval: REFRESH_INTERVAL,
+        };
         let agent = start(config, env).await?;
         notify(&[sd_notify::NotifyState::Ready]);
         tracing::info!(addrs = ?agent.addrs, "ready");
@@ -130,16 +135,28 @@ pub async fn start(config: Config, env: Environment) -> Result<Running, StartErr
     let cache = SessionCache::new(sts, clock.clone(), events, cache_settings(&config));
     let now = clock.now();
     audit.emit(
-        &Event::Start { version: env!("CARGO_PKG_VERSION"), pid: std::process::id(), config: config.source.display().to_string() },
+        &Event::Start {
+            version: env!("CARGO_PKG_VERSION"),
+            pid: std::process::id(),
+            config: config.source.display().to_string(),
+        },
         now,
     );
-    audit.emit(&Event::ConfigLoaded { config: config.source.display().to_string(), rules: config.rules.rules().len() }, now);
+    audit.emit(
+        &Event::ConfigLoaded { config: config.source.display().to_string(), rules: config.rules.rules().len() },
+        now,
+    );
     let drain = config.server.request_timeout + Duration::from_secs(1);
     let app = Arc::new(App::new(config, cache, audit, metrics, clock, node));
 
     let (shutdown, stopped) = oneshot::channel::<()>();
     let listener = Listener::new(listeners, app.clone());
-    let server = tokio::spawn(listener.run(async { let _ = stopped.await; }, drain));
+    let server = tokio::spawn(listener.run(
+        async {
+            let _ = stopped.await;
+        },
+        drain,
+    ));
     let refresher = {
         let app = app.clone();
         tokio::spawn(async move {
@@ -186,7 +203,10 @@ pub fn reload(app: &App<AwsSts>, path: &Path) -> Result<(), ConfigError> {
     let now = app.clock.now();
     match Config::load(path) {
         Ok(config) => {
-            app.audit.emit(&Event::ConfigLoaded { config: path.display().to_string(), rules: config.rules.rules().len() }, now);
+            app.audit.emit(
+                &Event::ConfigLoaded { config: path.display().to_string(), rules: config.rules.rules().len() },
+                now,
+            );
             app.metrics.config_reloads.get_or_create(&ResultLabel { result: "ok" }).inc();
             tracing::info!(config = %path.display(), rules = config.rules.rules().len(), "configuration reloaded");
             app.config.store(Arc::new(config));

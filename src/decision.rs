@@ -125,9 +125,8 @@ scope_to_prefix = true
 
     #[test]
     fn deny_rules_and_the_fallback() {
-        let c = config(
-            "[fallback]\nmode = \"deny\"\n[[mapping]]\nname = \"no\"\neffect = \"deny\"\nusers = [\"eve\"]\n",
-        );
+        let c =
+            config("[fallback]\nmode = \"deny\"\n[[mapping]]\nname = \"no\"\neffect = \"deny\"\nusers = [\"eve\"]\n");
         let eve = Request { user: "eve", groups: &[], location: None };
         assert!(matches!(decide(&c, &node(), &eve), Verdict::Deny { rule, .. } if rule.name == "no"));
         let ann = Request { user: "ann", groups: &[], location: None };

@@ -318,10 +318,17 @@ arn:aws:iam::444444444444:role/etl-role=u:etl;airflow";
         assert_eq!(rules[0].index, 2);
         assert_eq!(rules[0].prefixes[0].as_str(), "s3://doc-example-bucket/");
         let with_key = format!("fs.s3.authorization.roleMapping = {SITE}\n");
-        assert_eq!(parse(&with_key).unwrap().mappings, m.mappings.iter().cloned().map(|mut x| {
-            x.position = x.position.map(|(l, c)| (l, c + "fs.s3.authorization.roleMapping = ".len()));
-            x
-        }).collect::<Vec<_>>());
+        assert_eq!(
+            parse(&with_key).unwrap().mappings,
+            m.mappings
+                .iter()
+                .cloned()
+                .map(|mut x| {
+                    x.position = x.position.map(|(l, c)| (l, c + "fs.s3.authorization.roleMapping = ".len()));
+                    x
+                })
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -95,9 +95,7 @@ impl Conn {
 
     /// The uid owning the client's socket, asked of the kernel once per connection.
     fn uid(&self) -> Result<u32, String> {
-        self.uid
-            .get_or_init(|| caller::peer_uid(self.local, self.peer).map_err(|e| e.to_string()))
-            .clone()
+        self.uid.get_or_init(|| caller::peer_uid(self.local, self.peer).map_err(|e| e.to_string())).clone()
     }
 }
 
@@ -121,7 +119,11 @@ pub async fn handle<S: Sts>(app: &App<S>, conn: &Conn, req: Request<hyper::body:
         }
         "/metrics" => {
             app.metrics.cache_sessions.set(app.cache.len() as i64);
-            text_response(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.encode())
+            text_response(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                app.metrics.encode(),
+            )
         }
         _ => error_response(&Refusal::new(ErrorCode::NotFound, "no such path")),
     }
@@ -159,7 +161,8 @@ fn decide<S: Sts>(
     check_origin(conn, req)?;
     // Who is asking: the kernel says which uid, the system which user and groups. Looked up
     // before anything else, so that even a refused request (a guessed token) names its caller.
-    let uid = conn.uid().map_err(|e| Refusal::new(ErrorCode::Forbidden, format!("caller could not be identified: {e}")))?;
+    let uid =
+        conn.uid().map_err(|e| Refusal::new(ErrorCode::Forbidden, format!("caller could not be identified: {e}")))?;
     record.caller_uid = Some(uid);
     // The group cache runs on its own monotonic clock; its TTL is not decision time.
     let instant = Instant::now();
@@ -401,10 +404,28 @@ mod tests {
 
     #[test]
     fn hosts() {
-        for ok in ["localhost", "localhost:9944", "127.0.0.1", "127.0.0.1:9944", "127.1.2.3:1", "[::1]", "[::1]:9944", "LOCALHOST"] {
+        for ok in [
+            "localhost",
+            "localhost:9944",
+            "127.0.0.1",
+            "127.0.0.1:9944",
+            "127.1.2.3:1",
+            "[::1]",
+            "[::1]:9944",
+            "LOCALHOST",
+        ] {
             assert!(is_loopback_host(ok), "{ok}");
         }
-        for bad in ["", "evil.com", "evil.com:9944", "10.0.0.1:9944", "[::2]:1", "localhost.evil.com", "[::1", "169.254.169.254"] {
+        for bad in [
+            "",
+            "evil.com",
+            "evil.com:9944",
+            "10.0.0.1:9944",
+            "[::2]:1",
+            "localhost.evil.com",
+            "[::1",
+            "169.254.169.254",
+        ] {
             assert!(!is_loopback_host(bad), "{bad}");
         }
     }

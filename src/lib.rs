@@ -58,4 +58,3 @@ pub mod sts;
 pub mod template;
 pub mod text;
 pub mod token;
-

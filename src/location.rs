@@ -39,7 +39,9 @@ pub enum LocationError {
     MissingBucket(String),
     #[error("invalid bucket name '{bucket}': {reason}")]
     InvalidBucket { bucket: String, reason: &'static str },
-    #[error("invalid percent-encoding at byte {0} ('%' must be followed by two hex digits; write a literal '%' as %25)")]
+    #[error(
+        "invalid percent-encoding at byte {0} ('%' must be followed by two hex digits; write a literal '%' as %25)"
+    )]
     InvalidPercentEncoding(usize),
     #[error("percent-decoded {0} is not valid UTF-8")]
     NotUtf8(&'static str),
@@ -224,10 +226,7 @@ mod tests {
             assert!(matches!(r, Err(LocationError::InvalidBucket { .. })), "{b}: {r:?}");
         }
         assert!(Location::parse(&format!("s3://bucket/{}", "k".repeat(1024))).is_ok());
-        assert_eq!(
-            Location::parse(&format!("s3://bucket/{}", "k".repeat(1025))),
-            Err(LocationError::KeyTooLong(1025))
-        );
+        assert_eq!(Location::parse(&format!("s3://bucket/{}", "k".repeat(1025))), Err(LocationError::KeyTooLong(1025)));
     }
 
     #[test]

@@ -104,7 +104,11 @@ impl Metrics {
         registry.register("audit_fsync_duration_seconds", "Audit fsync latency", m.audit_fsync_duration.clone());
         registry.register("config_reloads", "Configuration reloads by result", m.config_reloads.clone());
         registry.register("connections_open", "Open client connections", m.connections_open.clone());
-        registry.register("connections_refused", "Connections closed at max_connections", m.connections_refused.clone());
+        registry.register(
+            "connections_refused",
+            "Connections closed at max_connections",
+            m.connections_refused.clone(),
+        );
         // Every known series exists from the start at 0, so that alerts on `increase()` fire on
         // the first occurrence and dashboards show zeros rather than gaps.
         for &(outcome, code) in REQUEST_OUTCOMES {

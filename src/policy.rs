@@ -36,8 +36,7 @@ pub fn scope_policy(partition: &str, prefix: &Prefix) -> String {
         .iter()
         .flat_map(|b| keys.iter().map(move |k| format!("arn:{partition}:s3:::{b}/{}", with_star(k))))
         .collect();
-    let bucket_resources: Vec<String> =
-        buckets.iter().map(|b| format!("arn:{partition}:s3:::{b}")).collect();
+    let bucket_resources: Vec<String> = buckets.iter().map(|b| format!("arn:{partition}:s3:::{b}")).collect();
     let list_prefixes: Vec<String> = keys.iter().map(|k| with_star(k)).collect();
     let policy: Value = json!({
         "Version": "2012-10-17",

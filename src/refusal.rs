@@ -69,9 +69,10 @@ impl ErrorCode {
     /// Refusals of the caller are denials; everything else is an error of the request or the agent.
     pub fn outcome(self) -> Outcome {
         match self {
-            ErrorCode::AccessDenied | ErrorCode::ImpersonationDenied | ErrorCode::Forbidden | ErrorCode::Unauthorized => {
-                Outcome::Deny
-            }
+            ErrorCode::AccessDenied
+            | ErrorCode::ImpersonationDenied
+            | ErrorCode::Forbidden
+            | ErrorCode::Unauthorized => Outcome::Deny,
             _ => Outcome::Error,
         }
     }

@@ -177,9 +177,9 @@ impl Prefix {
     }
 
     fn parse_glob(bucket: &str, key: &str) -> Result<Prefix, String> {
-        if let Some(c) = bucket.chars().find(|c| {
-            !(c.is_ascii_lowercase() || c.is_ascii_digit() || ".-*?[]{},!^".contains(*c))
-        }) {
+        if let Some(c) =
+            bucket.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || ".-*?[]{},!^".contains(*c)))
+        {
             return Err(format!("invalid character '{}' in bucket pattern '{bucket}'", c.escape_debug()));
         }
         let full = format!("s3://{bucket}/{key}");
@@ -426,7 +426,10 @@ impl RuleSet {
             if let Some(c) = catch_all {
                 return err(
                     "name",
-                    format!("can never match: rule {} ('{}') names no condition and matches every request", c.index, c.name),
+                    format!(
+                        "can never match: rule {} ('{}') names no condition and matches every request",
+                        c.index, c.name
+                    ),
                 );
             }
             if rule.is_unconditional() {

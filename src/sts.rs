@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
-use bytes::Bytes;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::retry::RetryConfig;
 use aws_sdk_sts::config::timeout::TimeoutConfig;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::RequestId;
+use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::clock::Clock;
@@ -39,7 +39,12 @@ pub struct Session {
 impl Session {
     /// `role` is the role assumed (`None` for the node's own credentials): the answer names it
     /// and its account.
-    pub fn new(credentials: &Credentials, expiration: SystemTime, request_id: Option<String>, role: Option<&RoleArn>) -> Session {
+    pub fn new(
+        credentials: &Credentials,
+        expiration: SystemTime,
+        request_id: Option<String>,
+        role: Option<&RoleArn>,
+    ) -> Session {
         let expiration_text = crate::text::expiration(expiration);
         let account_id = match role {
             Some(role) => Some(role.account_id().to_owned()),
@@ -141,15 +146,18 @@ pub struct AwsSts {
 impl AwsSts {
     /// `sdk` comes from `aws_config::defaults(..).load()`; `endpoint_url` overrides STS's
     /// endpoint; each attempt is bounded by `attempt_timeout`; `clock` dates long-lived keys.
-    pub fn new(sdk: &SdkConfig, endpoint_url: Option<&str>, attempt_timeout: Duration, clock: Arc<dyn Clock>) -> AwsSts {
-        let mut builder = aws_sdk_sts::config::Builder::from(sdk)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(attempt_timeout)
-                    .operation_attempt_timeout(attempt_timeout)
-                    .build(),
-            );
+    pub fn new(
+        sdk: &SdkConfig,
+        endpoint_url: Option<&str>,
+        attempt_timeout: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> AwsSts {
+        let mut builder = aws_sdk_sts::config::Builder::from(sdk).retry_config(RetryConfig::disabled()).timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(attempt_timeout)
+                .operation_attempt_timeout(attempt_timeout)
+                .build(),
+        );
         if let Some(url) = endpoint_url {
             builder = builder.endpoint_url(url);
         }
@@ -172,9 +180,9 @@ impl Sts for AwsSts {
             .await
             .map_err(classify)?;
         let request_id = out.request_id().map(str::to_owned);
-        let creds = out.credentials.ok_or_else(|| {
-            StsError::Unavailable("AssumeRole answered without credentials".to_owned())
-        })?;
+        let creds = out
+            .credentials
+            .ok_or_else(|| StsError::Unavailable("AssumeRole answered without credentials".to_owned()))?;
         let expiration = SystemTime::try_from(*creds.expiration())
             .map_err(|_| StsError::Unavailable("AssumeRole answered with an invalid expiration".to_owned()))?;
         let credentials = Credentials::new(
@@ -197,8 +205,7 @@ impl Sts for AwsSts {
             .await
             .map_err(|e| StsError::Unavailable(format!("instance credentials: {}", error_chain(&e))))?;
         // Long-lived keys (no expiry) are handed out as valid for the next hour.
-        let expiration =
-            credentials.expiry().unwrap_or_else(|| self.clock.now() + Duration::from_secs(3600));
+        let expiration = credentials.expiry().unwrap_or_else(|| self.clock.now() + Duration::from_secs(3600));
         Ok(Session::new(&credentials, expiration, None, None))
     }
 }

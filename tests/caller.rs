@@ -53,9 +53,7 @@ fn ipv6_connection_from_this_process_is_ours() {
 fn ipv4_client_of_a_dual_stack_listener_is_found_through_its_mapped_address() {
     let listener = TcpListener::bind("[::]:0").unwrap();
     let (_client, _server, local, peer) = connect_here(&listener);
-    let SocketAddr::V6(mapped) = peer else {
-        panic!("expected an IPv6 peer, got {peer}")
-    };
+    let SocketAddr::V6(mapped) = peer else { panic!("expected an IPv6 peer, got {peer}") };
     assert!(mapped.ip().to_ipv4_mapped().is_some(), "{peer}");
     assert_eq!(peer_uid(local, peer).unwrap(), euid());
 }
@@ -65,10 +63,7 @@ fn a_tuple_with_no_socket_is_not_found() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let local = listener.local_addr().unwrap();
     // A port that was just ours and is now closed: nothing can own this 4-tuple.
-    let gone = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let gone = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let err = peer_uid(local, gone).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
     assert!(err.to_string().contains(&gone.to_string()), "{err}");
@@ -98,20 +93,9 @@ struct Client {
 
 impl Client {
     fn spawn(script: &str, args: &[String]) -> Client {
-        assert_eq!(
-            euid(),
-            0,
-            "these tests start clients as another user and need root"
-        );
+        assert_eq!(euid(), 0, "these tests start clients as another user and need root");
         let mut child = Command::new("setpriv")
-            .args([
-                &format!("--reuid={NOBODY}"),
-                &format!("--regid={NOBODY}"),
-                "--clear-groups",
-                PYTHON,
-                "-c",
-                script,
-            ])
+            .args([&format!("--reuid={NOBODY}"), &format!("--regid={NOBODY}"), "--clear-groups", PYTHON, "-c", script])
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -119,21 +103,13 @@ impl Client {
             .expect("setpriv runs");
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        Client {
-            child,
-            stdin,
-            stdout,
-        }
+        Client { child, stdin, stdout }
     }
 
     fn line(&mut self) -> String {
         let mut line = String::new();
         self.stdout.read_line(&mut line).unwrap();
-        assert!(
-            !line.is_empty(),
-            "client exited early: {:?}",
-            self.child.try_wait()
-        );
+        assert!(!line.is_empty(), "client exited early: {:?}", self.child.try_wait());
         line.trim_end().to_string()
     }
 
@@ -163,10 +139,7 @@ sys.stdin.readline()
 fn other_user_client(listener_addr: &str) {
     let listener = TcpListener::bind(listener_addr).unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut client = Client::spawn(
-        CONNECT_AND_HOLD,
-        &[addr.ip().to_string(), addr.port().to_string()],
-    );
+    let mut client = Client::spawn(CONNECT_AND_HOLD, &[addr.ip().to_string(), addr.port().to_string()]);
     let client_port: u16 = client.line().parse().unwrap();
     let (mut server, peer) = listener.accept().unwrap();
     let local = server.local_addr().unwrap();
@@ -177,33 +150,20 @@ fn other_user_client(listener_addr: &str) {
     // reports with uid 0: that must never come back as "root".
     client.say("close");
     assert_eq!(client.line(), "closed");
-    assert_eq!(
-        server.read(&mut [0u8; 16]).unwrap(),
-        0,
-        "EOF after the client's close"
-    );
+    assert_eq!(server.read(&mut [0u8; 16]).unwrap(), 0, "EOF after the client's close");
     let deadline = Instant::now() + Duration::from_secs(10);
     let err = loop {
         match peer_uid(local, peer) {
             Ok(uid) => assert_eq!(uid, NOBODY, "a closing socket still belongs to its owner"),
             Err(e) => break e,
         }
-        assert!(
-            Instant::now() < deadline,
-            "the client socket never finished closing"
-        );
+        assert!(Instant::now() < deadline, "the client socket never finished closing");
         std::thread::yield_now();
     };
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted, "{err}");
     drop(server);
     let err = peer_uid(local, peer).unwrap_err();
-    assert!(
-        matches!(
-            err.kind(),
-            std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::NotFound
-        ),
-        "{err}"
-    );
+    assert!(matches!(err.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::NotFound), "{err}");
 }
 
 #[test]
@@ -297,28 +257,17 @@ fn root_is_root_with_group_root_first() {
     let root = directory.by_uid(0, Instant::now()).unwrap();
     assert_eq!(root.uid, Some(0));
     assert_eq!(root.user, "root");
-    assert_eq!(
-        root.groups.first().map(String::as_str),
-        Some("root"),
-        "{root:?}"
-    );
+    assert_eq!(root.groups.first().map(String::as_str), Some("root"), "{root:?}");
 }
 
 #[test]
 fn an_unknown_uid_is_named_by_number_with_no_groups() {
     let uid = 3_999_999_999;
-    assert!(
-        User::from_uid(Uid::from_raw(uid)).unwrap().is_none(),
-        "uid {uid} unexpectedly exists"
-    );
+    assert!(User::from_uid(Uid::from_raw(uid)).unwrap().is_none(), "uid {uid} unexpectedly exists");
     let directory = Directory::new(Duration::from_secs(300));
     assert_eq!(
         directory.by_uid(uid, Instant::now()).unwrap(),
-        Identity {
-            uid: Some(uid),
-            user: format!("uid:{uid}"),
-            groups: vec![]
-        }
+        Identity { uid: Some(uid), user: format!("uid:{uid}"), groups: vec![] }
     );
 }
 
@@ -342,10 +291,7 @@ fn supplementary_groups_come_from_the_group_database() {
     let user = "emrfs-caller-test";
     let group = "emrfs-caller-extra";
     let quiet = |program: &str, name: &str| {
-        let _ = Command::new(program)
-            .arg(name)
-            .stderr(Stdio::null())
-            .status();
+        let _ = Command::new(program).arg(name).stderr(Stdio::null()).status();
     };
     quiet("userdel", user);
     quiet("groupdel", group);
@@ -365,12 +311,7 @@ fn supplementary_groups_come_from_the_group_database() {
 /// so a few attempts are allowed.
 fn run_as_admin(command: &[&str]) {
     for _ in 0..20 {
-        if Command::new(command[0])
-            .args(&command[1..])
-            .status()
-            .unwrap()
-            .success()
-        {
+        if Command::new(command[0]).args(&command[1..]).status().unwrap().success() {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -389,26 +330,11 @@ fn answers_are_cached_until_the_ttl_passes() {
     for step in [0, 1, 299] {
         assert_eq!(directory.by_uid(0, t0 + Duration::from_secs(step)).unwrap(), first);
     }
-    assert_eq!(
-        directory.os_lookups(),
-        1,
-        "hits inside the ttl do not touch the OS"
-    );
+    assert_eq!(directory.os_lookups(), 1, "hits inside the ttl do not touch the OS");
     assert_eq!(directory.by_uid(0, t0 + ttl).unwrap(), first);
-    assert_eq!(
-        directory.os_lookups(),
-        2,
-        "an entry as old as the ttl is looked up again"
-    );
-    assert_eq!(
-        directory.by_uid(0, t0 + ttl + Duration::from_secs(1)).unwrap(),
-        first
-    );
-    assert_eq!(
-        directory.os_lookups(),
-        2,
-        "and the fresh answer is cached from then on"
-    );
+    assert_eq!(directory.os_lookups(), 2, "an entry as old as the ttl is looked up again");
+    assert_eq!(directory.by_uid(0, t0 + ttl + Duration::from_secs(1)).unwrap(), first);
+    assert_eq!(directory.os_lookups(), 2, "and the fresh answer is cached from then on");
 
     // Names, including "no such user", are cached the same way, separately from uids.
     let missing = unknown("no-such-user-emrfs-agent");

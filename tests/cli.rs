@@ -5,11 +5,11 @@ use std::process::{Command, Output};
 
 use emrfs_role_agent::caller::Identity;
 use emrfs_role_agent::cli::write_explanation;
-use emrfs_role_agent::node::{NodeInfo, UNKNOWN};
 use emrfs_role_agent::config::{
     AuditConfig, CacheConfig, Config, FallbackMode, IdentityConfig, ServerConfig, StsConfig,
 };
 use emrfs_role_agent::location::Location;
+use emrfs_role_agent::node::{NodeInfo, UNKNOWN};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -49,7 +49,10 @@ fn example_config_shows_every_key() {
     let text = std::fs::read_to_string(example()).unwrap();
     let doc: toml::Table = text.parse().unwrap();
     let expect: &[(&str, &[&str])] = &[
-        ("server", &["listen", "token_file", "require_token", "max_connections", "header_read_timeout", "request_timeout"]),
+        (
+            "server",
+            &["listen", "token_file", "require_token", "max_connections", "header_read_timeout", "request_timeout"],
+        ),
         ("identity", &["trusted_proxy_users", "group_cache_ttl"]),
         (
             "sts",
@@ -78,7 +81,15 @@ fn example_config_shows_every_key() {
     }
     assert!(doc.contains_key("mappings_file"));
     let mapping_keys = [
-        "name", "effect", "role", "users", "groups", "prefixes", "external_id", "duration", "session_policy",
+        "name",
+        "effect",
+        "role",
+        "users",
+        "groups",
+        "prefixes",
+        "external_id",
+        "duration",
+        "session_policy",
         "scope_to_prefix",
     ];
     let mappings = doc["mapping"].as_array().unwrap();
@@ -154,14 +165,35 @@ fn explain_names_rule_role_session_and_earlier_rules() {
 #[test]
 fn explain_deny_and_fallback() {
     let cfg = example();
-    let o = run(&["explain", "--config", cfg.to_str().unwrap(), "--user", "etl", "--groups", "", "s3://audit-logs-bucket/x"]);
+    let o = run(&[
+        "explain",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--user",
+        "etl",
+        "--groups",
+        "",
+        "s3://audit-logs-bucket/x",
+    ]);
     let out = stdout(&o);
     assert!(out.contains("decision:  rule 0 'no-audit-bucket' (deny)") && out.contains("403"), "{out}");
-    let o = run(&["explain", "--config", cfg.to_str().unwrap(), "--user", "nobody-here", "--groups", "g", "s3://other-bkt/x"]);
+    let o = run(&[
+        "explain",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--user",
+        "nobody-here",
+        "--groups",
+        "g",
+        "s3://other-bkt/x",
+    ]);
     let out = stdout(&o);
     assert!(out.contains("no rule matched: fallback instance-profile"), "{out}");
     assert!(out.contains("3 'etl': user 'nobody-here' is not in users [etl, airflow]"), "{out}");
-    assert!(out.contains("2 'analysts-team-shared': none of the groups [g] is in groups [analysts, data-science]"), "{out}");
+    assert!(
+        out.contains("2 'analysts-team-shared': none of the groups [g] is in groups [analysts, data-science]"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -204,7 +236,8 @@ fn session_name_uses_cluster_and_instance_ids() {
     assert!(out.contains("session:   bob.j-2AXXXXXXGAPLF.i-0123456789abcdef0 "), "{out}");
     assert!(out.contains("source id: bob+r1 "), "{out}");
     let mut out = Vec::new();
-    write_explanation(&c, &node("j-1", "i-1"), &named("jörg"), Some(&Location::parse("s3://b1b/k").unwrap()), &mut out).unwrap();
+    write_explanation(&c, &node("j-1", "i-1"), &named("jörg"), Some(&Location::parse("s3://b1b/k").unwrap()), &mut out)
+        .unwrap();
     let out = String::from_utf8(out).unwrap();
     let session = out.lines().find(|l| l.starts_with("session:")).unwrap();
     assert!(session.starts_with("session:   j-rg.j-1.i-1-"), "{session}");
@@ -219,7 +252,11 @@ fn node_ids_come_from_emr_info_files() {
         (node.cluster_id, node.instance_id)
     };
     assert_eq!(ids(dir.path()), (UNKNOWN.to_string(), UNKNOWN.to_string()));
-    std::fs::write(dir.path().join("job-flow.json"), r#"{"jobFlowId": "j-3KVTXXXXXX7UG", "jobFlowCreationInstant": 1}"#).unwrap();
+    std::fs::write(
+        dir.path().join("job-flow.json"),
+        r#"{"jobFlowId": "j-3KVTXXXXXX7UG", "jobFlowCreationInstant": 1}"#,
+    )
+    .unwrap();
     std::fs::write(dir.path().join("instance.json"), r#"{"isMaster": true, "instanceId": "i-0abc"}"#).unwrap();
     assert_eq!(ids(dir.path()), ("j-3KVTXXXXXX7UG".to_string(), "i-0abc".to_string()));
     std::fs::write(&cloud, "i-0cloudinit\n").unwrap();

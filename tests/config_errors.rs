@@ -33,7 +33,10 @@ fn fixtures() -> Vec<(PathBuf, Expect)> {
             Some((f, l)) => (invalid_dir().join(f), l),
             None => (path.clone(), place),
         };
-        out.push((path.clone(), Expect { file, line: line.parse().unwrap(), key: key.into(), fragment: fragment.into() }));
+        out.push((
+            path.clone(),
+            Expect { file, line: line.parse().unwrap(), key: key.into(), fragment: fragment.into() },
+        ));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     assert!(out.len() >= 40, "only {} invalid fixtures", out.len());
@@ -121,9 +124,11 @@ fn valid_edge_values_are_accepted() {
     let ok = |t: &str| Config::parse(t, Path::new("c.toml"), None).unwrap_or_else(|e| panic!("{t}: {e}"));
     let c = ok("[server]\nlisten = [\"127.0.0.2:1\", \"[::1]:9944\", \"127.0.0.1:0\"]\n");
     assert_eq!(c.server.listen.len(), 3);
-    let c = ok("[sts]\nsession_duration = \"12h\"\nrefresh_before_expiry = \"9h\"\nmin_remaining_when_stale = \"0s\"\n");
+    let c =
+        ok("[sts]\nsession_duration = \"12h\"\nrefresh_before_expiry = \"9h\"\nmin_remaining_when_stale = \"0s\"\n");
     assert_eq!(c.sts.session_duration.as_secs(), 12 * 3600);
-    let c = ok("[sts]\nsession_duration = \"21m\"\nrefresh_before_expiry = \"15m1s\"\nmin_remaining_when_stale = \"1m\"\n");
+    let c =
+        ok("[sts]\nsession_duration = \"21m\"\nrefresh_before_expiry = \"15m1s\"\nmin_remaining_when_stale = \"1m\"\n");
     assert_eq!(c.sts.refresh_before_expiry.as_secs(), 901);
     let c = ok("[[mapping]]\nrole = \"arn:aws:iam::123456789012:role/a\"\nexternal_id = \"ab\"\nduration = \"12h\"\n");
     assert_eq!(c.rules.rules()[0].external_id.as_deref(), Some("ab"));

@@ -57,9 +57,7 @@ fn explain(h: &TestAgent, user: &str, location: Option<&str>) -> Said {
     let mut out = Vec::new();
     write_explanation(&config, &app.node, &identity, location.as_ref(), &mut out).unwrap();
     let out = String::from_utf8(out).unwrap();
-    let field = |name: &str| {
-        out.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim_start().to_owned())
-    };
+    let field = |name: &str| out.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim_start().to_owned());
     let decision = field("decision:").unwrap();
     let rule = match decision.split('\'').nth(1) {
         Some(name) => name.to_owned(),
@@ -78,7 +76,12 @@ fn explain(h: &TestAgent, user: &str, location: Option<&str>) -> Said {
 
 /// What the agent did for `user` at `location`: its audit record and, for an allow, the AssumeRole
 /// that made the session it handed out.
-async fn serve(h: &TestAgent, sessions: &mut HashMap<String, HashMap<String, String>>, user: &str, location: Option<&str>) -> (u16, Said, Value) {
+async fn serve(
+    h: &TestAgent,
+    sessions: &mut HashMap<String, HashMap<String, String>>,
+    user: &str,
+    location: Option<&str>,
+) -> (u16, Said, Value) {
     let mut query = format!("user={}", urlencode(user));
     if let Some(l) = location {
         query.push_str(&format!("&location={}", urlencode(l)));
@@ -99,9 +102,8 @@ async fn serve(h: &TestAgent, sessions: &mut HashMap<String, HashMap<String, Str
         session_name: param("RoleSessionName"),
         policy: param("Policy"),
         external_id: param("ExternalId"),
-        duration: param("DurationSeconds").map(|s| {
-            emrfs_role_agent::text::format_duration(std::time::Duration::from_secs(s.parse().unwrap()))
-        }),
+        duration: param("DurationSeconds")
+            .map(|s| emrfs_role_agent::text::format_duration(std::time::Duration::from_secs(s.parse().unwrap()))),
     };
     (answer.status, said, answer.body)
 }
@@ -132,7 +134,8 @@ async fn explain_and_serve_agree_on_every_case_of_the_rule_table() {
         let location = support::case_location(case);
         if location.as_deref().is_some_and(|l| Location::parse(l).is_err()) {
             // Both refuse: the agent with 400, explain as a usage error (tests/cli.rs).
-            let answer = h.get(&format!("user={}&location={}", urlencode(user), urlencode(location.as_deref().unwrap()))).await;
+            let answer =
+                h.get(&format!("user={}&location={}", urlencode(user), urlencode(location.as_deref().unwrap()))).await;
             assert_eq!(answer.status, 400, "case {i}: {case}");
             explained.push(None);
             continue;

@@ -55,7 +55,8 @@ fn emr_inputs() {
 /// file carries that file's line number, which the check compared with the config text's length.
 #[test]
 fn an_error_in_the_mappings_file_names_a_line_of_that_file() {
-    let config = "mappings_file = \"mappings.json\"\n[[mapping]]\nname = \"first\"\neffect = \"deny\"\nusers = [\"mallory\"]\n";
+    let config =
+        "mappings_file = \"mappings.json\"\n[[mapping]]\nname = \"first\"\neffect = \"deny\"\nusers = [\"mallory\"]\n";
     let mappings = "{\n\n\n\n\n\n\n\n\n\n\n  \"x\": 1, 2\n}\n";
     let err = emrfs_role_agent::config::Config::parse(
         config,

@@ -194,7 +194,9 @@ async fn ten_thousand_connections_max_connections_holds_and_idle_ones_are_freed(
     if flood < 10_000 {
         eprintln!("descriptor limit {limit}: flooding with {flood} connections instead of 10000");
     }
-    let agent = Agent::without_sts(&format!("max_connections = {MAX}\nheader_read_timeout = \"1s\"\nrequest_timeout = \"2s\"")).await;
+    let agent =
+        Agent::without_sts(&format!("max_connections = {MAX}\nheader_read_timeout = \"1s\"\nrequest_timeout = \"2s\""))
+            .await;
     assert_eq!(agent.credentials_status().await, Some(403), "served before the flood");
     let descriptors_before = open_descriptors();
     let (peak, stop_watching) = watch_open_connections(&agent);
@@ -319,7 +321,8 @@ async fn headers_trickling_in_do_not_extend_header_read_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_body_that_never_comes_does_not_hold_a_slot() {
     let _serial = SERIAL.lock().await;
-    let agent = Agent::without_sts("max_connections = 10\nheader_read_timeout = \"1s\"\nrequest_timeout = \"1s\"").await;
+    let agent =
+        Agent::without_sts("max_connections = 10\nheader_read_timeout = \"1s\"\nrequest_timeout = \"1s\"").await;
     let mut holders = Vec::new();
     for path in ["/v1/credentials?location=s3://bucket/key", "/healthz", "/nowhere"] {
         let mut stream = TcpStream::connect(agent.addr).await.unwrap();
@@ -331,7 +334,10 @@ async fn a_request_body_that_never_comes_does_not_hold_a_slot() {
         holders.push(stream);
     }
     let mut chunked = TcpStream::connect(agent.addr).await.unwrap();
-    chunked.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabc").await.unwrap();
+    chunked
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabc")
+        .await
+        .unwrap();
     holders.push(chunked);
     for stream in holders.iter_mut() {
         closed_by_server(stream).await;
@@ -349,7 +355,8 @@ async fn a_request_body_that_never_comes_does_not_hold_a_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_its_answers_loses_its_slot() {
     let _serial = SERIAL.lock().await;
-    let agent = Agent::without_sts("max_connections = 10\nheader_read_timeout = \"1s\"\nrequest_timeout = \"1s\"").await;
+    let agent =
+        Agent::without_sts("max_connections = 10\nheader_read_timeout = \"1s\"\nrequest_timeout = \"1s\"").await;
     // Pipelined requests, answers never read: once the socket buffers are full the agent's
     // writes stall, and a stalled write must not hold the slot forever.
     let mut greedy = TcpStream::connect(agent.addr).await.unwrap();
@@ -435,14 +442,18 @@ struct StsHarness {
 impl StsHarness {
     /// Moto behind the counting proxy; the test's own user may act for the herd's users.
     async fn start(max_calls_per_second: u32) -> StsHarness {
-        let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("the test user has a passwd entry").name;
+        let me =
+            nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("the test user has a passwd entry").name;
         let agent = TestAgent::builder()
             .sts(StsPeer::FaultProxy)
             .config(&format!("[identity]\ntrusted_proxy_users = [\"{me}\"]"))
             .config(&format!("[sts]\nsession_name = \"{{user}}\"\nmax_calls_per_second = {max_calls_per_second}"))
             .mappings(|world| {
                 let analytics = world.role("analytics");
-                format!("[[mapping]]\nname = \"analytics\"\nrole = \"{}\"\nprefixes = [\"s3://{}/\"]\n", analytics.arn, analytics.bucket)
+                format!(
+                    "[[mapping]]\nname = \"analytics\"\nrole = \"{}\"\nprefixes = [\"s3://{}/\"]\n",
+                    analytics.arn, analytics.bucket
+                )
             })
             .start()
             .await;
@@ -454,9 +465,8 @@ impl StsHarness {
     /// statuses and access key ids, and the time until the last answer.
     async fn herd(&self, n: usize, keys: usize, prefix: &str) -> (Vec<(u16, String)>, Duration) {
         // One connection per request: no pool reuse, no queueing in the client.
-        let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build_http();
+        let client: Client<HttpConnector, Empty<Bytes>> =
+            Client::builder(hyper_util::rt::TokioExecutor::new()).pool_max_idle_per_host(0).build_http();
         let started = Instant::now();
         let answers = join_all((0..n).map(|i| {
             let uri = format!(
@@ -470,7 +480,8 @@ impl StsHarness {
             async move {
                 let res = client.request(req).await.expect("the agent answers");
                 let status = res.status().as_u16();
-                let body: Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap_or(Value::Null);
+                let body: Value =
+                    serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap_or(Value::Null);
                 (status, body["AccessKeyId"].as_str().unwrap_or("").to_owned())
             }
         }))
@@ -491,7 +502,9 @@ async fn cold_herd(keys: usize, max_calls_per_second: u32) {
     let sts = support::sts_client(&h.agent.proxy().url(), h.agent.world().source_credentials(), false);
     let role = h.agent.world().role("analytics").arn.clone();
     let started = Instant::now();
-    let direct = join_all((0..keys).map(|i| sts.assume_role().role_arn(&role).role_session_name(format!("direct-{i}")).send())).await;
+    let direct =
+        join_all((0..keys).map(|i| sts.assume_role().role_arn(&role).role_session_name(format!("direct-{i}")).send()))
+            .await;
     let direct_elapsed = started.elapsed();
     assert!(direct.iter().all(Result::is_ok), "moto answers AssumeRole");
     h.agent.proxy().reset_counts();

@@ -28,7 +28,10 @@ async fn harness(sts: &str, rest: &str) -> TestAgent {
 
 fn analytics_rule(world: &support::AwsWorld) -> String {
     let analytics = world.role("analytics");
-    format!("[[mapping]]\nname = \"analytics\"\nrole = \"{}\"\nprefixes = [\"s3://{}/\"]\n", analytics.arn, analytics.bucket)
+    format!(
+        "[[mapping]]\nname = \"analytics\"\nrole = \"{}\"\nprefixes = [\"s3://{}/\"]\n",
+        analytics.arn, analytics.bucket
+    )
 }
 
 fn bucket(h: &TestAgent) -> String {
@@ -64,8 +67,7 @@ async fn fifty_keys_cost_fifty_assume_roles() {
     let h = harness(r#"session_name = "{user}""#, "").await;
     h.proxy().set(Fault::Delay(Duration::from_millis(300)));
     let bucket = bucket(&h);
-    let queries: Vec<String> =
-        (0..500).map(|i| format!("location=s3://{bucket}/x&user=user{:02}", i % 50)).collect();
+    let queries: Vec<String> = (0..500).map(|i| format!("location=s3://{bucket}/x&user=user{:02}", i % 50)).collect();
     let answers = join_all(queries.iter().map(|q| h.get(q))).await;
     let failed: Vec<_> = answers.iter().filter(|a| a.status != 200).map(|a| (a.status, &a.body)).collect();
     assert!(failed.is_empty(), "{failed:?}");

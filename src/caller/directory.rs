@@ -105,35 +105,19 @@ impl Directory {
         (now.saturating_duration_since(entry.fetched) < self.ttl).then(|| entry.value.clone())
     }
 
-    fn store<K: Eq + Hash + Clone, T>(
-        &self,
-        map: &Mutex<HashMap<K, Cached<T>>>,
-        key: K,
-        value: T,
-        now: Instant,
-    ) {
+    fn store<K: Eq + Hash + Clone, T>(&self, map: &Mutex<HashMap<K, Cached<T>>>, key: K, value: T, now: Instant) {
         let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.max_entries && !map.contains_key(&key) {
             let ttl = self.ttl;
             map.retain(|_, entry| now.saturating_duration_since(entry.fetched) < ttl);
             while map.len() >= self.max_entries {
-                let Some(oldest) = map
-                    .iter()
-                    .min_by_key(|(_, entry)| entry.fetched)
-                    .map(|(k, _)| k.clone())
-                else {
+                let Some(oldest) = map.iter().min_by_key(|(_, entry)| entry.fetched).map(|(k, _)| k.clone()) else {
                     break;
                 };
                 map.remove(&oldest);
             }
         }
-        map.insert(
-            key,
-            Cached {
-                value,
-                fetched: now,
-            },
-        );
+        map.insert(key, Cached { value, fetched: now });
     }
 }
 
@@ -172,8 +156,7 @@ pub fn lookup_name(name: &str) -> io::Result<Identity> {
 fn identity_of(user: &User) -> io::Result<Identity> {
     let c_name = CString::new(user.name.as_str())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("user name {:?} contains NUL", user.name)))?;
-    let gids = getgrouplist(&c_name, user.gid)
-        .map_err(|e| nss_error(e, &format!("getgrouplist({:?})", user.name)))?;
+    let gids = getgrouplist(&c_name, user.gid).map_err(|e| nss_error(e, &format!("getgrouplist({:?})", user.name)))?;
     let mut seen: Vec<Gid> = Vec::with_capacity(gids.len() + 1);
     let mut groups = Vec::with_capacity(gids.len() + 1);
     for gid in std::iter::once(user.gid).chain(gids) {
@@ -187,15 +170,10 @@ fn identity_of(user: &User) -> io::Result<Identity> {
             .unwrap_or_else(|| gid.to_string());
         groups.push(name);
     }
-    Ok(Identity {
-        uid: Some(user.uid.as_raw()),
-        user: user.name.clone(),
-        groups,
-    })
+    Ok(Identity { uid: Some(user.uid.as_raw()), user: user.name.clone(), groups })
 }
 
 fn nss_error(error: nix::Error, call: &str) -> io::Error {
     let error = io::Error::from(error);
     io::Error::new(error.kind(), format!("{call}: {error}"))
 }
-

@@ -14,15 +14,11 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 
-use netlink_packet_core::{
-    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST,
-};
+use netlink_packet_core::{NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use netlink_packet_sock_diag::constants::{
     AF_INET, AF_INET6, IPPROTO_TCP, TCP_CLOSE, TCP_LISTEN, TCP_SYN_RECV, TCP_TIME_WAIT,
 };
-use netlink_packet_sock_diag::inet::{
-    ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags, Timer,
-};
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags, Timer};
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr as NetlinkAddr};
 
@@ -72,8 +68,8 @@ pub fn peer_uid(local: SocketAddr, peer: SocketAddr) -> io::Result<u32> {
 }
 
 fn open_socket() -> io::Result<Socket> {
-    let socket = Socket::new(NETLINK_SOCK_DIAG)
-        .map_err(|e| with_context(e, "cannot open a NETLINK_SOCK_DIAG socket"))?;
+    let socket =
+        Socket::new(NETLINK_SOCK_DIAG).map_err(|e| with_context(e, "cannot open a NETLINK_SOCK_DIAG socket"))?;
     // The kernel queues its reply before sendmsg returns, so a non-blocking read finds it; if it
     // ever did not, we fail fast instead of hanging a connection.
     socket.set_non_blocking(true)?;
@@ -110,11 +106,7 @@ impl Query {
             states: StateFlags::all(),
             socket_id,
         };
-        Query {
-            local,
-            peer,
-            request,
-        }
+        Query { local, peer, request }
     }
 
     /// Sends the request and reads the answer. The flag says whether the socket is still in a
@@ -139,12 +131,7 @@ impl Query {
                 Err(e) => return (Err(with_context(e, "sock_diag receive failed")), false),
             };
             if received > buffer.len() {
-                return (
-                    Err(invalid_data(format!(
-                        "sock_diag reply truncated ({received} bytes)"
-                    ))),
-                    false,
-                );
+                return (Err(invalid_data(format!("sock_diag reply truncated ({received} bytes)"))), false);
             }
             match self.parse_datagram(&buffer, sequence) {
                 Some(Ok(answer)) => return (answer, true),
@@ -152,12 +139,7 @@ impl Query {
                 None => continue, // only replies to older requests
             }
         }
-        (
-            Err(invalid_data(format!(
-                "no sock_diag reply with sequence {sequence}"
-            ))),
-            false,
-        )
+        (Err(invalid_data(format!("no sock_diag reply with sequence {sequence}"))), false)
     }
 
     fn send(&self, socket: &Socket, sequence: u32) -> io::Result<()> {
@@ -166,10 +148,8 @@ impl Query {
         // either the socket or an NLMSG_ERROR, one datagram either way.
         header.flags = NLM_F_REQUEST;
         header.sequence_number = sequence;
-        let mut message = NetlinkMessage::new(
-            header,
-            NetlinkPayload::from(SockDiagMessage::InetRequest(self.request.clone())),
-        );
+        let mut message =
+            NetlinkMessage::new(header, NetlinkPayload::from(SockDiagMessage::InetRequest(self.request.clone())));
         message.finalize();
         let mut bytes = vec![0u8; message.buffer_len()];
         message.serialize(&mut bytes);
@@ -177,21 +157,14 @@ impl Query {
             .send_to(&bytes, &NetlinkAddr::new(0, 0), 0)
             .map_err(|e| with_context(e, "sock_diag request failed"))?;
         if sent != bytes.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "sock_diag request sent partially",
-            ));
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "sock_diag request sent partially"));
         }
         Ok(())
     }
 
     /// Walks the netlink messages in one datagram. `None`: nothing for this sequence number.
     /// `Some(Ok(answer))`: the kernel's answer (a uid or its error). `Some(Err(_))`: garbage.
-    fn parse_datagram(
-        &self,
-        mut bytes: &[u8],
-        sequence: u32,
-    ) -> Option<io::Result<io::Result<u32>>> {
+    fn parse_datagram(&self, mut bytes: &[u8], sequence: u32) -> Option<io::Result<io::Result<u32>>> {
         while !bytes.is_empty() {
             let length = match NetlinkBuffer::new_checked(bytes) {
                 Ok(buffer) => buffer.length() as usize,
@@ -213,29 +186,19 @@ impl Query {
 
     fn answer(&self, payload: NetlinkPayload<SockDiagMessage>) -> io::Result<u32> {
         match payload {
-            NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
-                self.owner(&response)
-            }
+            NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => self.owner(&response),
             NetlinkPayload::Error(error) => match error.code {
                 Some(code) if code.get().abs() == ENOENT => Err(io::Error::new(
                     io::ErrorKind::NotFound,
-                    format!(
-                        "no socket on this host is {} (closed, or not local)",
-                        self.describe()
-                    ),
+                    format!("no socket on this host is {} (closed, or not local)", self.describe()),
                 )),
                 Some(code) => Err(with_context(
                     io::Error::from_raw_os_error(code.get().abs()),
                     &format!("sock_diag lookup of {} failed", self.describe()),
                 )),
-                None => Err(invalid_data(
-                    "sock_diag answered with a bare ACK".to_string(),
-                )),
+                None => Err(invalid_data("sock_diag answered with a bare ACK".to_string())),
             },
-            other => Err(invalid_data(format!(
-                "unexpected sock_diag reply (type {})",
-                other.message_type()
-            ))),
+            other => Err(invalid_data(format!("unexpected sock_diag reply (type {})", other.message_type()))),
         }
     }
 
@@ -268,18 +231,11 @@ impl Query {
         }
         // Time-wait and request mini-sockets carry no owner: the kernel reports uid 0 for them.
         let ownerless = matches!(header.timer, Some(Timer::TimeWait))
-            || matches!(
-                header.state,
-                TCP_TIME_WAIT | TCP_SYN_RECV | TCP_NEW_SYN_RECV | TCP_LISTEN
-            );
+            || matches!(header.state, TCP_TIME_WAIT | TCP_SYN_RECV | TCP_NEW_SYN_RECV | TCP_LISTEN);
         if ownerless {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
-                format!(
-                    "the client socket of {} is already closed (state {})",
-                    self.describe(),
-                    header.state
-                ),
+                format!("the client socket of {} is already closed (state {})", self.describe(), header.state),
             ));
         }
         Ok(header.uid)
@@ -320,10 +276,7 @@ mod tests {
     use std::time::Duration;
 
     fn query() -> Query {
-        Query::new(
-            "127.0.0.1:9944".parse().unwrap(),
-            "127.0.0.1:40000".parse().unwrap(),
-        )
+        Query::new("127.0.0.1:9944".parse().unwrap(), "127.0.0.1:40000".parse().unwrap())
     }
 
     fn message(sequence: u32, payload: NetlinkPayload<SockDiagMessage>) -> Vec<u8> {
@@ -337,12 +290,7 @@ mod tests {
         bytes
     }
 
-    fn response(
-        q: &Query,
-        state: u8,
-        timer: Option<Timer>,
-        uid: u32,
-    ) -> NetlinkPayload<SockDiagMessage> {
+    fn response(q: &Query, state: u8, timer: Option<Timer>, uid: u32) -> NetlinkPayload<SockDiagMessage> {
         let mut id = q.request.socket_id.clone();
         id.cookie = [1, 2, 3, 4, 5, 6, 7, 8];
         let header = InetResponseHeader {
@@ -374,15 +322,9 @@ mod tests {
         assert_eq!(q.request.socket_id.source_port, 40000);
         assert_eq!(q.request.socket_id.destination_port, 9944);
         assert_eq!(q.request.socket_id.cookie, NO_COOKIE);
-        let mapped = Query::new(
-            "[::ffff:127.0.0.1]:9944".parse().unwrap(),
-            "127.0.0.1:1".parse().unwrap(),
-        );
+        let mapped = Query::new("[::ffff:127.0.0.1]:9944".parse().unwrap(), "127.0.0.1:1".parse().unwrap());
         assert_eq!(mapped.request.family, AF_INET6);
-        assert_eq!(
-            mapped.request.socket_id.source_address,
-            "::ffff:127.0.0.1".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(mapped.request.socket_id.source_address, "::ffff:127.0.0.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]
@@ -390,31 +332,17 @@ mod tests {
         let q = query();
         let mut datagram = message(6, response(&q, 1, None, 1000));
         datagram.extend(message(7, response(&q, 1, None, 1001)));
-        assert_eq!(
-            q.parse_datagram(&datagram, 7).unwrap().unwrap().unwrap(),
-            1001
-        );
+        assert_eq!(q.parse_datagram(&datagram, 7).unwrap().unwrap().unwrap(), 1001);
         assert!(q.parse_datagram(&datagram, 8).is_none());
     }
 
     #[test]
     fn enoent_is_not_found_and_other_errnos_keep_their_kind() {
         let q = query();
-        let e = q
-            .parse_datagram(&message(3, error(-2)), 3)
-            .unwrap()
-            .unwrap()
-            .unwrap_err();
+        let e = q.parse_datagram(&message(3, error(-2)), 3).unwrap().unwrap().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
-        assert!(
-            e.to_string().contains("127.0.0.1:40000 -> 127.0.0.1:9944"),
-            "{e}"
-        );
-        let e = q
-            .parse_datagram(&message(3, error(-1)), 3)
-            .unwrap()
-            .unwrap()
-            .unwrap_err();
+        assert!(e.to_string().contains("127.0.0.1:40000 -> 127.0.0.1:9944"), "{e}");
+        let e = q.parse_datagram(&message(3, error(-1)), 3).unwrap().unwrap().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
     }
 
@@ -426,9 +354,7 @@ mod tests {
             (5, Some(Timer::TimeWait)), // time-wait with FIN_WAIT2 substate, as an orphaned client leaves
             (TCP_SYN_RECV, Some(Timer::Retransmit(Duration::ZERO, 0))),
         ] {
-            let e = q
-                .owner(&response_of(response(&q, state, timer, 0)))
-                .unwrap_err();
+            let e = q.owner(&response_of(response(&q, state, timer, 0))).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
         }
         assert_eq!(q.owner(&response_of(response(&q, 5, None, 0))).unwrap(), 0);
@@ -437,13 +363,8 @@ mod tests {
     #[test]
     fn an_answer_for_another_socket_is_refused() {
         let q = query();
-        let other = Query::new(
-            "127.0.0.1:9944".parse().unwrap(),
-            "127.0.0.1:40001".parse().unwrap(),
-        );
-        let e = q
-            .owner(&response_of(response(&other, 1, None, 0)))
-            .unwrap_err();
+        let other = Query::new("127.0.0.1:9944".parse().unwrap(), "127.0.0.1:40001".parse().unwrap());
+        let e = q.owner(&response_of(response(&other, 1, None, 0))).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 

@@ -326,7 +326,10 @@ mod tests {
     #[test]
     fn error_names_file_line_column_key() {
         let e = parse("[[mapping]]\nrole = \"arn:aws:iam::12:role/x\"\n").unwrap_err();
-        assert_eq!(e.to_string().split(": ").take(2).collect::<Vec<_>>(), ["/etc/x/config.toml:2:8", "mapping[0].role"]);
+        assert_eq!(
+            e.to_string().split(": ").take(2).collect::<Vec<_>>(),
+            ["/etc/x/config.toml:2:8", "mapping[0].role"]
+        );
         let e = parse("[server]\nlisten = [\"10.0.0.1:9944\"]\n").unwrap_err();
         assert_eq!((e.line, e.column, e.key.as_str()), (Some(2), Some(11), "server.listen[0]"));
         let e = parse("[server]\nlsten = []\n").unwrap_err();

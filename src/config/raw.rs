@@ -101,7 +101,6 @@ pub(super) struct RawMapping {
     pub(super) scope_to_prefix: Option<S<bool>>,
 }
 
-
 pub(super) fn parse_raw(ctx: &Ctx<'_>) -> Result<RawConfig, ConfigError> {
     toml::from_str::<RawConfig>(ctx.text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
@@ -109,7 +108,6 @@ pub(super) fn parse_raw(ctx: &Ctx<'_>) -> Result<RawConfig, ConfigError> {
         ctx.err(span, key, e.message().trim().to_owned())
     })
 }
-
 
 /// The dotted key at a byte offset, worked out from the table headers and `key =` lines before it. Used
 /// for errors raised during deserialisation, which carry a span but no key.
@@ -151,7 +149,6 @@ fn key_at(text: &str, offset: usize) -> String {
     }
     "(document)".into()
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::{RawAudit, RawCache, RawConfig, RawFallback, RawIdentity, RawMapping, RawServer, RawSts, S};
-use super::{AuditConfig, AuditPath, CacheConfig, Config, ConfigError, Durability, FallbackMode, IdentityConfig, ServerConfig, StsConfig};
+use super::{
+    AuditConfig, AuditPath, CacheConfig, Config, ConfigError, Durability, FallbackMode, IdentityConfig, ServerConfig,
+    StsConfig,
+};
 use crate::emr;
 use crate::rules::{Effect, Prefix, RoleArn, Rule, RuleSet};
 use crate::template::Template;
@@ -55,7 +58,6 @@ impl Ctx<'_> {
     }
 }
 
-
 /// The checked configuration of `raw`; `mappings` is the path and content of its `mappings_file`.
 pub(super) fn build(ctx: &Ctx<'_>, raw: RawConfig, mappings: Option<(&Path, &str)>) -> Result<Config, ConfigError> {
     let server = server(ctx, &raw.server)?;
@@ -71,7 +73,7 @@ pub(super) fn build(ctx: &Ctx<'_>, raw: RawConfig, mappings: Option<(&Path, &str
 fn server(ctx: &Ctx<'_>, rs: &RawServer) -> Result<ServerConfig, ConfigError> {
     let source = ctx.file;
     let d = ServerConfig::default();
-    
+
     let listen = match &rs.listen {
         None => d.listen,
         Some(list) => {
@@ -82,7 +84,11 @@ fn server(ctx: &Ctx<'_>, rs: &RawServer) -> Result<ServerConfig, ConfigError> {
             for (i, a) in list.get_ref().iter().enumerate() {
                 let key = format!("server.listen[{i}]");
                 let addr: SocketAddr = a.get_ref().parse().map_err(|_| {
-                    ctx.err(a.span(), &key, format!("'{}' is not an address:port (e.g. 127.0.0.1:9944 or [::1]:9944)", a.get_ref()))
+                    ctx.err(
+                        a.span(),
+                        &key,
+                        format!("'{}' is not an address:port (e.g. 127.0.0.1:9944 or [::1]:9944)", a.get_ref()),
+                    )
                 })?;
                 if !addr.ip().is_loopback() {
                     return Err(ctx.err(
@@ -108,20 +114,34 @@ fn server(ctx: &Ctx<'_>, rs: &RawServer) -> Result<ServerConfig, ConfigError> {
         listen,
         token_file,
         require_token: rs.require_token.unwrap_or(d.require_token),
-        max_connections: ctx.int(&rs.max_connections, "server.max_connections", d.max_connections as i64, 1..1_000_001)? as usize,
-        header_read_timeout: positive(ctx, &rs.header_read_timeout, "server.header_read_timeout", d.header_read_timeout)?,
+        max_connections: ctx.int(
+            &rs.max_connections,
+            "server.max_connections",
+            d.max_connections as i64,
+            1..1_000_001,
+        )? as usize,
+        header_read_timeout: positive(
+            ctx,
+            &rs.header_read_timeout,
+            "server.header_read_timeout",
+            d.header_read_timeout,
+        )?,
         request_timeout: positive(ctx, &rs.request_timeout, "server.request_timeout", d.request_timeout)?,
     })
 }
 
 fn identity(ctx: &Ctx<'_>, ri: &RawIdentity) -> Result<IdentityConfig, ConfigError> {
     let d = IdentityConfig::default();
-    
+
     let mut trusted_proxy_users = Vec::new();
     for (i, u) in ri.trusted_proxy_users.iter().flatten().enumerate() {
         let v = u.get_ref();
         if v.is_empty() || v.chars().any(char::is_whitespace) {
-            return Err(ctx.err(u.span(), format!("identity.trusted_proxy_users[{i}]"), format!("invalid user name '{v}'")));
+            return Err(ctx.err(
+                u.span(),
+                format!("identity.trusted_proxy_users[{i}]"),
+                format!("invalid user name '{v}'"),
+            ));
         }
         trusted_proxy_users.push(v.clone());
     }
@@ -133,7 +153,7 @@ fn identity(ctx: &Ctx<'_>, ri: &RawIdentity) -> Result<IdentityConfig, ConfigErr
 
 fn sts(ctx: &Ctx<'_>, st: &RawSts, raw_server: &RawServer, server: &ServerConfig) -> Result<StsConfig, ConfigError> {
     let d = StsConfig::default();
-    
+
     let region = match &st.region {
         Some(r) if !r.get_ref().is_empty() => {
             let v = r.get_ref();
@@ -158,7 +178,8 @@ fn sts(ctx: &Ctx<'_>, st: &RawSts, raw_server: &RawServer, server: &ServerConfig
     let session_duration = ctx.duration(&st.session_duration, "sts.session_duration", d.session_duration)?;
     let session_span = st.session_duration.as_ref().map(Spanned::span);
     check_session_duration(ctx, session_duration, session_span.clone(), "sts.session_duration")?;
-    let refresh_before_expiry = ctx.duration(&st.refresh_before_expiry, "sts.refresh_before_expiry", d.refresh_before_expiry)?;
+    let refresh_before_expiry =
+        ctx.duration(&st.refresh_before_expiry, "sts.refresh_before_expiry", d.refresh_before_expiry)?;
     let refresh_span = st.refresh_before_expiry.as_ref().map(Spanned::span);
     if refresh_before_expiry <= FIFTEEN_MINUTES {
         return Err(ctx.err(
@@ -222,7 +243,12 @@ fn sts(ctx: &Ctx<'_>, st: &RawSts, raw_server: &RawServer, server: &ServerConfig
         min_remaining_when_stale,
         session_name,
         source_identity,
-        max_calls_per_second: ctx.int(&st.max_calls_per_second, "sts.max_calls_per_second", d.max_calls_per_second.into(), 1..10_001)? as u32,
+        max_calls_per_second: ctx.int(
+            &st.max_calls_per_second,
+            "sts.max_calls_per_second",
+            d.max_calls_per_second.into(),
+            1..10_001,
+        )? as u32,
         call_timeout,
         negative_cache: ctx.duration(&st.negative_cache, "sts.negative_cache", d.negative_cache)?,
     })
@@ -254,7 +280,11 @@ fn audit(ctx: &Ctx<'_>, ra: &RawAudit) -> Result<AuditConfig, ConfigError> {
                 "sync" => Durability::Sync,
                 "buffered" => Durability::Buffered,
                 other => {
-                    return Err(ctx.err(v.span(), "audit.durability", format!("must be \"sync\" or \"buffered\", not '{other}'")))
+                    return Err(ctx.err(
+                        v.span(),
+                        "audit.durability",
+                        format!("must be \"sync\" or \"buffered\", not '{other}'"),
+                    ))
                 }
             },
         },
@@ -275,7 +305,11 @@ fn fallback(ctx: &Ctx<'_>, rf: &RawFallback) -> Result<FallbackMode, ConfigError
             "instance-profile" => FallbackMode::InstanceProfile,
             "deny" => FallbackMode::Deny,
             other => {
-                return Err(ctx.err(v.span(), "fallback.mode", format!("must be \"instance-profile\" or \"deny\", not '{other}'")))
+                return Err(ctx.err(
+                    v.span(),
+                    "fallback.mode",
+                    format!("must be \"instance-profile\" or \"deny\", not '{other}'"),
+                ))
             }
         },
     })
@@ -299,7 +333,11 @@ fn rules(
         None => None,
         Some(m) => {
             let Some((file, content)) = mappings else {
-                return Err(ctx.err(m.span(), "mappings_file", "is set but its content was not read (use Config::load)"));
+                return Err(ctx.err(
+                    m.span(),
+                    "mappings_file",
+                    "is set but its content was not read (use Config::load)",
+                ));
             };
             let emr_err = |e: emr::EmrError| ConfigError {
                 file: file.to_owned(),
@@ -330,7 +368,7 @@ fn rules(
         }
     })?;
 
-        Ok((rules, mappings_file))
+    Ok((rules, mappings_file))
 }
 
 pub(super) fn resolve(base: &Path, p: &str) -> PathBuf {
@@ -359,7 +397,12 @@ fn positive(ctx: &Ctx<'_>, v: &Option<S<String>>, key: &str, default: Duration) 
     Ok(d)
 }
 
-fn check_session_duration(ctx: &Ctx<'_>, d: Duration, span: Option<Range<usize>>, key: &str) -> Result<(), ConfigError> {
+fn check_session_duration(
+    ctx: &Ctx<'_>,
+    d: Duration,
+    span: Option<Range<usize>>,
+    key: &str,
+) -> Result<(), ConfigError> {
     if d < FIFTEEN_MINUTES || d > TWELVE_HOURS {
         return Err(ctx.err(
             span.unwrap_or(0..0),
@@ -413,7 +456,11 @@ fn build_rule(ctx: &Ctx<'_>, i: usize, m: &S<RawMapping>, sts: &StsConfig) -> Re
         for (j, v) in list.iter().flatten().enumerate() {
             let s = v.get_ref();
             if s.is_empty() || s.trim() != s {
-                return Err(ctx.err(v.span(), format!("mapping[{i}].{field}[{j}]"), format!("empty or space-padded entry '{s}' can never match")));
+                return Err(ctx.err(
+                    v.span(),
+                    format!("mapping[{i}].{field}[{j}]"),
+                    format!("empty or space-padded entry '{s}' can never match"),
+                ));
             }
             out.push(s.clone());
         }
@@ -423,7 +470,9 @@ fn build_rule(ctx: &Ctx<'_>, i: usize, m: &S<RawMapping>, sts: &StsConfig) -> Re
     let groups = names("groups", &r.groups)?;
     let mut prefixes = Vec::new();
     for (j, p) in r.prefixes.iter().flatten().enumerate() {
-        prefixes.push(Prefix::parse(p.get_ref()).map_err(|msg| ctx.err(p.span(), format!("mapping[{i}].prefixes[{j}]"), msg))?);
+        prefixes.push(
+            Prefix::parse(p.get_ref()).map_err(|msg| ctx.err(p.span(), format!("mapping[{i}].prefixes[{j}]"), msg))?,
+        );
     }
     let external_id = match &r.external_id {
         Some(x) if !x.get_ref().is_empty() => {
@@ -442,8 +491,9 @@ fn build_rule(ctx: &Ctx<'_>, i: usize, m: &S<RawMapping>, sts: &StsConfig) -> Re
     };
     let duration = match &r.duration {
         Some(d) if !d.get_ref().is_empty() => {
-            let v = parse_duration(d.get_ref())
-                .map_err(|msg| ctx.err(d.span(), key("duration"), format!("invalid duration '{}': {msg}", d.get_ref())))?;
+            let v = parse_duration(d.get_ref()).map_err(|msg| {
+                ctx.err(d.span(), key("duration"), format!("invalid duration '{}': {msg}", d.get_ref()))
+            })?;
             check_session_duration(ctx, v, Some(d.span()), &key("duration"))?;
             if !refresh_fits(sts.refresh_before_expiry, v) {
                 return Err(ctx.err(
@@ -494,4 +544,3 @@ fn build_rule(ctx: &Ctx<'_>, i: usize, m: &S<RawMapping>, sts: &StsConfig) -> Re
         scope_to_prefix: r.scope_to_prefix.as_ref().is_some_and(|s| *s.get_ref()),
     })
 }
-

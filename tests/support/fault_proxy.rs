@@ -205,9 +205,7 @@ async fn accept_loop(
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(req, upstream, control.clone()));
             // Errors here are clients going away, or `Down` closing the connection on purpose.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
@@ -244,18 +242,12 @@ async fn handle(
             forward(parts, body, upstream).await
         }
         Fault::Throttle => Ok(sts_error(&control, 400, "Sender", "Throttling", "Rate exceeded")),
-        Fault::ServerError => Ok(sts_error(
-            &control,
-            500,
-            "Receiver",
-            "InternalFailure",
-            "An internal error has occurred",
-        )),
+        Fault::ServerError => {
+            Ok(sts_error(&control, 500, "Receiver", "InternalFailure", "An internal error has occurred"))
+        }
         Fault::AccessDenied => {
-            let message = format!(
-                "Not authorized to perform sts:AssumeRole on resource: {}",
-                field("RoleArn").unwrap_or("*")
-            );
+            let message =
+                format!("Not authorized to perform sts:AssumeRole on resource: {}", field("RoleArn").unwrap_or("*"));
             Ok(sts_error(&control, 403, "Sender", "AccessDenied", &message))
         }
         Fault::Down => unreachable!("handled above"),

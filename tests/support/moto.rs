@@ -115,9 +115,7 @@ impl Moto {
     /// IAM enforcement on (every later request is authenticated and authorised) or off.
     /// moto's `POST /moto-api/reset-auth` takes a bare number: requests let through before enforcing.
     pub fn set_enforcement(&self, on: bool) {
-        let status = self
-            .request("POST", "/moto-api/reset-auth", if on { "0" } else { "inf" })
-            .expect("reset-auth");
+        let status = self.request("POST", "/moto-api/reset-auth", if on { "0" } else { "inf" }).expect("reset-auth");
         assert_eq!(status, 200, "reset-auth");
     }
 
