@@ -3,8 +3,9 @@
 #
 #   ./scripts/test.sh
 #
-# Suites: `cargo test` (unit and integration tests, moto-backed ones included), then the end-to-end
-# pytest suite in tests/e2e against the built binary. Each suite runs even if an earlier one failed;
+# Suites: the style checks (`cargo fmt --check`, `cargo clippy -D warnings`), `cargo test` (unit and
+# integration tests, moto-backed ones included), then the end-to-end pytest suite in tests/e2e against
+# the built binary. Each suite runs even if an earlier one failed;
 # the script exits non-zero if any step failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,8 @@ setup ./scripts/setup-test-env.sh
 setup_if_present ./scripts/build-emrfs-provider.sh
 setup cargo build --all-targets
 
+suite cargo fmt --all --check
+suite cargo clippy --all-targets -- -D warnings
 suite cargo test --no-fail-fast
 suite e2e
 

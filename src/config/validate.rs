@@ -274,20 +274,13 @@ fn audit(ctx: &Ctx<'_>, ra: &RawAudit) -> Result<AuditConfig, ConfigError> {
             }
             Some(p) => AuditPath::File(resolve(source, p.get_ref())),
         },
-        durability: match &ra.durability {
-            None => d.durability,
-            Some(v) => match v.get_ref().as_str() {
-                "sync" => Durability::Sync,
-                "buffered" => Durability::Buffered,
-                other => {
-                    return Err(ctx.err(
-                        v.span(),
-                        "audit.durability",
-                        format!("must be \"sync\" or \"buffered\", not '{other}'"),
-                    ))
-                }
-            },
-        },
+        durability: choice(
+            ctx,
+            &ra.durability,
+            "audit.durability",
+            d.durability,
+            &[("sync", Durability::Sync), ("buffered", Durability::Buffered)],
+        )?,
     })
 }
 
@@ -299,20 +292,13 @@ fn fallback(ctx: &Ctx<'_>, rf: &RawFallback) -> Result<FallbackMode, ConfigError
             "mappings_file is a top-level key: move it above the first [table]",
         ));
     }
-    Ok(match &rf.mode {
-        None => FallbackMode::default(),
-        Some(v) => match v.get_ref().as_str() {
-            "instance-profile" => FallbackMode::InstanceProfile,
-            "deny" => FallbackMode::Deny,
-            other => {
-                return Err(ctx.err(
-                    v.span(),
-                    "fallback.mode",
-                    format!("must be \"instance-profile\" or \"deny\", not '{other}'"),
-                ))
-            }
-        },
-    })
+    choice(
+        ctx,
+        &rf.mode,
+        "fallback.mode",
+        FallbackMode::default(),
+        &[("instance-profile", FallbackMode::InstanceProfile), ("deny", FallbackMode::Deny)],
+    )
 }
 
 /// `[[mapping]]` rules, then the rules of `mappings_file`.
@@ -388,6 +374,24 @@ fn refresh_fits(refresh: Duration, duration: Duration) -> bool {
 
 const FIFTEEN_MINUTES: Duration = Duration::from_secs(15 * 60);
 const TWELVE_HOURS: Duration = Duration::from_secs(12 * 3600);
+
+/// The value named by `v` among `choices`; `default` when absent.
+fn choice<T: Copy>(
+    ctx: &Ctx<'_>,
+    v: &Option<S<String>>,
+    key: &str,
+    default: T,
+    choices: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    let Some(v) = v else { return Ok(default) };
+    match choices.iter().find(|(name, _)| name == v.get_ref()) {
+        Some((_, value)) => Ok(*value),
+        None => {
+            let names: Vec<String> = choices.iter().map(|(name, _)| format!("\"{name}\"")).collect();
+            Err(ctx.err(v.span(), key, format!("must be {}, not '{}'", names.join(" or "), v.get_ref())))
+        }
+    }
+}
 
 fn positive(ctx: &Ctx<'_>, v: &Option<S<String>>, key: &str, default: Duration) -> Result<Duration, ConfigError> {
     let d = ctx.duration(v, key, default)?;

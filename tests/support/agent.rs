@@ -38,12 +38,15 @@ pub enum StsPeer {
     FaultProxy,
 }
 
+/// `[[mapping]]` TOML written against the moto world.
+type Mappings = Box<dyn FnOnce(&AwsWorld) -> String>;
+
 /// Builds a [`TestAgent`].
 pub struct Builder {
     sts: StsPeer,
     spec: AwsSpec,
     overrides: Vec<String>,
-    mappings: Option<Box<dyn FnOnce(&AwsWorld) -> String>>,
+    mappings: Option<Mappings>,
     manual_clock: bool,
     refresh_interval: Duration,
 }
