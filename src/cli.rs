@@ -151,7 +151,7 @@ pub fn write_explanation(
     writeln!(out, "user:      {user}")?;
     writeln!(out, "groups:    {}", if groups.is_empty() { "(none)".to_string() } else { groups.join(", ") })?;
     writeln!(out, "location:  {}", location.map_or("(none)".to_string(), ToString::to_string))?;
-    let verdict = decision::decide(c, node, &req);
+    let (verdict, scope) = decision::decide(c, node, &req);
     let decided_at = match &verdict {
         Verdict::Allow { rule, matched, .. } | Verdict::Deny { rule, matched } => {
             writeln!(out, "decision:  rule {} '{}' ({})", rule.index, rule.name, rule.effect)?;
@@ -181,7 +181,7 @@ pub fn write_explanation(
                 writeln!(out, "policy:    {p}")?;
             }
             if rule.scope_to_prefix {
-                writeln!(out, "scope:     S3 access limited to the matched prefix by a session policy")?;
+                writeln!(out, "confined:  S3 access limited to the matched prefix by a session policy")?;
             } else if rule.session_policy.is_none() && !rule.prefixes.is_empty() {
                 writeln!(
                     out,
@@ -195,6 +195,12 @@ pub fn write_explanation(
             writeln!(out, "effect:    the node's own instance-profile credentials")?
         }
         Verdict::Fallback(FallbackMode::Deny) => writeln!(out, "effect:    refused (403 AccessDenied)")?,
+    }
+    if let Some(location) = location {
+        match &scope {
+            Some(scope) => writeln!(out, "scope:     {scope} (every location under it is decided the same way)")?,
+            None => writeln!(out, "scope:     {location} only (a rule's prefix or glob reaches inside it)")?,
+        }
     }
     let earlier = &c.rules.rules()[..decided_at];
     if !earlier.is_empty() {

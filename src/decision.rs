@@ -3,7 +3,8 @@
 //! `serve` and `explain` both call [`decide`]: the rule that decides (or the fallback), and for an
 //! allow rule the [`SessionKey`] — role, session name, source identity, duration, external id and
 //! session policy — rendered from the configuration's templates with the user and the node's facts.
-//! `explain` exists to predict `serve`, so neither works any of this out on its own.
+//! `explain` exists to predict `serve`, so neither works any of this out on its own. With it comes the
+//! [`Scope`] of the answer: how far the same decision holds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use crate::config::{Config, FallbackMode};
 use crate::node::NodeInfo;
 use crate::policy;
 use crate::rules::{Decision, Effect, Prefix, Request, RoleArn, Rule};
+use crate::scope::{scope_of, Scope};
 use crate::template::TemplateVars;
 
 /// Everything that shapes an assumed-role session; the session cache's key. Two requests share
@@ -38,9 +40,12 @@ pub enum Verdict<'c> {
     Fallback(FallbackMode),
 }
 
-/// Decides `request` under `config` on `node`.
-pub fn decide<'c>(config: &'c Config, node: &NodeInfo, request: &Request<'_>) -> Verdict<'c> {
-    match config.rules.decide(request) {
+/// Decides `request` under `config` on `node`, with the scope of that decision (`None` without a
+/// location, or when it holds for exactly the location asked for).
+pub fn decide<'c>(config: &'c Config, node: &NodeInfo, request: &Request<'_>) -> (Verdict<'c>, Option<Scope>) {
+    let decision = config.rules.decide(request);
+    let scope = scope_of(&config.rules, request, &decision);
+    let verdict = match decision {
         Decision::Fallback => Verdict::Fallback(config.fallback),
         Decision::Rule { rule, matched_prefix } => match (rule.effect, &rule.role) {
             (Effect::Allow, Some(role)) => Verdict::Allow {
@@ -51,7 +56,8 @@ pub fn decide<'c>(config: &'c Config, node: &NodeInfo, request: &Request<'_>) ->
             // Validation gives every allow rule a role.
             _ => Verdict::Deny { rule, matched: matched_prefix },
         },
-    }
+    };
+    (verdict, scope)
 }
 
 /// The session an allow `rule` (with `role`) gives `user`, having matched `matched`.
@@ -110,11 +116,12 @@ scope_to_prefix = true
 "#,
         );
         let loc = Location::parse("s3a://bkt/team/k").unwrap();
-        let Verdict::Allow { rule, key, .. } =
+        let (Verdict::Allow { rule, key, .. }, scope) =
             decide(&c, &node(), &Request { user: "ann", groups: &[], location: Some(&loc) })
         else {
             panic!("allow expected")
         };
+        assert_eq!(scope.unwrap().to_string(), "s3://bkt/team/");
         assert_eq!(rule.name, "r");
         assert_eq!(key.session_name, "ann.j-1");
         assert_eq!(key.source_identity.as_deref(), Some("ann+r"));
@@ -128,8 +135,8 @@ scope_to_prefix = true
         let c =
             config("[fallback]\nmode = \"deny\"\n[[mapping]]\nname = \"no\"\neffect = \"deny\"\nusers = [\"eve\"]\n");
         let eve = Request { user: "eve", groups: &[], location: None };
-        assert!(matches!(decide(&c, &node(), &eve), Verdict::Deny { rule, .. } if rule.name == "no"));
+        assert!(matches!(decide(&c, &node(), &eve), (Verdict::Deny { rule, .. }, None) if rule.name == "no"));
         let ann = Request { user: "ann", groups: &[], location: None };
-        assert!(matches!(decide(&c, &node(), &ann), Verdict::Fallback(FallbackMode::Deny)));
+        assert!(matches!(decide(&c, &node(), &ann), (Verdict::Fallback(FallbackMode::Deny), None)));
     }
 }

@@ -27,6 +27,7 @@ use crate::metrics::{Metrics, RequestLabels, ResultLabel};
 use crate::node::NodeInfo;
 use crate::refusal::{ErrorCode, Outcome, Refusal};
 use crate::rules::{Effect, Request as RuleRequest};
+use crate::scope::Scope;
 use crate::sts::Sts;
 use crate::token::Token;
 
@@ -136,28 +137,33 @@ async fn credentials<S: Sts>(app: &App<S>, conn: &Conn, req: &Request<hyper::bod
     let mut record = CredentialRecord { request_id: app.request_id(), ..Default::default() };
     // Deciding is synchronous; only the cache (and through it STS) is waited for, so only that
     // runs under request_timeout and only its state lives in this future.
+    let mut scope = None;
     let result = match decide(app, &config, conn, req, &mut record) {
         Err(refusal) => Err(refusal),
-        Ok(key) => match tokio::time::timeout(config.server.request_timeout, fetch(app, key, &mut record)).await {
-            Ok(result) => result,
-            Err(_) => Err(Refusal::new(
-                ErrorCode::Timeout,
-                format!("no answer within request_timeout ({:?})", config.server.request_timeout),
-            )),
-        },
+        Ok((key, decided_scope)) => {
+            scope = decided_scope;
+            match tokio::time::timeout(config.server.request_timeout, fetch(app, key, &mut record)).await {
+                Ok(result) => result,
+                Err(_) => Err(Refusal::new(
+                    ErrorCode::Timeout,
+                    format!("no answer within request_timeout ({:?})", config.server.request_timeout),
+                )),
+            }
+        }
     };
-    finish(app, record, result, started).await
+    finish(app, record, result, scope, started).await
 }
 
 /// Everything between the request and the cache: who asks, for what, under which rule, for
-/// which session (the key of the credentials it needs). Fills in `record` as it learns.
+/// which session (the key of the credentials it needs), and how far that answer holds. Fills in
+/// `record` as it learns.
 fn decide<S: Sts>(
     app: &App<S>,
     config: &Config,
     conn: &Conn,
     req: &Request<hyper::body::Incoming>,
     record: &mut CredentialRecord,
-) -> Result<CacheKey, Refusal> {
+) -> Result<(CacheKey, Option<Scope>), Refusal> {
     check_origin(conn, req)?;
     // Who is asking: the kernel says which uid, the system which user and groups. Looked up
     // before anything else, so that even a refused request (a guessed token) names its caller.
@@ -206,10 +212,16 @@ fn decide<S: Sts>(
     record.groups = Some(identity.groups.clone());
 
     let request = RuleRequest { user: &identity.user, groups: &identity.groups, location: location.as_ref() };
-    let (rule, key) = match decision::decide(config, &app.node, &request) {
-        Verdict::Fallback(FallbackMode::InstanceProfile) => return Ok(CacheKey::InstanceProfile),
+    let (verdict, scope) = decision::decide(config, &app.node, &request);
+    // A refusal by the rules holds as far as the decision does.
+    let denied = |message: String| Refusal {
+        scope: scope.as_ref().map(ToString::to_string),
+        ..Refusal::new(ErrorCode::AccessDenied, message)
+    };
+    let (rule, key) = match verdict {
+        Verdict::Fallback(FallbackMode::InstanceProfile) => return Ok((CacheKey::InstanceProfile, scope)),
         Verdict::Fallback(FallbackMode::Deny) => {
-            return Err(Refusal::new(ErrorCode::AccessDenied, "no rule matched and fallback.mode is \"deny\""))
+            return Err(denied("no rule matched and fallback.mode is \"deny\"".into()))
         }
         Verdict::Deny { rule, .. } => (rule, None),
         Verdict::Allow { rule, key, .. } => (rule, Some(key)),
@@ -221,12 +233,12 @@ fn decide<S: Sts>(
         Effect::Deny => "deny",
     });
     let Some(key) = key else {
-        return Err(Refusal::new(ErrorCode::AccessDenied, format!("denied by rule {}", rule.name)));
+        return Err(denied(format!("denied by rule {}", rule.name)));
     };
     record.role_arn = Some(key.role.as_str().to_owned());
     record.session_name = Some(key.session_name.clone());
     record.source_identity = key.source_identity.clone();
-    Ok(CacheKey::Role(key))
+    Ok((CacheKey::Role(key), scope))
 }
 
 /// The credentials for `key`, from the cache or STS. The node's own credentials are reported as
@@ -256,6 +268,7 @@ async fn finish<S: Sts>(
     app: &App<S>,
     mut record: CredentialRecord,
     result: Result<Served, Refusal>,
+    scope: Option<Scope>,
     started: Instant,
 ) -> Response<Body> {
     let now = app.clock.now();
@@ -266,7 +279,7 @@ async fn finish<S: Sts>(
             record.status = 200;
             record.access_key_id = Some(session.access_key_id.clone());
             // Rendered when the session was issued: a cached request copies a pointer.
-            let response = json_response(StatusCode::OK, session.answer());
+            let response = json_response(StatusCode::OK, with_scope(session.answer(), scope.as_ref()));
             record.expiration = Some(session.expiration_text.clone());
             record.source = Some(served.source.as_str());
             record.sts_request_id = served.session.request_id.clone();
@@ -379,6 +392,19 @@ pub fn parse_query(raw: &str) -> Result<(Option<String>, Option<String>), String
 
 fn truncate(s: &str) -> &str {
     s.char_indices().nth(64).map_or(s, |(i, _)| &s[..i])
+}
+
+/// The session's answer with `"Scope"` added when the request had one (the rendered answer is
+/// shared by every request the session serves; the scope is this request's).
+fn with_scope(answer: Bytes, scope: Option<&Scope>) -> Bytes {
+    let Some(scope) = scope else { return answer };
+    let Some(open) = answer.strip_suffix(b"}") else { return answer };
+    let mut body = Vec::with_capacity(answer.len() + 64);
+    body.extend_from_slice(open);
+    body.extend_from_slice(b",\"Scope\":");
+    serde_json::to_writer(&mut body, &scope.to_string()).expect("a string serialises");
+    body.push(b'}');
+    body.into()
 }
 
 fn error_response(refusal: &Refusal) -> Response<Body> {

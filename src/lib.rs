@@ -10,6 +10,7 @@
 //! Pure decision code (no clock, no environment, no files):
 //! - [`location`]: S3 URI parsing and normalisation (`s3`/`s3a`/`s3n`, bucket, key).
 //! - [`rules`]: ordered rule set + (user, groups, location) → [`rules::Decision`]; globs compiled once.
+//! - [`scope`]: how far an answer holds: the shortest prefix under which every location decides alike.
 //! - [`decision`]: the whole decision `serve` and `explain` share: rule (or fallback) and the session key.
 //! - [`emr`]: EMR security configuration / `describe-security-configuration` / emrfs-site formats → rules.
 //! - [`template`]: session-name templates and STS sanitisation.
@@ -53,6 +54,7 @@ pub mod policy;
 pub mod refresh;
 pub mod refusal;
 pub mod rules;
+pub mod scope;
 pub mod server;
 pub mod sts;
 pub mod template;

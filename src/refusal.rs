@@ -100,21 +100,24 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// An error answer: its code and a message without secrets.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An error answer: its code, a message without secrets, and for a refusal by the rules the scope it
+/// holds for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Refusal {
     pub code: ErrorCode,
     pub message: String,
+    #[serde(rename = "Scope", skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 impl Refusal {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
-        Refusal { code, message: message.into() }
+        Refusal { code, message: message.into(), scope: None }
     }
 
-    /// The JSON body: `{"code": …, "message": …}`.
+    /// The JSON body: `{"code": …, "message": …}`, with `"Scope"` when set.
     pub fn body(&self) -> String {
-        serde_json::json!({"code": self.code, "message": self.message}).to_string()
+        serde_json::to_string(self).expect("a refusal serialises")
     }
 }
 
@@ -129,6 +132,9 @@ mod tests {
         }
         let body: serde_json::Value = serde_json::from_str(&Refusal::new(ErrorCode::Timeout, "late").body()).unwrap();
         assert_eq!(body, serde_json::json!({"code": "Timeout", "message": "late"}));
+        let denied = Refusal { scope: Some("s3://bkt/x".into()), ..Refusal::new(ErrorCode::AccessDenied, "no") };
+        let body: serde_json::Value = serde_json::from_str(&denied.body()).unwrap();
+        assert_eq!(body, serde_json::json!({"code": "AccessDenied", "message": "no", "Scope": "s3://bkt/x"}));
     }
 
     #[test]

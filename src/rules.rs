@@ -209,6 +209,15 @@ impl Prefix {
         &self.source
     }
 
+    /// The part of a glob's pattern before its first glob character (or escape): every location the
+    /// glob matches begins with it. For a plain prefix, its whole normalised form.
+    pub fn literal_prefix(&self) -> &str {
+        match self.source.find(|c: char| GLOB_CHARS.contains(&c) || c == '\\') {
+            Some(i) if self.is_glob() => &self.source[..i],
+            _ => &self.source,
+        }
+    }
+
     /// Whether this is a glob (otherwise a plain S3 key prefix).
     pub fn is_glob(&self) -> bool {
         self.glob.is_some()
@@ -305,12 +314,24 @@ impl Rule {
         self.evaluate_raw(req, raw.as_deref())
     }
 
-    fn evaluate_raw<'r>(&'r self, req: &Request<'_>, raw: Option<&str>) -> Result<Option<&'r Prefix>, Mismatch> {
+    /// Whether the user and group conditions hold: the ones that do not depend on the location.
+    pub fn applies_to(&self, req: &Request<'_>) -> bool {
+        self.identity_mismatch(req).is_none()
+    }
+
+    fn identity_mismatch(&self, req: &Request<'_>) -> Option<Mismatch> {
         if !self.users.is_empty() && !self.users.iter().any(|u| u == req.user) {
-            return Err(Mismatch::User);
+            return Some(Mismatch::User);
         }
         if !self.groups.is_empty() && !self.groups.iter().any(|g| req.groups.contains(g)) {
-            return Err(Mismatch::Group);
+            return Some(Mismatch::Group);
+        }
+        None
+    }
+
+    fn evaluate_raw<'r>(&'r self, req: &Request<'_>, raw: Option<&str>) -> Result<Option<&'r Prefix>, Mismatch> {
+        if let Some(mismatch) = self.identity_mismatch(req) {
+            return Err(mismatch);
         }
         if self.prefixes.is_empty() {
             return Ok(None);

@@ -1,6 +1,7 @@
 //! `explain` predicts `serve`: for every case of the rule table (tests/fixtures/rules.json) the running
 //! agent and `explain` name the same rule, role, session name and session policy — the agent's as they
-//! reach STS (recorded by the proxy in front of moto), explain's as it prints them. And a group without
+//! reach STS (recorded by the proxy in front of moto), explain's as it prints them — and the same
+//! `Scope`, the agent's in its answer (200 and 403 alike). And a group without
 //! a name (a gid only) is the same group to both.
 //!
 //! The agent asks as a trusted proxy for each case's user, so both sides look the user up in the OS
@@ -32,6 +33,8 @@ struct Said {
     policy: Option<String>,
     external_id: Option<String>,
     duration: Option<String>,
+    /// How far the answer holds (`Scope`); `None` for exactly the location asked for.
+    scope: Option<String>,
 }
 
 /// The agent with the rule table's rules, templates that use every variable, and moto behind the
@@ -71,6 +74,7 @@ fn explain(h: &TestAgent, user: &str, location: Option<&str>) -> Said {
         policy: field("policy:"),
         external_id: field("external:"),
         duration: field("duration:"),
+        scope: field("scope:").filter(|s| !s.contains(" only (")).map(|s| s.split(' ').next().unwrap().to_owned()),
     }
 }
 
@@ -104,6 +108,7 @@ async fn serve(
         external_id: param("ExternalId"),
         duration: param("DurationSeconds")
             .map(|s| emrfs_role_agent::text::format_duration(std::time::Duration::from_secs(s.parse().unwrap()))),
+        scope: answer.body["Scope"].as_str().map(str::to_owned),
     };
     (answer.status, said, answer.body)
 }
@@ -129,6 +134,7 @@ async fn explain_and_serve_agree_on_every_case_of_the_rule_table() {
     let mut explained = Vec::new();
     let mut disagreements = Vec::new();
     let mut allowed = 0;
+    let mut scoped = 0;
     for (i, case) in cases.iter().enumerate() {
         let user = case["user"].as_str().unwrap();
         let location = support::case_location(case);
@@ -151,6 +157,7 @@ async fn explain_and_serve_agree_on_every_case_of_the_rule_table() {
             // Fallback or deny: no session of a role; explain printed no duration either.
             predicted.duration = None;
         }
+        scoped += usize::from(served.scope.is_some());
         let mut served = served;
         served.rule.clone_from(&predicted.rule);
         if predicted != served {
@@ -160,6 +167,7 @@ async fn explain_and_serve_agree_on_every_case_of_the_rule_table() {
     }
     assert!(disagreements.is_empty(), "{} disagreements:\n{}", disagreements.len(), disagreements.join("\n"));
     assert!(allowed >= 20, "the table exercises allow rules ({allowed})");
+    assert!(scoped >= 20, "most answers carry a scope ({scoped})");
     // The rule names: what the agent audited against what explain printed.
     let audited = audited_rules(&h.stop_and_read_audit().await);
     let predicted: Vec<String> = explained.into_iter().map(|r| r.unwrap_or_else(|| "fallback".into())).collect();
