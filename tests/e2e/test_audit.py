@@ -21,7 +21,7 @@ import time
 import pytest
 import requests
 
-from helpers.net import wait_http_ok
+from helpers.net import wait_http_ok, wait_until
 from helpers.sts_proxy import StsProxy
 
 # SPEC §7: every credentials record has exactly these keys, null where absent.
@@ -339,9 +339,7 @@ def test_sigterm_under_200_concurrent_clients_loses_no_record(moto, agent_factor
     for t in threads:
         t.start()
     go.set()
-    deadline = time.monotonic() + 60
-    while len(received) < 400 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(received) >= 400, 60, "400 answers before the signal")
     with lock:
         at_signal = len(received)
     agent.send_signal(signal.SIGTERM)
@@ -387,8 +385,8 @@ def test_rename_and_sighup_moves_new_records_to_a_new_file_and_loses_none(moto, 
     before_hup = agent.credentials().headers["X-Request-Id"]
     time.sleep(0.3)
     agent.send_signal(signal.SIGHUP)
-    wait_for(lambda: os.path.exists(agent.audit_path) and any(
-        r["event"] == "config_loaded" for r in read_lines(agent.audit_path)))
+    wait_until(lambda: os.path.exists(agent.audit_path) and any(
+        r["event"] == "config_loaded" for r in read_lines(agent.audit_path)), 30, "config_loaded in the new file")
     after_hup = agent.credentials().headers["X-Request-Id"]
     time.sleep(0.5)
     stop.set()
@@ -452,7 +450,8 @@ def test_logrotate_with_the_shipped_rule_under_load_loses_no_record(moto, agent_
     r = subprocess.run([logrotate, "--force", "-s", str(tmp_path / "state"), str(conf)],
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 0, r.stderr
-    wait_for(lambda: any(x["event"] == "config_loaded" for x in read_lines(logs / "audit.log")))
+    wait_until(lambda: any(x["event"] == "config_loaded" for x in read_lines(logs / "audit.log")), 30,
+               "config_loaded in the new file")
     time.sleep(0.5)
     stop.set()
     for t in threads:
@@ -471,15 +470,6 @@ def test_logrotate_with_the_shipped_rule_under_load_loses_no_record(moto, agent_
         assert everything[rid]["status"] == status == 200
 
 
-def wait_for(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def test_a_client_that_hangs_up_still_gets_its_request_recorded(moto, agent_factory, proxy_factory):
     analytics = moto.role("analytics")
     proxy = proxy_factory(delay={analytics["arn"]: 1.5})
@@ -493,8 +483,9 @@ def test_a_client_that_hangs_up_still_gets_its_request_recorded(moto, agent_fact
             f"Authorization: {agent.token}\r\n\r\n".encode()
         )
         time.sleep(0.3)
-    wait_for(lambda: any(r["event"] == "sts_assume_role" for r in agent.audit_records()), timeout=15)
-    wait_for(lambda: [r for r in credential_records(agent.audit_records()) if r["location"] == "s3://hangup/x"])
+    wait_until(lambda: any(r["event"] == "sts_assume_role" for r in agent.audit_records()), 15, "the STS call's record")
+    wait_until(lambda: [r for r in credential_records(agent.audit_records()) if r["location"] == "s3://hangup/x"],
+               30, "the credentials record")
     (record,) = [r for r in credential_records(agent.audit_records()) if r["location"] == "s3://hangup/x"]
     check_credentials_record(record)
     assert record["status"] == 200 and record["source"] == "sts"
@@ -515,10 +506,10 @@ def test_lifecycle_records(moto, agent_factory):
     assert denied.status_code == 403
     # A valid reload, then an invalid one (the old config keeps serving).
     agent.send_signal(signal.SIGHUP)
-    wait_for(lambda: [r["event"] for r in agent.audit_records()].count("config_loaded") == 2)
+    wait_until(lambda: [r["event"] for r in agent.audit_records()].count("config_loaded") == 2, 30, "the reload")
     agent.write_config({**agent.config, "server": {**agent.config["server"], "not_a_key": 1}})
     agent.send_signal(signal.SIGHUP)
-    wait_for(lambda: any(r["event"] == "config_rejected" for r in agent.audit_records()))
+    wait_until(lambda: any(r["event"] == "config_rejected" for r in agent.audit_records()), 30, "the rejection")
     assert agent.credentials(location=f"s3://{analytics['bucket']}/y").status_code == 200
     assert agent.stop() == 0
 

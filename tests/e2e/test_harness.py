@@ -5,6 +5,8 @@ here first, with a clear name.
 """
 
 import datetime
+import os
+import time
 import tomllib
 
 import boto3
@@ -13,6 +15,7 @@ import pytest
 import requests
 
 from helpers.agent import merge, to_toml
+from helpers.net import wait_until
 
 OTHER_ACCOUNT = "222222222222"
 
@@ -179,3 +182,17 @@ def test_os_users_run_with_their_own_identity(os_users):
     r = os_users.python_as(alice, "import os, boto3, awscli; print(os.getuid())", check=True)
     assert r.stdout.strip() == str(alice.uid)
     assert os_users.run_as(alice, ["ls", "/root"]).returncode != 0
+
+
+def test_wait_until_returns_what_the_predicate_returned_and_fails_at_its_deadline():
+    calls = []
+
+    def third_time():
+        calls.append(1)
+        return len(calls) >= 3 and {"records": len(calls)}
+
+    assert wait_until(third_time, 5, "three calls", interval=0.01) == {"records": 3}
+    started = time.monotonic()
+    with pytest.raises(AssertionError, match=r"timed out after 0.2s waiting for nothing \(last: \[\]\)"):
+        wait_until(lambda: [], 0.2, "nothing", interval=0.01)
+    assert time.monotonic() - started >= 0.2

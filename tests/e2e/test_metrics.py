@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from helpers.net import wait_until
 from helpers.sts_proxy import StsProxy
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
@@ -176,13 +177,13 @@ def test_metrics_count_what_a_known_sequence_of_requests_did(moto, agent_factory
         assert name not in text
 
 
-def wait_metric(agent, name, want, timeout=10, **labels):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value(metrics(agent)[1], name, **labels) == want:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{name}{labels} did not reach {want}")
+def wait_metric(agent, name, want, timeout=30, **labels):
+    """Waits until the sample `name{labels}` equals `want`; returns all samples at that moment."""
+    def reached():
+        samples = metrics(agent)[1]
+        return samples if value(samples, name, **labels) == want else None
+
+    return wait_until(reached, timeout, f"{name}{labels} to reach {want}")
 
 
 def test_buffered_mode_counts_records_and_syncs_within_a_second(moto, agent_factory):
