@@ -9,21 +9,32 @@
                              against `moto` and waits for /readyz; see helpers/agent.py
     os_users      (session)  OS users emrfs-alice, emrfs-bob, emrfs-yarn and their groups (root only);
                              os_users.run_as(user, argv, env) / python_as(user, code, env)
-"""
 
-import os
+A test that needs root calls helpers.osusers.require_root: without root it fails when CI=true and is
+skipped otherwise, and the summary at the end names every test skipped that way.
+"""
 
 import pytest
 
 from helpers.agent import AgentFactory
 from helpers.moto_server import MotoServer
-from helpers.osusers import OsUsers
+from helpers.osusers import NEEDS_ROOT, OsUsers, require_root
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "moto(roles=None, enforce_iam=True, buckets=()): how the `moto` fixture builds its world"
     )
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Tests skipped for want of root are listed by name, whatever -r says: a quiet skip reads as a pass."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if NEEDS_ROOT in str(r.longrepr)]
+    if not skipped:
+        return
+    terminalreporter.section(f"{len(skipped)} test(s) NOT RUN: they need root", sep="!", red=True, bold=True)
+    for report in skipped:
+        terminalreporter.line(f"{report.nodeid}: {report.longrepr[2]}", red=True)
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +63,7 @@ def agent_factory(moto, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def os_users():
-    if os.geteuid() != 0:
-        pytest.skip("creating OS users needs root (CI runs as root)")
+    require_root("creating OS users (useradd) and running clients as them")
     users = OsUsers()
     yield users
     users.cleanup()

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from helpers.net import wait_http_ok, wait_until
+from helpers.osusers import require_root
 from helpers.sts_proxy import StsProxy
 
 # SPEC §7: every credentials record has exactly these keys, null where absent.
@@ -189,8 +190,7 @@ def test_2000_mixed_requests_from_50_clients_have_one_record_each(moto, agent_fa
 def test_full_device_fails_closed_and_recovers_without_restart(moto, agent_factory, tmp_path):
     """Sync mode, the audit log on a 1 MiB tmpfs: while it is full no credentials leave (503
     AuditUnavailable, /readyz 503); with room again it serves, same process."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    require_root("mounting a tmpfs for the audit log")
     analytics = moto.role("analytics")
     mount = tmp_path / "full"
     mount.mkdir()
