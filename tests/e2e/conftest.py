@@ -7,6 +7,11 @@
                              (role keys: see helpers/moto_setup.py; default roles: moto_server.DEFAULT_ROLES)
     agent_factory (function) agent_factory(mappings=[...], config={...}) starts `emrfs-role-agent serve`
                              against `moto` and waits for /readyz; see helpers/agent.py
+    sts_proxy_factory (function) sts_proxy_factory(unavailable={arn}, delay={arn: seconds}) puts a
+                             fault-injecting proxy in front of moto's STS; see helpers/sts_proxy.py
+    four_rule_world (function) an agent with a deny rule, an allowed role, a role STS refuses and a role
+                             STS is down for, fallback deny, and the answer each kind of request must
+                             get; see helpers/four_rules.py
     os_users      (session)  OS users emrfs-alice, emrfs-bob, emrfs-yarn and their groups (root only);
                              os_users.run_as(user, argv, env) / python_as(user, code, env)
 
@@ -17,8 +22,10 @@ skipped otherwise, and the summary at the end names every test skipped that way.
 import pytest
 
 from helpers.agent import AgentFactory
+from helpers.four_rules import FourRuleWorld
 from helpers.moto_server import MotoServer
 from helpers.osusers import NEEDS_ROOT, OsUsers, require_root
+from helpers.sts_proxy import StsProxy
 
 
 def pytest_configure(config):
@@ -59,6 +66,25 @@ def agent_factory(moto, tmp_path_factory):
     factory = AgentFactory(tmp_path_factory, moto)
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture
+def sts_proxy_factory(moto):
+    proxies = []
+
+    def make(**kw):
+        p = StsProxy(moto.endpoint, **kw)
+        proxies.append(p)
+        return p
+
+    yield make
+    for p in proxies:
+        p.stop()
+
+
+@pytest.fixture
+def four_rule_world(moto, agent_factory, sts_proxy_factory):
+    return FourRuleWorld(moto, agent_factory, sts_proxy_factory)
 
 
 @pytest.fixture(scope="session")

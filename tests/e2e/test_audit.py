@@ -23,7 +23,6 @@ import requests
 
 from helpers.net import wait_http_ok, wait_until
 from helpers.osusers import require_root
-from helpers.sts_proxy import StsProxy
 
 # SPEC §7: every credentials record has exactly these keys, null where absent.
 CREDENTIAL_FIELDS = {
@@ -81,46 +80,9 @@ def secrets_of(bodies):
     return out
 
 
-@pytest.fixture
-def proxy_factory(moto):
-    proxies = []
-
-    def make(**kw):
-        p = StsProxy(moto.endpoint, **kw)
-        proxies.append(p)
-        return p
-
-    yield make
-    for p in proxies:
-        p.stop()
-
-
-def test_2000_mixed_requests_from_50_clients_have_one_record_each(moto, agent_factory, proxy_factory):
-    analytics, engineering, untrusted = moto.role("analytics"), moto.role("engineering"), moto.role("untrusted")
-    proxy = proxy_factory(unavailable={engineering["arn"]})
-    agent = agent_factory(
-        mappings=[
-            {"name": "no-secrets", "effect": "deny", "prefixes": ["s3://secret-bucket/"]},
-            {"name": "analytics", "role": analytics["arn"], "prefixes": [f"s3://{analytics['bucket']}/"]},
-            {"name": "untrusted", "role": untrusted["arn"], "prefixes": [f"s3://{untrusted['bucket']}/"]},
-            {"name": "sts-down", "role": engineering["arn"], "prefixes": [f"s3://{engineering['bucket']}/"]},
-        ],
-        config={
-            "sts": {"endpoint_url": proxy.endpoint, "call_timeout": "300ms", "max_calls_per_second": 1000},
-            "fallback": {"mode": "deny"},
-        },
-        env={"RUST_LOG": "debug"},  # the secrets scan below covers everything the agent logs
-    )
-    kinds = {
-        "allow": (dict(params={"location": f"s3://{analytics['bucket']}/part-{{i}}"}), 200, None),
-        "deny-rule": (dict(params={"location": "s3://secret-bucket/k"}), 403, "AccessDenied"),
-        "no-rule": (dict(params={"location": "s3://nobody-bucket/k"}), 403, "AccessDenied"),
-        "sts-denied": (dict(params={"location": f"s3://{untrusted['bucket']}/k"}), 403, "AccessDenied"),
-        "bad-token": (dict(headers={"Authorization": "wrong"}), 401, "Unauthorized"),
-        "bad-param": (dict(params={"bogus": "1"}), 400, "InvalidRequest"),
-        "impersonation": (dict(params={"user": "someone-else"}), 403, "ImpersonationDenied"),
-        "sts-down": (dict(params={"location": f"s3://{engineering['bucket']}/k"}), 503, "CredentialsUnavailable"),
-    }
+def test_2000_mixed_requests_from_50_clients_have_one_record_each(moto, four_rule_world):
+    world, agent = four_rule_world, four_rule_world.agent
+    analytics, engineering, untrusted = world.analytics, world.engineering, world.untrusted
     plan = (["allow"] * 1100 + ["deny-rule"] * 200 + ["no-rule"] * 100 + ["sts-denied"] * 150
             + ["bad-token"] * 150 + ["bad-param"] * 150 + ["impersonation"] * 110 + ["sts-down"] * 40)
     assert len(plan) == 2000
@@ -129,11 +91,9 @@ def test_2000_mixed_requests_from_50_clients_have_one_record_each(moto, agent_fa
 
     def send(item):
         i, kind = item
-        kw, _, _ = kinds[kind]
         if not hasattr(local, "session"):
             local.session = requests.Session()
-        params = {k: v.format(i=i) for k, v in kw.get("params", {}).items()}
-        headers = {"Authorization": agent.token, **kw.get("headers", {})}
+        params, headers = world.request(kind, i)
         r = local.session.get(agent.credentials_url, params=params, headers=headers, timeout=60)
         return kind, r.status_code, r.headers.get("X-Request-Id"), r.json()
 
@@ -144,8 +104,7 @@ def test_2000_mixed_requests_from_50_clients_have_one_record_each(moto, agent_fa
 
     # Each kind got its expected answer.
     for kind, status, _, body in answers:
-        _, want_status, want_code = kinds[kind]
-        assert (status, body.get("code")) == (want_status, want_code), (kind, body)
+        assert (status, body.get("code")) == world.expected(kind), (kind, body)
 
     records = agent.audit_records()
     recorded = by_request_id(records)
@@ -170,6 +129,10 @@ def test_2000_mixed_requests_from_50_clients_have_one_record_each(moto, agent_fa
     # A guessed token still names its caller.
     assert sample["bad-token"]["caller_uid"] == os.geteuid() and sample["bad-token"]["outcome"] == "deny"
     assert sample["bad-param"]["outcome"] == "error" and sample["bad-param"]["location"] is None
+    # Each decision names its rule, by position (from 0) and by name.
+    decided_by = {"deny-rule": (0, "no-secrets"), "allow": (1, "analytics"), "sts-denied": (2, "untrusted"),
+                  "sts-down": (3, "sts-down")}
+    assert {kind: (sample[kind]["rule_index"], sample[kind]["rule_name"]) for kind in decided_by} == decided_by
     allow = sample["allow"]
     assert allow["caller_uid"] == os.geteuid() and allow["role_arn"] == analytics["arn"]
     assert allow["session_name"] and allow["location"].startswith(f"s3://{analytics['bucket']}/part-")
@@ -178,6 +141,9 @@ def test_2000_mixed_requests_from_50_clients_have_one_record_each(moto, agent_fa
     # One STS call per session: the analytics session was fetched once, the rest came from the cache.
     sources = [by_request_id(records)[rid]["source"] for k, _, rid, _ in answers if k == "allow"]
     assert sources.count("sts") == 1 and sources.count("cache") == 1099
+    # As STS saw it: one AssumeRole for the allowed role, one for the refused role (its 150
+    # requests shared that call or its cached refusal).
+    assert world.proxy.calls[analytics["arn"]] == 1 and world.proxy.calls[untrusted["arn"]] == 1
 
     # No secret in the log, stderr or /metrics.
     handed = secrets_of(body for _, status, _, body in answers if status == 200)
@@ -470,9 +436,9 @@ def test_logrotate_with_the_shipped_rule_under_load_loses_no_record(moto, agent_
         assert everything[rid]["status"] == status == 200
 
 
-def test_a_client_that_hangs_up_still_gets_its_request_recorded(moto, agent_factory, proxy_factory):
+def test_a_client_that_hangs_up_still_gets_its_request_recorded(moto, agent_factory, sts_proxy_factory):
     analytics = moto.role("analytics")
-    proxy = proxy_factory(delay={analytics["arn"]: 1.5})
+    proxy = sts_proxy_factory(delay={analytics["arn"]: 1.5})
     agent = agent_factory(
         mappings=[{"name": "slow", "role": analytics["arn"]}],
         config={"sts": {"endpoint_url": proxy.endpoint}},
