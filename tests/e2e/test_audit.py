@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 
 import pytest
 import requests
@@ -342,19 +341,25 @@ def test_rename_and_sighup_moves_new_records_to_a_new_file_and_loses_none(moto, 
             with lock:
                 received.append((r.headers["X-Request-Id"], r.status_code))
 
+    def answers_after(n):
+        """Waits until the clients got `n` more answers: load keeps arriving through each step."""
+        with lock:
+            want = len(received) + n
+        wait_until(lambda: len(received) >= want, 30, f"{n} more answers")
+
     threads = [threading.Thread(target=client, daemon=True) for _ in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    answers_after(20)
     os.rename(agent.audit_path, rotated)  # what logrotate does first
     # Until SIGHUP the renamed file keeps receiving records.
     before_hup = agent.credentials().headers["X-Request-Id"]
-    time.sleep(0.3)
+    answers_after(20)
     agent.send_signal(signal.SIGHUP)
     wait_until(lambda: os.path.exists(agent.audit_path) and any(
         r["event"] == "config_loaded" for r in read_lines(agent.audit_path)), 30, "config_loaded in the new file")
     after_hup = agent.credentials().headers["X-Request-Id"]
-    time.sleep(0.5)
+    answers_after(20)
     stop.set()
     for t in threads:
         t.join(30)
@@ -409,16 +414,22 @@ def test_logrotate_with_the_shipped_rule_under_load_loses_no_record(moto, agent_
             with lock:
                 received.append((r.headers["X-Request-Id"], r.status_code))
 
+    def answers_after(n):
+        """Waits until the clients got `n` more answers: load keeps arriving through each step."""
+        with lock:
+            want = len(received) + n
+        wait_until(lambda: len(received) >= want, 30, f"{n} more answers")
+
     threads = [threading.Thread(target=client, daemon=True) for _ in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    answers_after(30)
     r = subprocess.run([logrotate, "--force", "-s", str(tmp_path / "state"), str(conf)],
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 0, r.stderr
     wait_until(lambda: any(x["event"] == "config_loaded" for x in read_lines(logs / "audit.log")), 30,
                "config_loaded in the new file")
-    time.sleep(0.5)
+    answers_after(30)
     stop.set()
     for t in threads:
         t.join(30)
@@ -448,7 +459,8 @@ def test_a_client_that_hangs_up_still_gets_its_request_recorded(moto, agent_fact
             f"GET /v1/credentials?location=s3://hangup/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Authorization: {agent.token}\r\n\r\n".encode()
         )
-        time.sleep(0.3)
+        # Hang up while the agent is working on it: its STS call has reached the proxy, which holds it.
+        wait_until(lambda: proxy.calls[analytics["arn"]] >= 1, 15, "the STS call")
     wait_until(lambda: any(r["event"] == "sts_assume_role" for r in agent.audit_records()), 15, "the STS call's record")
     wait_until(lambda: [r for r in credential_records(agent.audit_records()) if r["location"] == "s3://hangup/x"],
                30, "the credentials record")
