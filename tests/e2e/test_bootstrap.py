@@ -545,8 +545,8 @@ def test_waiter_on_emr_waits_for_node_provisioning(node):
     assert_wired(node)
     # EMR may still rewrite a file before provisioning ends: the waiter wires it again.
     node.path(CLIENT_FILES["core-site"]).write_text(CORE_SITE)
-    wait_until(lambda: xml_props(node.path(CLIENT_FILES["core-site"])).get("fs.s3a.aws.credentials.provider") == [PROVIDER],
-             20, "the rewiring")  # fmt: skip
+    core_site = node.path(CLIENT_FILES["core-site"])
+    wait_until(lambda: xml_props(core_site).get("fs.s3a.aws.credentials.provider") == [PROVIDER], 20, "the rewiring")
     assert node.waiters()
     state.write_text(record % "SUCCESSFUL")
     wait_until(lambda: not node.waiters(), 20, "the waiter to finish")

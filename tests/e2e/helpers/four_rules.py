@@ -2,7 +2,7 @@
 
     rule 0  no-secrets  deny   s3://secret-bucket/
     rule 1  analytics   allow  the analytics role, for its bucket         (STS once, then the cache)
-    rule 2  untrusted   allow  a role whose trust policy refuses the agent's user (STS: AccessDenied)
+    rule 2  untrusted   allow  a role the agent's user may not assume (STS: AccessDenied)
     rule 3  sts-down    allow  the engineering role, for its bucket; the proxy answers 503 for it
     no match: fallback deny
 
