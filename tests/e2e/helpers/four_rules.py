@@ -7,8 +7,10 @@
     no match: fallback deny
 
 The agent talks to STS through the proxy (`world.proxy`, which counts AssumeRole calls per role) with
-call_timeout 300ms and max_calls_per_second 1000, and logs at debug level so that a search of what it
-wrote for secrets covers everything it can log.
+max_calls_per_second 1000 and call_timeout 5s: a request for the sts-down role is answered once the
+agent has retried for that long, and a real AssumeRole on a busy machine needs more than a few hundred
+milliseconds now and then. It logs at debug level, so that a search of what it wrote for secrets covers
+everything it can log.
 
 KINDS names each kind of request this world answers and the answer it must get; `request(kind, i)`
 gives its query parameters and headers ("{i}" in a parameter becomes `i`, for distinct locations).
@@ -33,7 +35,7 @@ class FourRuleWorld:
                  "prefixes": [f"s3://{self.engineering['bucket']}/"]},
             ],
             config={
-                "sts": {"endpoint_url": self.proxy.endpoint, "call_timeout": "300ms", "max_calls_per_second": 1000},
+                "sts": {"endpoint_url": self.proxy.endpoint, "call_timeout": "5s", "max_calls_per_second": 1000},
                 "fallback": {"mode": "deny"},
             },
             env={"RUST_LOG": "debug"},
