@@ -7,23 +7,41 @@
                              (role keys: see helpers/moto_setup.py; default roles: moto_server.DEFAULT_ROLES)
     agent_factory (function) agent_factory(mappings=[...], config={...}) starts `emrfs-role-agent serve`
                              against `moto` and waits for /readyz; see helpers/agent.py
+    sts_proxy_factory (function) sts_proxy_factory(unavailable={arn}, delay={arn: seconds}) puts a
+                             fault-injecting proxy in front of moto's STS; see helpers/sts_proxy.py
+    four_rule_world (function) an agent with a deny rule, an allowed role, a role STS refuses and a role
+                             STS is down for, fallback deny, and the answer each kind of request must
+                             get; see helpers/four_rules.py
     os_users      (session)  OS users emrfs-alice, emrfs-bob, emrfs-yarn and their groups (root only);
                              os_users.run_as(user, argv, env) / python_as(user, code, env)
-"""
 
-import os
+A test that needs root calls helpers.osusers.require_root: without root it fails when CI=true and is
+skipped otherwise, and the summary at the end names every test skipped that way.
+"""
 
 import pytest
 
 from helpers.agent import AgentFactory
+from helpers.four_rules import FourRuleWorld
 from helpers.moto_server import MotoServer
-from helpers.osusers import OsUsers
+from helpers.osusers import NEEDS_ROOT, OsUsers, require_root
+from helpers.sts_proxy import StsProxy
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "moto(roles=None, enforce_iam=True, buckets=()): how the `moto` fixture builds its world"
     )
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Tests skipped for want of root are listed by name, whatever -r says: a quiet skip reads as a pass."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if NEEDS_ROOT in str(r.longrepr)]
+    if not skipped:
+        return
+    terminalreporter.section(f"{len(skipped)} test(s) NOT RUN: they need root", sep="!", red=True, bold=True)
+    for report in skipped:
+        terminalreporter.line(f"{report.nodeid}: {report.longrepr[2]}", red=True)
 
 
 @pytest.fixture(scope="session")
@@ -50,10 +68,28 @@ def agent_factory(moto, tmp_path_factory):
     factory.stop_all()
 
 
+@pytest.fixture
+def sts_proxy_factory(moto):
+    proxies = []
+
+    def make(**kw):
+        p = StsProxy(moto.endpoint, **kw)
+        proxies.append(p)
+        return p
+
+    yield make
+    for p in proxies:
+        p.stop()
+
+
+@pytest.fixture
+def four_rule_world(moto, agent_factory, sts_proxy_factory):
+    return FourRuleWorld(moto, agent_factory, sts_proxy_factory)
+
+
 @pytest.fixture(scope="session")
 def os_users():
-    if os.geteuid() != 0:
-        pytest.skip("creating OS users needs root (CI runs as root)")
+    require_root("creating OS users (useradd) and running clients as them")
     users = OsUsers()
     yield users
     users.cleanup()

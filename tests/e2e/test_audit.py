@@ -16,13 +16,12 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 
 import pytest
 import requests
 
-from helpers.net import wait_http_ok
-from helpers.sts_proxy import StsProxy
+from helpers.net import wait_http_ok, wait_until
+from helpers.osusers import require_root
 
 # SPEC §7: every credentials record has exactly these keys, null where absent.
 CREDENTIAL_FIELDS = {
@@ -80,46 +79,9 @@ def secrets_of(bodies):
     return out
 
 
-@pytest.fixture
-def proxy_factory(moto):
-    proxies = []
-
-    def make(**kw):
-        p = StsProxy(moto.endpoint, **kw)
-        proxies.append(p)
-        return p
-
-    yield make
-    for p in proxies:
-        p.stop()
-
-
-def test_2000_mixed_requests_from_50_clients_have_one_record_each(moto, agent_factory, proxy_factory):
-    analytics, engineering, untrusted = moto.role("analytics"), moto.role("engineering"), moto.role("untrusted")
-    proxy = proxy_factory(unavailable={engineering["arn"]})
-    agent = agent_factory(
-        mappings=[
-            {"name": "no-secrets", "effect": "deny", "prefixes": ["s3://secret-bucket/"]},
-            {"name": "analytics", "role": analytics["arn"], "prefixes": [f"s3://{analytics['bucket']}/"]},
-            {"name": "untrusted", "role": untrusted["arn"], "prefixes": [f"s3://{untrusted['bucket']}/"]},
-            {"name": "sts-down", "role": engineering["arn"], "prefixes": [f"s3://{engineering['bucket']}/"]},
-        ],
-        config={
-            "sts": {"endpoint_url": proxy.endpoint, "call_timeout": "300ms", "max_calls_per_second": 1000},
-            "fallback": {"mode": "deny"},
-        },
-        env={"RUST_LOG": "debug"},  # the secrets scan below covers everything the agent logs
-    )
-    kinds = {
-        "allow": (dict(params={"location": f"s3://{analytics['bucket']}/part-{{i}}"}), 200, None),
-        "deny-rule": (dict(params={"location": "s3://secret-bucket/k"}), 403, "AccessDenied"),
-        "no-rule": (dict(params={"location": "s3://nobody-bucket/k"}), 403, "AccessDenied"),
-        "sts-denied": (dict(params={"location": f"s3://{untrusted['bucket']}/k"}), 403, "AccessDenied"),
-        "bad-token": (dict(headers={"Authorization": "wrong"}), 401, "Unauthorized"),
-        "bad-param": (dict(params={"bogus": "1"}), 400, "InvalidRequest"),
-        "impersonation": (dict(params={"user": "someone-else"}), 403, "ImpersonationDenied"),
-        "sts-down": (dict(params={"location": f"s3://{engineering['bucket']}/k"}), 503, "CredentialsUnavailable"),
-    }
+def test_2000_mixed_requests_from_50_clients_have_one_record_each(moto, four_rule_world):
+    world, agent = four_rule_world, four_rule_world.agent
+    analytics, engineering, untrusted = world.analytics, world.engineering, world.untrusted
     plan = (["allow"] * 1100 + ["deny-rule"] * 200 + ["no-rule"] * 100 + ["sts-denied"] * 150
             + ["bad-token"] * 150 + ["bad-param"] * 150 + ["impersonation"] * 110 + ["sts-down"] * 40)
     assert len(plan) == 2000
@@ -128,11 +90,9 @@ def test_2000_mixed_requests_from_50_clients_have_one_record_each(moto, agent_fa
 
     def send(item):
         i, kind = item
-        kw, _, _ = kinds[kind]
         if not hasattr(local, "session"):
             local.session = requests.Session()
-        params = {k: v.format(i=i) for k, v in kw.get("params", {}).items()}
-        headers = {"Authorization": agent.token, **kw.get("headers", {})}
+        params, headers = world.request(kind, i)
         r = local.session.get(agent.credentials_url, params=params, headers=headers, timeout=60)
         return kind, r.status_code, r.headers.get("X-Request-Id"), r.json()
 
@@ -143,8 +103,7 @@ def test_2000_mixed_requests_from_50_clients_have_one_record_each(moto, agent_fa
 
     # Each kind got its expected answer.
     for kind, status, _, body in answers:
-        _, want_status, want_code = kinds[kind]
-        assert (status, body.get("code")) == (want_status, want_code), (kind, body)
+        assert (status, body.get("code")) == world.expected(kind), (kind, body)
 
     records = agent.audit_records()
     recorded = by_request_id(records)
@@ -169,6 +128,10 @@ def test_2000_mixed_requests_from_50_clients_have_one_record_each(moto, agent_fa
     # A guessed token still names its caller.
     assert sample["bad-token"]["caller_uid"] == os.geteuid() and sample["bad-token"]["outcome"] == "deny"
     assert sample["bad-param"]["outcome"] == "error" and sample["bad-param"]["location"] is None
+    # Each decision names its rule, by position (from 0) and by name.
+    decided_by = {"deny-rule": (0, "no-secrets"), "allow": (1, "analytics"), "sts-denied": (2, "untrusted"),
+                  "sts-down": (3, "sts-down")}
+    assert {kind: (sample[kind]["rule_index"], sample[kind]["rule_name"]) for kind in decided_by} == decided_by
     allow = sample["allow"]
     assert allow["caller_uid"] == os.geteuid() and allow["role_arn"] == analytics["arn"]
     assert allow["session_name"] and allow["location"].startswith(f"s3://{analytics['bucket']}/part-")
@@ -177,6 +140,9 @@ def test_2000_mixed_requests_from_50_clients_have_one_record_each(moto, agent_fa
     # One STS call per session: the analytics session was fetched once, the rest came from the cache.
     sources = [by_request_id(records)[rid]["source"] for k, _, rid, _ in answers if k == "allow"]
     assert sources.count("sts") == 1 and sources.count("cache") == 1099
+    # As STS saw it: one AssumeRole for the allowed role, one for the refused role (its 150
+    # requests shared that call or its cached refusal).
+    assert world.proxy.calls[analytics["arn"]] == 1 and world.proxy.calls[untrusted["arn"]] == 1
 
     # No secret in the log, stderr or /metrics.
     handed = secrets_of(body for _, status, _, body in answers if status == 200)
@@ -189,8 +155,7 @@ def test_2000_mixed_requests_from_50_clients_have_one_record_each(moto, agent_fa
 def test_full_device_fails_closed_and_recovers_without_restart(moto, agent_factory, tmp_path):
     """Sync mode, the audit log on a 1 MiB tmpfs: while it is full no credentials leave (503
     AuditUnavailable, /readyz 503); with room again it serves, same process."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    require_root("mounting a tmpfs for the audit log")
     analytics = moto.role("analytics")
     mount = tmp_path / "full"
     mount.mkdir()
@@ -339,9 +304,7 @@ def test_sigterm_under_200_concurrent_clients_loses_no_record(moto, agent_factor
     for t in threads:
         t.start()
     go.set()
-    deadline = time.monotonic() + 60
-    while len(received) < 400 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(received) >= 400, 60, "400 answers before the signal")
     with lock:
         at_signal = len(received)
     agent.send_signal(signal.SIGTERM)
@@ -378,19 +341,25 @@ def test_rename_and_sighup_moves_new_records_to_a_new_file_and_loses_none(moto, 
             with lock:
                 received.append((r.headers["X-Request-Id"], r.status_code))
 
+    def answers_after(n):
+        """Waits until the clients got `n` more answers: load keeps arriving through each step."""
+        with lock:
+            want = len(received) + n
+        wait_until(lambda: len(received) >= want, 30, f"{n} more answers")
+
     threads = [threading.Thread(target=client, daemon=True) for _ in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    answers_after(20)
     os.rename(agent.audit_path, rotated)  # what logrotate does first
     # Until SIGHUP the renamed file keeps receiving records.
     before_hup = agent.credentials().headers["X-Request-Id"]
-    time.sleep(0.3)
+    answers_after(20)
     agent.send_signal(signal.SIGHUP)
-    wait_for(lambda: os.path.exists(agent.audit_path) and any(
-        r["event"] == "config_loaded" for r in read_lines(agent.audit_path)))
+    wait_until(lambda: os.path.exists(agent.audit_path) and any(
+        r["event"] == "config_loaded" for r in read_lines(agent.audit_path)), 30, "config_loaded in the new file")
     after_hup = agent.credentials().headers["X-Request-Id"]
-    time.sleep(0.5)
+    answers_after(20)
     stop.set()
     for t in threads:
         t.join(30)
@@ -445,15 +414,22 @@ def test_logrotate_with_the_shipped_rule_under_load_loses_no_record(moto, agent_
             with lock:
                 received.append((r.headers["X-Request-Id"], r.status_code))
 
+    def answers_after(n):
+        """Waits until the clients got `n` more answers: load keeps arriving through each step."""
+        with lock:
+            want = len(received) + n
+        wait_until(lambda: len(received) >= want, 30, f"{n} more answers")
+
     threads = [threading.Thread(target=client, daemon=True) for _ in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    answers_after(30)
     r = subprocess.run([logrotate, "--force", "-s", str(tmp_path / "state"), str(conf)],
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 0, r.stderr
-    wait_for(lambda: any(x["event"] == "config_loaded" for x in read_lines(logs / "audit.log")))
-    time.sleep(0.5)
+    wait_until(lambda: any(x["event"] == "config_loaded" for x in read_lines(logs / "audit.log")), 30,
+               "config_loaded in the new file")
+    answers_after(30)
     stop.set()
     for t in threads:
         t.join(30)
@@ -471,18 +447,9 @@ def test_logrotate_with_the_shipped_rule_under_load_loses_no_record(moto, agent_
         assert everything[rid]["status"] == status == 200
 
 
-def wait_for(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
-def test_a_client_that_hangs_up_still_gets_its_request_recorded(moto, agent_factory, proxy_factory):
+def test_a_client_that_hangs_up_still_gets_its_request_recorded(moto, agent_factory, sts_proxy_factory):
     analytics = moto.role("analytics")
-    proxy = proxy_factory(delay={analytics["arn"]: 1.5})
+    proxy = sts_proxy_factory(delay={analytics["arn"]: 1.5})
     agent = agent_factory(
         mappings=[{"name": "slow", "role": analytics["arn"]}],
         config={"sts": {"endpoint_url": proxy.endpoint}},
@@ -492,9 +459,11 @@ def test_a_client_that_hangs_up_still_gets_its_request_recorded(moto, agent_fact
             f"GET /v1/credentials?location=s3://hangup/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Authorization: {agent.token}\r\n\r\n".encode()
         )
-        time.sleep(0.3)
-    wait_for(lambda: any(r["event"] == "sts_assume_role" for r in agent.audit_records()), timeout=15)
-    wait_for(lambda: [r for r in credential_records(agent.audit_records()) if r["location"] == "s3://hangup/x"])
+        # Hang up while the agent is working on it: its STS call has reached the proxy, which holds it.
+        wait_until(lambda: proxy.calls[analytics["arn"]] >= 1, 15, "the STS call")
+    wait_until(lambda: any(r["event"] == "sts_assume_role" for r in agent.audit_records()), 15, "the STS call's record")
+    wait_until(lambda: [r for r in credential_records(agent.audit_records()) if r["location"] == "s3://hangup/x"],
+               30, "the credentials record")
     (record,) = [r for r in credential_records(agent.audit_records()) if r["location"] == "s3://hangup/x"]
     check_credentials_record(record)
     assert record["status"] == 200 and record["source"] == "sts"
@@ -515,10 +484,10 @@ def test_lifecycle_records(moto, agent_factory):
     assert denied.status_code == 403
     # A valid reload, then an invalid one (the old config keeps serving).
     agent.send_signal(signal.SIGHUP)
-    wait_for(lambda: [r["event"] for r in agent.audit_records()].count("config_loaded") == 2)
+    wait_until(lambda: [r["event"] for r in agent.audit_records()].count("config_loaded") == 2, 30, "the reload")
     agent.write_config({**agent.config, "server": {**agent.config["server"], "not_a_key": 1}})
     agent.send_signal(signal.SIGHUP)
-    wait_for(lambda: any(r["event"] == "config_rejected" for r in agent.audit_records()))
+    wait_until(lambda: any(r["event"] == "config_rejected" for r in agent.audit_records()), 30, "the rejection")
     assert agent.credentials(location=f"s3://{analytics['bucket']}/y").status_code == 200
     assert agent.stop() == 0
 

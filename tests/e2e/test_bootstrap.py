@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from helpers.agent import agent_binary
+from helpers.net import wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INSTALL = os.path.join(REPO, "bootstrap", "install.sh")
@@ -209,15 +210,6 @@ def node(tmp_path):
     n.stop_waiters()
 
 
-def wait_for(predicate, timeout=20, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 # ---- install --------------------------------------------------------------------------------
 
 
@@ -225,7 +217,7 @@ def test_second_run_changes_nothing(node):
     node.install("--mappings-refresh", "10min")
     first = node.files()
     first_dirs = node.dirs()
-    time.sleep(1.1)  # a rewrite would show in mtimes too
+    time.sleep(1.1)  # the scenario: time passes, so that a rewrite would show in mtimes too
     mtimes = {p: os.stat(node.root / p).st_mtime for p in first}
     node.install("--mappings-refresh", "10min")
     assert node.files() == first
@@ -492,11 +484,11 @@ def assert_wired(node, port=9944):
 
 def test_waiter_wires_clients_when_their_files_appear(node):
     node.install()
-    wait_for(lambda: node.waiters(), 10, "the waiter to start")
-    time.sleep(0.5)  # the waiter keeps polling while nothing is there
+    wait_until(lambda: node.waiters(), 10, "the waiter to start")
+    time.sleep(0.5)  # the scenario: time passes with nothing there, and the waiter keeps polling
     assert node.waiters(), node.waiter_log()
     write_client_files(node)
-    wait_for(lambda: not node.waiters(), 20, "the waiter to finish")
+    wait_until(lambda: not node.waiters(), 20, "the waiter to finish")
     assert "all clients wired" in node.waiter_log(), node.waiter_log()
     assert_wired(node)
     head = node.path(CLIENT_FILES["core-site"]).read_text().splitlines()[:3]
@@ -505,14 +497,14 @@ def test_waiter_wires_clients_when_their_files_appear(node):
     # Idempotent: another bootstrap run (and its waiter) leaves the wired files as they are.
     before = node.files()
     node.install()
-    wait_for(lambda: not node.waiters(), 20, "the second waiter to finish")
+    wait_until(lambda: not node.waiters(), 20, "the second waiter to finish")
     assert node.files() == before
 
 
 def test_waiter_with_another_port(node):
     node.install("--port", "9955")
     write_client_files(node)
-    wait_for(lambda: "all clients wired" in node.waiter_log(), 20, "the wiring")
+    wait_until(lambda: "all clients wired" in node.waiter_log(), 20, "the wiring")
     assert_wired(node, port=9955)
     spark = spark_props(node.path(CLIENT_FILES["spark-defaults"]))
     assert spark["spark.executorEnv.AWS_CONTAINER_CREDENTIALS_FULL_URI"] == ["http://127.0.0.1:9955/v1/credentials"]
@@ -520,11 +512,11 @@ def test_waiter_with_another_port(node):
 
 def test_only_one_waiter_at_a_time(node):
     node.install()
-    wait_for(lambda: len(node.waiters()) == 1, 10, "one waiter")
+    wait_until(lambda: len(node.waiters()) == 1, 10, "one waiter")
     first = node.waiters()
     node.install()
-    wait_for(lambda: "another waiter is already running" in node.waiter_log(), 20, "the second waiter to give way")
-    wait_for(lambda: node.waiters() == first, 20, "only the first waiter to remain")
+    wait_until(lambda: "another waiter is already running" in node.waiter_log(), 20, "the second waiter to give way")
+    wait_until(lambda: node.waiters() == first, 20, "only the first waiter to remain")
 
 
 def test_without_the_provider_jar_hadoop_is_left_alone(tmp_path):
@@ -533,7 +525,7 @@ def test_without_the_provider_jar_hadoop_is_left_alone(tmp_path):
         r = n.install()
         assert "no emrfs-role-agent-provider.jar" in r.stderr
         write_client_files(n)
-        wait_for(lambda: "all clients wired" in n.waiter_log(), 20, "the wiring")
+        wait_until(lambda: "all clients wired" in n.waiter_log(), 20, "the wiring")
         assert n.path(CLIENT_FILES["core-site"]).read_text() == CORE_SITE
         assert n.path(CLIENT_FILES["emrfs-site"]).read_text() == EMRFS_SITE
         spark = spark_props(n.path(CLIENT_FILES["spark-defaults"]))
@@ -549,15 +541,15 @@ def test_waiter_on_emr_waits_for_node_provisioning(node):
     state.write_text(record % "PENDING")
     node.install()
     write_client_files(node)
-    wait_for(lambda: "changed" in node.waiter_log() and "emrfs-site" in node.waiter_log(), 20, "the first wiring")
+    wait_until(lambda: "changed" in node.waiter_log() and "emrfs-site" in node.waiter_log(), 20, "the first wiring")
     assert_wired(node)
     # EMR may still rewrite a file before provisioning ends: the waiter wires it again.
     node.path(CLIENT_FILES["core-site"]).write_text(CORE_SITE)
-    wait_for(lambda: xml_props(node.path(CLIENT_FILES["core-site"])).get("fs.s3a.aws.credentials.provider") == [PROVIDER],
-             20, "the rewiring")  # fmt: skip
+    core_site = node.path(CLIENT_FILES["core-site"])
+    wait_until(lambda: xml_props(core_site).get("fs.s3a.aws.credentials.provider") == [PROVIDER], 20, "the rewiring")
     assert node.waiters()
     state.write_text(record % "SUCCESSFUL")
-    wait_for(lambda: not node.waiters(), 20, "the waiter to finish")
+    wait_until(lambda: not node.waiters(), 20, "the waiter to finish")
     assert "node provisioned" in node.waiter_log()
     assert_wired(node)
 

@@ -5,6 +5,8 @@ here first, with a clear name.
 """
 
 import datetime
+import os
+import time
 import tomllib
 
 import boto3
@@ -13,6 +15,8 @@ import pytest
 import requests
 
 from helpers.agent import merge, to_toml
+from helpers.net import wait_until
+from helpers.osusers import NEEDS_ROOT, require_root
 
 OTHER_ACCOUNT = "222222222222"
 
@@ -179,3 +183,43 @@ def test_os_users_run_with_their_own_identity(os_users):
     r = os_users.python_as(alice, "import os, boto3, awscli; print(os.getuid())", check=True)
     assert r.stdout.strip() == str(alice.uid)
     assert os_users.run_as(alice, ["ls", "/root"]).returncode != 0
+
+
+@pytest.mark.parametrize("ci", ["true", "1"])
+def test_a_test_that_needs_root_fails_under_ci(monkeypatch, ci):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(pytest.fail.Exception, match="mounting things needs root"):
+        require_root("mounting things")
+
+
+@pytest.mark.parametrize("ci", [None, "", "false"])
+def test_a_test_that_needs_root_is_skipped_saying_so_elsewhere(monkeypatch, ci):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        require_root("mounting things")
+    assert str(skipped.value).startswith(NEEDS_ROOT) and "mounting things" in str(skipped.value)
+
+
+def test_root_runs_a_test_that_needs_root(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setenv("CI", "true")
+    assert require_root("mounting things") is None
+
+
+def test_wait_until_returns_what_the_predicate_returned_and_fails_at_its_deadline():
+    calls = []
+
+    def third_time():
+        calls.append(1)
+        return len(calls) >= 3 and {"records": len(calls)}
+
+    assert wait_until(third_time, 5, "three calls", interval=0.01) == {"records": 3}
+    started = time.monotonic()
+    with pytest.raises(AssertionError, match=r"timed out after 0.2s waiting for nothing \(last: \[\]\)"):
+        wait_until(lambda: [], 0.2, "nothing", interval=0.01)
+    assert time.monotonic() - started >= 0.2

@@ -20,11 +20,17 @@ except urllib.error.HTTPError as e:
 """
 
 
+# emrfs-yarn's own group (every OS user here has a primary group of its name). The rule for it
+# makes the proxy's groups visible: a request decided with them gets this rule and its role.
+PROXY_GROUP = "emrfs-yarn"
+
+
 def start(agent_factory, moto):
     return agent_factory(
         mappings=[
             {"name": "alice-user", "role": moto.role("analytics")["arn"], "users": ["emrfs-alice"]},
             {"name": "engineers", "role": moto.role("engineering")["arn"], "groups": ["emrfs-engineers"]},
+            {"name": "proxy-group", "role": moto.role("engineering")["arn"], "groups": [PROXY_GROUP]},
         ],
         config={"identity": {"trusted_proxy_users": ["emrfs-yarn"]}, "fallback": {"mode": "deny"}},
     )
@@ -50,10 +56,13 @@ def test_user_and_group_rules_pick_roles_for_real_os_users(moto, agent_factory, 
     assert (r.status_code, r.json()["code"]) == (403, "AccessDenied")
 
     records = [r for r in agent.audit_records() if r["event"] == "credentials"]
-    alice, bob = records[0], records[1]
+    alice, bob, root = records[0], records[1], records[-1]
     assert (alice["caller_uid"], alice["caller_user"], alice["user"]) == (os_users.alice.uid, "emrfs-alice", "emrfs-alice")
+    assert alice["rule_name"] == "alice-user" and sorted(alice["groups"]) == os_users.alice.groups
     assert (bob["caller_uid"], bob["user"], bob["rule_name"]) == (os_users.bob.uid, "emrfs-bob", "engineers")
     assert "emrfs-engineers" in bob["groups"] and not bob["asserted"]
+    assert sorted(bob["groups"]) == os_users.bob.groups
+    assert (root["caller_uid"], root["user"], root["rule_name"], root["outcome"]) == (0, "root", None, "deny")
 
 
 def test_user_parameter_needs_a_trusted_proxy(moto, agent_factory, os_users):
@@ -68,7 +77,11 @@ def test_user_parameter_needs_a_trusted_proxy(moto, agent_factory, os_users):
     assert as_alice["status"] == 200 and as_alice["body"]["RoleArn"] == moto.role("analytics")["arn"]
     as_bob = ask(os_users, agent, os_users.yarn, user="emrfs-bob")
     assert as_bob["body"]["RoleArn"] == moto.role("engineering")["arn"]
-    # An asserted user the OS does not know has no groups.
+    # The proxy asking for itself is decided by its own groups: the proxy-group rule.
+    as_yarn = ask(os_users, agent, os_users.yarn)
+    assert as_yarn["status"] == 200 and as_yarn["body"]["RoleArn"] == moto.role("engineering")["arn"]
+    # An asserted user the OS does not know has no groups: not the proxy's, so no proxy-group rule,
+    # and the fallback denies.
     unknown = ask(os_users, agent, os_users.yarn, user="no-such-user")
     assert unknown["status"] == 403 and unknown["body"]["code"] == "AccessDenied"
 
@@ -79,7 +92,18 @@ def test_user_parameter_needs_a_trusted_proxy(moto, agent_factory, os_users):
         ("emrfs-bob", "emrfs-alice", True, 403),
         ("emrfs-yarn", "emrfs-alice", True, 200),
         ("emrfs-yarn", "emrfs-bob", True, 200),
+        ("emrfs-yarn", "emrfs-yarn", False, 200),
         ("emrfs-yarn", "no-such-user", True, 403),
     ]
     assert records[2]["caller_uid"] == os_users.yarn.uid
     assert records[3]["groups"] == os_users.bob.groups or set(records[3]["groups"]) == set(os_users.bob.groups)
+    # An asserted user's groups are that user's alone, never joined with the proxy's.
+    assert sorted(records[2]["groups"]) == os_users.alice.groups and records[2]["rule_name"] == "alice-user"
+    assert PROXY_GROUP not in records[3]["groups"] and records[3]["rule_name"] == "engineers"
+    yarn = records[4]
+    assert PROXY_GROUP in yarn["groups"] and (yarn["rule_name"], yarn["role_arn"]) == (
+        "proxy-group", moto.role("engineering")["arn"])
+    unknown = records[5]
+    assert unknown["caller_uid"] == os_users.yarn.uid and unknown["groups"] == []
+    assert (unknown["rule_index"], unknown["rule_name"], unknown["role_arn"]) == (None, None, None)
+    assert (unknown["outcome"], unknown["error_code"]) == ("deny", "AccessDenied")

@@ -1,4 +1,4 @@
-"""Loopback ports and waiting for servers."""
+"""Loopback ports, and waiting for something to happen."""
 
 import socket
 import time
@@ -37,3 +37,20 @@ def tail(path, lines=40):
             return "".join(f.readlines()[-lines:])
     except OSError:
         return ""
+
+
+def wait_until(predicate, timeout=30, what=None, interval=0.05):
+    """Calls `predicate` until it returns something true, and returns that.
+
+    Fails the test (AssertionError naming `what` and the last value seen) once `timeout` seconds have
+    passed. This is how a test waits for an event it can observe (an audit record, a counter, a file):
+    it goes on as soon as the event happens, and the deadline only matters when it never does, so it
+    is generous for a busy machine."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or 'the condition'} (last: {last!r})")
+        time.sleep(interval)

@@ -10,6 +10,8 @@ import os
 import pwd
 import subprocess
 
+import pytest
+
 DEFAULT_SYSTEM_VENV = "/var/cache/emrfs-role-agent-test/venv-system"
 
 # name -> supplementary groups. Each user also gets a primary group of its own name.
@@ -18,6 +20,25 @@ USERS = {
     "emrfs-bob": ["emrfs-engineers", "emrfs-shared"],
     "emrfs-yarn": [],  # plays YARN's NodeManager: the trusted proxy user
 }
+
+
+# Starts the reason of every skip for want of root; conftest's summary lists those tests by name.
+NEEDS_ROOT = "NOT RUN, needs root:"
+
+
+def in_ci():
+    """True when $CI says so (CI=true, as CI services set it)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_root(what):
+    """Returns when running as root. Otherwise fails the test under CI (where a skip would let a
+    whole suite pass without running) and skips it, saying so, elsewhere."""
+    if os.geteuid() == 0:
+        return
+    if in_ci():
+        pytest.fail(f"{what} needs root, and CI must run every test: run the suite as root", pytrace=False)
+    pytest.skip(f"{NEEDS_ROOT} {what} (run as root; under CI=true this fails instead)")
 
 
 def system_venv():
