@@ -164,12 +164,14 @@ fn decide<S: Sts>(
     req: &Request<hyper::body::Incoming>,
     record: &mut CredentialRecord,
 ) -> Result<(CacheKey, Option<Scope>), Refusal> {
-    check_origin(conn, req)?;
     // Who is asking: the kernel says which uid, the system which user and groups. Looked up
-    // before anything else, so that even a refused request (a guessed token) names its caller.
-    let uid =
-        conn.uid().map_err(|e| Refusal::new(ErrorCode::Forbidden, format!("caller could not be identified: {e}")))?;
-    record.caller_uid = Some(uid);
+    // before anything else, so that every refusal (a bad Host, a guessed token) names its caller.
+    let uid = conn.uid();
+    if let Ok(uid) = uid {
+        record.caller_uid = Some(uid);
+    }
+    check_origin(conn, req)?;
+    let uid = uid.map_err(|e| Refusal::new(ErrorCode::Forbidden, format!("caller could not be identified: {e}")))?;
     // The group cache runs on its own monotonic clock; its TTL is not decision time.
     let instant = Instant::now();
     let caller = app
@@ -322,7 +324,8 @@ async fn finish<S: Sts>(
     response
 }
 
-/// Loopback peer, loopback `Host`, no forwarding headers.
+/// Loopback peer; exactly one `Host`, a loopback one; an absolute-form target names a loopback
+/// host too; no forwarding headers.
 fn check_origin(conn: &Conn, req: &Request<hyper::body::Incoming>) -> Result<(), Refusal> {
     if !conn.peer.ip().is_loopback() && !is_mapped_loopback(conn.peer.ip()) {
         return Err(Refusal::new(ErrorCode::Forbidden, "only loopback clients are served"));
@@ -331,9 +334,19 @@ fn check_origin(conn: &Conn, req: &Request<hyper::body::Incoming>) -> Result<(),
     if headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded") {
         return Err(Refusal::new(ErrorCode::Forbidden, "forwarded requests are refused"));
     }
-    let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let mut hosts = headers.get_all(HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(host), None) => host.to_str().unwrap_or(""),
+        (None, _) => return Err(Refusal::new(ErrorCode::Forbidden, "a Host header is required")),
+        (Some(_), Some(_)) => return Err(Refusal::new(ErrorCode::Forbidden, "exactly one Host header is allowed")),
+    };
     if !is_loopback_host(host) {
         return Err(Refusal::new(ErrorCode::Forbidden, "Host must be a loopback address or localhost"));
+    }
+    if let Some(authority) = req.uri().authority() {
+        if !is_loopback_host(authority.as_str()) {
+            return Err(Refusal::new(ErrorCode::Forbidden, "the request target must name a loopback host"));
+        }
     }
     Ok(())
 }
@@ -342,17 +355,26 @@ fn is_mapped_loopback(ip: IpAddr) -> bool {
     matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
 }
 
-/// `localhost`, `127.x.y.z`, `[::1]`, each with an optional port.
+/// `localhost`, `127.x.y.z` or `[::1]`, each with an optional numeric port; nothing else (no user
+/// info, no other name, no second colon).
 fn is_loopback_host(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((inside, port)) if port.is_empty() || port.starts_with(':') => inside,
-            _ => return false,
-        }
-    } else {
-        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((inside, "")) => (inside, None),
+            Some((inside, after)) => match after.strip_prefix(':') {
+                Some(port) => (inside, Some(port)),
+                None => return false,
+            },
+            None => return false,
+        },
+        None => match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
     };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok());
+    port_ok && (name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()))
 }
 
 /// The query string: only `location` and `user`, each at most once.

@@ -1,0 +1,65 @@
+//! A local tenant attacking the agent: requests crafted to slip past the origin checks, proxies asking
+//! for accounts they must never get. Each request is sent raw over TCP, exactly as written here, and each
+//! refusal must be audited under the sender's uid.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{StsPeer, TestAgent};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sends `head` (CRLF line ends added) on a new connection; the status and the JSON body.
+async fn raw(addr: SocketAddr, head: &str) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = head.lines().map(|l| format!("{l}\r\n")).collect::<String>() + "Connection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer[9..12].parse().unwrap();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_tricks_and_absolute_targets_are_refused_and_audited_under_the_senders_uid() {
+    let mut h = TestAgent::builder().sts(StsPeer::Unreachable).config("[fallback]\nmode = \"deny\"").start().await;
+    let auth = format!("Authorization: {}", h.token);
+    let path = "/v1/credentials?location=s3://bucket/key";
+    let attacks = [
+        format!("GET {path} HTTP/1.1\nHost: localhost:9944@evil.com\n{auth}"),
+        format!("GET {path} HTTP/1.1\nHost: localhost:evil\n{auth}"),
+        format!("GET {path} HTTP/1.1\nHost: localhost\nHost: evil.com\n{auth}"),
+        format!("GET {path} HTTP/1.1\nHost: evil.com\nHost: localhost\n{auth}"),
+        format!("GET http://evil.com{path} HTTP/1.1\nHost: localhost\n{auth}"),
+        format!("GET http://localhost@evil.com{path} HTTP/1.1\nHost: localhost\n{auth}"),
+        format!("GET {path} HTTP/1.1\nHost: [::1]x\n{auth}"),
+    ];
+    for attack in &attacks {
+        let (status, body) = raw(h.addr, attack).await;
+        assert_eq!((status, body["code"].as_str()), (403, Some("Forbidden")), "{attack}: {body}");
+    }
+    // What a client does is still served: one Host, loopback, an optional port; an absolute target
+    // naming a loopback host.
+    for fine in [
+        format!("GET {path} HTTP/1.1\nHost: localhost:9944\n{auth}"),
+        format!("GET {path} HTTP/1.1\nHost: 127.0.0.1\n{auth}"),
+        format!("GET http://127.0.0.1:9944{path} HTTP/1.1\nHost: 127.0.0.1:9944\n{auth}"),
+    ] {
+        let (status, body) = raw(h.addr, &fine).await;
+        // Decided by the rules (fallback "deny"), not refused at the door.
+        assert_eq!((status, body["code"].as_str()), (403, Some("AccessDenied")), "{fine}: {body}");
+    }
+    let me = nix::unistd::getuid().as_raw();
+    let records: Vec<Value> =
+        h.stop_and_read_audit().await.into_iter().filter(|r| r["event"] == "credentials").collect();
+    assert_eq!(records.len(), attacks.len() + 3);
+    for record in &records[..attacks.len()] {
+        assert_eq!(record["error_code"], "Forbidden", "{record}");
+        assert_eq!(record["caller_uid"], me, "a refused request names its caller: {record}");
+    }
+}
