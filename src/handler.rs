@@ -204,9 +204,21 @@ fn decide<S: Sts>(
                     format!("user {} may not ask for user {asserted}", caller.user),
                 ));
             }
-            app.directory.by_name(asserted, instant).map_err(|e| {
+            let identity = app.directory.by_name(asserted, instant).map_err(|e| {
                 Refusal::new(ErrorCode::CredentialsUnavailable, format!("looking up user {asserted}: {e}"))
-            })?
+            })?;
+            // Root and the system's own accounts are never anyone's to ask for, named or numbered.
+            let uid = identity.uid.or_else(|| asserted.strip_prefix("uid:").and_then(|n| n.parse().ok()));
+            if uid.is_some_and(|uid| uid < config.identity.min_asserted_uid) {
+                return Err(Refusal::new(
+                    ErrorCode::ImpersonationDenied,
+                    format!(
+                        "a proxy never acts for root or an account below uid {} (identity.min_asserted_uid)",
+                        config.identity.min_asserted_uid
+                    ),
+                ));
+            }
+            identity
         }
         _ => caller,
     };

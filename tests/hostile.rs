@@ -63,3 +63,30 @@ async fn host_tricks_and_absolute_targets_are_refused_and_audited_under_the_send
         assert_eq!(record["caller_uid"], me, "a refused request names its caller: {record}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_never_acts_for_root_or_a_system_account() {
+    let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("a passwd entry").name;
+    let mut h = TestAgent::builder()
+        .sts(StsPeer::Unreachable)
+        .config(&format!("[identity]\ntrusted_proxy_users = [\"{me}\"]\n[fallback]\nmode = \"deny\""))
+        .start()
+        .await;
+    let daemon = nix::unistd::User::from_uid(1.into()).unwrap().expect("uid 1 exists").name;
+    for (user, code) in [
+        (daemon.as_str(), "ImpersonationDenied"),
+        ("uid:0", "ImpersonationDenied"),
+        ("uid:999", "ImpersonationDenied"),
+        // Unknown users and accounts at or above min_asserted_uid are decided by the rules.
+        ("no-such-user-anywhere", "AccessDenied"),
+        ("uid:1000", "AccessDenied"),
+        ("nobody", "AccessDenied"),
+    ] {
+        let answer = h.get(&format!("user={user}")).await;
+        assert_eq!((answer.status, answer.body["code"].as_str()), (403, Some(code)), "user={user}: {}", answer.body);
+    }
+    let records = h.stop_and_read_audit().await;
+    let denied: Vec<_> = records.iter().filter(|r| r["error_code"] == "ImpersonationDenied").collect();
+    assert_eq!(denied.len(), 3);
+    assert!(denied.iter().all(|r| r["asserted"] == true && r["rule_name"].is_null()), "{denied:?}");
+}

@@ -72,13 +72,19 @@ impl Default for ServerConfig {
 pub struct IdentityConfig {
     /// OS users allowed to act for another user; default none.
     pub trusted_proxy_users: Vec<String>,
+    /// A proxy never acts for root or a known account below this uid; default 1000.
+    pub min_asserted_uid: u32,
     /// Default 5m.
     pub group_cache_ttl: Duration,
 }
 
 impl Default for IdentityConfig {
     fn default() -> Self {
-        IdentityConfig { trusted_proxy_users: vec![], group_cache_ttl: Duration::from_secs(300) }
+        IdentityConfig {
+            trusted_proxy_users: vec![],
+            min_asserted_uid: 1000,
+            group_cache_ttl: Duration::from_secs(300),
+        }
     }
 }
 
@@ -305,6 +311,7 @@ mod tests {
         assert_eq!(c.server.header_read_timeout, Duration::from_secs(5));
         assert_eq!(c.server.request_timeout, Duration::from_secs(10));
         assert!(c.identity.trusted_proxy_users.is_empty());
+        assert_eq!(c.identity.min_asserted_uid, 1000);
         assert_eq!(c.identity.group_cache_ttl, Duration::from_secs(5 * 60));
         assert_eq!((c.sts.region.as_deref(), c.sts.endpoint_url.as_deref()), (None, None));
         assert_eq!(c.sts.session_duration, Duration::from_secs(3600));

@@ -46,6 +46,7 @@ pub(super) struct RawServer {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawIdentity {
     pub(super) trusted_proxy_users: Option<Vec<S<String>>>,
+    pub(super) min_asserted_uid: Option<S<i64>>,
     pub(super) group_cache_ttl: Option<S<String>>,
 }
 

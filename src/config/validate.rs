@@ -147,6 +147,12 @@ fn identity(ctx: &Ctx<'_>, ri: &RawIdentity) -> Result<IdentityConfig, ConfigErr
     }
     Ok(IdentityConfig {
         trusted_proxy_users,
+        min_asserted_uid: ctx.int(
+            &ri.min_asserted_uid,
+            "identity.min_asserted_uid",
+            d.min_asserted_uid.into(),
+            1..i64::from(u32::MAX) + 1,
+        )? as u32,
         group_cache_ttl: ctx.duration(&ri.group_cache_ttl, "identity.group_cache_ttl", d.group_cache_ttl)?,
     })
 }
