@@ -63,6 +63,8 @@ pub struct CredentialRecord {
     pub source: Option<&'static str>,
     pub sts_request_id: Option<String>,
     pub error_code: Option<ErrorCode>,
+    /// The fields whose value from the request was cut to its cap (e.g. `["user"]`).
+    pub truncated: Option<Vec<&'static str>>,
     pub latency_us: u64,
 }
 

@@ -186,6 +186,12 @@ fn decide<S: Sts>(
         return Err(Refusal::new(ErrorCode::MethodNotAllowed, "use GET"));
     }
     let query = Query::parse(req.uri().query().unwrap_or(""))?;
+    if let Some(user) = query.user.as_deref().filter(|u| u.len() > MAX_USER_BYTES) {
+        // What the audit log keeps of a value from the request is bounded, and says so.
+        record.user = Some(truncate(user, MAX_USER_BYTES).to_owned());
+        record.truncated = Some(vec!["user"]);
+        return Err(Refusal::new(ErrorCode::InvalidRequest, format!("user is longer than {MAX_USER_BYTES} bytes")));
+    }
     let location = match &query.location {
         None => None,
         Some(raw) => {
@@ -404,7 +410,7 @@ impl Query {
             let slot = match &*name {
                 "location" => &mut query.location,
                 "user" => &mut query.user,
-                other => return Err(bad(format!("unknown parameter {:?}", truncate(other)))),
+                other => return Err(bad(format!("unknown parameter {:?}", truncate(other, 64)))),
             };
             if slot.replace(value.into_owned()).is_some() {
                 return Err(bad(format!("parameter {name} given twice")));
@@ -424,8 +430,16 @@ pub fn parse_query(raw: &str) -> Result<(Option<String>, Option<String>), String
     Query::parse(raw).map(|q| (q.location, q.user)).map_err(|r| r.message)
 }
 
-fn truncate(s: &str) -> &str {
-    s.char_indices().nth(64).map_or(s, |(i, _)| &s[..i])
+/// The longest `user=` accepted (user names are far shorter: 32 bytes on Linux).
+const MAX_USER_BYTES: usize = 256;
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// The session's answer with `"Scope"` added when the request had one (the rendered answer is

@@ -90,3 +90,23 @@ async fn a_proxy_never_acts_for_root_or_a_system_account() {
     assert_eq!(denied.len(), 3);
     assert!(denied.iter().all(|r| r["asserted"] == true && r["rule_name"].is_null()), "{denied:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_user_value_is_refused_and_audited_capped() {
+    let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("a passwd entry").name;
+    let mut h = TestAgent::builder()
+        .sts(StsPeer::Unreachable)
+        .config(&format!("[identity]\ntrusted_proxy_users = [\"{me}\"]"))
+        .start()
+        .await;
+    let huge = "x".repeat(15_000);
+    let answer = h.get(&format!("user={huge}")).await;
+    assert_eq!((answer.status, answer.body["code"].as_str()), (400, Some("InvalidRequest")), "{}", answer.body);
+    let path = h.dir.path().join("audit.log");
+    let records = h.stop_and_read_audit().await;
+    let record = records.iter().find(|r| r["event"] == "credentials").unwrap();
+    assert_eq!(record["user"].as_str().unwrap().len(), 256);
+    assert_eq!(record["truncated"], serde_json::json!(["user"]));
+    let longest = std::fs::read_to_string(path).unwrap().lines().map(str::len).max().unwrap();
+    assert!(longest < 2048, "an audit line of {longest} bytes");
+}

@@ -27,7 +27,7 @@ from helpers.osusers import require_root
 CREDENTIAL_FIELDS = {
     "v", "time", "event", "request_id", "outcome", "status", "caller_uid", "caller_user", "user", "asserted",
     "groups", "location", "rule_index", "rule_name", "effect", "role_arn", "session_name", "source_identity",
-    "access_key_id", "expiration", "source", "sts_request_id", "error_code", "latency_us",
+    "access_key_id", "expiration", "source", "sts_request_id", "error_code", "truncated", "latency_us",
 }
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 EXPIRATION = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
