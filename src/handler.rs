@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -18,7 +18,7 @@ use http_body_util::Full;
 
 use crate::audit::{AuditLog, CredentialRecord, Event};
 use crate::cache::{CacheError, CacheKey, Served, SessionCache, Source};
-use crate::caller::{self, Directory};
+use crate::caller::Directory;
 use crate::clock::Clock;
 use crate::config::{Config, FallbackMode};
 use crate::decision::{self, Verdict};
@@ -82,21 +82,22 @@ impl<S: Sts> App<S> {
     }
 }
 
-/// A client connection: its addresses, and its owner's uid once asked for.
+/// A client connection: its addresses, and its owner's uid as the kernel said when it was accepted
+/// (or why it could not say).
 pub struct Conn {
     pub local: SocketAddr,
     pub peer: SocketAddr,
-    uid: OnceLock<Result<u32, String>>,
+    uid: Result<u32, String>,
 }
 
 impl Conn {
-    pub fn new(local: SocketAddr, peer: SocketAddr) -> Conn {
-        Conn { local, peer, uid: OnceLock::new() }
+    pub fn new(local: SocketAddr, peer: SocketAddr, uid: std::io::Result<u32>) -> Conn {
+        Conn { local, peer, uid: uid.map_err(|e| e.to_string()) }
     }
 
-    /// The uid owning the client's socket, asked of the kernel once per connection.
-    fn uid(&self) -> Result<u32, String> {
-        self.uid.get_or_init(|| caller::peer_uid(self.local, self.peer).map_err(|e| e.to_string())).clone()
+    /// The uid owning the client's socket.
+    pub fn uid(&self) -> Result<u32, &str> {
+        self.uid.as_ref().copied().map_err(String::as_str)
     }
 }
 

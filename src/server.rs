@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_io_timeout::TimeoutStream;
 
+use crate::caller;
 use crate::handler::{self, App, Conn};
 use crate::sts::Sts;
 
@@ -124,7 +125,10 @@ async fn accept_loop<S: Sts>(
         };
         let Ok(local) = stream.local_addr() else { continue };
         let _ = stream.set_nodelay(true);
-        let handler = Handler { shared: shared.clone(), conn: Arc::new(Conn::new(local, peer)), _permit: permit };
+        // Who owns the other end, asked now: the answer is checked against this very socket, so a
+        // connection reset before it cannot lend its address pair to someone else's.
+        let uid = caller::connection_owner(&stream, local, peer);
+        let handler = Handler { shared: shared.clone(), conn: Arc::new(Conn::new(local, peer, uid)), _permit: permit };
         handler.spawn(stream, &graceful);
     }
 }

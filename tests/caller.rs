@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use emrfs_role_agent::caller::{peer_uid, Directory, Identity};
+use emrfs_role_agent::caller::{connection_owner, peer_uid, Directory, Identity};
 use nix::unistd::{geteuid, Uid, User};
 
 const NOBODY: u32 = 65534;
@@ -174,6 +174,51 @@ fn ipv4_client_running_as_another_user_is_that_user() {
 #[test]
 fn ipv6_client_running_as_another_user_is_that_user() {
     other_user_client("[::1]:0");
+}
+
+/// Binds the given local port (reusing it), connects to the given address and holds the connection.
+const CONNECT_FROM_PORT: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[3])))
+s.connect((sys.argv[1], int(sys.argv[2])))
+print("connected", flush=True)
+sys.stdin.readline()
+"#;
+
+/// The reset-and-reuse attack on attribution: a connection is reset before the agent asks who owns it,
+/// and another user's new connection takes over the same address pair. The kernel's answer for the pair
+/// is then the newcomer's uid — [`connection_owner`] must refuse it for the old connection, and give
+/// it for the new one.
+#[test]
+fn a_reset_connection_cannot_lend_its_address_pair_to_another_user() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap();
+    // The attacker (this process) connects from a port of its choosing, then resets.
+    let attacker = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    attacker.set_reuse_address(true).unwrap();
+    attacker.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    attacker.connect(&target.into()).unwrap();
+    let port = attacker.local_addr().unwrap().as_socket().unwrap().port();
+    let (old, peer) = listener.accept().unwrap();
+    let local = old.local_addr().unwrap();
+    assert_eq!(connection_owner(&old, local, peer).unwrap(), euid(), "a live connection is its owner's");
+    attacker.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(attacker);
+    // The victim connects from the same port: same address pair, a new connection.
+    let mut victim =
+        Client::spawn(CONNECT_FROM_PORT, &[target.ip().to_string(), target.port().to_string(), port.to_string()]);
+    assert_eq!(victim.line(), "connected");
+    // What the kernel says about the pair now: the victim. This is what a lookup alone would believe.
+    assert_eq!(peer_uid(local, peer).unwrap(), NOBODY);
+    let err = connection_owner(&old, local, peer).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted, "{err}");
+    // The victim's own connection is the victim's.
+    let (new, new_peer) = listener.accept().unwrap();
+    assert_eq!(new_peer, peer);
+    assert_eq!(connection_owner(&new, local, new_peer).unwrap(), NOBODY);
+    victim.say("done");
 }
 
 /// 2,000 idle loopback connections, both ends held by `nobody`; prints each accepted end as

@@ -8,6 +8,12 @@
 //!
 //! A uid is reported only for a real socket. A client that already closed leaves a time-wait
 //! mini-socket that the kernel reports with uid 0; that is an error here, never "root".
+//!
+//! [`connection_owner`] is what the server asks: the client's uid, and then whether *our* end of the
+//! connection is still the established socket we accepted. A connection reset before the lookup frees
+//! its address pair, and a new connection (anyone's) may take it over; the kernel would then answer for
+//! the newcomer. While our end is established the pair cannot be reused, so a lookup followed by that
+//! check names the owner of this very connection, or nobody.
 
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -16,11 +22,13 @@ use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 
 use netlink_packet_core::{NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use netlink_packet_sock_diag::constants::{
-    AF_INET, AF_INET6, IPPROTO_TCP, TCP_CLOSE, TCP_LISTEN, TCP_SYN_RECV, TCP_TIME_WAIT,
+    AF_INET, AF_INET6, IPPROTO_TCP, TCP_CLOSE, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_RECV, TCP_TIME_WAIT,
 };
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags, Timer};
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr as NetlinkAddr};
+use nix::sys::stat::fstat;
+use std::os::fd::AsFd;
 
 /// `INET_DIAG_NOCOOKIE`: "any socket with this 4-tuple". A zero cookie would only match a socket
 /// whose cookie is zero, and the kernel answers `ESTALE`.
@@ -48,7 +56,27 @@ static SHARED_SOCKET: OnceLock<Mutex<Option<Socket>>> = OnceLock::new();
 /// when only a closed client's kernel remnant is left (it has no owner); other kinds for netlink
 /// failures. Blocking but bounded: the kernel answers synchronously, so this never waits on I/O.
 pub fn peer_uid(local: SocketAddr, peer: SocketAddr) -> io::Result<u32> {
-    let query = Query::new(local, peer);
+    ask(&Query::new(End::Client, local, peer)).map(|found| found.uid)
+}
+
+/// The uid owning the client end of `stream`, an accepted connection from `peer` to `local`, checked
+/// to belong to this connection: after the lookup, our end must still be the socket of `stream`,
+/// established (or half-closed by the client). Otherwise [`io::ErrorKind::ConnectionAborted`].
+pub fn connection_owner(stream: &impl AsFd, local: SocketAddr, peer: SocketAddr) -> io::Result<u32> {
+    let uid = peer_uid(local, peer)?;
+    let ours = fstat(stream.as_fd()).map_err(|e| with_context(io::Error::from(e), "fstat of the connection"))?;
+    let server = ask(&Query::new(End::Server, local, peer))?;
+    if u64::from(server.inode) != ours.st_ino {
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            format!("tcp {peer} -> {local} was reset and its addresses taken over by another connection"),
+        ));
+    }
+    Ok(uid)
+}
+
+/// Sends `query` on the shared netlink socket (or a private one when it is busy).
+fn ask(query: &Query) -> io::Result<Found> {
     let shared = SHARED_SOCKET.get_or_init(|| Mutex::new(None));
     let mut guard: MutexGuard<'_, Option<Socket>> = match shared.try_lock() {
         Ok(guard) => guard,
@@ -76,24 +104,45 @@ fn open_socket() -> io::Result<Socket> {
     Ok(socket)
 }
 
-/// One exact-match request for the client end of a connection.
+/// Which end of a connection a query asks about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// The client's socket: its owner is the caller.
+    Client,
+    /// Our own, accepted socket.
+    Server,
+}
+
+/// What the kernel said about the socket asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Found {
+    uid: u32,
+    inode: u32,
+}
+
+/// One exact-match request for one end of a connection.
 struct Query {
+    end: End,
     local: SocketAddr,
     peer: SocketAddr,
     request: InetRequest,
 }
 
 impl Query {
-    fn new(local: SocketAddr, peer: SocketAddr) -> Query {
-        // The client's socket: its source is the peer, its destination is our local address.
-        let (family, source, destination) = match (local.ip(), peer.ip()) {
-            (IpAddr::V4(l), IpAddr::V4(p)) => (AF_INET, IpAddr::V4(p), IpAddr::V4(l)),
+    fn new(end: End, local: SocketAddr, peer: SocketAddr) -> Query {
+        // The client's socket goes from the peer to our local address; ours the other way.
+        let (from, to) = match end {
+            End::Client => (peer, local),
+            End::Server => (local, peer),
+        };
+        let (family, source, destination) = match (from.ip(), to.ip()) {
+            (IpAddr::V4(f), IpAddr::V4(t)) => (AF_INET, IpAddr::V4(f), IpAddr::V4(t)),
             // The kernel looks up v4-mapped pairs in the IPv4 table itself; give it both as v6.
-            (l, p) => (AF_INET6, IpAddr::V6(as_v6(p)), IpAddr::V6(as_v6(l))),
+            (f, t) => (AF_INET6, IpAddr::V6(as_v6(f)), IpAddr::V6(as_v6(t))),
         };
         let socket_id = SocketId {
-            source_port: peer.port(),
-            destination_port: local.port(),
+            source_port: from.port(),
+            destination_port: to.port(),
             source_address: source,
             destination_address: destination,
             interface_id: 0,
@@ -106,12 +155,12 @@ impl Query {
             states: StateFlags::all(),
             socket_id,
         };
-        Query { local, peer, request }
+        Query { end, local, peer, request }
     }
 
     /// Sends the request and reads the answer. The flag says whether the socket is still in a
     /// known state (the kernel answered) and may be reused.
-    fn run(&self, socket: &Socket) -> (io::Result<u32>, bool) {
+    fn run(&self, socket: &Socket) -> (io::Result<Found>, bool) {
         let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.send(socket, sequence) {
             return (Err(e), false);
@@ -164,7 +213,7 @@ impl Query {
 
     /// Walks the netlink messages in one datagram. `None`: nothing for this sequence number.
     /// `Some(Ok(answer))`: the kernel's answer (a uid or its error). `Some(Err(_))`: garbage.
-    fn parse_datagram(&self, mut bytes: &[u8], sequence: u32) -> Option<io::Result<io::Result<u32>>> {
+    fn parse_datagram(&self, mut bytes: &[u8], sequence: u32) -> Option<io::Result<io::Result<Found>>> {
         while !bytes.is_empty() {
             let length = match NetlinkBuffer::new_checked(bytes) {
                 Ok(buffer) => buffer.length() as usize,
@@ -184,7 +233,7 @@ impl Query {
         None
     }
 
-    fn answer(&self, payload: NetlinkPayload<SockDiagMessage>) -> io::Result<u32> {
+    fn answer(&self, payload: NetlinkPayload<SockDiagMessage>) -> io::Result<Found> {
         match payload {
             NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => self.owner(&response),
             NetlinkPayload::Error(error) => match error.code {
@@ -202,8 +251,9 @@ impl Query {
         }
     }
 
-    /// The uid of the socket the kernel found, if it is the one we asked for and has an owner.
-    fn owner(&self, response: &InetResponse) -> io::Result<u32> {
+    /// The socket the kernel found, if it is the one we asked for: for the client end, one with an
+    /// owner; for ours, one still established.
+    fn owner(&self, response: &InetResponse) -> io::Result<Found> {
         let header = &response.header;
         let id = &header.socket_id;
         let want = &self.request.socket_id;
@@ -212,7 +262,7 @@ impl Query {
         if header.state == TCP_CLOSE {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
-                format!("the client socket of {} is already closed", self.describe()),
+                format!("the {} socket of {} is already closed", self.end_name(), self.describe()),
             ));
         }
         let same = id.source_port == want.source_port
@@ -229,20 +279,38 @@ impl Query {
                 self.describe()
             )));
         }
-        // Time-wait and request mini-sockets carry no owner: the kernel reports uid 0 for them.
-        let ownerless = matches!(header.timer, Some(Timer::TimeWait))
-            || matches!(header.state, TCP_TIME_WAIT | TCP_SYN_RECV | TCP_NEW_SYN_RECV | TCP_LISTEN);
-        if ownerless {
+        let usable = match self.end {
+            // Time-wait and request mini-sockets carry no owner: the kernel reports uid 0 for them.
+            End::Client => {
+                !matches!(header.timer, Some(Timer::TimeWait))
+                    && !matches!(header.state, TCP_TIME_WAIT | TCP_SYN_RECV | TCP_NEW_SYN_RECV | TCP_LISTEN)
+            }
+            // Ours holds the address pair only while established (or half-closed by the client).
+            End::Server => matches!(header.state, TCP_ESTABLISHED | TCP_CLOSE_WAIT),
+        };
+        if !usable {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
-                format!("the client socket of {} is already closed (state {})", self.describe(), header.state),
+                format!(
+                    "the {} socket of {} is already closed (state {})",
+                    self.end_name(),
+                    self.describe(),
+                    header.state
+                ),
             ));
         }
-        Ok(header.uid)
+        Ok(Found { uid: header.uid, inode: header.inode })
     }
 
     fn describe(&self) -> String {
         format!("tcp {} -> {}", self.peer, self.local)
+    }
+
+    fn end_name(&self) -> &'static str {
+        match self.end {
+            End::Client => "client",
+            End::Server => "server",
+        }
     }
 }
 
@@ -276,7 +344,7 @@ mod tests {
     use std::time::Duration;
 
     fn query() -> Query {
-        Query::new("127.0.0.1:9944".parse().unwrap(), "127.0.0.1:40000".parse().unwrap())
+        Query::new(End::Client, "127.0.0.1:9944".parse().unwrap(), "127.0.0.1:40000".parse().unwrap())
     }
 
     fn message(sequence: u32, payload: NetlinkPayload<SockDiagMessage>) -> Vec<u8> {
@@ -322,7 +390,8 @@ mod tests {
         assert_eq!(q.request.socket_id.source_port, 40000);
         assert_eq!(q.request.socket_id.destination_port, 9944);
         assert_eq!(q.request.socket_id.cookie, NO_COOKIE);
-        let mapped = Query::new("[::ffff:127.0.0.1]:9944".parse().unwrap(), "127.0.0.1:1".parse().unwrap());
+        let mapped =
+            Query::new(End::Client, "[::ffff:127.0.0.1]:9944".parse().unwrap(), "127.0.0.1:1".parse().unwrap());
         assert_eq!(mapped.request.family, AF_INET6);
         assert_eq!(mapped.request.socket_id.source_address, "::ffff:127.0.0.1".parse::<IpAddr>().unwrap());
     }
@@ -332,7 +401,7 @@ mod tests {
         let q = query();
         let mut datagram = message(6, response(&q, 1, None, 1000));
         datagram.extend(message(7, response(&q, 1, None, 1001)));
-        assert_eq!(q.parse_datagram(&datagram, 7).unwrap().unwrap().unwrap(), 1001);
+        assert_eq!(q.parse_datagram(&datagram, 7).unwrap().unwrap().unwrap().uid, 1001);
         assert!(q.parse_datagram(&datagram, 8).is_none());
     }
 
@@ -357,13 +426,28 @@ mod tests {
             let e = q.owner(&response_of(response(&q, state, timer, 0))).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
         }
-        assert_eq!(q.owner(&response_of(response(&q, 5, None, 0))).unwrap(), 0);
+        assert_eq!(q.owner(&response_of(response(&q, 5, None, 0))).unwrap().uid, 0);
+    }
+
+    #[test]
+    fn our_end_counts_only_while_it_holds_the_address_pair() {
+        let local = "127.0.0.1:9944".parse().unwrap();
+        let q = Query::new(End::Server, local, "127.0.0.1:40000".parse().unwrap());
+        assert_eq!(q.request.socket_id.source_port, 9944);
+        assert_eq!(q.request.socket_id.destination_port, 40000);
+        for state in [TCP_ESTABLISHED, TCP_CLOSE_WAIT] {
+            assert_eq!(q.owner(&response_of(response(&q, state, None, 7))).unwrap(), Found { uid: 7, inode: 7 });
+        }
+        for state in [TCP_CLOSE, TCP_TIME_WAIT, 4 /* FIN_WAIT1 */, TCP_LISTEN] {
+            let e = q.owner(&response_of(response(&q, state, None, 7))).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted, "state {state}");
+        }
     }
 
     #[test]
     fn an_answer_for_another_socket_is_refused() {
         let q = query();
-        let other = Query::new("127.0.0.1:9944".parse().unwrap(), "127.0.0.1:40001".parse().unwrap());
+        let other = Query::new(End::Client, "127.0.0.1:9944".parse().unwrap(), "127.0.0.1:40001".parse().unwrap());
         let e = q.owner(&response_of(response(&other, 1, None, 0))).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
