@@ -4,10 +4,11 @@
 //! A [`Listener`] owns the sockets, the connection limit and the shutdown; each accepted
 //! connection gets a [`Handler`] that serves its requests. Tests bind `127.0.0.1:0`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -24,7 +25,8 @@ use crate::caller;
 use crate::handler::{self, App, Conn};
 use crate::sts::Sts;
 
-/// Answer on a connection beyond `max_connections`, written without reading the request.
+/// Answer on a connection beyond `max_connections` or `max_connections_per_caller`, written without
+/// reading the request.
 const BUSY: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n\
 Cache-Control: no-store\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 72\r\n\r\n\
 {\"code\":\"Throttled\",\"message\":\"too many connections; retry in a moment\"}";
@@ -46,6 +48,8 @@ struct Shared<S> {
     app: Arc<App<S>>,
     /// One permit per open connection (`max_connections`).
     slots: Arc<Semaphore>,
+    /// Open connections per caller uid (`None`: not attributed), at most `max_connections_per_caller`.
+    per_caller: Arc<PerCaller>,
     http: http1::Builder,
     /// hyper has no write timeout: without one, a client that stops reading its answers holds
     /// its slot forever (header_read_timeout only runs while a request head is awaited).
@@ -65,6 +69,7 @@ impl<S: Sts> Listener<S> {
         let (inflight, settled) = mpsc::channel(1);
         let shared = Shared {
             slots: Arc::new(Semaphore::new(config.server.max_connections)),
+            per_caller: Arc::new(PerCaller { limit: config.server.max_connections_per_caller, open: Mutex::default() }),
             http,
             write_stall: config.server.request_timeout,
             inflight,
@@ -128,7 +133,14 @@ async fn accept_loop<S: Sts>(
         // Who owns the other end, asked now: the answer is checked against this very socket, so a
         // connection reset before it cannot lend its address pair to someone else's.
         let uid = caller::connection_owner(&stream, local, peer);
-        let handler = Handler { shared: shared.clone(), conn: Arc::new(Conn::new(local, peer, uid)), _permit: permit };
+        // One local user cannot take every slot: beyond its share it is told to come back.
+        let Some(share) = PerCaller::enter(&shared.per_caller, uid.as_ref().ok().copied()) else {
+            shared.app.metrics.connections_refused.inc();
+            tokio::spawn(refuse_busy(stream));
+            continue;
+        };
+        let conn = Arc::new(Conn::new(local, peer, uid));
+        let handler = Handler { shared: shared.clone(), conn, _permit: permit, _share: share };
         handler.spawn(stream, &graceful);
     }
 }
@@ -138,6 +150,44 @@ struct Handler<S> {
     shared: Arc<Shared<S>>,
     conn: Arc<Conn>,
     _permit: OwnedSemaphorePermit,
+    _share: Share,
+}
+
+/// Open connections per caller uid.
+struct PerCaller {
+    limit: usize,
+    open: Mutex<HashMap<Option<u32>, usize>>,
+}
+
+/// One connection counted for its caller; uncounted when dropped.
+struct Share {
+    per_caller: Arc<PerCaller>,
+    uid: Option<u32>,
+}
+
+impl PerCaller {
+    /// Counts a connection of `uid`, unless it already holds `limit`.
+    fn enter(per_caller: &Arc<PerCaller>, uid: Option<u32>) -> Option<Share> {
+        let mut open = per_caller.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(uid).or_insert(0);
+        if *count >= per_caller.limit {
+            return None;
+        }
+        *count += 1;
+        Some(Share { per_caller: per_caller.clone(), uid })
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut open = self.per_caller.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.uid) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.uid);
+            }
+        }
+    }
 }
 
 impl<S: Sts> Handler<S> {

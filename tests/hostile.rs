@@ -110,3 +110,73 @@ async fn a_huge_user_value_is_refused_and_audited_capped() {
     let longest = std::fs::read_to_string(path).unwrap().lines().map(str::len).max().unwrap();
     assert!(longest < 2048, "an audit line of {longest} bytes");
 }
+
+/// `GET <path>` on a new connection from a process running as `nobody`: the status, or 0 if the
+/// connection was closed without one.
+fn status_as_nobody(addr: SocketAddr, path: &str) -> u16 {
+    let script = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % sys.argv[3]).encode())
+head = s.recv(12)
+print(head[9:12].decode() if len(head) >= 12 else "0")
+"#;
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script])
+        .args([addr.ip().to_string(), addr.port().to_string(), path.to_owned()])
+        .output()
+        .expect("setpriv runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn needs_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI runs as root: {test} must run there");
+    eprintln!("NOT RUN, needs root: {test}");
+    false
+}
+
+/// One user holding every connection it may open leaves the others their slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_cannot_take_every_connection_slot() {
+    if !needs_root("one_user_cannot_take_every_connection_slot") {
+        return;
+    }
+    const SHARE: usize = 20;
+    let h = TestAgent::builder()
+        .sts(StsPeer::Unreachable)
+        .config(&format!("[server]\nmax_connections = 100\nmax_connections_per_caller = {SHARE}"))
+        .start()
+        .await;
+    // The attacker (this process) opens its share and keeps it.
+    let mut held = Vec::new();
+    for _ in 0..SHARE {
+        let mut stream = TcpStream::connect(h.addr).await.unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head[9..12], b"200");
+        held.push(stream);
+    }
+    // One more is refused at once, before it sends anything.
+    let mut refused = TcpStream::connect(h.addr).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(30), refused.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 429 ") && answer.contains("\"Throttled\""), "{answer}");
+    // Another user is served.
+    let addr = h.addr;
+    let victim = tokio::task::spawn_blocking(move || status_as_nobody(addr, "/healthz")).await.unwrap();
+    assert_eq!(victim, 200, "another user keeps its slots");
+    // The attacker's share comes back as its connections close.
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while h.running().app.metrics.connections_open.get() > 0 {
+        assert!(std::time::Instant::now() < deadline, "closed connections are uncounted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(raw(h.addr, "GET /healthz HTTP/1.1\nHost: localhost").await.0, 200);
+    h.stop().await;
+}

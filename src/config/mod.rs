@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub require_token: bool,
     /// Default 4096.
     pub max_connections: usize,
+    /// Connections one uid may hold open at once; default 1024.
+    pub max_connections_per_caller: usize,
     /// Default 5s.
     pub header_read_timeout: Duration,
     /// Default 10s; a request that waits longer gets 504.
@@ -61,6 +63,7 @@ impl Default for ServerConfig {
             token_file: PathBuf::from("/etc/emrfs-role-agent/token"),
             require_token: true,
             max_connections: 4096,
+            max_connections_per_caller: 1024,
             header_read_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
         }
@@ -308,6 +311,7 @@ mod tests {
         assert_eq!(c.server.token_file, Path::new("/etc/emrfs-role-agent/token"));
         assert!(c.server.require_token);
         assert_eq!(c.server.max_connections, 4096);
+        assert_eq!(c.server.max_connections_per_caller, 1024);
         assert_eq!(c.server.header_read_timeout, Duration::from_secs(5));
         assert_eq!(c.server.request_timeout, Duration::from_secs(10));
         assert!(c.identity.trusted_proxy_users.is_empty());

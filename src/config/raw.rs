@@ -38,6 +38,7 @@ pub(super) struct RawServer {
     pub(super) token_file: Option<S<String>>,
     pub(super) require_token: Option<bool>,
     pub(super) max_connections: Option<S<i64>>,
+    pub(super) max_connections_per_caller: Option<S<i64>>,
     pub(super) header_read_timeout: Option<S<String>>,
     pub(super) request_timeout: Option<S<String>>,
 }

@@ -120,6 +120,12 @@ fn server(ctx: &Ctx<'_>, rs: &RawServer) -> Result<ServerConfig, ConfigError> {
             d.max_connections as i64,
             1..1_000_001,
         )? as usize,
+        max_connections_per_caller: ctx.int(
+            &rs.max_connections_per_caller,
+            "server.max_connections_per_caller",
+            d.max_connections_per_caller as i64,
+            1..1_000_001,
+        )? as usize,
         header_read_timeout: positive(
             ctx,
             &rs.header_read_timeout,
