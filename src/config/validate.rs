@@ -15,6 +15,7 @@ use super::{
     StsConfig,
 };
 use crate::emr;
+use crate::policy;
 use crate::rules::{Effect, Prefix, RoleArn, Rule, RuleSet};
 use crate::template::Template;
 use crate::text::{format_duration, line_col, parse_duration};
@@ -546,6 +547,13 @@ fn build_rule(ctx: &Ctx<'_>, i: usize, m: &S<RawMapping>, sts: &StsConfig) -> Re
         }
         _ => None,
     };
+    let scope_to_prefix = r.scope_to_prefix.as_ref().is_some_and(|s| *s.get_ref());
+    if let (true, Some(role)) = (scope_to_prefix, &role) {
+        for (j, (prefix, raw)) in prefixes.iter().zip(r.prefixes.iter().flatten()).enumerate() {
+            policy::check(role.partition(), prefix)
+                .map_err(|msg| ctx.err(raw.span(), format!("mapping[{i}].prefixes[{j}]"), msg))?;
+        }
+    }
     Ok(Rule {
         index: i,
         name,
@@ -557,6 +565,6 @@ fn build_rule(ctx: &Ctx<'_>, i: usize, m: &S<RawMapping>, sts: &StsConfig) -> Re
         external_id,
         duration,
         session_policy,
-        scope_to_prefix: r.scope_to_prefix.as_ref().is_some_and(|s| *s.get_ref()),
+        scope_to_prefix,
     })
 }
