@@ -218,21 +218,44 @@ impl AuditLog {
 struct Sink {
     path: AuditPath,
     file: Option<File>,
-    /// Length of the file after the last good write, to cut a failed batch back off.
-    len: u64,
+    /// The file's length before the last batch was written, to cut that batch back off. Only ever
+    /// used to shrink the file: someone else may have truncated it meanwhile (copytruncate).
+    batch_start: u64,
 }
 
 impl Sink {
     fn open(path: AuditPath) -> io::Result<Sink> {
-        let mut sink = Sink { path, file: None, len: 0 };
+        let mut sink = Sink { path, file: None, batch_start: 0 };
         sink.reopen()?;
         Ok(sink)
     }
 
+    /// Opens the configured path: never through a symlink planted there, and never a file another
+    /// user owns (they could read the records, or swap the file).
     fn reopen(&mut self) -> io::Result<()> {
         if let AuditPath::File(path) = &self.path {
-            let file = OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
-            self.len = file.metadata()?.len();
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o640)
+                .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                .open(path)
+                .map_err(|e| match e.raw_os_error() {
+                    Some(code) if code == nix::errno::Errno::ELOOP as i32 => io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!("{} is a symbolic link; the audit log is never opened through one", path.display()),
+                    ),
+                    _ => e,
+                })?;
+            let meta = file.metadata()?;
+            let me = nix::unistd::geteuid().as_raw();
+            if meta.uid() != me {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("{} is owned by uid {}, not by the agent's user (uid {me})", path.display(), meta.uid()),
+                ));
+            }
+            self.batch_start = meta.len();
             self.file = Some(file);
         }
         Ok(())
@@ -267,16 +290,8 @@ impl Sink {
         let Some(file) = &mut self.file else {
             return io::stdout().lock().write_all(bytes);
         };
-        match file.write_all(bytes) {
-            Ok(()) => {
-                self.len += bytes.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                let _ = file.set_len(self.len);
-                Err(e)
-            }
-        }
+        self.batch_start = file.metadata()?.len();
+        file.write_all(bytes).inspect_err(|_| shrink_to(file, self.batch_start))
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -286,10 +301,10 @@ impl Sink {
         }
     }
 
-    /// Cuts the file back to its last good length (after a failed sync).
+    /// Cuts the last batch back off (after a failed sync).
     fn cut(&mut self) {
         if let Some(file) = &self.file {
-            let _ = file.set_len(self.len);
+            shrink_to(file, self.batch_start);
         }
     }
 
@@ -511,6 +526,14 @@ impl Writer {
     }
 }
 
+/// Cuts `file` back to `len` if it is longer: never lengthens it (a file truncated by someone else
+/// since would otherwise grow a hole of NULs).
+fn shrink_to(file: &File, len: u64) {
+    if file.metadata().is_ok_and(|m| m.len() > len) {
+        let _ = file.set_len(len);
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests date records with the real clock
 mod tests {
@@ -598,5 +621,50 @@ mod tests {
         batch.push(vec![b'x'; RETAIN_LIMIT], None);
         assert_eq!(batch.retain_unacked(), 1);
         assert_eq!(batch.bytes, b"start\nsts\n");
+    }
+
+    #[test]
+    fn a_symlink_at_the_audit_path_is_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"").unwrap();
+        let path = dir.path().join("audit.log");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let err = Sink::open(AuditPath::File(path)).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"");
+    }
+
+    #[test]
+    fn an_audit_file_owned_by_another_user_is_refused() {
+        if !nix::unistd::geteuid().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+            eprintln!("NOT RUN, needs root: an_audit_file_owned_by_another_user_is_refused");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, b"").unwrap();
+        nix::unistd::chown(&path, Some(65534.into()), None).unwrap();
+        let err = Sink::open(AuditPath::File(path)).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+    }
+
+    #[test]
+    fn cutting_a_batch_back_never_lengthens_a_file_truncated_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut sink = Sink::open(AuditPath::File(path.clone())).unwrap();
+        sink.write(b"{\"a\":1}\n").unwrap();
+        sink.write(b"{\"b\":2}\n").unwrap();
+        // Someone truncates the file in place (`: > audit.log`, logrotate's copytruncate) …
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+        // … and the batch written before is cut back after a failed sync.
+        sink.cut();
+        assert_eq!(std::fs::read(&path).unwrap(), b"", "no NULs up to a stale length");
+        sink.write(b"{\"c\":3}\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"c\":3}\n", "appends go to the new end");
+        sink.cut();
+        assert_eq!(std::fs::read(&path).unwrap(), b"", "a failed batch is still cut off");
     }
 }
