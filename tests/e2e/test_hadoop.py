@@ -366,7 +366,7 @@ def test_pyspark_local_job_writes_dataframe_through_agent(java_build, moto, agen
     spark_python = out.stdout.strip().splitlines()[-1]
 
     agent = start_agent(agent_factory, moto)
-    with open(os.path.join(java_build, "runtime-classpath.txt")) as f:
+    with open(os.path.join(java_build, "runtimes", "spark-3.2.4.txt")) as f:
         runtime = f.read().strip().split(":")
     # Spark brings its own Hadoop client and logging; it needs hadoop-aws, the SDK and the provider.
     job_classpath = ":".join(
