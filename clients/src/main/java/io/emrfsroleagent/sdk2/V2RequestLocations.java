@@ -1,6 +1,8 @@
 package io.emrfsroleagent.sdk2;
 
 import io.emrfsroleagent.agent.RequestLocation;
+import java.io.UnsupportedEncodingException;
+import java.net.URLDecoder;
 import java.util.ArrayList;
 import java.util.List;
 import software.amazon.awssdk.core.SdkRequest;
@@ -54,17 +56,53 @@ final class V2RequestLocations {
     }
     if (request instanceof CopyObjectRequest) {
       CopyObjectRequest r = (CopyObjectRequest) request;
-      return RequestLocation.copy("CopyObject", r.sourceBucket(), r.sourceKey(), r.destinationBucket(),
-          r.destinationKey());
+      String[] source = source(r.sourceBucket(), r.sourceKey(), legacyCopySource(r));
+      return RequestLocation.copy("CopyObject", source[0], source[1], r.destinationBucket(), r.destinationKey());
     }
     if (request instanceof UploadPartCopyRequest) {
       UploadPartCopyRequest r = (UploadPartCopyRequest) request;
-      return RequestLocation.copy("UploadPartCopy", r.sourceBucket(), r.sourceKey(), r.destinationBucket(),
+      String[] source = source(r.sourceBucket(), r.sourceKey(), legacyCopySource(r));
+      return RequestLocation.copy("UploadPartCopy", source[0], source[1], r.destinationBucket(),
           r.destinationKey());
     }
     String bucket = request.getValueForField("Bucket", String.class).orElse(null);
     String key = request.getValueForField("Key", String.class).orElse(null);
     return RequestLocation.of(operation(request), bucket, key);
+  }
+
+  /**
+   * The copy's source bucket and key. The S3 client's own interceptor rewrites {@code sourceBucket} and
+   * {@code sourceKey} into the URL-encoded {@code copySource} ("bucket/key[?versionId=..]") before ours runs.
+   */
+  static String[] source(String bucket, String key, String copySource) {
+    if (bucket != null && key != null) {
+      return new String[] {bucket, key};
+    }
+    if (copySource == null) {
+      return new String[] {null, null};
+    }
+    String s = copySource.startsWith("/") ? copySource.substring(1) : copySource;
+    int version = s.indexOf("?versionId=");
+    if (version >= 0) {
+      s = s.substring(0, version);
+    }
+    try {
+      s = URLDecoder.decode(s.replace("+", "%2B"), "UTF-8");
+    } catch (UnsupportedEncodingException e) {
+      throw new AssertionError(e);
+    }
+    int slash = s.indexOf('/');
+    return slash < 0 ? new String[] {s, null} : new String[] {s.substring(0, slash), s.substring(slash + 1)};
+  }
+
+  @SuppressWarnings("deprecation") // what the S3 client turns sourceBucket and sourceKey into
+  private static String legacyCopySource(CopyObjectRequest r) {
+    return r.copySource();
+  }
+
+  @SuppressWarnings("deprecation")
+  private static String legacyCopySource(UploadPartCopyRequest r) {
+    return r.copySource();
   }
 
   /** GetObjectRequest -> GetObject. */
