@@ -10,7 +10,7 @@ to 7.9); Hadoop 3.4.1 with SDK v2 2.24.6, the version it was built with, and wit
 (RoleAgentExecutionInterceptor, EMR 7.10 and later).
 """
 
-import os
+import json
 
 import pytest
 
@@ -38,11 +38,13 @@ def recorder(moto):
     r.stop()
 
 
-def mappings(moto):
+def mappings(moto, **team_options):
     return [
         {"name": "secret-deny", "effect": "deny", "prefixes": [f"s3://{BUCKET}/secret/"]},
-        {"name": "team-a", "role": moto.role("team-a")["arn"], "prefixes": [f"s3://{BUCKET}/teamA/"]},
-        {"name": "team-b", "role": moto.role("team-b")["arn"], "prefixes": [f"s3://{BUCKET}/teamB/"]},
+        {"name": "team-a", "role": moto.role("team-a")["arn"], "prefixes": [f"s3://{BUCKET}/teamA/"],
+         **team_options},
+        {"name": "team-b", "role": moto.role("team-b")["arn"], "prefixes": [f"s3://{BUCKET}/teamB/"],
+         **team_options},
     ]
 
 
@@ -97,13 +99,48 @@ def expected_role(moto, location):
     return None
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
+def _policy(*statements):
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def enforce_iam(moto, moto_server):
+    """Confines each identity to its own prefix, then turns moto's IAM enforcement on.
+
+    team-a's role may only touch teamA/*, team-b's only teamB/*; the fallback (the agent's source user) the
+    rest of the bucket but neither team's prefix. So S3 itself refuses any request signed for the wrong prefix.
+    (moto evaluates the role's own policies, not session policies, so `scope_to_prefix` would prove nothing.)
+    """
+    iam = moto.client("iam")
+    bucket_arn = f"arn:aws:s3:::{BUCKET}"
+    for role, prefix in (("team-a", "teamA/"), ("team-b", "teamB/")):
+        iam.put_role_policy(RoleName=role, PolicyName=f"{role}-s3", PolicyDocument=_policy(
+            {"Effect": "Allow", "Action": "s3:*", "Resource": f"{bucket_arn}/{prefix}*"},
+            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn}))
+    iam.put_user_policy(UserName=moto.user["name"], PolicyName="shared-bucket-rest", PolicyDocument=_policy(
+        {"Effect": "Allow", "Action": "s3:*", "Resource": [bucket_arn, f"{bucket_arn}/*"]},
+        {"Effect": "Deny", "Action": "s3:*", "Resource": [f"{bucket_arn}/teamA/*", f"{bucket_arn}/teamB/*"]}))
+    moto_server.set_enforcement(True)
+
+
+# moto's IAM enforcement rejects every SDK v1 request (see test_moto_rejects_sdk_v1_signatures_and_why), so
+# Hadoop 3.3.6 runs with it off; the recording proxy still proves which key signed what.
+RUNS = [
+    pytest.param("hadoop-3.3.6", False, id="hadoop-3.3.6-iam-off"),
+    pytest.param("hadoop-3.4.1", False, id="hadoop-3.4.1-iam-off"),
+    pytest.param("hadoop-3.4.1", True, id="hadoop-3.4.1-iam-on"),
+    pytest.param("hadoop-3.4.1-sdk-current", True, id="hadoop-3.4.1-sdk-current-iam-on"),
+]
+
+
+@pytest.mark.parametrize("runtime,enforce", RUNS)
 def test_one_filesystem_reads_team_a_and_writes_team_b_each_request_signed_by_its_prefix_role(
-        java_build, moto, agent_factory, recorder, tmp_path, runtime):
+        java_build, moto, moto_server, agent_factory, recorder, tmp_path, runtime, enforce):
     agent = agent_factory(mappings=mappings(moto))
     s3 = moto.client("s3")
     s3.put_object(Bucket=BUCKET, Key="teamA/input/part-0", Body=b"rows of team A")
     s3.put_object(Bucket=BUCKET, Key="teamA/input/part-1", Body=b"more rows of team A")
+    if enforce:
+        enforce_iam(moto, moto_server)
 
     read0, read1 = f"read:s3a://{BUCKET}/teamA/input/part-0", f"read:s3a://{BUCKET}/teamA/input/part-1"
     listing = f"list:s3a://{BUCKET}/teamA/input"
@@ -201,3 +238,27 @@ def test_no_secret_in_any_jvm_output_at_debug(java_build, moto, agent_factory, r
         assert creds["AccessKeyId"] in out.stderr, "the debug log names the access key id it uses"
     leaked = [s[:4] + "…" for s in secrets if s in out.stdout + out.stderr]
     assert not leaked, f"secrets in the JVM's output: {leaked}"
+
+
+def test_moto_rejects_sdk_v1_signatures_and_why(java_build, moto, moto_server, agent_factory, recorder, tmp_path):
+    """Why Hadoop 3.3.6 (SDK v1) runs with moto's IAM enforcement off.
+
+    The SDK v1 signer (AWS4Signer) signs every header but `connection` and `x-amzn-trace-id`, so its
+    SignedHeaders include `user-agent` (and `expect` on uploads). moto verifies a signature by re-signing the
+    request with botocore's SigV4Auth, which leaves `user-agent`, `expect` and other hop-by-hop headers out of
+    the canonical request whatever SignedHeaders says; the canonical requests differ and moto answers
+    SignatureDoesNotMatch to every SDK v1 request. If this test fails, moto has changed: run Hadoop 3.3.6 with
+    enforcement on in RUNS above.
+    """
+    agent = agent_factory(mappings=mappings(moto))
+    moto.client("s3").put_object(Bucket=BUCKET, Key="teamA/input/part-0", Body=b"rows of team A")
+    enforce_iam(moto, moto_server)
+    read = f"read:s3a://{BUCKET}/teamA/input/part-0"
+    out, results = run_session(java_build, "hadoop-3.3.6", agent, recorder, tmp_path, [read])
+    status, message = results.get(read, ("missing", ""))
+    assert status == "FAIL" and ("SignatureDoesNotMatch" in message or "403 Forbidden" in message), results
+    requests = recorder.snapshot()
+    assert requests and all(r.status == 403 and "user-agent" in r.signed_headers for r in requests), \
+        [(str(r), r.signed_headers) for r in requests]
+    roles = keys_by_role(agent)
+    assert all(roles.get(r.access_key_id) == moto.role("team-a")["arn"] for r in requests), [str(r) for r in requests]

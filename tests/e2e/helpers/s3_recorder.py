@@ -8,7 +8,7 @@
 Requests and answers are forwarded unchanged (same Host header and body, so moto's signature checks see
 what the client signed). `access_key_id` is read from the SigV4 Authorization header
 (`AWS4-HMAC-SHA256 Credential=<key id>/<date>/<region>/s3/aws4_request, ...`) or from a presigned URL's
-X-Amz-Credential. `location` is where the request reaches, as the agent would be asked: s3://bucket/key for
+X-Amz-Credential. `signed_headers` lists the SigV4 SignedHeaders. `location` is where the request reaches, as the agent would be asked: s3://bucket/key for
 object requests, the prefix for listings, the keys' common prefix for DeleteObjects; None for bucket requests.
 """
 
@@ -34,6 +34,7 @@ class S3Request:
     key: str
     query: dict
     access_key_id: Optional[str]
+    signed_headers: List[str] = field(default_factory=list)
     copy_source: Optional[str] = None
     delete_keys: List[str] = field(default_factory=list)
     status: int = 0
@@ -97,6 +98,7 @@ class S3Recorder:
                     key=urllib.parse.unquote(parts[1]) if len(parts) > 1 else "",
                     query=query,
                     access_key_id=m.group(1) if m else None,
+                    signed_headers=auth.partition("SignedHeaders=")[2].partition(",")[0].split(";") if auth else [],
                     copy_source=self.headers.get("x-amz-copy-source"),
                     delete_keys=[k.decode() for k in _DELETE_KEY.findall(body)] if "delete" in query else [],
                 )
