@@ -6,12 +6,12 @@
 # MAVEN_OPTS / -Dmaven.repo.local move it). A first run downloads about 250 MB; later runs reuse the cache, and
 # skip Maven entirely while no source, POM or this script changed.
 #
-# With --spark-venv it also makes sure a virtualenv with pyspark 3.2.4 (from PyPI, pinned by sha256) exists, for
+# With --spark-venv it also makes sure a virtualenv with pyspark 3.5.9 (from PyPI, pinned by sha256) exists, for
 # the Spark end-to-end test, and prints its python as the last line instead.
 #
 # Environment:
 #   EMRFS_SPARK_VENV           pyspark venv     [$HOME/.cache/emrfs-role-agent/spark-venv]
-#   EMRFS_JARS_CACHE           pip download cache for the pyspark archive [$HOME/.cache/emrfs-role-agent/jars]
+#   EMRFS_JARS_CACHE           download cache for the pyspark archive [$HOME/.cache/emrfs-role-agent/jars]
 #   EMRFS_PROVIDER_BUILD_DIR   build output     [${CARGO_TARGET_DIR:-<repo>/target}/java]
 #   MVN                        Maven            [mvn]
 #
@@ -44,7 +44,7 @@ for tool in javac "$mvn_bin"; do
   fi
 done
 
-runtimes=(hadoop-3.3.6 hadoop-3.4.1 hadoop-3.4.1-sdk-current spark-3.2.4)
+runtimes=(hadoop-3.3.6 hadoop-3.4.1 hadoop-3.4.1-sdk-current spark-3.5)
 
 # mvn ARGS...: quiet, batch mode, output only on failure.
 run_mvn() {
@@ -93,17 +93,18 @@ fi
 log "jar: $build/emrfs-role-agent-provider.jar"
 
 if ((want_spark)); then
-  spark_archive=pyspark-3.2.4.tar.gz
-  spark_sha256=aaa592f2f03fbef34c91bfcfee389cf53cbff6662ae47bd5f700573ed9ed61f2
+  spark_version=3.5.9
+  spark_archive=pyspark-$spark_version.tar.gz
+  spark_sha256=ea27adc39ddac9413b8951e45aa748cbed6c785971b81386efc41938f6243d93
   venv_stamp="$spark_venv/.built-from-$spark_sha256"
   if [[ ! -f $venv_stamp ]] || ! "$spark_venv/bin/python" -c 'import pyspark' 2>/dev/null; then
     mkdir -p "$cache/archives"
     if [[ ! -s "$cache/archives/$spark_archive" ]]; then
-      log "downloading pyspark==3.2.4 (once; cached in $cache/archives)"
+      log "downloading pyspark==$spark_version (once, about 320 MB; cached in $cache/archives)"
       reqfile=$(mktemp)
-      echo "pyspark==3.2.4 --hash=sha256:$spark_sha256" >"$reqfile"
+      echo "pyspark==$spark_version --hash=sha256:$spark_sha256" >"$reqfile"
       python3 -m pip download --quiet --no-deps --require-hashes -r "$reqfile" -d "$cache/archives" >&2 ||
-        { rm -f "$reqfile"; log "pip download of pyspark==3.2.4 failed"; exit 1; }
+        { rm -f "$reqfile"; log "pip download of pyspark==$spark_version failed"; exit 1; }
       rm -f "$reqfile"
     fi
     echo "$spark_sha256  $cache/archives/$spark_archive" | sha256sum --check --quiet - >&2
@@ -111,7 +112,7 @@ if ((want_spark)); then
     rm -rf "$spark_venv"
     python3 -m venv "$spark_venv"
     "$spark_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --no-deps \
-      "$cache/archives/$spark_archive" "py4j==0.10.9.5" >&2
+      "$cache/archives/$spark_archive" "py4j==0.10.9.7" >&2
     touch "$venv_stamp"
   fi
   echo "$spark_venv/bin/python"
