@@ -5,25 +5,16 @@ import com.amazonaws.auth.AWSCredentials;
 import com.amazonaws.auth.AWSCredentialsProvider;
 import com.amazonaws.auth.BasicAWSCredentials;
 import com.amazonaws.auth.BasicSessionCredentials;
-import com.amazonaws.util.json.Jackson;
-import java.io.ByteArrayOutputStream;
+import io.emrfsroleagent.agent.AgentClient;
+import io.emrfsroleagent.agent.AgentCredentials;
+import io.emrfsroleagent.agent.AgentException;
+import io.emrfsroleagent.agent.AgentSettings;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.UnsupportedEncodingException;
-import java.net.HttpURLConnection;
 import java.net.URI;
-import java.net.URL;
-import java.net.URLEncoder;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
-import java.nio.file.Paths;
 import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
-import java.time.format.DateTimeParseException;
 import java.util.Locale;
-import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.apache.hadoop.conf.Configurable;
 import org.apache.hadoop.conf.Configuration;
@@ -39,8 +30,8 @@ import org.slf4j.LoggerFactory;
  * {@code GET <endpoint>/v1/credentials?location=<scheme>://<bucket>/&user=<Hadoop short user name>} with the
  * token file's content in the {@code Authorization} header, so the agent can pick the role mapped to that user
  * and bucket. The answer becomes {@code BasicSessionCredentials} (or {@code BasicAWSCredentials} when the agent
- * hands out long-term keys without a token). Credentials are cached and refetched once they are within {@code refresh-before-expiry}
- * (15 minutes) of expiry; if a refetch fails while the cached credentials have not expired yet, those keep
+ * hands out long-term keys without a token). Credentials are cached and refetched once they are within
+ * {@code refresh-before-expiry} (15 minutes) of expiry; if a refetch fails while the cached credentials have not expired yet, those keep
  * being served (as the SDK's own container provider does).
  *
  * <p>Hadoop configuration keys (defaults in brackets):
@@ -56,23 +47,21 @@ import org.slf4j.LoggerFactory;
  * </ul>
  *
  * <p>Thread-safe: concurrent callers share one fetch. Neither exceptions nor {@link #toString()} ever contain
- * the secret key, the session token or the agent token.
+ * the secret key, the session token or the agent token. The HTTP exchange is {@link AgentClient}'s. This class
+ * decides per bucket; S3A per request adds {@link RoleAgentRequestHandler}.
  */
 public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Configurable {
 
-  public static final String ENDPOINT_KEY = "emrfs-role-agent.endpoint";
-  public static final String TOKEN_FILE_KEY = "emrfs-role-agent.token-file";
-  public static final String CONNECT_TIMEOUT_KEY = "emrfs-role-agent.connect-timeout";
-  public static final String READ_TIMEOUT_KEY = "emrfs-role-agent.read-timeout";
-  public static final String REFRESH_BEFORE_EXPIRY_KEY = "emrfs-role-agent.refresh-before-expiry";
+  public static final String ENDPOINT_KEY = AgentSettings.ENDPOINT_KEY;
+  public static final String TOKEN_FILE_KEY = AgentSettings.TOKEN_FILE_KEY;
+  public static final String CONNECT_TIMEOUT_KEY = AgentSettings.CONNECT_TIMEOUT_KEY;
+  public static final String READ_TIMEOUT_KEY = AgentSettings.READ_TIMEOUT_KEY;
+  public static final String REFRESH_BEFORE_EXPIRY_KEY = AgentSettings.REFRESH_BEFORE_EXPIRY_KEY;
   public static final String SEND_LOCATION_KEY = "emrfs-role-agent.send-location";
-  public static final String SEND_USER_KEY = "emrfs-role-agent.send-user";
+  public static final String SEND_USER_KEY = AgentSettings.SEND_USER_KEY;
 
-  public static final String DEFAULT_ENDPOINT = "http://127.0.0.1:9944";
-  public static final String DEFAULT_TOKEN_FILE = "/etc/emrfs-role-agent/token";
-  static final long DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
-  static final long DEFAULT_READ_TIMEOUT_MS = 15_000;
-  static final long DEFAULT_REFRESH_BEFORE_EXPIRY_MS = TimeUnit.MINUTES.toMillis(15);
+  public static final String DEFAULT_ENDPOINT = AgentSettings.DEFAULT_ENDPOINT;
+  public static final String DEFAULT_TOKEN_FILE = AgentSettings.DEFAULT_TOKEN_FILE;
 
   /**
    * Credentials that arrive already inside the refresh window (served stale by the agent during an STS outage)
@@ -81,7 +70,6 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
   static final Duration MIN_CACHE_TIME = Duration.ofMinutes(1);
 
   private static final Logger LOG = LoggerFactory.getLogger(RoleAgentCredentialsProvider.class);
-  private static final int MAX_BODY_BYTES = 64 * 1024;
 
   private final URI fsUri;
   private final Clock clock;
@@ -161,88 +149,25 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
   @Override
   public String toString() {
     Settings s = settings;
-    return "RoleAgentCredentialsProvider{endpoint=" + s.endpoint + ", location=" + s.location
+    return "RoleAgentCredentialsProvider{endpoint=" + s.client.settings().endpoint() + ", location=" + s.location
         + ", tokenFile=" + s.tokenFile + "}";
   }
 
   private Cached fetch(Settings s, Instant now) {
     String user = s.sendUser ? currentUser(s) : null;
-    URL url = s.requestUrl(user);
-    String who = "credentials" + (s.location == null ? "" : " for " + s.location)
-        + (user == null ? "" : " (user " + user + ")");
-    HttpURLConnection http = null;
-    int status;
-    String body;
+    AgentClient.Answer answer;
     try {
-      http = (HttpURLConnection) url.openConnection();
-      http.setRequestMethod("GET");
-      http.setInstanceFollowRedirects(false);
-      http.setUseCaches(false);
-      http.setConnectTimeout(s.connectTimeoutMs);
-      http.setReadTimeout(s.readTimeoutMs);
-      http.setRequestProperty("Accept", "application/json");
-      String token = s.readToken();
-      if (token != null) {
-        http.setRequestProperty("Authorization", token);
-      }
-      status = http.getResponseCode();
-      InputStream in = status >= 400 ? http.getErrorStream() : http.getInputStream();
-      body = in == null ? "" : readBody(in);
-    } catch (IOException e) {
-      throw new SdkClientException("emrfs-role-agent at " + s.endpoint + " could not be reached for " + who
-          + " (set " + ENDPOINT_KEY + " if it listens elsewhere): " + e, e);
-    } finally {
-      if (http != null) {
-        http.disconnect();
-      }
+      answer = s.client.fetch(s.location, user, now);
+    } catch (AgentException e) {
+      throw new SdkClientException(e.getMessage(), e.getCause());
     }
-
-    if (status != 200) {
-      String code = null;
-      String message = null;
-      try {
-        Map<?, ?> error = Jackson.fromJsonString(body, Map.class);
-        if (error != null) {
-          code = stringOrNull(error.get("code"));
-          message = stringOrNull(error.get("message"));
-        }
-      } catch (RuntimeException notJson) {
-        // An error body that is not the agent's JSON: report the status alone.
-      }
-      throw new SdkClientException("emrfs-role-agent at " + s.endpoint + " refused " + who + ": HTTP " + status
-          + (code == null ? "" : " " + code) + (message == null ? "" : ": " + message));
-    }
-
-    Map<?, ?> json;
-    try {
-      json = Jackson.fromJsonString(body, Map.class);
-    } catch (RuntimeException e) {
-      // Never include the body: it carries the secret key.
-      throw new SdkClientException("emrfs-role-agent at " + s.endpoint + " answered " + who
-          + " with a body that is not JSON");
-    }
-    String accessKeyId = required(json, "AccessKeyId", s, who);
-    String secretAccessKey = required(json, "SecretAccessKey", s, who);
-    // Long-term keys (an instance-profile fallback fed by static keys) come without a token.
-    String token = stringOrNull(json.get("Token"));
-    String expirationText = required(json, "Expiration", s, who);
-    Instant expiration;
-    try {
-      expiration = Instant.parse(expirationText);
-    } catch (DateTimeParseException e) {
-      throw new SdkClientException("emrfs-role-agent at " + s.endpoint + " answered " + who
-          + " with an invalid Expiration: " + expirationText);
-    }
-    if (!now.isBefore(expiration)) {
-      throw new SdkClientException("emrfs-role-agent at " + s.endpoint + " answered " + who
-          + " with credentials that expired at " + expirationText);
-    }
-    LOG.debug("Fetched credentials {} for {} from {}, expiring at {}", accessKeyId, s.location, s.endpoint,
-        expirationText);
-    AWSCredentials credentials = token == null || token.isEmpty()
-        ? new BasicAWSCredentials(accessKeyId, secretAccessKey)
-        : new BasicSessionCredentials(accessKeyId, secretAccessKey, token);
-    return new Cached(credentials, expiration, refreshAt(now, expiration, s.refreshBeforeExpiry));
+    AgentCredentials c = answer.credentials;
+    LOG.debug("Fetched credentials {} for {} from {}, expiring at {}", c.accessKeyId(), s.location,
+        s.client.settings().endpoint(), c.expiration());
+    AWSCredentials credentials = c.sessionToken() == null
+        ? new BasicAWSCredentials(c.accessKeyId(), c.secretAccessKey())
+        : new BasicSessionCredentials(c.accessKeyId(), c.secretAccessKey(), c.sessionToken());
+    return new Cached(credentials, c.expiration(), refreshAt(now, c.expiration(), s.refreshBeforeExpiry));
   }
 
   /** When to fetch again: {@code refreshBefore} ahead of expiry, but not sooner than {@link #MIN_CACHE_TIME}. */
@@ -260,35 +185,7 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
       return UserGroupInformation.getCurrentUser().getShortUserName();
     } catch (IOException e) {
       throw new SdkClientException("emrfs-role-agent provider could not determine the Hadoop user for a request"
-          + " to " + s.endpoint + ": " + e, e);
-    }
-  }
-
-  private static String required(Map<?, ?> json, String field, Settings s, String who) {
-    String value = json == null ? null : stringOrNull(json.get(field));
-    if (value == null || value.isEmpty()) {
-      throw new SdkClientException("emrfs-role-agent at " + s.endpoint + " answered " + who
-          + " without " + field);
-    }
-    return value;
-  }
-
-  private static String stringOrNull(Object value) {
-    return value instanceof String ? (String) value : value == null ? null : String.valueOf(value);
-  }
-
-  private static String readBody(InputStream in) throws IOException {
-    try (InputStream stream = in) {
-      ByteArrayOutputStream out = new ByteArrayOutputStream();
-      byte[] buffer = new byte[4096];
-      int n;
-      while ((n = stream.read(buffer)) != -1) {
-        if (out.size() + n > MAX_BODY_BYTES) {
-          throw new IOException("response body larger than " + MAX_BODY_BYTES + " bytes");
-        }
-        out.write(buffer, 0, n);
-      }
-      return new String(out.toByteArray(), StandardCharsets.UTF_8);
+          + " to " + s.client.settings().endpoint() + ": " + e, e);
     }
   }
 
@@ -315,100 +212,30 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
 
   /** Configuration as read once per {@link #setConf}. */
   private static final class Settings {
-    final String endpoint;
-    final String tokenFile;
-    final int connectTimeoutMs;
-    final int readTimeoutMs;
+    final AgentClient client;
     final Duration refreshBeforeExpiry;
     final String location;
     final boolean sendUser;
+    final String tokenFile;
 
-    private Settings(String endpoint, String tokenFile, int connectTimeoutMs, int readTimeoutMs,
-        Duration refreshBeforeExpiry, String location, boolean sendUser) {
-      this.endpoint = endpoint;
-      this.tokenFile = tokenFile;
-      this.connectTimeoutMs = connectTimeoutMs;
-      this.readTimeoutMs = readTimeoutMs;
+    private Settings(AgentClient client, Duration refreshBeforeExpiry, String location, boolean sendUser,
+        String tokenFile) {
+      this.client = client;
       this.refreshBeforeExpiry = refreshBeforeExpiry;
       this.location = location;
       this.sendUser = sendUser;
+      this.tokenFile = tokenFile;
     }
 
     static Settings from(Configuration conf, URI fsUri) {
-      String endpoint = conf.getTrimmed(ENDPOINT_KEY, DEFAULT_ENDPOINT);
-      while (endpoint.endsWith("/")) {
-        endpoint = endpoint.substring(0, endpoint.length() - 1);
-      }
-      if (!endpoint.startsWith("http://") && !endpoint.startsWith("https://")) {
-        throw new IllegalArgumentException(ENDPOINT_KEY + " must be an http:// URL, got " + endpoint);
-      }
-      String tokenFile = conf.getTrimmed(TOKEN_FILE_KEY, DEFAULT_TOKEN_FILE);
+      AgentSettings agent = AgentSettings.from(conf);
       return new Settings(
-          endpoint,
-          tokenFile.isEmpty() ? null : tokenFile,
-          millis(conf, CONNECT_TIMEOUT_KEY, DEFAULT_CONNECT_TIMEOUT_MS),
-          millis(conf, READ_TIMEOUT_KEY, DEFAULT_READ_TIMEOUT_MS),
-          Duration.ofMillis(conf.getTimeDuration(REFRESH_BEFORE_EXPIRY_KEY, DEFAULT_REFRESH_BEFORE_EXPIRY_MS,
+          new AgentClient(agent),
+          Duration.ofMillis(conf.getTimeDuration(REFRESH_BEFORE_EXPIRY_KEY, TimeUnit.MINUTES.toMillis(15),
               TimeUnit.MILLISECONDS)),
           conf.getBoolean(SEND_LOCATION_KEY, true) ? locationOf(fsUri) : null,
-          conf.getBoolean(SEND_USER_KEY, true));
-    }
-
-    private static int millis(Configuration conf, String key, long defaultMs) {
-      long ms = conf.getTimeDuration(key, defaultMs, TimeUnit.MILLISECONDS);
-      if (ms < 0 || ms > Integer.MAX_VALUE) {
-        throw new IllegalArgumentException(key + " out of range: " + conf.get(key));
-      }
-      return (int) ms;
-    }
-
-    URL requestUrl(String user) {
-      StringBuilder url = new StringBuilder(endpoint).append("/v1/credentials");
-      char sep = '?';
-      if (location != null) {
-        url.append(sep).append("location=").append(encode(location));
-        sep = '&';
-      }
-      if (user != null) {
-        url.append(sep).append("user=").append(encode(user));
-      }
-      try {
-        return new URL(url.toString());
-      } catch (IOException e) {
-        throw new SdkClientException("invalid " + ENDPOINT_KEY + " " + endpoint + ": " + e, e);
-      }
-    }
-
-    /** The token, re-read on every fetch so that a rotated token file is picked up; null when none is set. */
-    String readToken() {
-      if (tokenFile == null) {
-        return null;
-      }
-      byte[] bytes;
-      try {
-        bytes = Files.readAllBytes(Paths.get(tokenFile));
-      } catch (NoSuchFileException e) {
-        throw new SdkClientException("emrfs-role-agent token file " + tokenFile + " does not exist (set "
-            + TOKEN_FILE_KEY + ", or empty it if the agent needs no token)");
-      } catch (IOException e) {
-        // The exception names the file and the reason (e.g. AccessDeniedException), never the content.
-        throw new SdkClientException("emrfs-role-agent token file " + tokenFile + " cannot be read: " + e, e);
-      }
-      String token = new String(bytes, StandardCharsets.UTF_8);
-      // A header cannot carry a line break; tolerate a trailing newline left by an editor.
-      int end = token.length();
-      while (end > 0 && (token.charAt(end - 1) == '\n' || token.charAt(end - 1) == '\r')) {
-        end--;
-      }
-      return token.substring(0, end);
-    }
-
-    private static String encode(String value) {
-      try {
-        return URLEncoder.encode(value, "UTF-8");
-      } catch (UnsupportedEncodingException e) {
-        throw new AssertionError(e);
-      }
+          conf.getBoolean(SEND_USER_KEY, true),
+          conf.getTrimmed(TOKEN_FILE_KEY, DEFAULT_TOKEN_FILE));
     }
   }
 
