@@ -3,7 +3,7 @@
 # the end-to-end tests run them on (tests/java/runtimes: real Hadoop and AWS SDK artefacts).
 #
 # Everything comes from Maven Central through Maven, cached in the local repository ($HOME/.m2 by default;
-# MAVEN_OPTS / -Dmaven.repo.local move it). A first run downloads about 250 MB; later runs reuse the cache, and
+# MAVEN_OPTS / -Dmaven.repo.local move it). A first run downloads about 190 MB; later runs reuse the cache, and
 # skip Maven entirely while no source, POM or this script changed.
 #
 # With --spark-venv it also makes sure a virtualenv with pyspark 3.5.9 (from PyPI, pinned by sha256) exists, for
