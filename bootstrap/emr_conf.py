@@ -6,9 +6,16 @@ is idempotent: a file that already carries the settings is not rewritten, so run
 changes nothing. Runs on the python3 of Amazon Linux 2 (3.7) and 2023 (3.9): standard library
 only.
 
-    emr_conf.py settings [--port N] [--token-file PATH]        # the settings, as EMR Configurations JSON
-    emr_conf.py apply KIND FILE [--port N] [--token-file PATH] # KIND: spark-defaults, core-site, emrfs-site
-    emr_conf.py provisioned STATE_FILE                         # exit 0 once EMR finished provisioning this node
+    emr_conf.py settings [--port N] [--token-file PATH] [--s3a-sdk v1|v2]
+                                              # the settings, as EMR Configurations JSON
+    emr_conf.py apply KIND FILE [--port N] [--token-file PATH] [--s3a-sdk v1|v2]
+                                              # KIND: spark-defaults, core-site, emrfs-site
+    emr_conf.py s3a-sdk [--root DIR]          # which AWS SDK this node's S3A uses: prints v1 or v2
+    emr_conf.py provisioned STATE_FILE        # exit 0 once EMR finished provisioning this node
+
+S3A gets per-request credentials (prefix rules inside a bucket hold request by request) through the
+AWS SDK its Hadoop uses: EMR releases up to 7.9 (Hadoop 3.3.x, SDK v1) get the v1 request handler, EMR 7.10 and
+later (Hadoop 3.4.x, SDK v2; S3A also serves s3:// there) the v2 execution interceptor. EMRFS stays per bucket.
 
 `apply` prints "changed FILE" or "unchanged FILE".
 """
@@ -24,13 +31,31 @@ import xml.etree.ElementTree as ET
 DEFAULT_PORT = 9944
 DEFAULT_TOKEN_FILE = "/etc/emrfs-role-agent/token"
 PROVIDER_CLASS = "io.emrfsroleagent.emrfs.RoleAgentCredentialsProvider"
+# S3A per request, by the SDK of the node's Hadoop.
+S3A_CLASSES = {
+    "v1": {
+        "fs.s3a.aws.credentials.provider": PROVIDER_CLASS,
+        "fs.s3a.audit.enabled": "true",
+        "fs.s3a.audit.request.handlers": "io.emrfsroleagent.emrfs.RoleAgentRequestHandler",
+    },
+    "v2": {
+        "fs.s3a.aws.credentials.provider": "io.emrfsroleagent.sdk2.RoleAgentAwsCredentialsProvider",
+        "fs.s3a.audit.enabled": "true",
+        "fs.s3a.audit.execution.interceptors": "io.emrfsroleagent.sdk2.RoleAgentExecutionInterceptor",
+    },
+}
+# The first EMR release whose S3A is Hadoop 3.4 on the AWS SDK for Java v2.
+S3A_SDK_V2_SINCE = (7, 10)
+# Where EMR records the node's release label, and where its Hadoop jars are.
+RELEASE_INFO_FILES = ("mnt/var/lib/info/extraInstanceData.json", "emr/instance-controller/lib/info/extraInstanceData.json")
+HADOOP_JAR_DIRS = ("usr/lib/hadoop", "usr/lib/hadoop/lib", "usr/lib/hadoop/client")
 # Hadoop keys the provider reads; set only when they differ from the provider's defaults.
 PROVIDER_ENDPOINT_KEY = "emrfs-role-agent.endpoint"
 PROVIDER_TOKEN_FILE_KEY = "emrfs-role-agent.token-file"
 
 
-def settings(port=DEFAULT_PORT, token_file=DEFAULT_TOKEN_FILE):
-    """Classification -> {property: value}: what every client on the node needs."""
+def settings(port=DEFAULT_PORT, token_file=DEFAULT_TOKEN_FILE, s3a_sdk="v1"):
+    """Classification -> {property: value}: what every client on the node needs (S3A per `s3a_sdk`)."""
     endpoint = "http://127.0.0.1:%d" % port
     uri = endpoint + "/v1/credentials"
     spark = {}
@@ -45,18 +70,52 @@ def settings(port=DEFAULT_PORT, token_file=DEFAULT_TOKEN_FILE):
     if token_file != DEFAULT_TOKEN_FILE:
         hadoop[PROVIDER_TOKEN_FILE_KEY] = token_file
     core = dict(hadoop)
-    core["fs.s3a.aws.credentials.provider"] = PROVIDER_CLASS
+    core.update(S3A_CLASSES[s3a_sdk])
     emrfs = dict(hadoop)
     emrfs["fs.s3.customAWSCredentialsProvider"] = PROVIDER_CLASS
     return {"spark-defaults": spark, "core-site": core, "emrfs-site": emrfs}
 
 
-def emr_configurations(port=DEFAULT_PORT, token_file=DEFAULT_TOKEN_FILE):
+def emr_configurations(port=DEFAULT_PORT, token_file=DEFAULT_TOKEN_FILE, s3a_sdk="v1"):
     """The same settings as an EMR `Configurations` document."""
     return [
         {"Classification": name, "Properties": props}
-        for name, props in settings(port, token_file).items()
+        for name, props in settings(port, token_file, s3a_sdk).items()
     ]
+
+
+def s3a_sdk_for_release(label):
+    """'emr-7.10.0' -> 'v2', 'emr-6.15.0' -> 'v1'; None if the label is not an EMR release."""
+    match = re.match(r"^emr-(\d+)\.(\d+)", label or "")
+    if not match:
+        return None
+    return "v2" if (int(match.group(1)), int(match.group(2))) >= S3A_SDK_V2_SINCE else "v1"
+
+
+def detect_s3a_sdk(root="/"):
+    """(sdk, reason): from the node's EMR release label, else from its hadoop-aws jar, else v1."""
+    for rel in RELEASE_INFO_FILES:
+        path = os.path.join(root, rel)
+        try:
+            with open(path, encoding="utf-8") as f:
+                label = json.load(f).get("releaseLabel")
+        except (OSError, ValueError, AttributeError):
+            continue
+        sdk = s3a_sdk_for_release(label)
+        if sdk:
+            return sdk, "release %s (%s)" % (label, path)
+    for rel in HADOOP_JAR_DIRS:
+        directory = os.path.join(root, rel)
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        for name in names:
+            match = re.match(r"^hadoop-aws-(\d+)\.(\d+)", name)
+            if match:
+                sdk = "v2" if (int(match.group(1)), int(match.group(2))) >= (3, 4) else "v1"
+                return sdk, "%s" % os.path.join(directory, name)
+    return "v1", "no release label or hadoop-aws jar found"
 
 
 def write_like(path, text):
@@ -210,20 +269,28 @@ def main(argv=None):
             p.add_argument("file")
         p.add_argument("--port", type=int, default=DEFAULT_PORT)
         p.add_argument("--token-file", default=DEFAULT_TOKEN_FILE)
+        p.add_argument("--s3a-sdk", choices=sorted(S3A_CLASSES), default="v1")
+    p = sub.add_parser("s3a-sdk")
+    p.add_argument("--root", default="/")
     p = sub.add_parser("provisioned")
     p.add_argument("state_file")
     args = ap.parse_args(argv)
     if args.cmd == "settings":
-        json.dump(emr_configurations(args.port, args.token_file), sys.stdout, indent=2)
+        json.dump(emr_configurations(args.port, args.token_file, args.s3a_sdk), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     if args.cmd == "apply":
-        props = settings(args.port, args.token_file)[args.kind]
+        props = settings(args.port, args.token_file, args.s3a_sdk)[args.kind]
         if args.kind == "spark-defaults":
             changed = apply_spark_defaults(args.file, props)
         else:
             changed = apply_hadoop_xml(args.file, props)
         print("%s %s" % ("changed" if changed else "unchanged", args.file))
+        return 0
+    if args.cmd == "s3a-sdk":
+        sdk, reason = detect_s3a_sdk(args.root)
+        sys.stderr.write("S3A uses the AWS SDK for Java %s: %s\n" % (sdk, reason))
+        print(sdk)
         return 0
     if args.cmd == "provisioned":
         return 0 if provisioned(args.state_file) else 1

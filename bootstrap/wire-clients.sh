@@ -24,6 +24,8 @@ Usage: wire-clients.sh [options]
   --token-file PATH   token path as the clients see it (default /etc/emrfs-role-agent/token)
   --jar PATH          the EMRFS/S3A provider jar, as installed
                       (default /usr/share/aws/emr/emrfs/auxlib/emrfs-role-agent-provider.jar)
+  --s3a-sdk v1|v2|auto  which S3A classes to wire: v1 (Hadoop 3.3, EMR <= 7.9), v2 (Hadoop 3.4,
+                      EMR >= 7.10), auto: from the node's release label or hadoop-aws jar (default)
   --poll SECONDS      time between checks (default 10)
   --timeout SECONDS   give up after this long (default 7200)
   -h, --help          this text
@@ -34,6 +36,7 @@ ROOT_DIR=""
 PORT=9944
 TOKEN_FILE=/etc/emrfs-role-agent/token
 JAR=/usr/share/aws/emr/emrfs/auxlib/emrfs-role-agent-provider.jar
+S3A_SDK=auto
 POLL=10
 TIMEOUT=7200
 
@@ -43,6 +46,7 @@ while (($#)); do
         --port) PORT=${2:?--port needs a number}; shift 2 ;;
         --token-file) TOKEN_FILE=${2:?--token-file needs a path}; shift 2 ;;
         --jar) JAR=${2:?--jar needs a path}; shift 2 ;;
+        --s3a-sdk) S3A_SDK=${2:?--s3a-sdk needs v1, v2 or auto}; shift 2 ;;
         --poll) POLL=${2:?--poll needs seconds}; shift 2 ;;
         --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift 2 ;;
         -h | --help) usage; exit 0 ;;
@@ -77,9 +81,24 @@ if [[ ! -f $R$JAR ]]; then
     log "no provider jar at $JAR: EMRFS and S3A are left as they are"
 fi
 
+case $S3A_SDK in
+    v1 | v2 | auto) ;;
+    *) echo "wire-clients.sh: --s3a-sdk must be v1, v2 or auto, got $S3A_SDK" >&2; exit 2 ;;
+esac
+
+# The SDK whose S3A classes to wire; asked on every pass, as EMR installs Hadoop after bootstrap actions.
+s3a_sdk() {
+    if [[ $S3A_SDK != auto ]]; then
+        echo "$S3A_SDK"
+    else
+        python3 "$EMR_CONF" s3a-sdk --root "${R:-/}" 2>/dev/null || echo v1
+    fi
+}
+
 # Applies every setting whose file exists; returns 0 when all applicable files are wired.
 wire_pass() {
-    local all=0 entry kind file
+    local all=0 entry kind file sdk
+    sdk=$(s3a_sdk)
     for entry in "${targets[@]}"; do
         kind=${entry%% *}
         file=${entry#* }
@@ -91,7 +110,7 @@ wire_pass() {
             continue
         fi
         # A file EMR is still writing may not parse yet: try again on the next pass.
-        if ! python3 "$EMR_CONF" apply "$kind" "$file" --port "$PORT" --token-file "$TOKEN_FILE" \
+        if ! python3 "$EMR_CONF" apply "$kind" "$file" --port "$PORT" --token-file "$TOKEN_FILE" --s3a-sdk "$sdk" \
             | sed 's/^/wire-clients: /' >&2; then
             log "could not edit $file yet"
             all=1

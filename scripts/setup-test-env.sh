@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suites need, on a fresh Debian machine or an already prepared one.
 #
-#   - Debian packages (only those missing): shellcheck, wrk, systemd-analyze, ps/ss/setpriv, python3-venv, logrotate.
+#   - Debian packages (only those missing): shellcheck, wrk, systemd-analyze, ps/ss/setpriv, python3-venv, logrotate,
+#     a JDK and Maven (the JVM clients and their tests, scripts/build-emrfs-provider.sh).
 #   - $EMRFS_TEST_VENV (default ~/.cache/emrfs-role-agent/venv): the STS/IAM/S3 emulator (moto server),
 #     boto3, the AWS CLI and pytest, pinned in tests/e2e/requirements.txt.
 #   - $EMRFS_TEST_SYSTEM_VENV (default /var/cache/emrfs-role-agent-test/venv-system): boto3 and the AWS CLI
@@ -16,7 +17,8 @@ cd "$(dirname "$0")/.."
 REQUIREMENTS=tests/e2e/requirements.txt
 VENV=${EMRFS_TEST_VENV:-$HOME/.cache/emrfs-role-agent/venv}
 SYSTEM_VENV=${EMRFS_TEST_SYSTEM_VENV:-/var/cache/emrfs-role-agent-test/venv-system}
-DEBIAN_PACKAGES=(shellcheck wrk systemd procps iproute2 util-linux passwd python3-venv logrotate)
+DEBIAN_PACKAGES=(shellcheck wrk systemd procps iproute2 util-linux passwd python3-venv logrotate
+    openjdk-17-jdk-headless maven)
 # The system venv gets only the client side of the pins.
 SYSTEM_PACKAGES_RE='^(boto3|botocore|s3transfer|awscli)=='
 

@@ -1,10 +1,11 @@
 """Hadoop S3A and the AWS SDK for Java v1 get their credentials from the running agent (SPEC §9, §10).
 
-Real Hadoop code (hadoop-aws 3.3.1, hadoop-client 3.3.1, AWS SDK bundle 1.11.901, from the jars that
-scripts/build-emrfs-provider.sh fetches) writes to and reads from moto's S3 with credentials that the agent hands
-out, either through the provider class (clients/emrfs) or through the SDK's own container-credentials provider.
-moto's IAM enforcement rejects the SDK v1's signatures, so S3 runs without it and the audit log says which role
-each request got.
+Real Hadoop code (hadoop-aws 3.3.6 with the AWS SDK for Java v1 1.12.367 modules; for Spark, pyspark 3.5.9 with
+hadoop-aws 3.3.4; all resolved by scripts/build-emrfs-provider.sh through Maven, see tests/java/runtimes) writes
+to and reads from moto's S3 with credentials that the agent hands out, either through the bucket-level provider
+class (clients/) or through the SDK's own container-credentials provider. moto's IAM enforcement rejects the
+SDK v1's signatures (see test_s3a_scopes.py), so S3 runs without it and the audit log says which role each
+request got. Per-request credentials: test_s3a_scopes.py and test_spark_scopes.py.
 
 Java drivers (tests/java): io.emrfsroleagent.e2e.S3aRoundTrip (write + read back through S3AFileSystem),
 io.emrfsroleagent.e2e.ProviderProbe (one provider instance driven from stdin), and
@@ -317,24 +318,12 @@ def test_s3a_job_fails_with_endpoint_when_agent_is_down(java_build, moto):
 
 # ---- Spark ----
 
-# Spark 3.2 predates Java 17 support: its driver needs these packages opened (what Spark 3.3+ adds itself).
-SPARK_JAVA17_OPENS = " ".join(
-    f"--add-opens=java.base/{p}=ALL-UNNAMED"
-    for p in (
-        "java.lang", "java.lang.invoke", "java.lang.reflect", "java.io", "java.net", "java.nio", "java.util",
-        "java.util.concurrent", "java.util.concurrent.atomic", "sun.nio.ch", "sun.nio.cs", "sun.security.action",
-        "sun.util.calendar",
-    )
-)
-
-# The DataFrame is made in the JVM (spark.range): pyspark 3.2's bundled cloudpickle cannot pickle on
-# Python 3.11+, so nothing here ships Python objects to the JVM.
+# The DataFrame is made in the JVM (spark.range), so nothing here depends on pickling Python objects.
 SPARK_JOB = r"""
 import json, os, sys
 from pyspark.sql import SparkSession
 
 spark = (SparkSession.builder.master("local[2]").appName("emrfs-role-agent-e2e")
-         .config("spark.driver.extraJavaOptions", os.environ["JOB_JAVA_OPTIONS"])
          .config("spark.driver.extraClassPath", os.environ["JOB_CLASSPATH"])
          .config("spark.driver.host", "127.0.0.1")
          .config("spark.driver.bindAddress", "127.0.0.1")
@@ -366,13 +355,10 @@ def test_pyspark_local_job_writes_dataframe_through_agent(java_build, moto, agen
     spark_python = out.stdout.strip().splitlines()[-1]
 
     agent = start_agent(agent_factory, moto)
-    with open(os.path.join(java_build, "runtime-classpath.txt")) as f:
+    with open(os.path.join(java_build, "runtimes", "spark-3.5.txt")) as f:
         runtime = f.read().strip().split(":")
     # Spark brings its own Hadoop client and logging; it needs hadoop-aws, the SDK and the provider.
-    job_classpath = ":".join(
-        [os.path.join(java_build, "emrfs-role-agent-provider.jar")]
-        + [j for j in runtime if os.path.basename(j).startswith(("hadoop-aws-", "aws-java-sdk-bundle-"))]
-    )
+    job_classpath = ":".join([os.path.join(java_build, "emrfs-role-agent-provider.jar")] + runtime)
     job = tmp_path / "job.py"
     job.write_text(SPARK_JOB)
     target = f"s3a://{PARTNER_BUCKET}/spark/table"
@@ -380,7 +366,6 @@ def test_pyspark_local_job_writes_dataframe_through_agent(java_build, moto, agen
         "HADOOP_USER_NAME": HADOOP_USER,
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PYSPARK_PYTHON": spark_python,
-        "JOB_JAVA_OPTIONS": SPARK_JAVA17_OPENS,
         "JOB_CLASSPATH": job_classpath,
         "JOB_S3_ENDPOINT": moto.endpoint,
         "JOB_AGENT": agent.url,

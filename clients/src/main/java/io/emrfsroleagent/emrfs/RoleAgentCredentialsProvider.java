@@ -1,0 +1,253 @@
+package io.emrfsroleagent.emrfs;
+
+import com.amazonaws.SdkClientException;
+import com.amazonaws.auth.AWSCredentials;
+import com.amazonaws.auth.AWSCredentialsProvider;
+import com.amazonaws.auth.BasicAWSCredentials;
+import com.amazonaws.auth.BasicSessionCredentials;
+import io.emrfsroleagent.agent.AgentClient;
+import io.emrfsroleagent.agent.AgentCredentials;
+import io.emrfsroleagent.agent.AgentException;
+import io.emrfsroleagent.agent.AgentSettings;
+import java.io.IOException;
+import java.net.URI;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.Locale;
+import java.util.concurrent.TimeUnit;
+import org.apache.hadoop.conf.Configurable;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.security.UserGroupInformation;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * AWS credentials for EMRFS and S3A from the node-local emrfs-role-agent.
+ *
+ * <p>EMRFS ({@code fs.s3.customAWSCredentialsProvider}) and S3A ({@code fs.s3a.aws.credentials.provider})
+ * construct it with the filesystem's URI and the Hadoop configuration. For each fetch it asks
+ * {@code GET <endpoint>/v1/credentials?location=<scheme>://<bucket>/&user=<Hadoop short user name>} with the
+ * token file's content in the {@code Authorization} header, so the agent can pick the role mapped to that user
+ * and bucket. The answer becomes {@code BasicSessionCredentials} (or {@code BasicAWSCredentials} when the agent
+ * hands out long-term keys without a token). Credentials are cached and refetched once they are within
+ * {@code refresh-before-expiry} (15 minutes) of expiry; if a refetch fails while the cached credentials have not expired yet, those keep
+ * being served (as the SDK's own container provider does).
+ *
+ * <p>Hadoop configuration keys (defaults in brackets):
+ * <ul>
+ *   <li>{@value #ENDPOINT_KEY} [{@value #DEFAULT_ENDPOINT}]: the agent's base URL</li>
+ *   <li>{@value #TOKEN_FILE_KEY} [{@value #DEFAULT_TOKEN_FILE}]: file whose content is sent as the
+ *       {@code Authorization} header; empty sends no header (agent with {@code require_token = false})</li>
+ *   <li>{@value #CONNECT_TIMEOUT_KEY} [2s] and {@value #READ_TIMEOUT_KEY} [15s]: HTTP timeouts (the agent itself
+ *       answers 504 after its {@code request_timeout}, 10s by default)</li>
+ *   <li>{@value #REFRESH_BEFORE_EXPIRY_KEY} [15m]: refetch when the credentials expire sooner than this</li>
+ *   <li>{@value #SEND_LOCATION_KEY} [true] and {@value #SEND_USER_KEY} [true]: whether to send the bucket and
+ *       the Hadoop user</li>
+ * </ul>
+ *
+ * <p>Thread-safe: concurrent callers share one fetch. Neither exceptions nor {@link #toString()} ever contain
+ * the secret key, the session token or the agent token. The HTTP exchange is {@link AgentClient}'s. This class
+ * decides per bucket; S3A per request adds {@link RoleAgentRequestHandler}.
+ */
+public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Configurable {
+
+  public static final String ENDPOINT_KEY = AgentSettings.ENDPOINT_KEY;
+  public static final String TOKEN_FILE_KEY = AgentSettings.TOKEN_FILE_KEY;
+  public static final String CONNECT_TIMEOUT_KEY = AgentSettings.CONNECT_TIMEOUT_KEY;
+  public static final String READ_TIMEOUT_KEY = AgentSettings.READ_TIMEOUT_KEY;
+  public static final String REFRESH_BEFORE_EXPIRY_KEY = AgentSettings.REFRESH_BEFORE_EXPIRY_KEY;
+  public static final String SEND_LOCATION_KEY = "emrfs-role-agent.send-location";
+  public static final String SEND_USER_KEY = AgentSettings.SEND_USER_KEY;
+
+  public static final String DEFAULT_ENDPOINT = AgentSettings.DEFAULT_ENDPOINT;
+  public static final String DEFAULT_TOKEN_FILE = AgentSettings.DEFAULT_TOKEN_FILE;
+
+  /**
+   * Credentials that arrive already inside the refresh window (served stale by the agent during an STS outage)
+   * are kept at least this long, so that every S3 call does not turn into an agent request.
+   */
+  static final Duration MIN_CACHE_TIME = Duration.ofMinutes(1);
+
+  private static final Logger LOG = LoggerFactory.getLogger(RoleAgentCredentialsProvider.class);
+
+  private final URI fsUri;
+  private final Clock clock;
+  private final Object fetchLock = new Object();
+
+  private volatile Settings settings;
+  private volatile Configuration conf;
+  private volatile Cached cached;
+
+  /** For tools that instantiate providers reflectively; asks without a location. */
+  public RoleAgentCredentialsProvider() {
+    this(null, new Configuration(), Clock.systemUTC());
+  }
+
+  /** The constructor EMRFS and S3A call: {@code fsUri} is the filesystem's URI (its bucket is the location). */
+  public RoleAgentCredentialsProvider(URI fsUri, Configuration conf) {
+    this(fsUri, conf, Clock.systemUTC());
+  }
+
+  /** With an explicit clock, for tests. */
+  RoleAgentCredentialsProvider(URI fsUri, Configuration conf, Clock clock) {
+    this.fsUri = fsUri;
+    this.clock = clock;
+    setConf(conf == null ? new Configuration() : conf);
+  }
+
+  @Override
+  public void setConf(Configuration conf) {
+    synchronized (fetchLock) {
+      this.conf = conf;
+      this.settings = Settings.from(conf, fsUri);
+      this.cached = null;
+    }
+  }
+
+  @Override
+  public Configuration getConf() {
+    return conf;
+  }
+
+  @Override
+  public AWSCredentials getCredentials() {
+    Cached current = cached;
+    Instant now = clock.instant();
+    if (current != null && now.isBefore(current.refreshAt)) {
+      return current.credentials;
+    }
+    synchronized (fetchLock) {
+      current = cached;
+      now = clock.instant();
+      if (current != null && now.isBefore(current.refreshAt)) {
+        return current.credentials; // another thread fetched while we waited
+      }
+      try {
+        Cached fresh = fetch(settings, now);
+        cached = fresh;
+        return fresh.credentials;
+      } catch (SdkClientException e) {
+        if (current != null && now.isBefore(current.expiration)) {
+          LOG.warn("Refreshing credentials failed; serving cached credentials that expire at {}: {}",
+              current.expiration, e.getMessage());
+          return current.credentials;
+        }
+        throw e;
+      }
+    }
+  }
+
+  /** Drops the cached credentials: the next {@link #getCredentials()} asks the agent. */
+  @Override
+  public void refresh() {
+    synchronized (fetchLock) {
+      cached = null;
+    }
+  }
+
+  @Override
+  public String toString() {
+    Settings s = settings;
+    return "RoleAgentCredentialsProvider{endpoint=" + s.client.settings().endpoint() + ", location=" + s.location
+        + ", tokenFile=" + s.tokenFile + "}";
+  }
+
+  private Cached fetch(Settings s, Instant now) {
+    String user = s.sendUser ? currentUser(s) : null;
+    AgentClient.Answer answer;
+    try {
+      answer = s.client.fetch(s.location, user, now);
+    } catch (AgentException e) {
+      throw new SdkClientException(e.getMessage(), e.getCause());
+    }
+    AgentCredentials c = answer.credentials;
+    LOG.debug("Fetched credentials {} for {} from {}, expiring at {}", c.accessKeyId(), s.location,
+        s.client.settings().endpoint(), c.expiration());
+    AWSCredentials credentials = c.sessionToken() == null
+        ? new BasicAWSCredentials(c.accessKeyId(), c.secretAccessKey())
+        : new BasicSessionCredentials(c.accessKeyId(), c.secretAccessKey(), c.sessionToken());
+    return new Cached(credentials, c.expiration(), refreshAt(now, c.expiration(), s.refreshBeforeExpiry));
+  }
+
+  /** When to fetch again: {@code refreshBefore} ahead of expiry, but not sooner than {@link #MIN_CACHE_TIME}. */
+  static Instant refreshAt(Instant now, Instant expiration, Duration refreshBefore) {
+    Instant ahead = expiration.minus(refreshBefore);
+    Instant earliest = now.plus(MIN_CACHE_TIME);
+    if (ahead.isAfter(earliest)) {
+      return ahead;
+    }
+    return earliest.isBefore(expiration) ? earliest : expiration;
+  }
+
+  private static String currentUser(Settings s) {
+    try {
+      return UserGroupInformation.getCurrentUser().getShortUserName();
+    } catch (IOException e) {
+      throw new SdkClientException("emrfs-role-agent provider could not determine the Hadoop user for a request"
+          + " to " + s.client.settings().endpoint() + ": " + e, e);
+    }
+  }
+
+  /** The bucket URI sent as {@code location}: the filesystem's scheme and bucket, or null without one. */
+  static String locationOf(URI fsUri) {
+    if (fsUri == null) {
+      return null;
+    }
+    // getHost() is null for bucket names that are not valid host names (e.g. with underscores).
+    String bucket = fsUri.getHost() != null ? fsUri.getHost() : fsUri.getAuthority();
+    if (bucket == null || bucket.isEmpty()) {
+      return null;
+    }
+    int at = bucket.lastIndexOf('@');
+    if (at >= 0) {
+      bucket = bucket.substring(at + 1); // never forward credentials embedded in a URI
+    }
+    String scheme = fsUri.getScheme() == null ? "s3" : fsUri.getScheme().toLowerCase(Locale.ROOT);
+    if (!scheme.equals("s3") && !scheme.equals("s3a") && !scheme.equals("s3n")) {
+      scheme = "s3";
+    }
+    return scheme + "://" + bucket + "/";
+  }
+
+  /** Configuration as read once per {@link #setConf}. */
+  private static final class Settings {
+    final AgentClient client;
+    final Duration refreshBeforeExpiry;
+    final String location;
+    final boolean sendUser;
+    final String tokenFile;
+
+    private Settings(AgentClient client, Duration refreshBeforeExpiry, String location, boolean sendUser,
+        String tokenFile) {
+      this.client = client;
+      this.refreshBeforeExpiry = refreshBeforeExpiry;
+      this.location = location;
+      this.sendUser = sendUser;
+      this.tokenFile = tokenFile;
+    }
+
+    static Settings from(Configuration conf, URI fsUri) {
+      AgentSettings agent = AgentSettings.from(conf);
+      return new Settings(
+          new AgentClient(agent),
+          Duration.ofMillis(conf.getTimeDuration(REFRESH_BEFORE_EXPIRY_KEY, TimeUnit.MINUTES.toMillis(15),
+              TimeUnit.MILLISECONDS)),
+          conf.getBoolean(SEND_LOCATION_KEY, true) ? locationOf(fsUri) : null,
+          conf.getBoolean(SEND_USER_KEY, true),
+          conf.getTrimmed(TOKEN_FILE_KEY, DEFAULT_TOKEN_FILE));
+    }
+  }
+
+  private static final class Cached {
+    final AWSCredentials credentials;
+    final Instant expiration;
+    final Instant refreshAt;
+
+    Cached(AWSCredentials credentials, Instant expiration, Instant refreshAt) {
+      this.credentials = credentials;
+      this.expiration = expiration;
+      this.refreshAt = refreshAt;
+    }
+  }
+}

@@ -1,0 +1,88 @@
+package io.emrfsroleagent.emrfs;
+
+import com.amazonaws.AmazonWebServiceRequest;
+import com.amazonaws.SdkClientException;
+import com.amazonaws.auth.AWSCredentialsProvider;
+import com.amazonaws.auth.AWSStaticCredentialsProvider;
+import com.amazonaws.auth.BasicAWSCredentials;
+import com.amazonaws.auth.BasicSessionCredentials;
+import com.amazonaws.handlers.RequestHandler2;
+import io.emrfsroleagent.agent.AgentClient;
+import io.emrfsroleagent.agent.AgentCredentials;
+import io.emrfsroleagent.agent.AgentException;
+import io.emrfsroleagent.agent.AgentSettings;
+import io.emrfsroleagent.agent.RequestLocation;
+import io.emrfsroleagent.agent.ScopeCache;
+import java.time.Clock;
+import org.apache.hadoop.conf.Configurable;
+import org.apache.hadoop.conf.Configuration;
+
+/**
+ * Per-request credentials for the AWS SDK for Java v1 S3 client (Hadoop S3A 3.3.x, EMR 6.x - 7.9): before each
+ * S3 request runs, asks the agent (through a {@link ScopeCache}) for the request's own location and sets the
+ * answer as the request's credentials, so that prefix rules inside a bucket apply request by request.
+ *
+ * <p>S3A loads it with {@code fs.s3a.audit.enabled=true} and
+ * {@code fs.s3a.audit.request.handlers=io.emrfsroleagent.emrfs.RoleAgentRequestHandler}; S3A constructs it
+ * without arguments, so its settings ({@code emrfs-role-agent.*}, see {@link AgentSettings}) come from the
+ * Hadoop configuration files on the class path (core-site.xml), unless a caller hands it a configuration
+ * through {@link #setConf}. The Hadoop user is the one that created the filesystem.
+ *
+ * <p>Requests without a key (HeadBucket, listing a bucket's root, bucket operations) keep the client's own
+ * credentials: the bucket-level {@link RoleAgentCredentialsProvider}. Where a request is located:
+ * {@link V1RequestLocations}.
+ */
+public class RoleAgentRequestHandler extends RequestHandler2 implements Configurable {
+
+  private final Clock clock;
+  private volatile Configuration conf;
+  private volatile ScopeCache<AWSCredentialsProvider> cache;
+
+  /** The constructor S3A calls: settings from the Hadoop configuration files. */
+  public RoleAgentRequestHandler() {
+    this(new Configuration(), Clock.systemUTC());
+  }
+
+  RoleAgentRequestHandler(Configuration conf, Clock clock) {
+    this.clock = clock;
+    setConf(conf);
+  }
+
+  @Override
+  public void setConf(Configuration conf) {
+    AgentClient client = new AgentClient(AgentSettings.from(conf));
+    this.cache = new ScopeCache<>(client, AgentSettings.hadoopUser(conf), RoleAgentRequestHandler::provider, clock);
+    this.conf = conf;
+  }
+
+  @Override
+  public Configuration getConf() {
+    return conf;
+  }
+
+  @Override
+  public AmazonWebServiceRequest beforeExecution(AmazonWebServiceRequest request) {
+    RequestLocation where = V1RequestLocations.of(request);
+    if (where == null) {
+      return request;
+    }
+    try {
+      request.setRequestCredentialsProvider(where.resolve(cache).value());
+    } catch (AgentException e) {
+      throw new SdkClientException(e.getMessage(), e);
+    }
+    return request;
+  }
+
+  static AWSCredentialsProvider provider(AgentCredentials c) {
+    return new AWSStaticCredentialsProvider(c.sessionToken() == null
+        ? new BasicAWSCredentials(c.accessKeyId(), c.secretAccessKey())
+        : new BasicSessionCredentials(c.accessKeyId(), c.secretAccessKey(), c.sessionToken()));
+  }
+
+  @Override
+  public String toString() {
+    ScopeCache<?> c = cache;
+    return "RoleAgentRequestHandler{user=" + c.user() + ", scopes=" + c.size() + "}";
+  }
+}

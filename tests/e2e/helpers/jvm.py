@@ -1,0 +1,76 @@
+"""The JVM side of the end-to-end tests: the clients jar, the test drivers and the runtimes they run on.
+
+    build = jvm.build()                      # scripts/build-emrfs-provider.sh; returns the build directory
+    cp = jvm.classpath(build, "hadoop-3.4.1", conf_dir)
+    jvm.write_site(conf_dir, {"fs.s3a.endpoint": ...})   # core-site.xml, as on an EMR node
+    out = jvm.run(cp, "io.emrfsroleagent.e2e.S3aSession", [...], env={...})
+
+Runtimes are the modules of tests/java/runtimes/pom.xml (real Hadoop and AWS SDK artefacts).
+"""
+
+import os
+import shutil
+import subprocess
+from xml.sax.saxutils import escape
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+# Per-request wiring, by SDK (docs/emrfs.md has the same table).
+SDK_V1_SETTINGS = {
+    "fs.s3a.aws.credentials.provider": "io.emrfsroleagent.emrfs.RoleAgentCredentialsProvider",
+    "fs.s3a.audit.enabled": "true",
+    "fs.s3a.audit.request.handlers": "io.emrfsroleagent.emrfs.RoleAgentRequestHandler",
+}
+SDK_V2_SETTINGS = {
+    "fs.s3a.aws.credentials.provider": "io.emrfsroleagent.sdk2.RoleAgentAwsCredentialsProvider",
+    "fs.s3a.audit.enabled": "true",
+    "fs.s3a.audit.execution.interceptors": "io.emrfsroleagent.sdk2.RoleAgentExecutionInterceptor",
+}
+RUNTIME_SETTINGS = {
+    "hadoop-3.3.6": SDK_V1_SETTINGS,
+    "hadoop-3.4.1": SDK_V2_SETTINGS,
+    "hadoop-3.4.1-sdk-current": SDK_V2_SETTINGS,
+}
+
+
+def build():
+    """Builds the jar and the drivers (fast when nothing changed); returns the build directory."""
+    for tool in ("java", "javac", "mvn"):
+        assert shutil.which(tool), f"{tool} not found: scripts/setup-test-env.sh installs a JDK and Maven"
+    out = subprocess.run([os.path.join(REPO, "scripts", "build-emrfs-provider.sh")],
+                         capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, f"build-emrfs-provider.sh failed:\n{out.stderr[-4000:]}"
+    return out.stdout.strip().splitlines()[-1]
+
+
+def runtime_jars(build_dir, runtime):
+    with open(os.path.join(build_dir, "runtimes", f"{runtime}.txt")) as f:
+        return f.read().strip().split(":")
+
+
+def classpath(build_dir, runtime, *first):
+    """Directories in `first` (site files), the drivers, the clients jar, then the runtime's jars."""
+    return ":".join([*first, os.path.join(build_dir, "test-classes"),
+                     os.path.join(build_dir, "emrfs-role-agent-provider.jar"), *runtime_jars(build_dir, runtime)])
+
+
+def write_site(directory, conf, name="core-site.xml"):
+    os.makedirs(directory, exist_ok=True)
+    props = "".join(f"  <property><name>{escape(k)}</name><value>{escape(str(v))}</value></property>\n"
+                    for k, v in conf.items())
+    with open(os.path.join(directory, name), "w") as f:
+        f.write(f'<?xml version="1.0"?>\n<configuration>\n{props}</configuration>\n')
+
+
+def env(extra=None):
+    """No AWS or Hadoop settings from the machine, only what the test gives."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "HADOOP_"))}
+    e["AWS_EC2_METADATA_DISABLED"] = "true"
+    e["AWS_REGION"] = "us-east-1"
+    e.update(extra or {})
+    return e
+
+
+def run(cp, main, args, env_extra=None, timeout=300):
+    return subprocess.run(["java", "-Xss4m", "-XX:+UseSerialGC", "-cp", cp, main, *args],
+                          capture_output=True, text=True, env=env(env_extra), timeout=timeout)
