@@ -123,6 +123,7 @@ DOC=/usr/local/share/doc/$PROG
 ETC=/etc/$PROG
 UNIT_DIR=/etc/systemd/system
 UNIT=$PROG.service
+SOCKET=$PROG.socket
 SYNC_SERVICE=$PROG-mappings-sync.service
 SYNC_TIMER=$PROG-mappings-sync.timer
 SYNC_ENV=$ETC/mappings-sync.env
@@ -270,6 +271,8 @@ if [[ -z $SYSTEMD_VERSION ]]; then
     SYSTEMD_VERSION=$(systemctl --version 2>/dev/null | awk 'NR == 1 { print $2 }')
     [[ $SYSTEMD_VERSION =~ ^[0-9]+$ ]] || SYSTEMD_VERSION=0
 fi
+# The socket unit holds the port across agent restarts (both systemd lines know socket units).
+put "$REL/systemd/$SOCKET" "$UNIT_DIR/$SOCKET" 0644 root:root
 if ((SYSTEMD_VERSION >= 247)); then
     put "$REL/systemd/$UNIT" "$UNIT_DIR/$UNIT" 0644 root:root
 else
@@ -349,7 +352,7 @@ if [[ -z $R ]]; then
     fi
 fi
 
-if changed "$UNIT_DIR/$UNIT" "$UNIT_DIR/$SYNC_SERVICE" "$UNIT_DIR/$SYNC_TIMER" \
+if changed "$UNIT_DIR/$UNIT" "$UNIT_DIR/$SOCKET" "$UNIT_DIR/$SYNC_SERVICE" "$UNIT_DIR/$SYNC_TIMER" \
     "$UNIT_DIR/$SYNC_TIMER.d/interval.conf"; then
     sys systemctl daemon-reload
 fi
@@ -366,7 +369,10 @@ agent_failed() {
     die "$1"
 }
 
-# (No `enable --now`: systemd 219 does not have it.) `start` returns once the agent has sent READY=1.
+# (No `enable --now`: systemd 219 does not have it.) The socket first: from then on the port is the
+# agent's, whatever happens to the process. `start` returns once the agent has sent READY=1.
+sys systemctl enable "$SOCKET"
+sys systemctl start "$SOCKET"
 sys systemctl enable "$UNIT"
 if ((!was_active)); then
     sys systemctl start "$UNIT" || agent_failed "the agent did not start"

@@ -11,7 +11,7 @@
 #
 # The tarball holds one top-level directory emrfs-role-agent-<version>-x86_64-linux/ with
 #   bin/emrfs-role-agent               the agent
-#   systemd/                           emrfs-role-agent.service, the mappings-sync service and timer,
+#   systemd/                           emrfs-role-agent.service and .socket, the mappings-sync service and timer,
 #                                      compat/emrfs-role-agent.service for systemd < 247 (Amazon Linux 2)
 #   bootstrap/                         the EMR bootstrap action (install.sh) and its helpers
 #   config/                            example config, EMR Configurations JSON, logrotate file
@@ -121,7 +121,7 @@ trap 'rm -rf "$STAGE"' EXIT
 top=$STAGE/$NAME
 mkdir -p "$top"/{bin,systemd/compat,bootstrap,config,docs}
 install -m 0755 "$BINARY" "$top/bin/emrfs-role-agent"
-install -m 0644 "$REPO"/systemd/*.service "$REPO"/systemd/*.timer "$top/systemd/"
+install -m 0644 "$REPO"/systemd/*.service "$REPO"/systemd/*.socket "$REPO"/systemd/*.timer "$top/systemd/"
 install -m 0644 "$REPO"/systemd/compat/*.service "$top/systemd/compat/"
 for f in "$REPO"/bootstrap/*.sh "$REPO"/bootstrap/*.py; do
     if [[ -x $f ]]; then install -m 0755 "$f" "$top/bootstrap/"; else install -m 0644 "$f" "$top/bootstrap/"; fi

@@ -52,19 +52,24 @@ impl StartError {
 }
 
 /// What the agent runs with besides its configuration: clock, node facts, the AWS SDK's
-/// configuration (source credentials and region) and the refresher's period.
+/// configuration (source credentials and region), the refresher's period, and the listening sockets
+/// it was handed (systemd socket activation).
 pub struct Environment {
     pub clock: Arc<dyn Clock>,
     pub node: NodeInfo,
     pub sdk: aws_config::SdkConfig,
     /// How often the background refresher looks for due sessions; [`REFRESH_INTERVAL`] in production.
     pub refresh_interval: Duration,
+    /// Listening sockets handed over by the service manager ([`inherited_listeners`]); when there are
+    /// none, the agent binds `server.listen` itself.
+    pub listeners: Vec<std::net::TcpListener>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(config_path: &Path) -> Result<(), StartError> {
     let config = Config::load(config_path)?;
     init_logging();
+    let listeners = inherited_listeners()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,6 +81,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
             node: NodeInfo::read(),
             sdk,
             refresh_interval: REFRESH_INTERVAL,
+            listeners,
         };
         let agent = start(config, env).await?;
         notify(&[sd_notify::NotifyState::Ready]);
@@ -116,18 +122,23 @@ impl Running {
 /// Builds everything from a validated config and starts serving on its listen addresses
 /// (port 0 picks a free port: see [`Running::addrs`]).
 pub async fn start(config: Config, env: Environment) -> Result<Running, StartError> {
-    let Environment { clock, node, sdk, refresh_interval } = env;
+    let Environment { clock, node, sdk, refresh_interval, listeners: inherited } = env;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let audit = AuditLog::open(&config.audit.path, config.audit.durability, metrics.clone())
         .map_err(StartError::system(format!("opening the audit log {:?}", config.audit.path)))?;
 
-    let mut listeners = Vec::new();
-    for addr in &config.server.listen {
-        let listener =
-            listen(*addr, config.server.max_connections).map_err(StartError::system(format!("listening on {addr}")))?;
-        listeners.push(listener);
-    }
+    let listeners = if inherited.is_empty() {
+        let mut listeners = Vec::new();
+        for addr in &config.server.listen {
+            let listener = listen(*addr, config.server.max_connections)
+                .map_err(StartError::system(format!("listening on {addr}")))?;
+            listeners.push(listener);
+        }
+        listeners
+    } else {
+        adopt(inherited)?
+    };
     let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
 
     let sts = Arc::new(AwsSts::new(&sdk, config.sts.endpoint_url.as_deref(), config.sts.call_timeout, clock.clone()));
@@ -196,6 +207,38 @@ fn listen(addr: SocketAddr, max_connections: usize) -> std::io::Result<TcpListen
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(u32::try_from(max_connections).unwrap_or(u32::MAX).max(128))
+}
+
+/// The listening sockets systemd hands over (`LISTEN_FDS`/`LISTEN_PID`, socket activation): the
+/// socket unit holds the port while the agent restarts, so no other local user can bind it meanwhile.
+pub fn inherited_listeners() -> Result<Vec<std::net::TcpListener>, StartError> {
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut listeners = Vec::new();
+    for index in 0..fds.len() {
+        match fds.take_tcp_listener(index).map_err(StartError::system(format!("socket {index} from systemd")))? {
+            Some(listener) => listeners.push(listener),
+            None => tracing::warn!(index, "a socket from systemd was already taken"),
+        }
+    }
+    Ok(listeners)
+}
+
+/// Serves the handed-over sockets: loopback TCP only, like `server.listen`.
+fn adopt(sockets: Vec<std::net::TcpListener>) -> Result<Vec<TcpListener>, StartError> {
+    let mut listeners = Vec::new();
+    for socket in sockets {
+        let addr = socket.local_addr().map_err(StartError::system("an inherited socket"))?;
+        if !addr.ip().is_loopback() {
+            return Err(StartError::System {
+                what: format!("the socket systemd handed over ({addr})"),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "is not a loopback address"),
+            });
+        }
+        socket.set_nonblocking(true).map_err(StartError::system(format!("socket {addr}")))?;
+        listeners.push(TcpListener::from_std(socket).map_err(StartError::system(format!("socket {addr}")))?);
+        tracing::info!(%addr, "serving a socket handed over by systemd");
+    }
+    Ok(listeners)
 }
 
 /// Re-reads the config file and mappings; swaps them in if valid.

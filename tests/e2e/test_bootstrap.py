@@ -272,6 +272,10 @@ def test_owners_and_system_changes(node):
     assert any(a.startswith("useradd --system --gid emrfs-role-agent") and a.endswith(" emrfs-role-agent") for a in first)
     assert first.index("systemctl daemon-reload") < first.index(f"systemctl enable {PROG}.service")
     assert first.index(f"systemctl enable {PROG}.service") < first.index(f"systemctl start {PROG}.service")
+    # The socket unit holds the port before the agent first starts, and across every restart after.
+    assert node.path(f"/etc/systemd/system/{PROG}.socket").is_file()
+    assert first.index(f"systemctl start {PROG}.socket") < first.index(f"systemctl start {PROG}.service")
+    assert f"systemctl enable {PROG}.socket" in first
     assert not [a for a in first if re.match(r"systemctl (restart|reload) ", a)]  # first install: start only
     assert owners["/var/log/emrfs-role-agent"] == "emrfs-role-agent:emrfs-role-agent"
     assert oct(node.path("/var/log/emrfs-role-agent").stat().st_mode & 0o777) == "0o750"

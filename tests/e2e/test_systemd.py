@@ -12,7 +12,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SYSTEMD = os.path.join(REPO, "systemd")
 UNIT = os.path.join(SYSTEMD, "emrfs-role-agent.service")
 COMPAT_UNIT = os.path.join(SYSTEMD, "compat", "emrfs-role-agent.service")
-UNITS = sorted(f for f in os.listdir(SYSTEMD) if f.endswith((".service", ".timer")))
+UNITS = sorted(f for f in os.listdir(SYSTEMD) if f.endswith((".service", ".socket", ".timer")))
 EXECUTABLES = [
     "/usr/local/bin/emrfs-role-agent",
     "/usr/local/lib/emrfs-role-agent/mappings-sync.sh",
@@ -72,6 +72,7 @@ def test_all_units_are_present():
         "emrfs-role-agent-mappings-sync.service",
         "emrfs-role-agent-mappings-sync.timer",
         "emrfs-role-agent.service",
+        "emrfs-role-agent.socket",
     ]
 
 

@@ -271,5 +271,7 @@ pub async fn start_agent(
         .load()
         .await;
     let node = NodeInfo { cluster_id: "j-TEST".into(), instance_id: "i-test".into() };
-    daemon::start(config, Environment { clock, node, sdk, refresh_interval }).await.expect("agent starts")
+    daemon::start(config, Environment { clock, node, sdk, refresh_interval, listeners: Vec::new() })
+        .await
+        .expect("agent starts")
 }

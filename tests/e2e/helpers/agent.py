@@ -6,6 +6,7 @@ import re
 import secrets
 import signal
 import subprocess
+import sys
 import urllib.parse
 
 import requests
@@ -76,10 +77,23 @@ def merge(base, override):
     return out
 
 
+# argv: the inherited socket's fd, then the command to exec with it as fd 3 (sd_listen_fds(3)).
+_ACTIVATE = """
+import os, sys
+fd = int(sys.argv[1])
+if fd != 3:
+    os.dup2(fd, 3)
+    os.close(fd)
+os.environ["LISTEN_FDS"] = "1"
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
 class Agent:
     """A running `emrfs-role-agent serve` (see AgentFactory.start)."""
 
-    def __init__(self, directory, config, token, env, args=()):
+    def __init__(self, directory, config, token, env, args=(), listen_socket=None):
         self.dir = directory
         self.config = config
         self.token = token
@@ -97,13 +111,22 @@ class Agent:
             f.write(token)  # no trailing newline: SDKs reject one
         self._stdout = open(self.stdout_path, "ab")
         self._stderr = open(self.stderr_path, "ab")
+        command = [agent_binary(), "serve", "--config", self.config_path, *args]
+        pass_fds = ()
+        if listen_socket is not None:
+            # Socket activation as systemd does it: the listening socket as fd 3, LISTEN_FDS=1 and
+            # LISTEN_PID naming the agent's own pid (the wrapper's, which exec keeps).
+            fd = listen_socket.fileno()
+            command = [sys.executable, "-c", _ACTIVATE, str(fd), *command]
+            pass_fds = (fd,)
         self.process = subprocess.Popen(
-            [agent_binary(), "serve", "--config", self.config_path, *args],
+            command,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._stdout,
             stderr=self._stderr,
             cwd=directory,
+            pass_fds=pass_fds,
         )
         self.pid = self.process.pid
 
@@ -202,7 +225,8 @@ class AgentFactory:
         [audit]  path = <dir>/audit.log
         [[mapping]] ... (the given mappings, in order)
     deep-merged with `config` (None removes a key), and runs the agent with the world's source user's
-    keys in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (source_env=False: no source credentials)."""
+    keys in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (source_env=False: no source credentials).
+    listen_socket=<a listening socket>: hands it to the agent as systemd's socket activation does."""
 
     def __init__(self, tmp_path_factory, world):
         self._tmp = tmp_path_factory
@@ -223,7 +247,7 @@ class AgentFactory:
         return cfg
 
     def start(self, mappings=(), config=None, token=None, env=None, source_env=True, args=(), wait_ready=True,
-              ready_timeout=30):
+              ready_timeout=30, listen_socket=None):
         directory = str(self._tmp.mktemp("agent"))
         cfg = self.config_for(directory, mappings, config)
         proc_env = {
@@ -237,7 +261,10 @@ class AgentFactory:
         if source_env and self.world is not None:
             proc_env.update(self.world.source_env())
         proc_env.update(env or {})
-        agent = Agent(directory, cfg, token or secrets.token_hex(24), proc_env, args)
+        if listen_socket is not None and "listen" not in (config or {}).get("server", {}):
+            host, port = listen_socket.getsockname()[:2]
+            cfg = merge(cfg, {"server": {"listen": [f"{host}:{port}"]}})
+        agent = Agent(directory, cfg, token or secrets.token_hex(24), proc_env, args, listen_socket)
         self.agents.append(agent)
         if wait_ready:
             agent.wait_ready(ready_timeout)
