@@ -63,8 +63,6 @@ pub struct CredentialRecord {
     pub source: Option<&'static str>,
     pub sts_request_id: Option<String>,
     pub error_code: Option<ErrorCode>,
-    /// The fields whose value from the request was cut to its cap (e.g. `["user"]`).
-    pub truncated: Option<Vec<&'static str>>,
     pub latency_us: u64,
 }
 
@@ -89,6 +87,16 @@ pub enum Event<'a> {
     ConfigRejected {
         config: String,
         error: String,
+    },
+    /// Refusals that reached no decision, of one caller since `since` (see [`crate::refusals`]).
+    Refused {
+        caller_uid: Option<u32>,
+        caller_user: Option<String>,
+        since: String,
+        count: u64,
+        codes: std::collections::BTreeMap<&'static str, u64>,
+        first_request_id: String,
+        last_request_id: String,
     },
     StsAssumeRole {
         role_arn: String,

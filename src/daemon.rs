@@ -32,6 +32,8 @@ use crate::sts::{AwsSts, Session, StsError};
 
 /// How often the background refresher looks for due sessions.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the refusals counted per caller are written (SPEC §7: one record per caller and second).
+const TALLY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the daemon could not start (or keep running).
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +106,7 @@ pub struct Running {
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<()>,
     refresher: JoinHandle<()>,
+    tallier: JoinHandle<()>,
 }
 
 impl Running {
@@ -112,7 +115,9 @@ impl Running {
         let _ = self.shutdown.send(());
         let _ = self.server.await;
         self.refresher.abort();
+        self.tallier.abort();
         let app = &self.app;
+        write_refusals(app);
         app.audit.emit(&Event::Stop { reason: reason.to_owned() }, app.clock.now());
         app.audit.close().await;
         tracing::info!("stopped");
@@ -179,7 +184,26 @@ pub async fn start(config: Config, env: Environment) -> Result<Running, StartErr
             }
         })
     };
-    Ok(Running { app, addrs, shutdown, server, refresher })
+    let tallier = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TALLY_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                write_refusals(&app);
+            }
+        })
+    };
+    Ok(Running { app, addrs, shutdown, server, refresher, tallier })
+}
+
+/// The `refused` records of the refusals counted since the last ones.
+fn write_refusals(app: &App<AwsSts>) {
+    let now = app.clock.now();
+    for event in app.refusals.drain() {
+        app.audit.emit(&event, now);
+    }
 }
 
 /// The cache settings `[sts]` and `[cache]` give.

@@ -26,6 +26,7 @@ use crate::location::Location;
 use crate::metrics::{Metrics, RequestLabels, ResultLabel};
 use crate::node::NodeInfo;
 use crate::refusal::{ErrorCode, Outcome, Refusal};
+use crate::refusals::{self, Tally};
 use crate::rules::{Effect, Request as RuleRequest};
 use crate::scope::Scope;
 use crate::sts::Sts;
@@ -40,6 +41,8 @@ pub struct App<S> {
     pub cache: SessionCache<S>,
     pub directory: Directory,
     pub audit: AuditLog,
+    /// Refusals before any decision, written once a second per caller.
+    pub refusals: Tally,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub token: Token,
@@ -66,6 +69,7 @@ impl<S: Sts> App<S> {
             config: ArcSwap::new(config),
             cache,
             audit,
+            refusals: Tally::default(),
             metrics,
             clock,
             token,
@@ -187,10 +191,8 @@ fn decide<S: Sts>(
         return Err(Refusal::new(ErrorCode::MethodNotAllowed, "use GET"));
     }
     let query = Query::parse(req.uri().query().unwrap_or(""))?;
-    if let Some(user) = query.user.as_deref().filter(|u| u.len() > MAX_USER_BYTES) {
-        // What the audit log keeps of a value from the request is bounded, and says so.
-        record.user = Some(truncate(user, MAX_USER_BYTES).to_owned());
-        record.truncated = Some(vec!["user"]);
+    // A value from the request that could reach the audit log is bounded.
+    if query.user.as_deref().is_some_and(|u| u.len() > MAX_USER_BYTES) {
         return Err(Refusal::new(ErrorCode::InvalidRequest, format!("user is longer than {MAX_USER_BYTES} bytes")));
     }
     let location = match &query.location {
@@ -321,14 +323,23 @@ async fn finish<S: Sts>(
         }
     };
     record.latency_us = started.elapsed().as_micros() as u64;
-    // The record is lent to the audit log, not cloned (a clone of its ~20 strings was a
-    // measurable share of a cached request).
-    if let Err(e) = app.audit.write(&Event::Credentials(&record), now).await {
-        let refusal = Refusal::new(ErrorCode::AuditUnavailable, e.to_string());
-        record.status = refusal.code.status().as_u16();
-        record.error_code = Some(refusal.code);
-        record.outcome = Some(refusal.code.outcome());
-        response = error_response(&refusal);
+    match record.error_code {
+        // A refusal before any decision is counted for its caller, not written on its own: a flood of
+        // them must not fill the disk (they hand out nothing, so they need not wait for the log).
+        Some(code) if refusals::is_tallied(code) => {
+            app.refusals.add(record.caller_uid, record.caller_user.as_deref(), code, &record.request_id, now);
+        }
+        // The record is lent to the audit log, not cloned (a clone of its ~20 strings was a
+        // measurable share of a cached request).
+        _ => {
+            if let Err(e) = app.audit.write(&Event::Credentials(&record), now).await {
+                let refusal = Refusal::new(ErrorCode::AuditUnavailable, e.to_string());
+                record.status = refusal.code.status().as_u16();
+                record.error_code = Some(refusal.code);
+                record.outcome = Some(refusal.code.outcome());
+                response = error_response(&refusal);
+            }
+        }
     }
     let code = record.error_code.map_or("OK", ErrorCode::as_str);
     app.metrics

@@ -31,6 +31,7 @@
 //! - [`caller`]: kernel-verified caller identity: the peer's uid (`caller::peer`, netlink `sock_diag`)
 //!   and its user and groups (`caller::directory`, passwd/group, cached).
 //! - [`audit`]: versioned JSON-lines audit records, a single writer task with group commit.
+//! - [`refusals`]: refusals before any decision, counted per caller and written once a second.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`handler`]: caller → decision → cache → response; one function writes audit, metrics and response.
 //! - [`token`]: the `Authorization` token file, re-read when it changes, compared in constant time.
@@ -53,6 +54,7 @@ pub mod node;
 pub mod policy;
 pub mod refresh;
 pub mod refusal;
+pub mod refusals;
 pub mod rules;
 pub mod scope;
 pub mod server;

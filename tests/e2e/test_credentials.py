@@ -87,7 +87,8 @@ def test_aws_cli_and_response_format(moto, agent_factory):
     assert r.headers["Content-Type"] == "application/json"
     assert r.headers["Cache-Control"] == "no-store"
     body = r.json()
-    assert set(body) == {"AccessKeyId", "SecretAccessKey", "Token", "Expiration", "RoleArn", "AccountId"}
+    assert set(body) == {"AccessKeyId", "SecretAccessKey", "Token", "Expiration", "RoleArn", "AccountId", "Scope"}
+    assert body["Scope"] == f"s3://{analytics['bucket']}/"
     assert body["RoleArn"] == analytics["arn"]
     assert body["AccountId"] == analytics["arn"].split(":")[4]
     # Whole seconds, UTC, Z.

@@ -1,6 +1,7 @@
 """/metrics (SPEC §5, issue 4): Prometheus text, names prefixed `emrfs_role_agent_`, values equal to what
 a known sequence of requests did; no secret, no user or role in a label."""
 
+import os
 import re
 import signal
 import time
@@ -100,6 +101,19 @@ def test_metrics_count_what_a_known_sequence_of_requests_did(moto, four_rule_wor
     ask("impersonation")
     ask("sts-down")
 
+    # The 4 wrong tokens and 2 bad parameters reached no decision: they are counted per caller and
+    # written once a second as `refused` records, whose counts add up to exactly those 6 requests.
+    refused = wait_until(
+        lambda: (lambda rs: rs if sum(r["count"] for r in rs) == 6 else None)(
+            [r for r in agent.audit_records() if r["event"] == "refused"]),
+        10, "the refused records")
+    assert all(r["caller_uid"] == os.geteuid() for r in refused)
+    codes = {}
+    for r in refused:
+        for code, n in r["codes"].items():
+            codes[code] = codes.get(code, 0) + n
+    assert codes == {"Unauthorized": 4, "InvalidRequest": 2}
+
     text, m = metrics(agent)
     requests_by = {
         ("allow", "OK"): 5,
@@ -131,7 +145,8 @@ def test_metrics_count_what_a_known_sequence_of_requests_did(moto, four_rule_wor
 
     # Audit: every line in the file counted, nothing queued, nothing failed; one fsync per batch.
     lines = len(agent.audit_records())
-    assert lines == 2 + 2 + down + len(sent)  # start, config_loaded, STS calls, requests
+    # start, config_loaded, STS calls, a record per decided request, the refused records
+    assert lines == 2 + 2 + down + (len(sent) - 6) + len(refused)
     assert value(m, "emrfs_role_agent_audit_records_total") == lines
     assert value(m, "emrfs_role_agent_audit_queue_depth") == 0
     assert value(m, "emrfs_role_agent_audit_write_errors_total") == 0
