@@ -50,21 +50,30 @@ impl Moto {
         assert!(exe.exists(), "{} missing: run scripts/setup-test-env.sh", exe.display());
         let dir = tempfile::tempdir().expect("tempdir");
         let log = std::fs::File::create(dir.path().join("moto.log")).expect("moto.log");
-        let port = super::free_port();
+        // Port 0, and the port read from moto's own log: a port picked here and handed over could be
+        // taken meanwhile by the moto of a test running in parallel, which would then answer for both.
         let child = Command::new(&exe)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", exe.display()));
-        let mut moto = Moto { child, addr: super::loopback(port), venv: opts.venv, dir };
+        let mut moto = Moto { child, addr: super::loopback(0), venv: opts.venv, dir };
         let deadline = Instant::now() + opts.startup_timeout;
         loop {
             if let Ok(Some(status)) = moto.child.try_wait() {
                 panic!("moto exited with {status} before answering:\n{}", moto.log());
             }
-            if matches!(moto.request("GET", "/moto-api/", ""), Ok(200)) {
+            if moto.addr.port() == 0 {
+                let port = moto.log().lines().find_map(|l| {
+                    l.split_once("Running on http://127.0.0.1:").and_then(|(_, port)| port.trim().parse::<u16>().ok())
+                });
+                if let Some(port) = port {
+                    moto.addr = super::loopback(port);
+                }
+            }
+            if moto.addr.port() != 0 && matches!(moto.request("GET", "/moto-api/", ""), Ok(200)) {
                 return moto;
             }
             assert!(Instant::now() < deadline, "moto did not answer in time:\n{}", moto.log());
