@@ -102,6 +102,15 @@ def package(tmp, version_text="emrfs-role-agent 0.0.0-test", jar=True):
     return tarball
 
 
+def parent_pid(pid):
+    """The parent of `pid`, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class Node:
     """One --root install target and the S3 stand-in it installs from."""
 
@@ -193,7 +202,8 @@ class Node:
                 continue
             if any(a.endswith(b"wire-clients.sh") for a in argv) and str(self.root).encode() in argv:
                 out.append(int(pid))
-        return out
+        # A waiter's own subshells (command substitutions) carry its command line too: not waiters.
+        return [pid for pid in out if parent_pid(pid) not in out]
 
     def stop_waiters(self):
         for pid in self.waiters():
