@@ -1,18 +1,15 @@
 package io.emrfsroleagent.agent;
 
-import com.sun.net.httpserver.HttpExchange;
-import com.sun.net.httpserver.HttpServer;
-import java.io.IOException;
-import java.io.OutputStream;
-import java.net.InetAddress;
-import java.net.InetSocketAddress;
-import java.net.URLDecoder;
-import java.nio.charset.StandardCharsets;
-import java.time.Clock;
+import static io.emrfsroleagent.testing.SelfTest.check;
+import static io.emrfsroleagent.testing.SelfTest.expect;
+import static io.emrfsroleagent.testing.SelfTest.expectEquals;
+import static io.emrfsroleagent.testing.SelfTest.finish;
+
+import io.emrfsroleagent.testing.FakeAgent;
+import io.emrfsroleagent.testing.FakeAgent.Reply;
+import io.emrfsroleagent.testing.MovableClock;
 import java.time.Duration;
 import java.time.Instant;
-import java.time.ZoneId;
-import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -21,7 +18,6 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.function.Function;
 import org.apache.hadoop.conf.Configuration;
 
 /**
@@ -34,40 +30,6 @@ public final class ScopeCacheSelfTest {
   static final String SESSION_TOKEN = "SESSIONTOKENsessiontoken//++==";
   static final Instant T0 = Instant.parse("2030-01-01T00:00:00Z");
 
-  static final class MovableClock extends Clock {
-    volatile Instant now = T0;
-
-    @Override
-    public ZoneId getZone() {
-      return ZoneOffset.UTC;
-    }
-
-    @Override
-    public Clock withZone(ZoneId zone) {
-      return this;
-    }
-
-    @Override
-    public Instant instant() {
-      return now;
-    }
-
-    void advance(Duration d) {
-      now = now.plus(d);
-    }
-  }
-
-  /** An HTTP answer of the fake agent. */
-  static final class Reply {
-    final int status;
-    final String body;
-
-    Reply(int status, String body) {
-      this.status = status;
-      this.body = body;
-    }
-  }
-
   static Reply creds(String keyId, Instant expiration, String scope) {
     return new Reply(200, "{\"AccessKeyId\":\"" + keyId + "\",\"SecretAccessKey\":\"" + SECRET + "\",\"Token\":\""
         + SESSION_TOKEN + "\",\"Expiration\":\"" + expiration + "\",\"RoleArn\":\"arn:aws:iam::222222222222:role/"
@@ -79,67 +41,12 @@ public final class ScopeCacheSelfTest {
         + (scope == null ? "" : ",\"Scope\":\"" + scope + "\"") + "}");
   }
 
-  /** A fake agent: answers each location as {@link #answer} says; counts requests per location. */
-  static final class FakeAgent implements AutoCloseable {
-    final HttpServer server;
-    final AtomicInteger requests = new AtomicInteger();
-    final List<String> locations = Collections.synchronizedList(new ArrayList<String>());
-    volatile Function<String, Reply> answer;
-    volatile long delayMs;
-
-    FakeAgent(Function<String, Reply> answer) throws IOException {
-      this.answer = answer;
-      server = HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 0);
-      server.setExecutor(Executors.newCachedThreadPool());
-      server.createContext("/", this::handle);
-      server.start();
-    }
-
-    private void handle(HttpExchange exchange) throws IOException {
-      requests.incrementAndGet();
-      String query = exchange.getRequestURI().getRawQuery();
-      String location = null;
-      for (String pair : query == null ? new String[0] : query.split("&")) {
-        if (pair.startsWith("location=")) {
-          location = URLDecoder.decode(pair.substring("location=".length()), "UTF-8");
-        }
-      }
-      locations.add(location);
-      if (delayMs > 0) {
-        try {
-          Thread.sleep(delayMs);
-        } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-        }
-      }
-      Reply reply = answer.apply(location);
-      byte[] bytes = reply.body.getBytes(StandardCharsets.UTF_8);
-      exchange.sendResponseHeaders(reply.status, bytes.length);
-      try (OutputStream out = exchange.getResponseBody()) {
-        out.write(bytes);
-      }
-    }
-
-    ScopeCache<AgentCredentials> cache(MovableClock clock) {
-      Configuration conf = new Configuration(false);
-      conf.set(AgentSettings.ENDPOINT_KEY, "http://127.0.0.1:" + server.getAddress().getPort());
-      conf.set(AgentSettings.TOKEN_FILE_KEY, "");
-      return new ScopeCache<>(new AgentClient(AgentSettings.from(conf)), "analyst", c -> c, clock);
-    }
-
-    @Override
-    public void close() {
-      server.stop(0);
-      ((ExecutorService) server.getExecutor()).shutdownNow();
-    }
+  static ScopeCache<AgentCredentials> scopeCache(FakeAgent agent, MovableClock clock) {
+    Configuration conf = new Configuration(false);
+    conf.set(AgentSettings.ENDPOINT_KEY, agent.endpoint());
+    conf.set(AgentSettings.TOKEN_FILE_KEY, "");
+    return new ScopeCache<>(new AgentClient(AgentSettings.from(conf)), "analyst", c -> c, clock);
   }
-
-  interface Case {
-    void run() throws Exception;
-  }
-
-  static int passed;
-  static int failed;
 
   public static void main(String[] args) {
     check("one answer serves every location under its Scope", ScopeCacheSelfTest::scopeServesPrefix);
@@ -156,32 +63,7 @@ public final class ScopeCacheSelfTest {
     check("JSON: escapes, skipped members, errors that echo nothing", ScopeCacheSelfTest::json);
     check("locations: s3a/s3n become s3; bucket roots; common prefixes", ScopeCacheSelfTest::locations);
     check("toString and exception messages never contain secrets", ScopeCacheSelfTest::noSecrets);
-    System.out.println(passed + " passed, " + failed + " failed");
-    System.exit(failed == 0 ? 0 : 1);
-  }
-
-  static void check(String name, Case c) {
-    try {
-      c.run();
-      passed++;
-      System.out.println("PASS " + name);
-    } catch (Throwable t) {
-      failed++;
-      System.out.println("FAIL " + name + ": " + t);
-      t.printStackTrace(System.out);
-    }
-  }
-
-  static void expect(boolean condition, String what) {
-    if (!condition) {
-      throw new AssertionError(what);
-    }
-  }
-
-  static void expectEquals(Object expected, Object actual, String what) {
-    if (expected == null ? actual != null : !expected.equals(actual)) {
-      throw new AssertionError(what + ": expected <" + expected + "> but was <" + actual + ">");
-    }
+    finish();
   }
 
   static String key(ScopeCache<AgentCredentials> cache, String location) {
@@ -201,7 +83,7 @@ public final class ScopeCacheSelfTest {
     Instant exp = T0.plus(Duration.ofHours(1));
     try (FakeAgent agent = new FakeAgent(loc -> loc.startsWith("s3://b/teamA/")
         ? creds("ASIATEAMA", exp, "s3://b/teamA/") : creds("ASIAOTHER", exp, loc))) {
-      ScopeCache<AgentCredentials> cache = agent.cache(new MovableClock());
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
       for (int i = 0; i < 1000; i++) {
         expectEquals("ASIATEAMA", key(cache, "s3://b/teamA/part-" + i), "under the scope");
       }
@@ -216,7 +98,7 @@ public final class ScopeCacheSelfTest {
     Instant exp = T0.plus(Duration.ofHours(1));
     try (FakeAgent agent = new FakeAgent(loc -> loc.startsWith("s3://b/exports/secret/")
         ? creds("ASIASECRET", exp, "s3://b/exports/secret/") : creds("ASIAEXPORTS", exp, "s3://b/exports/2"))) {
-      ScopeCache<AgentCredentials> cache = agent.cache(new MovableClock());
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
       expectEquals("ASIAEXPORTS", key(cache, "s3://b/exports/2026/a"), "exports");
       expectEquals("ASIASECRET", key(cache, "s3://b/exports/secret/x"), "secret: not under s3://b/exports/2");
       expectEquals("ASIASECRET", key(cache, "s3://b/exports/secret/y"), "secret again");
@@ -229,7 +111,7 @@ public final class ScopeCacheSelfTest {
   static void noScopeIsExact() throws Exception {
     Instant exp = T0.plus(Duration.ofHours(1));
     try (FakeAgent agent = new FakeAgent(loc -> creds("ASIA" + agentCount(loc), exp, null))) {
-      ScopeCache<AgentCredentials> cache = agent.cache(new MovableClock());
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
       key(cache, "s3://b/dir/x");
       key(cache, "s3://b/dir/x");
       expectEquals(1, agent.requests.get(), "same location");
@@ -247,7 +129,7 @@ public final class ScopeCacheSelfTest {
   static void foreignScopeIgnored() throws Exception {
     Instant exp = T0.plus(Duration.ofHours(1));
     try (FakeAgent agent = new FakeAgent(loc -> creds("ASIAX", exp, "s3://other-bucket/"))) {
-      ScopeCache<AgentCredentials> cache = agent.cache(new MovableClock());
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
       key(cache, "s3://b/a");
       key(cache, "s3://b/b");
       expectEquals(2, agent.requests.get(), "a scope of another bucket covers nothing");
@@ -260,7 +142,7 @@ public final class ScopeCacheSelfTest {
     Instant exp = T0.plus(Duration.ofHours(1));
     try (FakeAgent agent = new FakeAgent(loc -> creds("ASIAONE", exp, "s3://b/"))) {
       agent.delayMs = 300;
-      ScopeCache<AgentCredentials> cache = agent.cache(new MovableClock());
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
       ExecutorService pool = Executors.newFixedThreadPool(16);
       try {
         List<Future<String>> results = new ArrayList<>();
@@ -278,11 +160,11 @@ public final class ScopeCacheSelfTest {
   }
 
   static void refreshAhead() throws Exception {
-    MovableClock clock = new MovableClock();
+    MovableClock clock = new MovableClock(T0);
     AtomicInteger generation = new AtomicInteger(1);
     try (FakeAgent agent = new FakeAgent(loc -> creds("ASIAGEN" + generation.get(),
-        clock.now.plus(Duration.ofHours(1)), "s3://b/teamA/"))) {
-      ScopeCache<AgentCredentials> cache = agent.cache(clock);
+        clock.instant().plus(Duration.ofHours(1)), "s3://b/teamA/"))) {
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, clock);
       expectEquals("ASIAGEN1", key(cache, "s3://b/teamA/x"), "first");
       generation.set(2);
       clock.advance(Duration.ofMinutes(44).plusSeconds(59));
@@ -297,10 +179,10 @@ public final class ScopeCacheSelfTest {
   }
 
   static void failedRefreshServesCurrent() throws Exception {
-    MovableClock clock = new MovableClock();
+    MovableClock clock = new MovableClock(T0);
     Instant exp = T0.plus(Duration.ofHours(1));
     try (FakeAgent agent = new FakeAgent(loc -> creds("ASIAOLD", exp, "s3://b/"))) {
-      ScopeCache<AgentCredentials> cache = agent.cache(clock);
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, clock);
       key(cache, "s3://b/x");
       agent.answer = loc -> new Reply(503, "{\"code\":\"CredentialsUnavailable\",\"message\":\"STS is failing\"}");
       clock.advance(Duration.ofMinutes(50));
@@ -312,9 +194,9 @@ public final class ScopeCacheSelfTest {
   }
 
   static void denyCached() throws Exception {
-    MovableClock clock = new MovableClock();
+    MovableClock clock = new MovableClock(T0);
     try (FakeAgent agent = new FakeAgent(loc -> deny("s3://b/secret/"))) {
-      ScopeCache<AgentCredentials> cache = agent.cache(clock);
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, clock);
       AgentException first = expectAgentException(() -> key(cache, "s3://b/secret/a"));
       AgentException second = expectAgentException(() -> key(cache, "s3://b/secret/b"));
       expectEquals(1, agent.requests.get(), "one request for two denied locations in one scope");
@@ -332,7 +214,7 @@ public final class ScopeCacheSelfTest {
     Instant exp = T0.plus(Duration.ofHours(1));
     try (FakeAgent agent = new FakeAgent(loc -> loc.startsWith("s3://b/teamA/")
         ? creds("ASIATEAMA", exp, "s3://b/teamA/") : creds("ASIATEAMB", exp, "s3://b/teamB/"))) {
-      ScopeCache<AgentCredentials> cache = agent.cache(new MovableClock());
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
       RequestLocation within = RequestLocation.copy("CopyObject", "b", "teamA/x", "b", "teamA/y");
       expectEquals("ASIATEAMA", within.resolve(cache).value().accessKeyId(), "copy within one scope");
       RequestLocation across = RequestLocation.copy("CopyObject", "b", "teamA/x", "b", "teamB/y");
@@ -350,7 +232,7 @@ public final class ScopeCacheSelfTest {
     Instant exp = T0.plus(Duration.ofHours(1));
     try (FakeAgent agent = new FakeAgent(loc -> loc.startsWith("s3://b/teamA/")
         ? creds("ASIATEAMA", exp, "s3://b/teamA/") : creds("ASIAROOT", exp, null))) {
-      ScopeCache<AgentCredentials> cache = agent.cache(new MovableClock());
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
       RequestLocation same = RequestLocation.bulk("DeleteObjects", "b", Arrays.asList("teamA/x/1", "teamA/x/2"));
       expectEquals("s3://b/teamA/x/", same.location(), "located at the common prefix");
       expectEquals("ASIATEAMA", same.resolve(cache).value().accessKeyId(), "one session");
@@ -393,7 +275,7 @@ public final class ScopeCacheSelfTest {
   static void noSecrets() throws Exception {
     Instant exp = T0.plus(Duration.ofHours(1));
     try (FakeAgent agent = new FakeAgent(loc -> creds("ASIAX", exp, "s3://b/"))) {
-      ScopeCache<AgentCredentials> cache = agent.cache(new MovableClock());
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
       ScopeCache.Entry<AgentCredentials> entry = cache.get("s3://b/x");
       String shown = entry.toString() + entry.value().toString() + entry.value().describe();
       expect(shown.contains("ASIAX"), "names the key id");

@@ -1,33 +1,32 @@
 package io.emrfsroleagent.emrfs;
 
+import static io.emrfsroleagent.testing.SelfTest.check;
+import static io.emrfsroleagent.testing.SelfTest.expect;
+import static io.emrfsroleagent.testing.SelfTest.expectEquals;
+import static io.emrfsroleagent.testing.SelfTest.finish;
+
 import com.amazonaws.SdkClientException;
 import com.amazonaws.auth.AWSCredentials;
 import com.amazonaws.auth.AWSSessionCredentials;
-import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
-import java.io.IOException;
+import io.emrfsroleagent.testing.FakeAgent;
+import io.emrfsroleagent.testing.MovableClock;
 import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.URI;
-import java.net.URLDecoder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
-import java.time.ZoneOffset;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.security.UserGroupInformation;
 
@@ -42,107 +41,13 @@ public final class ProviderSelfTest {
   static final String AGENT_TOKEN = "agent-token-Zq81";
   static final Instant T0 = Instant.parse("2030-01-01T00:00:00Z");
 
-  /** A clock the test moves. */
-  static final class MovableClock extends Clock {
-    volatile Instant now = T0;
-
-    @Override
-    public java.time.ZoneId getZone() {
-      return ZoneOffset.UTC;
-    }
-
-    @Override
-    public Clock withZone(java.time.ZoneId zone) {
-      return this;
-    }
-
-    @Override
-    public Instant instant() {
-      return now;
-    }
-
-    void advance(Duration d) {
-      now = now.plus(d);
-    }
-  }
-
-  /** A fake agent: answers with whatever {@link #status} and {@link #body} say, records each request. */
-  static final class FakeAgent implements AutoCloseable {
-    final HttpServer server;
-    final AtomicInteger requests = new AtomicInteger();
-    volatile int status = 200;
-    volatile String body;
-    volatile long delayMs;
-    volatile Map<String, String> lastQuery = new HashMap<>();
-    volatile String lastRawQuery;
-    volatile String lastAuthorization;
-    volatile String lastPath;
-
-    FakeAgent() throws IOException {
-      server = HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 0);
-      server.setExecutor(Executors.newCachedThreadPool());
-      server.createContext("/", this::handle);
-      server.start();
-    }
-
-    String endpoint() {
-      return "http://127.0.0.1:" + server.getAddress().getPort();
-    }
-
-    void credentials(String accessKeyId, Instant expiration) {
-      status = 200;
-      body = "{\"AccessKeyId\":\"" + accessKeyId + "\",\"SecretAccessKey\":\"" + SECRET + "\",\"Token\":\""
-          + SESSION_TOKEN + "\",\"Expiration\":\"" + expiration + "\","
-          + "\"RoleArn\":\"arn:aws:iam::222222222222:role/partner-writer\",\"AccountId\":\"222222222222\"}";
-    }
-
-    private void handle(HttpExchange exchange) throws IOException {
-      requests.incrementAndGet();
-      lastPath = exchange.getRequestURI().getPath();
-      lastRawQuery = exchange.getRequestURI().getRawQuery();
-      Map<String, String> query = new HashMap<>();
-      if (lastRawQuery != null) {
-        for (String pair : lastRawQuery.split("&")) {
-          int eq = pair.indexOf('=');
-          query.put(URLDecoder.decode(pair.substring(0, eq), "UTF-8"),
-              URLDecoder.decode(pair.substring(eq + 1), "UTF-8"));
-        }
-      }
-      lastQuery = query;
-      lastAuthorization = exchange.getRequestHeaders().getFirst("Authorization");
-      if (delayMs > 0) {
-        try {
-          Thread.sleep(delayMs);
-        } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-        }
-      }
-      byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
-      exchange.getResponseHeaders().set("Content-Type", "application/json");
-      try {
-        exchange.sendResponseHeaders(status, bytes.length);
-        try (OutputStream out = exchange.getResponseBody()) {
-          out.write(bytes);
-        }
-      } catch (IOException clientGone) {
-        // The read-timeout case hangs up before the answer.
-      }
-    }
-
-    @Override
-    public void close() {
-      server.stop(0);
-      ((java.util.concurrent.ExecutorService) server.getExecutor()).shutdownNow();
-    }
-  }
-
-  interface Case {
-    void run() throws Exception;
+  static String credentials(String accessKeyId, Instant expiration) {
+    return "{\"AccessKeyId\":\"" + accessKeyId + "\",\"SecretAccessKey\":\"" + SECRET + "\",\"Token\":\""
+        + SESSION_TOKEN + "\",\"Expiration\":\"" + expiration + "\","
+        + "\"RoleArn\":\"arn:aws:iam::222222222222:role/partner-writer\",\"AccountId\":\"222222222222\"}";
   }
 
   static Path tokenFile;
-  static int passed;
-  static int failed;
 
   public static void main(String[] args) throws Exception {
     tokenFile = Files.createTempFile("emrfs-role-agent-token", "");
@@ -174,32 +79,7 @@ public final class ProviderSelfTest {
     } finally {
       Files.deleteIfExists(tokenFile);
     }
-    System.out.println(passed + " passed, " + failed + " failed");
-    System.exit(failed == 0 ? 0 : 1);
-  }
-
-  static void check(String name, Case c) {
-    try {
-      c.run();
-      passed++;
-      System.out.println("PASS " + name);
-    } catch (Throwable t) {
-      failed++;
-      System.out.println("FAIL " + name + ": " + t);
-      t.printStackTrace(System.out);
-    }
-  }
-
-  static void expect(boolean condition, String what) {
-    if (!condition) {
-      throw new AssertionError(what);
-    }
-  }
-
-  static void expectEquals(Object expected, Object actual, String what) {
-    if (expected == null ? actual != null : !expected.equals(actual)) {
-      throw new AssertionError(what + ": expected <" + expected + "> but was <" + actual + ">");
-    }
+    finish();
   }
 
   static Configuration conf(FakeAgent agent) {
@@ -223,9 +103,9 @@ public final class ProviderSelfTest {
 
   static void sendsAndParses() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
-      agent.credentials("ASIAPARTNER1", T0.plus(Duration.ofHours(1)));
+      agent.reply(200, credentials("ASIAPARTNER1", T0.plus(Duration.ofHours(1))));
       RoleAgentCredentialsProvider provider = new RoleAgentCredentialsProvider(
-          new URI("s3a://partner-bucket/some/dir"), conf(agent), new MovableClock());
+          new URI("s3a://partner-bucket/some/dir"), conf(agent), new MovableClock(T0));
       AWSCredentials creds = provider.getCredentials();
       expectEquals("/v1/credentials", agent.lastPath, "path");
       expectEquals("s3a://partner-bucket/", agent.lastQuery.get("location"), "location");
@@ -241,12 +121,12 @@ public final class ProviderSelfTest {
 
   static void cachesUntilRefreshWindow() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
-      MovableClock clock = new MovableClock();
-      agent.credentials("ASIAFIRST", T0.plus(Duration.ofHours(1)));
+      MovableClock clock = new MovableClock(T0);
+      agent.reply(200, credentials("ASIAFIRST", T0.plus(Duration.ofHours(1))));
       RoleAgentCredentialsProvider provider =
           new RoleAgentCredentialsProvider(new URI("s3://own-bucket/"), conf(agent), clock);
       expectEquals("ASIAFIRST", provider.getCredentials().getAWSAccessKeyId(), "first fetch");
-      agent.credentials("ASIASECOND", T0.plus(Duration.ofHours(2)));
+      agent.reply(200, credentials("ASIASECOND", T0.plus(Duration.ofHours(2))));
       clock.advance(Duration.ofMinutes(44).plusSeconds(59));
       expectEquals("ASIAFIRST", provider.getCredentials().getAWSAccessKeyId(), "cached at 15m01s left");
       expectEquals(1, agent.requests.get(), "requests while cached");
@@ -261,8 +141,8 @@ public final class ProviderSelfTest {
 
   static void staleCredentialsKeptBriefly() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
-      MovableClock clock = new MovableClock();
-      agent.credentials("ASIASTALE", T0.plus(Duration.ofMinutes(10)));
+      MovableClock clock = new MovableClock(T0);
+      agent.reply(200, credentials("ASIASTALE", T0.plus(Duration.ofMinutes(10))));
       RoleAgentCredentialsProvider provider =
           new RoleAgentCredentialsProvider(new URI("s3://own-bucket/"), conf(agent), clock);
       provider.getCredentials();
@@ -277,13 +157,12 @@ public final class ProviderSelfTest {
 
   static void servesCachedWhileAgentFails() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
-      MovableClock clock = new MovableClock();
-      agent.credentials("ASIACACHED", T0.plus(Duration.ofHours(1)));
+      MovableClock clock = new MovableClock(T0);
+      agent.reply(200, credentials("ASIACACHED", T0.plus(Duration.ofHours(1))));
       RoleAgentCredentialsProvider provider =
           new RoleAgentCredentialsProvider(new URI("s3://own-bucket/"), conf(agent), clock);
       provider.getCredentials();
-      agent.status = 503;
-      agent.body = "{\"code\":\"CredentialsUnavailable\",\"message\":\"STS is failing\"}";
+      agent.reply(503, "{\"code\":\"CredentialsUnavailable\",\"message\":\"STS is failing\"}");
       clock.advance(Duration.ofMinutes(50));
       expectEquals("ASIACACHED", provider.getCredentials().getAWSAccessKeyId(), "cached served during failure");
       expectEquals(2, agent.requests.get(), "a refetch was tried");
@@ -295,10 +174,9 @@ public final class ProviderSelfTest {
 
   static void agentErrorMessage() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
-      agent.status = 403;
-      agent.body = "{\"code\":\"AccessDenied\",\"message\":\"rule deny-interns denies s3://partner-bucket/\"}";
+      agent.reply(403, "{\"code\":\"AccessDenied\",\"message\":\"rule deny-interns denies s3://partner-bucket/\"}");
       RoleAgentCredentialsProvider provider = new RoleAgentCredentialsProvider(
-          new URI("s3://partner-bucket/"), conf(agent), new MovableClock());
+          new URI("s3://partner-bucket/"), conf(agent), new MovableClock(T0));
       SdkClientException e = expectFailure(provider);
       String m = e.getMessage();
       expect(m.contains(agent.endpoint()), "endpoint in: " + m);
@@ -311,10 +189,9 @@ public final class ProviderSelfTest {
 
   static void nonJsonError() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
-      agent.status = 502;
-      agent.body = "<html>bad gateway</html>";
+      agent.reply(502, "<html>bad gateway</html>");
       RoleAgentCredentialsProvider provider = new RoleAgentCredentialsProvider(
-          new URI("s3://b/"), conf(agent), new MovableClock());
+          new URI("s3://b/"), conf(agent), new MovableClock(T0));
       String m = expectFailure(provider).getMessage();
       expect(m.contains("HTTP 502") && m.contains(agent.endpoint()), "status and endpoint in: " + m);
     }
@@ -322,10 +199,9 @@ public final class ProviderSelfTest {
 
   static void nonJsonSuccess() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
-      agent.status = 200;
-      agent.body = "AccessKeyId=ASIA SecretAccessKey=" + SECRET;
+      agent.reply(200, "AccessKeyId=ASIA SecretAccessKey=" + SECRET);
       RoleAgentCredentialsProvider provider = new RoleAgentCredentialsProvider(
-          new URI("s3://b/"), conf(agent), new MovableClock());
+          new URI("s3://b/"), conf(agent), new MovableClock(T0));
       String m = expectFailure(provider).getMessage();
       expect(m.contains("not JSON"), "says not JSON: " + m);
     }
@@ -333,11 +209,10 @@ public final class ProviderSelfTest {
 
   static void missingField() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
-      agent.status = 200;
-      agent.body = "{\"AccessKeyId\":\"ASIAX\",\"Token\":\"" + SESSION_TOKEN + "\",\"Expiration\":\""
-          + T0.plus(Duration.ofHours(1)) + "\"}";
+      agent.reply(200, "{\"AccessKeyId\":\"ASIAX\",\"Token\":\"" + SESSION_TOKEN + "\",\"Expiration\":\""
+          + T0.plus(Duration.ofHours(1)) + "\"}");
       RoleAgentCredentialsProvider provider = new RoleAgentCredentialsProvider(
-          new URI("s3://b/"), conf(agent), new MovableClock());
+          new URI("s3://b/"), conf(agent), new MovableClock(T0));
       String m = expectFailure(provider).getMessage();
       expect(m.contains("without SecretAccessKey"), "names the field: " + m);
     }
@@ -345,11 +220,10 @@ public final class ProviderSelfTest {
 
   static void longTermKeysWithoutToken() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
-      agent.status = 200;
-      agent.body = "{\"AccessKeyId\":\"AKIALONGTERM\",\"SecretAccessKey\":\"" + SECRET
-          + "\",\"Token\":null,\"Expiration\":\"" + T0.plus(Duration.ofHours(1)) + "\"}";
+      agent.reply(200, "{\"AccessKeyId\":\"AKIALONGTERM\",\"SecretAccessKey\":\"" + SECRET
+          + "\",\"Token\":null,\"Expiration\":\"" + T0.plus(Duration.ofHours(1)) + "\"}");
       AWSCredentials creds = new RoleAgentCredentialsProvider(
-          new URI("s3://b/"), conf(agent), new MovableClock()).getCredentials();
+          new URI("s3://b/"), conf(agent), new MovableClock(T0)).getCredentials();
       expect(!(creds instanceof AWSSessionCredentials), "not session credentials: " + creds.getClass());
       expectEquals("AKIALONGTERM", creds.getAWSAccessKeyId(), "access key");
       expectEquals(SECRET, creds.getAWSSecretKey(), "secret key");
@@ -365,7 +239,7 @@ public final class ProviderSelfTest {
     String endpoint = "http://127.0.0.1:" + port;
     conf.set(RoleAgentCredentialsProvider.ENDPOINT_KEY, endpoint);
     RoleAgentCredentialsProvider provider =
-        new RoleAgentCredentialsProvider(new URI("s3a://own-bucket/"), conf, new MovableClock());
+        new RoleAgentCredentialsProvider(new URI("s3a://own-bucket/"), conf, new MovableClock(T0));
     String m = expectFailure(provider).getMessage();
     expect(m.contains(endpoint), "endpoint in: " + m);
     expect(m.contains("Connection refused"), "cause in: " + m);
@@ -390,12 +264,12 @@ public final class ProviderSelfTest {
 
   static void readTimeout() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
-      agent.credentials("ASIASLOW", T0.plus(Duration.ofHours(1)));
+      agent.reply(200, credentials("ASIASLOW", T0.plus(Duration.ofHours(1))));
       agent.delayMs = 2_000;
       Configuration conf = conf(agent);
       conf.set(RoleAgentCredentialsProvider.READ_TIMEOUT_KEY, "300ms");
       RoleAgentCredentialsProvider provider =
-          new RoleAgentCredentialsProvider(new URI("s3://b/"), conf, new MovableClock());
+          new RoleAgentCredentialsProvider(new URI("s3://b/"), conf, new MovableClock(T0));
       String m = expectFailure(provider).getMessage();
       expect(m.contains(agent.endpoint()) && m.contains("timed out"), "endpoint and timeout in: " + m);
     }
@@ -403,26 +277,26 @@ public final class ProviderSelfTest {
 
   static void tokenFile() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
-      agent.credentials("ASIANOTOKEN", T0.plus(Duration.ofHours(1)));
+      agent.reply(200, credentials("ASIANOTOKEN", T0.plus(Duration.ofHours(1))));
       Configuration conf = conf(agent);
       conf.set(RoleAgentCredentialsProvider.TOKEN_FILE_KEY, "/nonexistent/emrfs-role-agent/token");
       String m = expectFailure(
-          new RoleAgentCredentialsProvider(new URI("s3://b/"), conf, new MovableClock())).getMessage();
+          new RoleAgentCredentialsProvider(new URI("s3://b/"), conf, new MovableClock(T0))).getMessage();
       expect(m.contains("/nonexistent/emrfs-role-agent/token"), "file named in: " + m);
       expectEquals(0, agent.requests.get(), "no request without the token");
 
       conf.set(RoleAgentCredentialsProvider.TOKEN_FILE_KEY, "");
-      new RoleAgentCredentialsProvider(new URI("s3://b/"), conf, new MovableClock()).getCredentials();
+      new RoleAgentCredentialsProvider(new URI("s3://b/"), conf, new MovableClock(T0)).getCredentials();
       expectEquals(null, agent.lastAuthorization, "no Authorization header");
     }
   }
 
   static void concurrentCallersShareOneFetch() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
-      agent.credentials("ASIASHARED", T0.plus(Duration.ofHours(1)));
+      agent.reply(200, credentials("ASIASHARED", T0.plus(Duration.ofHours(1))));
       agent.delayMs = 300; // keeps the first fetch in flight while the others arrive
       RoleAgentCredentialsProvider provider = new RoleAgentCredentialsProvider(
-          new URI("s3://b/"), conf(agent), new MovableClock());
+          new URI("s3://b/"), conf(agent), new MovableClock(T0));
       ExecutorService pool = Executors.newFixedThreadPool(16);
       try {
         List<Callable<String>> calls = new ArrayList<>();
@@ -441,11 +315,11 @@ public final class ProviderSelfTest {
 
   static void refreshForcesFetch() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
-      agent.credentials("ASIAONE", T0.plus(Duration.ofHours(1)));
+      agent.reply(200, credentials("ASIAONE", T0.plus(Duration.ofHours(1))));
       RoleAgentCredentialsProvider provider = new RoleAgentCredentialsProvider(
-          new URI("s3://b/"), conf(agent), new MovableClock());
+          new URI("s3://b/"), conf(agent), new MovableClock(T0));
       provider.getCredentials();
-      agent.credentials("ASIATWO", T0.plus(Duration.ofHours(1)));
+      agent.reply(200, credentials("ASIATWO", T0.plus(Duration.ofHours(1))));
       provider.refresh();
       expectEquals("ASIATWO", provider.getCredentials().getAWSAccessKeyId(), "after refresh()");
       expectEquals(2, agent.requests.get(), "requests");
@@ -454,7 +328,7 @@ public final class ProviderSelfTest {
 
   static void noLocation() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
-      agent.credentials("ASIANOLOC", T0.plus(Duration.ofHours(1)));
+      agent.reply(200, credentials("ASIANOLOC", T0.plus(Duration.ofHours(1))));
       RoleAgentCredentialsProvider noArg = new RoleAgentCredentialsProvider();
       Configuration conf = conf(agent);
       conf.set(RoleAgentCredentialsProvider.ENDPOINT_KEY, agent.endpoint() + "/");
@@ -466,7 +340,7 @@ public final class ProviderSelfTest {
 
       conf.setBoolean(RoleAgentCredentialsProvider.SEND_LOCATION_KEY, false);
       conf.setBoolean(RoleAgentCredentialsProvider.SEND_USER_KEY, false);
-      new RoleAgentCredentialsProvider(new URI("s3://b/"), conf, new MovableClock()).getCredentials();
+      new RoleAgentCredentialsProvider(new URI("s3://b/"), conf, new MovableClock(T0)).getCredentials();
       expectEquals(null, agent.lastRawQuery, "no query at all");
     }
   }
@@ -485,9 +359,9 @@ public final class ProviderSelfTest {
 
   static void noSecretsAnywhere() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
-      agent.credentials("ASIATOSTRING", T0.plus(Duration.ofHours(1)));
+      agent.reply(200, credentials("ASIATOSTRING", T0.plus(Duration.ofHours(1))));
       RoleAgentCredentialsProvider provider = new RoleAgentCredentialsProvider(
-          new URI("s3://b/"), conf(agent), new MovableClock());
+          new URI("s3://b/"), conf(agent), new MovableClock(T0));
       AWSCredentials creds = provider.getCredentials();
       String text = provider.toString() + " " + creds.toString();
       expect(!text.contains(SECRET) && !text.contains(SESSION_TOKEN) && !text.contains(AGENT_TOKEN),

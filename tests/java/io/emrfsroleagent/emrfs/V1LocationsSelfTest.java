@@ -1,5 +1,10 @@
 package io.emrfsroleagent.emrfs;
 
+import static io.emrfsroleagent.testing.SelfTest.check;
+import static io.emrfsroleagent.testing.SelfTest.expectEquals;
+import static io.emrfsroleagent.testing.SelfTest.finish;
+
+import com.amazonaws.AmazonWebServiceRequest;
 import com.amazonaws.services.s3.model.CopyObjectRequest;
 import com.amazonaws.services.s3.model.CopyPartRequest;
 import com.amazonaws.services.s3.model.DeleteObjectsRequest;
@@ -10,14 +15,11 @@ import com.amazonaws.services.s3.model.InitiateMultipartUploadRequest;
 import com.amazonaws.services.s3.model.ListObjectsV2Request;
 import com.amazonaws.services.s3.model.PutObjectRequest;
 import com.amazonaws.services.s3.model.UploadPartRequest;
-import io.emrfsroleagent.agent.RequestLocation;
 import java.io.ByteArrayInputStream;
+import java.util.Objects;
 
 /** Where SDK v1 S3 requests are located. Prints "N passed, N failed"; exits non-zero on any failure. */
 public final class V1LocationsSelfTest {
-  static int passed;
-  static int failed;
-
   public static void main(String[] args) {
     expect("GetObject b/k", "GetObject s3://b/teamA/k", new GetObjectRequest("b", "teamA/k"));
     expect("HeadObject", "GetObjectMetadata s3://b/teamA/k", new GetObjectMetadataRequest("b", "teamA/k"));
@@ -38,19 +40,10 @@ public final class V1LocationsSelfTest {
     expect("UploadPartCopy", "UploadPartCopy s3://b/teamA/x -> s3://b/teamA/y",
         new CopyPartRequest().withSourceBucketName("b").withSourceKey("teamA/x").withDestinationBucketName("b")
             .withDestinationKey("teamA/y"));
-    System.out.println(passed + " passed, " + failed + " failed");
-    System.exit(failed == 0 ? 0 : 1);
+    finish();
   }
 
-  static void expect(String name, String want, com.amazonaws.AmazonWebServiceRequest request) {
-    RequestLocation got = V1RequestLocations.of(request);
-    String shown = got == null ? null : got.toString();
-    if (want == null ? shown == null : want.equals(shown)) {
-      passed++;
-      System.out.println("PASS " + name);
-    } else {
-      failed++;
-      System.out.println("FAIL " + name + ": expected <" + want + "> but was <" + shown + ">");
-    }
+  static void expect(String name, String want, AmazonWebServiceRequest request) {
+    check(name, () -> expectEquals(want, Objects.toString(V1RequestLocations.of(request), null), "location"));
   }
 }

@@ -1,6 +1,10 @@
 package io.emrfsroleagent.sdk2;
 
-import io.emrfsroleagent.agent.RequestLocation;
+import static io.emrfsroleagent.testing.SelfTest.check;
+import static io.emrfsroleagent.testing.SelfTest.expectEquals;
+import static io.emrfsroleagent.testing.SelfTest.finish;
+
+import java.util.Objects;
 import software.amazon.awssdk.core.SdkRequest;
 import software.amazon.awssdk.services.s3.model.CopyObjectRequest;
 import software.amazon.awssdk.services.s3.model.Delete;
@@ -17,9 +21,6 @@ import software.amazon.awssdk.services.sts.model.GetCallerIdentityRequest;
 
 /** Where SDK v2 S3 requests are located. Prints "N passed, N failed"; exits non-zero on any failure. */
 public final class V2LocationsSelfTest {
-  static int passed;
-  static int failed;
-
   @SuppressWarnings("deprecation") // copySource: what the S3 client's own interceptor leaves for ours
   public static void main(String[] args) {
     expect("GetObject", "GetObject s3://b/teamA/k", GetObjectRequest.builder().bucket("b").key("teamA/k").build());
@@ -46,19 +47,10 @@ public final class V2LocationsSelfTest {
         UploadPartCopyRequest.builder().sourceBucket("b").sourceKey("teamA/x").destinationBucket("b")
             .destinationKey("teamA/y").uploadId("u").partNumber(1).build());
     expect("another service: nothing", null, GetCallerIdentityRequest.builder().build());
-    System.out.println(passed + " passed, " + failed + " failed");
-    System.exit(failed == 0 ? 0 : 1);
+    finish();
   }
 
   static void expect(String name, String want, SdkRequest request) {
-    RequestLocation got = V2RequestLocations.of(request);
-    String shown = got == null ? null : got.toString();
-    if (want == null ? shown == null : want.equals(shown)) {
-      passed++;
-      System.out.println("PASS " + name);
-    } else {
-      failed++;
-      System.out.println("FAIL " + name + ": expected <" + want + "> but was <" + shown + ">");
-    }
+    check(name, () -> expectEquals(want, Objects.toString(V2RequestLocations.of(request), null), "location"));
   }
 }
