@@ -342,44 +342,57 @@ def test_sigterm_under_200_concurrent_clients_loses_no_record(moto, agent_factor
     assert [r["event"] for r in records].count("stop") == 1
 
 
+class Load:
+    """Clients asking the agent for credentials in a loop, on keep-alive connections, until `stop()`.
+
+    `received` holds (X-Request-Id, status) of every answer; `answers_after(n)` waits until the clients got
+    `n` more answers, so load keeps arriving through each step of a test."""
+
+    def __init__(self, agent, clients=8):
+        self.agent = agent
+        self.received = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+        for t in self._threads:
+            t.start()
+
+    def _client(self):
+        session = requests.Session()
+        while not self._stop.is_set():
+            r = session.get(self.agent.credentials_url, headers={"Authorization": self.agent.token}, timeout=30)
+            with self._lock:
+                self.received.append((r.headers["X-Request-Id"], r.status_code))
+
+    def answers_after(self, n):
+        with self._lock:
+            want = len(self.received) + n
+        wait_until(lambda: len(self.received) >= want, 30, f"{n} more answers")
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+
 def test_rename_and_sighup_moves_new_records_to_a_new_file_and_loses_none(moto, agent_factory):
     analytics = moto.role("analytics")
     agent = agent_factory(mappings=[{"name": "a", "role": analytics["arn"]}])
     rotated = agent.audit_path + ".1"
-    received = []
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def client():
-        session = requests.Session()
-        while not stop.is_set():
-            r = session.get(agent.credentials_url, headers={"Authorization": agent.token}, timeout=30)
-            with lock:
-                received.append((r.headers["X-Request-Id"], r.status_code))
-
-    def answers_after(n):
-        """Waits until the clients got `n` more answers: load keeps arriving through each step."""
-        with lock:
-            want = len(received) + n
-        wait_until(lambda: len(received) >= want, 30, f"{n} more answers")
-
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(8)]
-    for t in threads:
-        t.start()
-    answers_after(20)
+    load = Load(agent)
+    load.answers_after(20)
     os.rename(agent.audit_path, rotated)  # what logrotate does first
     # Until SIGHUP the renamed file keeps receiving records.
     before_hup = agent.credentials().headers["X-Request-Id"]
-    answers_after(20)
+    load.answers_after(20)
     agent.send_signal(signal.SIGHUP)
     wait_until(lambda: os.path.exists(agent.audit_path) and any(
         r["event"] == "config_loaded" for r in read_lines(agent.audit_path)), 30, "config_loaded in the new file")
     after_hup = agent.credentials().headers["X-Request-Id"]
-    answers_after(20)
-    stop.set()
-    for t in threads:
-        t.join(30)
+    load.answers_after(20)
+    load.stop()
     assert agent.stop() == 0
+    received = load.received
 
     old, new = read_lines(rotated), read_lines(agent.audit_path)
     assert before_hup in by_request_id(old)
@@ -421,35 +434,17 @@ def test_logrotate_with_the_shipped_rule_under_load_loses_no_record(moto, agent_
     conf = tmp_path / "logrotate.conf"
     conf.write_text(text)
 
-    received, lock, stop = [], threading.Lock(), threading.Event()
-
-    def client():
-        session = requests.Session()
-        while not stop.is_set():
-            r = session.get(agent.credentials_url, headers={"Authorization": agent.token}, timeout=30)
-            with lock:
-                received.append((r.headers["X-Request-Id"], r.status_code))
-
-    def answers_after(n):
-        """Waits until the clients got `n` more answers: load keeps arriving through each step."""
-        with lock:
-            want = len(received) + n
-        wait_until(lambda: len(received) >= want, 30, f"{n} more answers")
-
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(8)]
-    for t in threads:
-        t.start()
-    answers_after(30)
+    load = Load(agent)
+    load.answers_after(30)
     r = subprocess.run([logrotate, "--force", "-s", str(tmp_path / "state"), str(conf)],
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 0, r.stderr
     wait_until(lambda: any(x["event"] == "config_loaded" for x in read_lines(logs / "audit.log")), 30,
                "config_loaded in the new file")
-    answers_after(30)
-    stop.set()
-    for t in threads:
-        t.join(30)
+    load.answers_after(30)
+    load.stop()
     assert agent.stop() == 0
+    received = load.received
 
     (rotated,) = [p for p in os.listdir(logs) if p != "audit.log"]
     old, new = read_lines(logs / rotated), read_lines(logs / "audit.log")

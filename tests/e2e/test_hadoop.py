@@ -15,15 +15,14 @@ io.emrfsroleagent.emrfs.ProviderSelfTest (the provider against an in-process fak
 import json
 import os
 import pwd
-import shutil
 import subprocess
 import time
 
 import pytest
 
+from helpers import jvm
 from helpers.net import free_port
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROVIDER = "io.emrfsroleagent.emrfs.RoleAgentCredentialsProvider"
 CONTAINER_PROVIDER = "com.amazonaws.auth.EC2ContainerCredentialsProviderWrapper"
 PARTNER_BUCKET = "partner-bucket"
@@ -42,46 +41,21 @@ pytestmark = pytest.mark.moto(
 @pytest.fixture(scope="module")
 def java_build():
     """Builds the provider jar and the drivers (fast when the jar cache is warm); returns the build dir."""
-    for tool in ("java", "javac"):
-        assert shutil.which(tool), f"{tool} not found: a JDK (11 or newer) is needed for the Hadoop tests"
-    out = subprocess.run(
-        [os.path.join(REPO, "scripts", "build-emrfs-provider.sh")],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert out.returncode == 0, f"build-emrfs-provider.sh failed:\n{out.stderr[-4000:]}"
-    build = out.stdout.strip().splitlines()[-1]
+    build = jvm.build()
     assert os.path.isfile(os.path.join(build, "emrfs-role-agent-provider.jar"))
     return build
 
 
 def classpath(build):
-    with open(os.path.join(build, "runtime-classpath.txt")) as f:
-        runtime = f.read().strip()
-    return ":".join(
-        [os.path.join(build, "test-classes"), os.path.join(build, "emrfs-role-agent-provider.jar"), runtime]
-    )
-
-
-def java_env(extra=None):
-    """The JVM's environment: no AWS or Hadoop settings from the machine, only what the test gives."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "HADOOP_"))}
-    env["AWS_EC2_METADATA_DISABLED"] = "true"
-    env["AWS_REGION"] = "us-east-1"
-    env.update(extra or {})
-    return env
+    return jvm.classpath(build, "hadoop-3.3.6")
 
 
 def java_cmd(build, main, args):
-    return ["java", "-Xss4m", "-XX:+UseSerialGC", "-cp", classpath(build), main, *args]
+    return jvm.command(classpath(build), main, args)
 
 
 def run_java(build, main, args, env=None, timeout=300):
-    out = subprocess.run(
-        java_cmd(build, main, args), capture_output=True, text=True, env=java_env(env), timeout=timeout
-    )
-    return out
+    return jvm.run(classpath(build), main, args, env, timeout)
 
 
 def s3a_conf(moto, **provider_conf):
@@ -252,7 +226,7 @@ def test_provider_agent_down_names_endpoint_and_recovers(java_build, moto, agent
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env=java_env({"HADOOP_USER_NAME": HADOOP_USER}),
+        env=jvm.env({"HADOOP_USER_NAME": HADOOP_USER}),
     )
 
     def ask(command):
@@ -347,22 +321,14 @@ spark.stop()
 
 
 def test_pyspark_local_job_writes_dataframe_through_agent(java_build, moto, agent_factory, tmp_path):
-    out = subprocess.run(
-        [os.path.join(REPO, "scripts", "build-emrfs-provider.sh"), "--spark-venv"],
-        capture_output=True, text=True, timeout=1800,
-    )
-    assert out.returncode == 0, f"pyspark virtualenv: {out.stderr[-4000:]}"
-    spark_python = out.stdout.strip().splitlines()[-1]
-
+    spark_python = jvm.spark_python()
     agent = start_agent(agent_factory, moto)
-    with open(os.path.join(java_build, "runtimes", "spark-3.5.txt")) as f:
-        runtime = f.read().strip().split(":")
     # Spark brings its own Hadoop client and logging; it needs hadoop-aws, the SDK and the provider.
-    job_classpath = ":".join([os.path.join(java_build, "emrfs-role-agent-provider.jar")] + runtime)
+    job_classpath = jvm.spark_classpath(java_build)
     job = tmp_path / "job.py"
     job.write_text(SPARK_JOB)
     target = f"s3a://{PARTNER_BUCKET}/spark/table"
-    env = java_env({
+    env = jvm.env({
         "HADOOP_USER_NAME": HADOOP_USER,
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PYSPARK_PYTHON": spark_python,

@@ -49,19 +49,8 @@ def mappings(moto, **team_options):
 
 
 def site(runtime, agent, recorder):
-    conf = {
-        "fs.s3a.endpoint": recorder.endpoint,
-        "fs.s3a.endpoint.region": "us-east-1",
-        "fs.s3a.path.style.access": "true",
-        "fs.s3a.connection.ssl.enabled": "false",
-        # Fail fast instead of S3A's long default retry schedule when something is wrong.
-        "fs.s3a.attempts.maximum": "1",
-        "fs.s3a.retry.limit": "1",
-        "emrfs-role-agent.endpoint": agent.url,
-        "emrfs-role-agent.token-file": agent.token_path,
-    }
-    conf.update(jvm.RUNTIME_SETTINGS[runtime])
-    return conf
+    return jvm.s3a_site(recorder.endpoint, agent, jvm.RUNTIME_SETTINGS[runtime],
+                        {"fs.s3a.endpoint.region": "us-east-1"})
 
 
 def run_session(java_build, runtime, agent, recorder, tmp_path, ops):

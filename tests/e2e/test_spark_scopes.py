@@ -44,10 +44,7 @@ HADOOP_USER = "analyst"
 
 @pytest.fixture(scope="module")
 def spark_python():
-    out = subprocess.run([os.path.join(jvm.REPO, "scripts", "build-emrfs-provider.sh"), "--spark-venv"],
-                         capture_output=True, text=True, timeout=1800)
-    assert out.returncode == 0, f"pyspark virtualenv: {out.stderr[-4000:]}"
-    return out.stdout.strip().splitlines()[-1]
+    return jvm.spark_python()
 
 
 @pytest.fixture(scope="module")
@@ -65,18 +62,8 @@ def test_spark_job_reads_team_a_writes_team_b_each_request_signed_by_its_prefix_
         for i in range(3):
             s3.put_object(Bucket=BUCKET, Key=f"teamA/input/part-{i}.txt", Body=f"line {i} of team A\n".encode())
         conf_dir = tmp_path / "hadoop-conf"
-        jvm.write_site(str(conf_dir), {
-            "fs.s3a.endpoint": recorder.endpoint,
-            "fs.s3a.path.style.access": "true",
-            "fs.s3a.connection.ssl.enabled": "false",
-            "fs.s3a.attempts.maximum": "1",
-            "fs.s3a.retry.limit": "1",
-            "emrfs-role-agent.endpoint": agent.url,
-            "emrfs-role-agent.token-file": agent.token_path,
-            **jvm.SDK_V1_SETTINGS,
-        })
-        runtime = jvm.runtime_jars(java_build, "spark-3.5")
-        classpath = ":".join([os.path.join(java_build, "emrfs-role-agent-provider.jar"), *runtime])
+        jvm.write_site(str(conf_dir), jvm.s3a_site(recorder.endpoint, agent, jvm.SDK_V1_SETTINGS))
+        classpath = jvm.spark_classpath(java_build)
         job = tmp_path / "job.py"
         job.write_text(JOB)
         env = jvm.env({

@@ -2,8 +2,9 @@
 
     build = jvm.build()                      # scripts/build-emrfs-provider.sh; returns the build directory
     cp = jvm.classpath(build, "hadoop-3.4.1", conf_dir)
-    jvm.write_site(conf_dir, {"fs.s3a.endpoint": ...})   # core-site.xml, as on an EMR node
-    out = jvm.run(cp, "io.emrfsroleagent.e2e.S3aSession", [...], env={...})
+    jvm.write_site(conf_dir, jvm.s3a_site(s3_endpoint, agent, jvm.SDK_V2_SETTINGS))   # core-site.xml
+    out = jvm.run(cp, "io.emrfsroleagent.e2e.S3aSession", [...], env_extra={...})
+    python = jvm.spark_python(); cp = jvm.spark_classpath(build)   # a pyspark job's interpreter and jars
 
 Runtimes are the modules of tests/java/runtimes/pom.xml (real Hadoop and AWS SDK artefacts).
 """
@@ -62,6 +63,23 @@ def write_site(directory, conf, name="core-site.xml"):
         f.write(f'<?xml version="1.0"?>\n<configuration>\n{props}</configuration>\n')
 
 
+def s3a_site(s3_endpoint, agent, wiring, extra=None):
+    """S3A against a local S3 (path style, plain HTTP, one attempt), asking `agent`, wired by `wiring`
+    (SDK_V1_SETTINGS, SDK_V2_SETTINGS, or only the bucket-level provider), plus `extra`."""
+    return {
+        "fs.s3a.endpoint": s3_endpoint,
+        "fs.s3a.path.style.access": "true",
+        "fs.s3a.connection.ssl.enabled": "false",
+        # Fail fast instead of S3A's long default retry schedule when something is wrong.
+        "fs.s3a.attempts.maximum": "1",
+        "fs.s3a.retry.limit": "1",
+        "emrfs-role-agent.endpoint": agent.url,
+        "emrfs-role-agent.token-file": agent.token_path,
+        **wiring,
+        **(extra or {}),
+    }
+
+
 def env(extra=None):
     """No AWS or Hadoop settings from the machine, only what the test gives."""
     e = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "HADOOP_"))}
@@ -71,6 +89,23 @@ def env(extra=None):
     return e
 
 
+def command(cp, main, args):
+    return ["java", "-Xss4m", "-XX:+UseSerialGC", "-cp", cp, main, *args]
+
+
 def run(cp, main, args, env_extra=None, timeout=300):
-    return subprocess.run(["java", "-Xss4m", "-XX:+UseSerialGC", "-cp", cp, main, *args],
-                          capture_output=True, text=True, env=env(env_extra), timeout=timeout)
+    return subprocess.run(command(cp, main, args), capture_output=True, text=True, env=env(env_extra),
+                          timeout=timeout)
+
+
+def spark_python():
+    """The python of the pyspark virtualenv (scripts/build-emrfs-provider.sh --spark-venv makes it once)."""
+    out = subprocess.run([os.path.join(REPO, "scripts", "build-emrfs-provider.sh"), "--spark-venv"],
+                         capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, f"pyspark virtualenv: {out.stderr[-4000:]}"
+    return out.stdout.strip().splitlines()[-1]
+
+
+def spark_classpath(build_dir):
+    """What a Spark job adds to pyspark's own Hadoop client: the clients jar, hadoop-aws and its SDK."""
+    return ":".join([os.path.join(build_dir, "emrfs-role-agent-provider.jar"), *runtime_jars(build_dir, "spark-3.5")])

@@ -8,12 +8,11 @@
 Requests and answers are forwarded unchanged (same Host header and body, so moto's signature checks see
 what the client signed). `access_key_id` is read from the SigV4 Authorization header
 (`AWS4-HMAC-SHA256 Credential=<key id>/<date>/<region>/s3/aws4_request, ...`) or from a presigned URL's
-X-Amz-Credential. `signed_headers` lists the SigV4 SignedHeaders. `location` is where the request reaches, as the agent would be asked: s3://bucket/key for
-object requests, the prefix for listings, the keys' common prefix for DeleteObjects; None for bucket requests.
+X-Amz-Credential. `signed_headers` lists the SigV4 SignedHeaders. `location` is where the request reaches, as
+the agent would be asked: s3://bucket/key for object requests, the prefix for listings, the keys' common prefix
+for DeleteObjects; None for bucket requests.
 """
 
-import http.client
-import http.server
 import os
 import re
 import threading
@@ -21,7 +20,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from .net import free_port
+from . import http_proxy
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 _DELETE_KEY = re.compile(rb"<Key>(.*?)</Key>", re.S)
@@ -61,16 +60,9 @@ class S3Recorder:
         self.upstream = urllib.parse.urlsplit(upstream)
         self.requests = []
         self._lock = threading.Lock()
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
         recorder = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(http_proxy.Handler):
             def _body(self):
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     data = b""
@@ -105,33 +97,18 @@ class S3Recorder:
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "transfer-encoding"}
                 if dechunked:
                     headers["Content-Length"] = str(len(body))
-                conn = http.client.HTTPConnection(recorder.upstream.hostname, recorder.upstream.port, timeout=120)
-                try:
-                    conn.request(self.command, self.path, body=body if body or self.command in ("PUT", "POST")
-                                 else None, headers=headers)
-                    upstream = conn.getresponse()
-                    data = upstream.read()
-                    record.status = upstream.status
-                    with recorder._lock:
-                        recorder.requests.append(record)
-                    self.send_response(upstream.status)
-                    for k, v in upstream.getheaders():
-                        if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                            self.send_header(k, v)
-                    length = upstream.getheader("Content-Length")
-                    self.send_header("Content-Length", length if self.command == "HEAD" and length else str(len(data)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data)
-                finally:
-                    conn.close()
+                upstream = self.forward(recorder.upstream, body if body or self.command in ("PUT", "POST") else None,
+                                        headers, timeout=120)
+                record.status = upstream.status
+                with recorder._lock:
+                    recorder.requests.append(record)
+                self.relay(upstream)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = http_proxy.LoopbackServer(Handler)
+        self.port = self._server.port
+        self.endpoint = self._server.endpoint
 
     def snapshot(self):
         with self._lock:
@@ -142,5 +119,4 @@ class S3Recorder:
             self.requests.clear()
 
     def stop(self):
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
