@@ -147,7 +147,7 @@ async fn main() {
         for c in clients.iter_mut().filter(|c| !c.done && c.next_call <= now) {
             let due = c.holds.is_none_or(|exp| exp.duration_since(now).unwrap_or_default() < ADVISORY);
             if due {
-                let served = cache.get(&session_key(&role, c.key, duration)).await.expect("credentials");
+                let served = cache.get(&session_key(&role, c.key, duration), None).await.expect("credentials");
                 agent_requests += 1;
                 c.holds = Some(served.session.expiration);
                 if c.once {

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use crate::clock::Clock;
 use crate::decision::SessionKey;
 use crate::refresh::{is_idle, Freshness, Timing};
-use crate::sts::{call_with_retries, Attempt, CallLimiter, Session, Sts, StsError};
+use crate::sts::{call_with_retries, Attempt, CallLimiter, CallerLimiter, Session, Sts, StsError};
 
 /// What a cached session is for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -65,6 +65,9 @@ pub enum CacheError {
     /// STS is failing and nothing usable is cached: 503.
     #[error(transparent)]
     Unavailable(StsError),
+    /// This caller's requests have caused their share of STS calls for now: 429.
+    #[error("the requests of uid {0} caused their share of STS calls (sts.max_calls_per_caller); retry in a moment")]
+    Throttled(u32),
 }
 
 /// Told about every STS call and refresh (audit log, metrics).
@@ -82,6 +85,8 @@ pub struct CacheSettings {
     pub negative_cache: Duration,
     pub call_timeout: Duration,
     pub max_calls_per_second: u32,
+    /// STS calls the requests of one caller uid may cause per second (and at once).
+    pub max_calls_per_caller: u32,
 }
 
 /// After a failed refresh, stale credentials are served this long before STS is tried again.
@@ -93,6 +98,7 @@ pub struct SessionCache<S> {
     events: Arc<dyn CacheEvents>,
     settings: CacheSettings,
     limiter: CallLimiter,
+    per_caller: CallerLimiter,
     /// foldhash: hashing the key (a role ARN, a session name, perhaps a policy) with the default
     /// SipHash was a visible share of a cached request; keys come from the configuration and
     /// the node's users, and the hasher is still randomly seeded.
@@ -140,6 +146,7 @@ impl<S: Sts> SessionCache<S> {
             clock,
             events,
             limiter: CallLimiter::per_second(settings.max_calls_per_second),
+            per_caller: CallerLimiter::per_second(settings.max_calls_per_caller),
             slots: moka::sync::Cache::builder()
                 .max_capacity(settings.max_sessions)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
@@ -157,8 +164,9 @@ impl<S: Sts> SessionCache<S> {
         self.len() == 0
     }
 
-    /// Credentials for `key`: cached, fetched, or stale during an STS outage.
-    pub async fn get(&self, key: &CacheKey) -> Result<Served, CacheError> {
+    /// Credentials for `key`: cached, fetched, or stale during an STS outage. A fetch made for
+    /// `caller` counts against its share of STS calls; requests waiting on it do not.
+    pub async fn get(&self, key: &CacheKey, caller: Option<u32>) -> Result<Served, CacheError> {
         let now = self.clock.now();
         let slot = self.slots.get_with_by_ref(key, || Arc::new(Slot::default()));
         *slot.last_used.lock().expect("slot lock") = Some(now);
@@ -167,12 +175,12 @@ impl<S: Sts> SessionCache<S> {
             Look::Refuse(err) => Err(err),
             // Boxed: waiting for STS takes a future of kilobytes, which a request answered from
             // the cache should neither build nor move.
-            Look::Fetch => Box::pin(self.get_in_flight(key, slot)).await,
+            Look::Fetch => Box::pin(self.get_in_flight(key, slot, caller)).await,
         }
     }
 
     /// The slow path of [`SessionCache::get`]: one STS call per key, whoever asks.
-    async fn get_in_flight(&self, key: &CacheKey, slot: Arc<Slot>) -> Result<Served, CacheError> {
+    async fn get_in_flight(&self, key: &CacheKey, slot: Arc<Slot>, caller: Option<u32>) -> Result<Served, CacheError> {
         let queued_after = slot.fetches.load(Ordering::Acquire);
         let _flight = slot.fetching.lock().await;
         // Whoever held the lock before us may have fetched what we need, or found STS down:
@@ -188,9 +196,21 @@ impl<S: Sts> SessionCache<S> {
                         return Err(CacheError::Unavailable(err.clone()));
                     }
                 }
+                // One caller cannot spend the account's whole STS budget on sessions of its own:
+                // beyond its share it is told to come back, instead of queueing everyone behind it.
+                if let Some(uid) = caller {
+                    if !self.per_caller.allows(uid) {
+                        return Err(CacheError::Throttled(uid));
+                    }
+                }
                 self.fetch(key, &slot, now).await
             }
         }
+    }
+
+    /// Forgets the STS shares of callers that have not fetched in a while (bounded memory).
+    pub fn forget_idle_callers(&self) {
+        self.per_caller.forget_idle();
     }
 
     /// What the slot allows at `now`. With `locked`, a due entry whose refresh recently failed

@@ -192,6 +192,8 @@ pub async fn start(config: Config, env: Environment) -> Result<Running, StartErr
             loop {
                 tick.tick().await;
                 write_refusals(&app);
+                app.cache.forget_idle_callers();
+                app.requests_per_caller.forget_idle();
             }
         })
     };
@@ -219,6 +221,7 @@ pub fn cache_settings(config: &Config) -> CacheSettings {
         negative_cache: config.sts.negative_cache,
         call_timeout: config.sts.call_timeout,
         max_calls_per_second: config.sts.max_calls_per_second,
+        max_calls_per_caller: config.sts.max_calls_per_caller,
     }
 }
 

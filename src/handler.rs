@@ -29,7 +29,7 @@ use crate::refusal::{ErrorCode, Outcome, Refusal};
 use crate::refusals::{self, Tally};
 use crate::rules::{Effect, Request as RuleRequest};
 use crate::scope::Scope;
-use crate::sts::Sts;
+use crate::sts::{CallerLimiter, Sts};
 use crate::token::Token;
 
 pub type Body = Full<Bytes>;
@@ -43,6 +43,8 @@ pub struct App<S> {
     pub audit: AuditLog,
     /// Refusals before any decision, written once a second per caller.
     pub refusals: Tally,
+    /// Each caller uid's share of requests (`server.max_requests_per_caller`, read at start).
+    pub requests_per_caller: CallerLimiter,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub token: Token,
@@ -66,6 +68,7 @@ impl<S: Sts> App<S> {
         let token = Token::new(config.server.token_file.clone());
         App {
             directory: Directory::new(config.identity.group_cache_ttl),
+            requests_per_caller: CallerLimiter::per_second(config.server.max_requests_per_caller),
             config: ArcSwap::new(config),
             cache,
             audit,
@@ -177,6 +180,13 @@ fn decide<S: Sts>(
     }
     check_origin(conn, req)?;
     let uid = uid.map_err(|e| Refusal::new(ErrorCode::Forbidden, format!("caller could not be identified: {e}")))?;
+    // One local user cannot crowd out the others, whatever it sends.
+    if !app.requests_per_caller.allows(uid) {
+        return Err(Refusal::new(
+            ErrorCode::Throttled,
+            format!("too many requests from uid {uid} (server.max_requests_per_caller); retry in a moment"),
+        ));
+    }
     // The group cache runs on its own monotonic clock; its TTL is not decision time.
     let instant = Instant::now();
     let caller = app
@@ -267,7 +277,7 @@ fn decide<S: Sts>(
 /// The credentials for `key`, from the cache or STS. The node's own credentials are reported as
 /// such whether cached or not.
 async fn fetch<S: Sts>(app: &App<S>, key: CacheKey, record: &mut CredentialRecord) -> Result<Served, Refusal> {
-    let served = app.cache.get(&key).await.map_err(|e| cache_refusal(e, record))?;
+    let served = app.cache.get(&key, record.caller_uid).await.map_err(|e| cache_refusal(e, record))?;
     Ok(match key {
         CacheKey::Role(_) => served,
         CacheKey::InstanceProfile => Served { source: Source::InstanceProfile, ..served },
@@ -283,6 +293,7 @@ fn cache_refusal(err: CacheError, record: &mut CredentialRecord) -> Refusal {
         CacheError::Unavailable(e) => {
             Refusal::new(ErrorCode::CredentialsUnavailable, format!("no valid credentials: {e}"))
         }
+        throttled @ CacheError::Throttled(_) => Refusal::new(ErrorCode::Throttled, throttled.to_string()),
     }
 }
 
@@ -468,7 +479,11 @@ fn with_scope(answer: Bytes, scope: Option<&Scope>) -> Bytes {
 }
 
 fn error_response(refusal: &Refusal) -> Response<Body> {
-    json_response(refusal.code.status(), refusal.body())
+    let mut response = json_response(refusal.code.status(), refusal.body());
+    if refusal.code == ErrorCode::Throttled {
+        response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
 }
 
 fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {

@@ -183,3 +183,90 @@ async fn one_user_cannot_take_every_connection_slot() {
     assert_eq!(raw(h.addr, "GET /healthz HTTP/1.1\nHost: localhost").await.0, 200);
     h.stop().await;
 }
+
+/// `GET /v1/credentials?<query>` with the token, from a process running as `nobody`: the status.
+fn credentials_as_nobody(addr: SocketAddr, token: &str, query: &str) -> u16 {
+    let script = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+s.sendall(("GET /v1/credentials?%s HTTP/1.1\r\nHost: localhost\r\nAuthorization: %s\r\nConnection: close\r\n\r\n"
+           % (sys.argv[4], sys.argv[3])).encode())
+head = s.recv(12)
+print(head[9:12].decode() if len(head) >= 12 else "0")
+"#;
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script])
+        .args([addr.ip().to_string(), addr.port().to_string(), token.to_owned(), query.to_owned()])
+        .output()
+        .expect("setpriv runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// One user sending as fast as it can is held to its share of requests; another user is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_flooding_requests_is_held_to_its_share() {
+    if !needs_root("one_user_flooding_requests_is_held_to_its_share") {
+        return;
+    }
+    let h = TestAgent::builder()
+        .sts(StsPeer::Unreachable)
+        .config("[server]\nmax_requests_per_caller = 1\n[fallback]\nmode = \"deny\"")
+        .start()
+        .await;
+    let started = std::time::Instant::now();
+    let answers = futures::future::join_all((0..20).map(|_| h.get("location=s3://bucket/k"))).await;
+    let elapsed = started.elapsed();
+    let served = answers.iter().filter(|a| a.status == 403).count();
+    let throttled = answers.iter().filter(|a| a.status == 429 && a.body["code"] == "Throttled").count();
+    assert_eq!(served + throttled, 20, "{answers:?}");
+    // One a second: however slow this machine is, no more than one plus one per second went through.
+    assert!(served as f64 <= 1.0 + elapsed.as_secs_f64().ceil(), "{served} served in {elapsed:?}");
+    assert!(throttled >= 1);
+    // Another user has its own share.
+    let (addr, token) = (h.addr, h.token.clone());
+    let other = tokio::task::spawn_blocking(move || credentials_as_nobody(addr, &token, "location=s3://bucket/k"))
+        .await
+        .unwrap();
+    assert_eq!(other, 403, "decided by the rules, not throttled");
+    h.stop().await;
+}
+
+/// A proxy asking for many users' sessions at once spends only its share of the STS budget; the
+/// sessions of another user are still fetched at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_caller_cannot_spend_the_whole_sts_budget() {
+    if !needs_root("one_caller_cannot_spend_the_whole_sts_budget") {
+        return;
+    }
+    let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("a passwd entry").name;
+    let h = TestAgent::builder()
+        .sts(StsPeer::FaultProxy)
+        .config(&format!("[identity]\ntrusted_proxy_users = [\"{me}\"]"))
+        .config("[sts]\nsession_name = \"{user}\"\nmax_calls_per_second = 100\nmax_calls_per_caller = 2")
+        .mappings(|world| {
+            let analytics = world.role("analytics");
+            format!(
+                "[[mapping]]\nname = \"analytics\"\nrole = \"{}\"\nprefixes = [\"s3://{}/\"]\n",
+                analytics.arn, analytics.bucket
+            )
+        })
+        .start()
+        .await;
+    let bucket = h.world().role("analytics").bucket.clone();
+    let started = std::time::Instant::now();
+    let queries: Vec<String> = (0..20).map(|i| format!("location=s3://{bucket}/x&user=tenant-{i}")).collect();
+    let answers = futures::future::join_all(queries.iter().map(|q| h.get(q))).await;
+    let elapsed = started.elapsed();
+    let throttled = answers.iter().filter(|a| a.status == 429).count();
+    let calls = h.proxy().assume_role_calls();
+    assert_eq!(answers.iter().filter(|a| a.status == 200).count() as u64, calls, "one STS call per session served");
+    assert!(calls as f64 <= 2.0 * (1.0 + elapsed.as_secs_f64().ceil()), "{calls} calls in {elapsed:?}");
+    assert!(throttled >= 1, "{answers:?}");
+    // Another user's session is fetched from its own share.
+    let (addr, token) = (h.addr, h.token.clone());
+    let query = format!("location=s3://{bucket}/y");
+    let other = tokio::task::spawn_blocking(move || credentials_as_nobody(addr, &token, &query)).await.unwrap();
+    assert_eq!(other, 200);
+    h.stop().await;
+}

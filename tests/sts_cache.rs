@@ -191,7 +191,8 @@ async fn throttling_is_retried_within_the_call_rate() {
     let proxy = h.proxy().control();
     // STS heals once the first call has failed: the agent must try again to succeed.
     let heal = tokio::spawn(async move {
-        while proxy.assume_role_calls() == before {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while proxy.assume_role_calls() == before && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         proxy.set(Fault::Pass);

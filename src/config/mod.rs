@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Connections one uid may hold open at once; default 1024.
     pub max_connections_per_caller: usize,
+    /// Credentials requests one uid may make per second (and at once); default 2000.
+    pub max_requests_per_caller: u32,
     /// Default 5s.
     pub header_read_timeout: Duration,
     /// Default 10s; a request that waits longer gets 504.
@@ -64,6 +66,7 @@ impl Default for ServerConfig {
             require_token: true,
             max_connections: 4096,
             max_connections_per_caller: 1024,
+            max_requests_per_caller: 2000,
             header_read_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
         }
@@ -110,6 +113,9 @@ pub struct StsConfig {
     pub source_identity: Option<Template>,
     /// Default 20.
     pub max_calls_per_second: u32,
+    /// STS calls the requests of one uid may cause per second (and at once); default half of
+    /// `max_calls_per_second` (10).
+    pub max_calls_per_caller: u32,
     /// At most `server.request_timeout`; default 5s.
     pub call_timeout: Duration,
     /// Default 30s.
@@ -127,6 +133,7 @@ impl Default for StsConfig {
             session_name: Template::parse("{user}").expect("valid default"),
             source_identity: None,
             max_calls_per_second: 20,
+            max_calls_per_caller: 10,
             call_timeout: Duration::from_secs(5),
             negative_cache: Duration::from_secs(30),
         }
@@ -312,6 +319,7 @@ mod tests {
         assert!(c.server.require_token);
         assert_eq!(c.server.max_connections, 4096);
         assert_eq!(c.server.max_connections_per_caller, 1024);
+        assert_eq!(c.server.max_requests_per_caller, 2000);
         assert_eq!(c.server.header_read_timeout, Duration::from_secs(5));
         assert_eq!(c.server.request_timeout, Duration::from_secs(10));
         assert!(c.identity.trusted_proxy_users.is_empty());
@@ -324,6 +332,7 @@ mod tests {
         assert_eq!(c.sts.session_name.to_string(), "{user}");
         assert!(c.sts.source_identity.is_none());
         assert_eq!(c.sts.max_calls_per_second, 20);
+        assert_eq!(c.sts.max_calls_per_caller, 10);
         assert_eq!(c.sts.call_timeout, Duration::from_secs(5));
         assert_eq!(c.sts.negative_cache, Duration::from_secs(30));
         assert_eq!(c.cache.max_sessions, 10_000);

@@ -39,6 +39,7 @@ pub(super) struct RawServer {
     pub(super) require_token: Option<bool>,
     pub(super) max_connections: Option<S<i64>>,
     pub(super) max_connections_per_caller: Option<S<i64>>,
+    pub(super) max_requests_per_caller: Option<S<i64>>,
     pub(super) header_read_timeout: Option<S<String>>,
     pub(super) request_timeout: Option<S<String>>,
 }
@@ -62,6 +63,7 @@ pub(super) struct RawSts {
     pub(super) session_name: Option<S<String>>,
     pub(super) source_identity: Option<S<String>>,
     pub(super) max_calls_per_second: Option<S<i64>>,
+    pub(super) max_calls_per_caller: Option<S<i64>>,
     pub(super) call_timeout: Option<S<String>>,
     pub(super) negative_cache: Option<S<String>>,
 }

@@ -127,6 +127,12 @@ fn server(ctx: &Ctx<'_>, rs: &RawServer) -> Result<ServerConfig, ConfigError> {
             d.max_connections_per_caller as i64,
             1..1_000_001,
         )? as usize,
+        max_requests_per_caller: ctx.int(
+            &rs.max_requests_per_caller,
+            "server.max_requests_per_caller",
+            d.max_requests_per_caller.into(),
+            1..1_000_001,
+        )? as u32,
         header_read_timeout: positive(
             ctx,
             &rs.header_read_timeout,
@@ -248,6 +254,11 @@ fn sts(ctx: &Ctx<'_>, st: &RawSts, raw_server: &RawServer, server: &ServerConfig
             ),
         ));
     }
+    let max_calls_per_second =
+        ctx.int(&st.max_calls_per_second, "sts.max_calls_per_second", d.max_calls_per_second.into(), 1..10_001)?;
+    // Absent: half of the budget (at least one call a second).
+    let max_calls_per_caller =
+        ctx.int(&st.max_calls_per_caller, "sts.max_calls_per_caller", (max_calls_per_second / 2).max(1), 1..10_001)?;
     Ok(StsConfig {
         region,
         endpoint_url,
@@ -256,12 +267,8 @@ fn sts(ctx: &Ctx<'_>, st: &RawSts, raw_server: &RawServer, server: &ServerConfig
         min_remaining_when_stale,
         session_name,
         source_identity,
-        max_calls_per_second: ctx.int(
-            &st.max_calls_per_second,
-            "sts.max_calls_per_second",
-            d.max_calls_per_second.into(),
-            1..10_001,
-        )? as u32,
+        max_calls_per_second: max_calls_per_second as u32,
+        max_calls_per_caller: max_calls_per_caller as u32,
         call_timeout,
         negative_cache: ctx.duration(&st.negative_cache, "sts.negative_cache", d.negative_cache)?,
     })
