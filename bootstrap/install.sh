@@ -124,6 +124,8 @@ ETC=/etc/$PROG
 UNIT_DIR=/etc/systemd/system
 UNIT=$PROG.service
 SOCKET=$PROG.socket
+ROTATE_SERVICE=$PROG-logrotate.service
+ROTATE_TIMER=$PROG-logrotate.timer
 SYNC_SERVICE=$PROG-mappings-sync.service
 SYNC_TIMER=$PROG-mappings-sync.timer
 SYNC_ENV=$ETC/mappings-sync.env
@@ -283,6 +285,9 @@ fi
 ensure_dir "/var/log/$PROG" 0750 "$PROG:$PROG"
 if [[ -f $REL/config/logrotate ]]; then
     put "$REL/config/logrotate" /etc/logrotate.d/$PROG 0644 root:root
+    # Rotation by size every few minutes: the audit log's disk budget holds whatever the traffic.
+    put "$REL/systemd/$ROTATE_SERVICE" "$UNIT_DIR/$ROTATE_SERVICE" 0644 root:root
+    put "$REL/systemd/$ROTATE_TIMER" "$UNIT_DIR/$ROTATE_TIMER" 0644 root:root
 fi
 put "$WORK/config.toml" "$ETC/config.toml" 0640 "root:$PROG"
 if [[ -n $MAPPINGS_URI ]]; then
@@ -352,7 +357,8 @@ if [[ -z $R ]]; then
     fi
 fi
 
-if changed "$UNIT_DIR/$UNIT" "$UNIT_DIR/$SOCKET" "$UNIT_DIR/$SYNC_SERVICE" "$UNIT_DIR/$SYNC_TIMER" \
+if changed "$UNIT_DIR/$UNIT" "$UNIT_DIR/$SOCKET" "$UNIT_DIR/$ROTATE_SERVICE" "$UNIT_DIR/$ROTATE_TIMER" \
+    "$UNIT_DIR/$SYNC_SERVICE" "$UNIT_DIR/$SYNC_TIMER" \
     "$UNIT_DIR/$SYNC_TIMER.d/interval.conf"; then
     sys systemctl daemon-reload
 fi
@@ -380,6 +386,10 @@ elif changed "$BIN" "$UNIT_DIR/$UNIT"; then
     sys systemctl restart "$UNIT" || agent_failed "the agent did not restart"
 elif changed "$ETC/config.toml" "$ETC/mappings"; then
     sys systemctl reload "$UNIT" || agent_failed "the agent did not reload"
+fi
+if [[ -e $R$UNIT_DIR/$ROTATE_TIMER ]]; then
+    sys systemctl enable "$ROTATE_TIMER"
+    sys systemctl start "$ROTATE_TIMER"
 fi
 if [[ -n $MAPPINGS_REFRESH ]]; then
     sys systemctl enable "$SYNC_TIMER"

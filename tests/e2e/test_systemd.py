@@ -17,6 +17,7 @@ EXECUTABLES = [
     "/usr/local/bin/emrfs-role-agent",
     "/usr/local/lib/emrfs-role-agent/mappings-sync.sh",
     "/bin/kill",
+    "/usr/sbin/logrotate",
 ]
 MAX_EXPOSURE = 2.0
 
@@ -69,6 +70,8 @@ def verify(root, name):
 
 def test_all_units_are_present():
     assert UNITS == [
+        "emrfs-role-agent-logrotate.service",
+        "emrfs-role-agent-logrotate.timer",
         "emrfs-role-agent-mappings-sync.service",
         "emrfs-role-agent-mappings-sync.timer",
         "emrfs-role-agent.service",
