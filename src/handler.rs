@@ -237,6 +237,18 @@ fn decide<S: Sts>(
                     ),
                 ));
             }
+            // Like Hadoop's proxyuser settings: a proxy may be limited to some users and groups.
+            if let Some(scope) = config.identity.proxies.get(&caller.user) {
+                if !scope.allows(&identity.user, &identity.groups) {
+                    return Err(Refusal::new(
+                        ErrorCode::ImpersonationDenied,
+                        format!(
+                            "user {} may act only for the users and groups of identity.proxies.{}",
+                            caller.user, caller.user
+                        ),
+                    ));
+                }
+            }
             identity
         }
         _ => caller,

@@ -270,3 +270,27 @@ async fn one_caller_cannot_spend_the_whole_sts_budget() {
     assert_eq!(other, 200);
     h.stop().await;
 }
+
+/// A proxy limited like Hadoop's `hadoop.proxyuser.<user>.users/groups` acts only for those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_acts_only_for_the_users_and_groups_it_is_given() {
+    let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("a passwd entry").name;
+    let nobody_group = nix::unistd::Group::from_gid(65534.into()).unwrap().expect("gid 65534 exists").name;
+    let h = TestAgent::builder()
+        .sts(StsPeer::Unreachable)
+        .config(&format!(
+            "[identity]\ntrusted_proxy_users = [\"{me}\"]\n[identity.proxies.{me}]\nusers = [\"alice\"]\n\
+             groups = [\"{nobody_group}\"]\n[fallback]\nmode = \"deny\""
+        ))
+        .start()
+        .await;
+    for (user, code) in [
+        ("alice", "AccessDenied"),  // named
+        ("nobody", "AccessDenied"), // a member of the named group
+        ("mallory", "ImpersonationDenied"),
+    ] {
+        let answer = h.get(&format!("user={user}")).await;
+        assert_eq!((answer.status, answer.body["code"].as_str()), (403, Some(code)), "user={user}: {}", answer.body);
+    }
+    h.stop().await;
+}

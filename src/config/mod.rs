@@ -10,6 +10,7 @@
 mod raw;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -80,14 +81,33 @@ pub struct IdentityConfig {
     pub trusted_proxy_users: Vec<String>,
     /// A proxy never acts for root or a known account below this uid; default 1000.
     pub min_asserted_uid: u32,
+    /// Per proxy, whom it may act for (`[identity.proxies.<user>]`, like Hadoop's
+    /// `hadoop.proxyuser.<user>.users/groups`); a proxy without an entry may act for anyone allowed.
+    pub proxies: BTreeMap<String, ProxyScope>,
     /// Default 5m.
     pub group_cache_ttl: Duration,
+}
+
+/// Whom one proxy may act for: a user named in `users`, or a member of one of `groups` (`"*"`: any).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxyScope {
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+impl ProxyScope {
+    /// Whether the proxy may act for `user`, whose groups are `groups`.
+    pub fn allows(&self, user: &str, groups: &[String]) -> bool {
+        let any = |list: &[String], has: &dyn Fn(&String) -> bool| list.iter().any(|v| v == "*" || has(v));
+        any(&self.users, &|u| u == user) || any(&self.groups, &|g| groups.contains(g))
+    }
 }
 
 impl Default for IdentityConfig {
     fn default() -> Self {
         IdentityConfig {
             trusted_proxy_users: vec![],
+            proxies: BTreeMap::new(),
             min_asserted_uid: 1000,
             group_cache_ttl: Duration::from_secs(300),
         }

@@ -49,7 +49,15 @@ pub(super) struct RawServer {
 pub(super) struct RawIdentity {
     pub(super) trusted_proxy_users: Option<Vec<S<String>>>,
     pub(super) min_asserted_uid: Option<S<i64>>,
+    pub(super) proxies: Option<std::collections::BTreeMap<String, RawProxy>>,
     pub(super) group_cache_ttl: Option<S<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProxy {
+    pub(super) users: Option<Vec<S<String>>>,
+    pub(super) groups: Option<Vec<S<String>>>,
 }
 
 #[derive(Deserialize, Default)]

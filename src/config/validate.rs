@@ -11,8 +11,8 @@ use toml::Spanned;
 
 use super::raw::{RawAudit, RawCache, RawConfig, RawFallback, RawIdentity, RawMapping, RawServer, RawSts, S};
 use super::{
-    AuditConfig, AuditPath, CacheConfig, Config, ConfigError, Durability, FallbackMode, IdentityConfig, ServerConfig,
-    StsConfig,
+    AuditConfig, AuditPath, CacheConfig, Config, ConfigError, Durability, FallbackMode, IdentityConfig, ProxyScope,
+    ServerConfig, StsConfig,
 };
 use crate::emr;
 use crate::policy;
@@ -158,8 +158,40 @@ fn identity(ctx: &Ctx<'_>, ri: &RawIdentity) -> Result<IdentityConfig, ConfigErr
         }
         trusted_proxy_users.push(v.clone());
     }
+    let mut proxies = std::collections::BTreeMap::new();
+    for (proxy, raw) in ri.proxies.iter().flatten() {
+        let key = format!("identity.proxies.{proxy}");
+        let span = raw.users.iter().chain(raw.groups.iter()).flatten().next().map_or(0..0, Spanned::span);
+        if !trusted_proxy_users.contains(proxy) {
+            return Err(ctx.err(span, key, format!("'{proxy}' is not in identity.trusted_proxy_users")));
+        }
+        let names = |field: &str, list: &Option<Vec<S<String>>>| -> Result<Vec<String>, ConfigError> {
+            let mut out = Vec::new();
+            for (j, v) in list.iter().flatten().enumerate() {
+                if v.get_ref().is_empty() || v.get_ref().chars().any(char::is_whitespace) {
+                    return Err(ctx.err(
+                        v.span(),
+                        format!("{key}.{field}[{j}]"),
+                        format!("invalid name '{}'", v.get_ref()),
+                    ));
+                }
+                out.push(v.get_ref().clone());
+            }
+            Ok(out)
+        };
+        let scope = ProxyScope { users: names("users", &raw.users)?, groups: names("groups", &raw.groups)? };
+        if scope.users.is_empty() && scope.groups.is_empty() {
+            return Err(ctx.err(
+                span,
+                key,
+                "names no users and no groups: it could act for nobody (remove it from trusted_proxy_users instead)",
+            ));
+        }
+        proxies.insert(proxy.clone(), scope);
+    }
     Ok(IdentityConfig {
         trusted_proxy_users,
+        proxies,
         min_asserted_uid: ctx.int(
             &ri.min_asserted_uid,
             "identity.min_asserted_uid",
