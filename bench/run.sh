@@ -15,6 +15,9 @@
 #   herd      1,000 concurrent cold requests for 1 key and for 100 keys (tests/hardening.rs,
 #             release build, moto behind the counting proxy)
 #   volume    STS calls per key per hour over 4 h of virtual time (examples/sts_volume)
+#   fairness  with the default per-caller shares: a cold start of 1,000 executors of one user (none
+#             throttled), and another user's latency while a proxy asks for 400 users' sessions at once
+#             (tests/hostile.rs, release build, as root: the other user is `nobody`)
 #
 # Knobs: BENCH_DURATION (s per throughput run, default 10), BENCH_ROUNDS (alternating rounds,
 # default 3), BENCH_SOAK (s, default 300), BENCH_NO_BUILD=1 (reuse the last release build),
@@ -29,7 +32,7 @@ VENV=${EMRFS_TEST_VENV:-$HOME/.cache/emrfs-role-agent/venv}
 DURATION=${BENCH_DURATION:-10}
 ROUNDS=${BENCH_ROUNDS:-3}
 SOAK=${BENCH_SOAK:-300}
-ONLY=${BENCH_ONLY:-startup hot newconn identity memory herd volume}
+ONLY=${BENCH_ONLY:-startup hot newconn identity memory herd volume fairness}
 OUT=${BENCH_OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
 PROFILE=${BENCH_PROFILE:-release}   # "debug" only to check the script itself quickly
 BIN=$CARGO_TARGET_DIR/$PROFILE/emrfs-role-agent
@@ -250,6 +253,13 @@ if want herd; then
     log "cold herd (release test build)"
     (cd "$ROOT" && cargo test --release --test hardening cold_herd -- --nocapture --test-threads 1 2>&1) |
         grep -oE 'cold_herd keys=.*|test result.*' | tee -a "$RAW"
+fi
+
+# ---- per-tenant fairness -----------------------------------------------------------------------
+if want fairness; then
+    log "fairness with the default shares (release test build)"
+    (cd "$ROOT" && cargo test --release --test hostile fairness -- --nocapture --test-threads 1 2>&1) |
+        grep -oE 'fairness (cold_start|proxy_flood) .*|test result.*' | tee -a "$RAW"
 fi
 
 # ---- STS volume --------------------------------------------------------------------------------
