@@ -442,19 +442,12 @@ struct StsHarness {
 impl StsHarness {
     /// Moto behind the counting proxy; the test's own user may act for the herd's users.
     async fn start(max_calls_per_second: u32) -> StsHarness {
-        let me =
-            nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("the test user has a passwd entry").name;
+        let me = support::current_user();
         let agent = TestAgent::builder()
             .sts(StsPeer::FaultProxy)
             .config(&format!("[identity]\ntrusted_proxy_users = [\"{me}\"]"))
             .config(&format!("[sts]\nsession_name = \"{{user}}\"\nmax_calls_per_second = {max_calls_per_second}"))
-            .mappings(|world| {
-                let analytics = world.role("analytics");
-                format!(
-                    "[[mapping]]\nname = \"analytics\"\nrole = \"{}\"\nprefixes = [\"s3://{}/\"]\n",
-                    analytics.arn, analytics.bucket
-                )
-            })
+            .mappings(support::analytics_rule)
             .start()
             .await;
         let bucket = agent.world().role("analytics").bucket.clone();

@@ -70,7 +70,7 @@ async fn host_tricks_and_absolute_targets_are_refused_and_audited_under_the_send
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_never_acts_for_root_or_a_system_account() {
-    let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("a passwd entry").name;
+    let me = support::current_user();
     let mut h = TestAgent::builder()
         .sts(StsPeer::Unreachable)
         .config(&format!("[identity]\ntrusted_proxy_users = [\"{me}\"]\n[fallback]\nmode = \"deny\""))
@@ -97,7 +97,7 @@ async fn a_proxy_never_acts_for_root_or_a_system_account() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_user_value_is_refused_and_never_reaches_the_audit_log() {
-    let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("a passwd entry").name;
+    let me = support::current_user();
     let mut h = TestAgent::builder()
         .sts(StsPeer::Unreachable)
         .config(&format!("[identity]\ntrusted_proxy_users = [\"{me}\"]"))
@@ -239,18 +239,12 @@ async fn one_caller_cannot_spend_the_whole_sts_budget() {
     if !needs_root("one_caller_cannot_spend_the_whole_sts_budget") {
         return;
     }
-    let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("a passwd entry").name;
+    let me = support::current_user();
     let h = TestAgent::builder()
         .sts(StsPeer::FaultProxy)
         .config(&format!("[identity]\ntrusted_proxy_users = [\"{me}\"]"))
         .config("[sts]\nsession_name = \"{user}\"\nmax_calls_per_second = 100\nmax_calls_per_caller = 2")
-        .mappings(|world| {
-            let analytics = world.role("analytics");
-            format!(
-                "[[mapping]]\nname = \"analytics\"\nrole = \"{}\"\nprefixes = [\"s3://{}/\"]\n",
-                analytics.arn, analytics.bucket
-            )
-        })
+        .mappings(support::analytics_rule)
         .start()
         .await;
     let bucket = h.world().role("analytics").bucket.clone();
@@ -274,7 +268,7 @@ async fn one_caller_cannot_spend_the_whole_sts_budget() {
 /// A proxy limited like Hadoop's `hadoop.proxyuser.<user>.users/groups` acts only for those.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_acts_only_for_the_users_and_groups_it_is_given() {
-    let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("a passwd entry").name;
+    let me = support::current_user();
     let nobody_group = nix::unistd::Group::from_gid(65534.into()).unwrap().expect("gid 65534 exists").name;
     let h = TestAgent::builder()
         .sts(StsPeer::Unreachable)
@@ -303,7 +297,7 @@ async fn fairness_with_the_default_shares() {
     if !needs_root("fairness_with_the_default_shares") {
         return;
     }
-    let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("a passwd entry").name;
+    let me = support::current_user();
     let h = TestAgent::builder()
         .sts(StsPeer::FaultProxy)
         // The defaults of [server] and [sts], written out over the test harness's own.

@@ -21,17 +21,9 @@ async fn harness(sts: &str, rest: &str) -> TestAgent {
         .config("[identity]\ntrusted_proxy_users = [\"root\"]")
         .config(&format!("[sts]\n{sts}"))
         .config(rest)
-        .mappings(analytics_rule)
+        .mappings(support::analytics_rule)
         .start()
         .await
-}
-
-fn analytics_rule(world: &support::AwsWorld) -> String {
-    let analytics = world.role("analytics");
-    format!(
-        "[[mapping]]\nname = \"analytics\"\nrole = \"{}\"\nprefixes = [\"s3://{}/\"]\n",
-        analytics.arn, analytics.bucket
-    )
 }
 
 fn bucket(h: &TestAgent) -> String {
@@ -115,7 +107,7 @@ async fn sessions_are_refreshed_ahead_only_while_someone_asks() {
         .manual_clock()
         .refresh_interval(Duration::from_secs(24 * 3600))
         .config("[cache]\nidle_timeout = \"45m\"")
-        .mappings(analytics_rule)
+        .mappings(support::analytics_rule)
         .start()
         .await;
     let first = credentials(&h).await;
@@ -148,7 +140,7 @@ async fn the_daemons_refresher_renews_due_sessions_on_its_own() {
         .sts(StsPeer::FaultProxy)
         .manual_clock()
         .refresh_interval(Duration::from_millis(20))
-        .mappings(analytics_rule)
+        .mappings(support::analytics_rule)
         .start()
         .await;
     let first = credentials(&h).await;

@@ -69,3 +69,17 @@ pub fn case_location(case: &serde_json::Value) -> Option<String> {
     }
     Some(loc)
 }
+
+/// A rule that maps the moto world's analytics bucket to its analytics role (named "analytics").
+pub fn analytics_rule(world: &AwsWorld) -> String {
+    let analytics = world.role("analytics");
+    format!(
+        "[[mapping]]\nname = \"analytics\"\nrole = \"{}\"\nprefixes = [\"s3://{}/\"]\n",
+        analytics.arn, analytics.bucket
+    )
+}
+
+/// The passwd name of the user running the tests.
+pub fn current_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("the test user has a passwd entry").name
+}
