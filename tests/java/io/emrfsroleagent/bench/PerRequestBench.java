@@ -29,7 +29,8 @@ import org.apache.hadoop.conf.Configuration;
  *   <li>{@code hook}: the hook called directly on GetObject requests, against a loop that does what the SDK does
  *       for every request anyway (v1: the request object; v2: the interceptor contexts and execution attributes);
  *   <li>{@code client}: a real S3 client (v1 {@code AmazonS3}, v2 {@code S3Client} with the Apache HTTP client)
- *       sending HeadObject to an S3 stub on loopback, with the hook registered as S3A registers it and without.
+ *       sending HeadObject to an S3 stub on loopback, with the hook registered as S3A registers it and without;
+ *       both sign with session credentials (the client's own stand for the bucket-level answer).
  * </ul>
  * CPU time is the calling thread's (the sync clients sign, send and parse on it; the stub and the agent run on
  * other threads). A fake agent answers every location under {@code s3://bench-bucket/teamA/} with that Scope and
@@ -194,7 +195,7 @@ public final class PerRequestBench {
               endpoint, "us-east-1"))
           .withPathStyleAccessEnabled(true)
           .withCredentials(new com.amazonaws.auth.AWSStaticCredentialsProvider(
-              new com.amazonaws.auth.BasicAWSCredentials("AKIABUCKETLEVEL", "secret")));
+              new com.amazonaws.auth.BasicSessionCredentials("ASIABUCKETLEVEL", "secret", "token")));
       if (handler != null) {
         b = b.withRequestHandlers(handler);
       }
@@ -263,7 +264,8 @@ public final class PerRequestBench {
           .forcePathStyle(true)
           .httpClientBuilder(software.amazon.awssdk.http.apache.ApacheHttpClient.builder())
           .credentialsProvider(software.amazon.awssdk.auth.credentials.StaticCredentialsProvider.create(
-              software.amazon.awssdk.auth.credentials.AwsBasicCredentials.create("AKIABUCKETLEVEL", "secret")))
+              software.amazon.awssdk.auth.credentials.AwsSessionCredentials.create("ASIABUCKETLEVEL", "secret",
+                  "token")))
           .overrideConfiguration(c -> {
             if (interceptor != null) {
               c.addExecutionInterceptor(interceptor);
