@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Per-request credentials in the JVM (issue 12; BENCHMARKS.md has the targets and the last results):
 #
-#   bench/jvm.sh                      # ~10 min on 2 cores
+#   bench/jvm.sh                      # ~7 min on 2 cores (BENCHMARKS.md: what the last run used)
 #   BENCH_ONLY=hooks bench/jvm.sh
 #
 # Sections (BENCH_ONLY, space-separated; default both):
@@ -67,4 +67,5 @@ if want spark; then
 fi
 
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
-log "raw figures: $RAW"
+python3 "$ROOT/bench/summarize_jvm.py" "$OUT"
+log "raw figures: $RAW; summary: $OUT/summary.md"
