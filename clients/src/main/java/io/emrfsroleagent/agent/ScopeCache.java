@@ -238,8 +238,11 @@ public final class ScopeCache<T> {
     byBucket.put(bucket, fresh);
   }
 
-  /** When to ask again: {@code refreshBefore} ahead of expiry, but not sooner than {@link #MIN_CACHE_TIME}. */
-  static Instant refreshAt(Instant now, Instant expiration, Duration refreshBefore) {
+  /**
+   * When to ask again: {@code refreshBefore} ahead of expiry, but not sooner than {@link #MIN_CACHE_TIME}
+   * (the bucket-level providers use it too).
+   */
+  public static Instant refreshAt(Instant now, Instant expiration, Duration refreshBefore) {
     Instant ahead = expiration.minus(refreshBefore);
     Instant earliest = now.plus(MIN_CACHE_TIME);
     if (ahead.isAfter(earliest)) {

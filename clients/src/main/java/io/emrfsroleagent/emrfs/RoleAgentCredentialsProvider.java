@@ -9,6 +9,7 @@ import io.emrfsroleagent.agent.AgentClient;
 import io.emrfsroleagent.agent.AgentCredentials;
 import io.emrfsroleagent.agent.AgentException;
 import io.emrfsroleagent.agent.AgentSettings;
+import io.emrfsroleagent.agent.ScopeCache;
 import java.io.IOException;
 import java.net.URI;
 import java.time.Clock;
@@ -62,12 +63,6 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
 
   public static final String DEFAULT_ENDPOINT = AgentSettings.DEFAULT_ENDPOINT;
   public static final String DEFAULT_TOKEN_FILE = AgentSettings.DEFAULT_TOKEN_FILE;
-
-  /**
-   * Credentials that arrive already inside the refresh window (served stale by the agent during an STS outage)
-   * are kept at least this long, so that every S3 call does not turn into an agent request.
-   */
-  static final Duration MIN_CACHE_TIME = Duration.ofMinutes(1);
 
   private static final Logger LOG = LoggerFactory.getLogger(RoleAgentCredentialsProvider.class);
 
@@ -167,17 +162,7 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
     AWSCredentials credentials = c.sessionToken() == null
         ? new BasicAWSCredentials(c.accessKeyId(), c.secretAccessKey())
         : new BasicSessionCredentials(c.accessKeyId(), c.secretAccessKey(), c.sessionToken());
-    return new Cached(credentials, c.expiration(), refreshAt(now, c.expiration(), s.refreshBeforeExpiry));
-  }
-
-  /** When to fetch again: {@code refreshBefore} ahead of expiry, but not sooner than {@link #MIN_CACHE_TIME}. */
-  static Instant refreshAt(Instant now, Instant expiration, Duration refreshBefore) {
-    Instant ahead = expiration.minus(refreshBefore);
-    Instant earliest = now.plus(MIN_CACHE_TIME);
-    if (ahead.isAfter(earliest)) {
-      return ahead;
-    }
-    return earliest.isBefore(expiration) ? earliest : expiration;
+    return new Cached(credentials, c.expiration(), ScopeCache.refreshAt(now, c.expiration(), s.refreshBeforeExpiry));
   }
 
   private static String currentUser(Settings s) {
