@@ -115,6 +115,10 @@ cat >"$WORK/config.toml" <<EOF
 [server]
 listen = ["127.0.0.1:$AGENT_PORT"]
 token_file = "$WORK/token"
+# One load generator (one uid) at full speed: the per-tenant shares would throttle it. They are
+# measured in the fairness section.
+max_connections_per_caller = 1000000
+max_requests_per_caller = 1000000
 
 [identity]
 trusted_proxy_users = ["$(id -un)"]
@@ -124,6 +128,7 @@ region = "us-east-1"
 endpoint_url = "$MOTO"
 session_name = "{user}"
 max_calls_per_second = 500
+max_calls_per_caller = 500
 
 [audit]
 path = "$WORK/audit.log"
