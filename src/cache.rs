@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime};
 use crate::clock::Clock;
 use crate::decision::SessionKey;
 use crate::refresh::{is_idle, Freshness, Timing};
-use crate::sts::{call_with_retries, Attempt, CallLimiter, CallerLimiter, Session, Sts, StsError};
+use crate::share::CallerLimiter;
+use crate::sts::{call_with_retries, Attempt, CallLimiter, Session, Sts, StsError};
 
 /// What a cached session is for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

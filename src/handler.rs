@@ -29,7 +29,8 @@ use crate::refusal::{ErrorCode, Outcome, Refusal};
 use crate::refusals::{self, Tally};
 use crate::rules::{Effect, Request as RuleRequest};
 use crate::scope::Scope;
-use crate::sts::{CallerLimiter, Sts};
+use crate::share::CallerLimiter;
+use crate::sts::Sts;
 use crate::token::Token;
 
 pub type Body = Full<Bytes>;

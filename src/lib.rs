@@ -27,6 +27,7 @@
 //! I/O at the edges:
 //! - [`clock`]: the one source of time, injectable for tests.
 //! - [`sts`]: the one trait between the agent and AWS, and its `aws-sdk-sts` implementation.
+//! - [`share`]: each caller uid's share of a budget (requests, STS calls).
 //! - [`cache`]: moka-backed session cache; one STS call per key however many wait; stale serving.
 //! - [`caller`]: kernel-verified caller identity: the peer's uid (`caller::peer`, netlink `sock_diag`)
 //!   and its user and groups (`caller::directory`, passwd/group, cached).
@@ -58,6 +59,7 @@ pub mod refusals;
 pub mod rules;
 pub mod scope;
 pub mod server;
+pub mod share;
 pub mod sts;
 pub mod template;
 pub mod text;

@@ -58,7 +58,9 @@ impl Tally {
     /// Everything counted since the last drain, as `refused` events, and a fresh start.
     pub fn drain(&self) -> Vec<Event<'static>> {
         let callers = std::mem::take(&mut *self.callers.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut events: Vec<Event<'static>> = callers
+        let mut callers: Vec<_> = callers.into_iter().collect();
+        callers.sort_unstable_by_key(|(caller_uid, _)| *caller_uid);
+        callers
             .into_iter()
             .map(|(caller_uid, c)| Event::Refused {
                 caller_uid,
@@ -69,12 +71,7 @@ impl Tally {
                 first_request_id: c.first_request_id,
                 last_request_id: c.last_request_id,
             })
-            .collect();
-        events.sort_by_key(|e| match e {
-            Event::Refused { caller_uid, .. } => *caller_uid,
-            _ => None,
-        });
-        events
+            .collect()
     }
 }
 

@@ -16,7 +16,7 @@ use aws_sdk_sts::config::timeout::TimeoutConfig;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::RequestId;
 use bytes::Bytes;
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::clock::Clock;
 use crate::decision::SessionKey;
@@ -261,28 +261,6 @@ impl CallLimiter {
 
     pub async fn until_ready(&self) {
         self.0.until_ready().await;
-    }
-}
-
-/// A share of a budget per caller uid: `n` per second, at most `n` at once. Used for the STS calls one
-/// caller's requests may cause and for one caller's requests.
-pub struct CallerLimiter(DefaultKeyedRateLimiter<u32>);
-
-impl CallerLimiter {
-    pub fn per_second(n: u32) -> CallerLimiter {
-        let rate = std::num::NonZeroU32::new(n.max(1)).expect("non-zero");
-        CallerLimiter(RateLimiter::keyed(Quota::per_second(rate)))
-    }
-
-    /// Takes one from `uid`'s share, if it has any left.
-    pub fn allows(&self, uid: u32) -> bool {
-        self.0.check_key(&uid).is_ok()
-    }
-
-    /// Drops the state of callers whose share is full again (bounded memory).
-    pub fn forget_idle(&self) {
-        self.0.retain_recent();
-        self.0.shrink_to_fit();
     }
 }
 
