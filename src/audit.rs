@@ -44,6 +44,8 @@ pub fn timestamp(t: SystemTime) -> String {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct CredentialRecord {
     pub request_id: String,
+    /// Which door the request came through.
+    pub via: Via,
     pub outcome: Option<Outcome>,
     pub status: u16,
     pub caller_uid: Option<u32>,
@@ -64,6 +66,15 @@ pub struct CredentialRecord {
     pub sts_request_id: Option<String>,
     pub error_code: Option<ErrorCode>,
     pub latency_us: u64,
+}
+
+/// `via` of a credentials record: the HTTP API (SPEC §5) or the instance-metadata listener (§5.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    #[default]
+    Api,
+    Imds,
 }
 
 /// Every event the log carries; `event` names the variant.

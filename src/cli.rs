@@ -6,7 +6,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::audit::Via;
 use crate::caller::{self, Identity};
+use crate::redirect::{self, Backend, RedirectError};
 use crate::config::{Config, ConfigError, FallbackMode};
 use crate::decision::{self, Verdict};
 use crate::emr;
@@ -59,6 +61,16 @@ fn write_summary(c: &Config, out: &mut dyn Write) -> std::io::Result<()> {
     )?;
     writeln!(out, "audit:         {} ({})", c.audit.path, c.audit.durability)?;
     writeln!(out, "fallback:      {}", c.fallback)?;
+    match c.imds.listen {
+        None => writeln!(out, "imds:          off")?,
+        Some(listen) => {
+            writeln!(out, "imds:          {listen}, other paths forwarded to {}", c.imds.upstream)?;
+            match redirect::plan(c, redirect::DEFAULT_AGENT_USER) {
+                Ok(plan) => write_exempt(&plan, out)?,
+                Err(e) => writeln!(out, "exempt:        {e}")?,
+            }
+        }
+    }
     if let Some(f) = &c.mappings_file {
         writeln!(out, "mappings_file: {}", f.display())?;
     }
@@ -119,11 +131,17 @@ pub fn explain(
     config: &Path,
     user: Option<String>,
     groups: Option<Vec<String>>,
+    via: Via,
     location: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let c = Config::load(config)?;
     let location = match location {
+        Some(_) if via == Via::Imds => {
+            return Err(CliError::Usage(
+                "the instance-metadata path carries no location: leave it out with --via imds".into(),
+            ))
+        }
         None => None,
         Some(l) => Some(Location::parse(l).map_err(|e| CliError::Usage(format!("invalid location: {e}")))?),
     };
@@ -135,7 +153,101 @@ pub fn explain(
     if let Some(groups) = groups {
         identity.groups = groups.into_iter().map(|g| g.trim().to_owned()).filter(|g| !g.is_empty()).collect();
     }
+    if via == Via::Imds {
+        return write_imds_explanation(&c, &NodeInfo::read(), &identity, out).map_err(io);
+    }
     write_explanation(&c, &NodeInfo::read(), &identity, location.as_ref(), out).map_err(io)
+}
+
+/// `explain --via imds`: whether the user's metadata traffic reaches the agent at all, then the
+/// decision without a location.
+fn write_imds_explanation(c: &Config, node: &NodeInfo, identity: &Identity, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "via:       instance metadata (169.254.169.254), redirected to the agent's [imds] listener")?;
+    if c.imds.listen.is_none() {
+        writeln!(out, "note:      imds.listen is not set: the agent does not intercept instance metadata")?;
+    }
+    let exempt = match identity.uid {
+        Some(0) => Some("root is never redirected".to_owned()),
+        Some(uid) if uid < c.imds.exempt_uids_below => {
+            Some(format!("uid {uid} is below imds.exempt_uids_below ({})", c.imds.exempt_uids_below))
+        }
+        _ if c.imds.exempt_users.contains(&identity.user) => Some("the user is in imds.exempt_users".to_owned()),
+        _ => None,
+    };
+    if let Some(why) = exempt {
+        writeln!(out, "exempt:    {why}: the node's instance profile straight from the metadata service, unaudited")?;
+        return Ok(());
+    }
+    writeln!(out, "location:  none: through instance metadata no rule with prefixes can match")?;
+    write_explanation(c, node, identity, None, out)
+}
+
+/// The `imds-redirect` actions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedirectAction {
+    Install,
+    Remove,
+    Status,
+}
+
+/// `imds-redirect`: installs, removes or shows the redirect. `Ok(false)`: `status` found no rules.
+pub fn imds_redirect(
+    action: RedirectAction,
+    config: &Path,
+    backend: Backend,
+    agent_user: &str,
+    out: &mut dyn Write,
+) -> Result<bool, CliError> {
+    let failed = |e: RedirectError| CliError::Other(e.to_string());
+    let backend = backend.resolve();
+    match action {
+        RedirectAction::Install => {
+            let c = Config::load(config)?;
+            let plan = redirect::plan(&c, agent_user).map_err(|e| match e {
+                RedirectError::Config(message) => CliError::Config(ConfigError {
+                    file: c.source.clone(),
+                    line: None,
+                    column: None,
+                    key: "imds.listen".into(),
+                    message,
+                }),
+                other => failed(other),
+            })?;
+            redirect::install(backend, &plan).map_err(failed)?;
+            writeln!(out, "installed ({backend:?}): TCP to {} goes to {}", redirect::METADATA, plan.listen).map_err(io)?;
+            write_exempt(&plan, out).map_err(io)?;
+            Ok(true)
+        }
+        RedirectAction::Remove => {
+            let removed = redirect::remove(backend).map_err(failed)?;
+            writeln!(out, "{}", if removed { "removed" } else { "nothing to remove: no rules were installed" })
+                .map_err(io)?;
+            Ok(true)
+        }
+        RedirectAction::Status => match redirect::status(backend).map_err(failed)? {
+            Some(listing) => {
+                writeln!(out, "installed ({backend:?}):\n{}", listing.trim_end()).map_err(io)?;
+                Ok(true)
+            }
+            None => {
+                writeln!(out, "not installed ({backend:?})").map_err(io)?;
+                Ok(false)
+            }
+        },
+    }
+}
+
+/// Who is left alone by the redirect: `check` and `imds-redirect install` print it.
+fn write_exempt(plan: &redirect::Plan, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut who: Vec<String> = plan.exempt.iter().map(|e| format!("{} (uid {})", e.why, e.uid)).collect();
+    if plan.exempt_uids_below > 0 {
+        who.push(format!("every uid below {}", plan.exempt_uids_below));
+    }
+    writeln!(out, "exempt:        {}", who.join(", "))?;
+    for user in &plan.unknown {
+        writeln!(out, "not exempt:    {user}: no such user on this node (install again once it exists)")?;
+    }
+    Ok(())
 }
 
 /// The body of `explain`, separated from the OS lookups so that tests can drive it.

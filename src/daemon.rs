@@ -23,7 +23,7 @@ use crate::audit::{AuditLog, Event};
 use crate::cache::{CacheEvents, CacheKey, CacheSettings, SessionCache, RETRY_AFTER_FAILURE};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
-use crate::handler::App;
+use crate::handler::{App, Endpoint};
 use crate::metrics::{Metrics, ResultLabel};
 use crate::node::NodeInfo;
 use crate::refresh::Timing;
@@ -87,7 +87,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         };
         let agent = start(config, env).await?;
         notify(&[sd_notify::NotifyState::Ready]);
-        tracing::info!(addrs = ?agent.addrs, "ready");
+        tracing::info!(addrs = ?agent.addrs, imds = ?agent.imds_addr, "ready");
         let watchdog = spawn_watchdog();
         wait_for_signals(&agent, config_path).await;
         notify(&[sd_notify::NotifyState::Stopping]);
@@ -102,7 +102,10 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
 /// A running agent: its app state, bound addresses and a way to stop it.
 pub struct Running {
     pub app: Arc<App<AwsSts>>,
+    /// Where the HTTP API listens.
     pub addrs: Vec<SocketAddr>,
+    /// Where the instance-metadata listener listens, when `[imds] listen` is set.
+    pub imds_addr: Option<SocketAddr>,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<()>,
     refresher: JoinHandle<()>,
@@ -133,18 +136,34 @@ pub async fn start(config: Config, env: Environment) -> Result<Running, StartErr
     let audit = AuditLog::open(&config.audit.path, config.audit.durability, metrics.clone())
         .map_err(StartError::system(format!("opening the audit log {:?}", config.audit.path)))?;
 
-    let listeners = if inherited.is_empty() {
-        let mut listeners = Vec::new();
-        for addr in &config.server.listen {
-            let listener = listen(*addr, config.server.max_connections)
-                .map_err(StartError::system(format!("listening on {addr}")))?;
-            listeners.push(listener);
-        }
-        listeners
-    } else {
-        adopt(inherited)?
+    let bind = |addr: SocketAddr| {
+        listen(addr, config.server.max_connections).map_err(StartError::system(format!("listening on {addr}")))
     };
-    let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
+    // A handed-over socket on `imds.listen` is the metadata listener; every other one serves the API.
+    let mut listeners = Vec::new();
+    if inherited.is_empty() {
+        for addr in &config.server.listen {
+            listeners.push((bind(*addr)?, Endpoint::Api));
+        }
+    } else {
+        for socket in adopt(inherited)? {
+            let endpoint = match socket.local_addr() {
+                Ok(addr) if Some(addr) == config.imds.listen => Endpoint::Imds,
+                _ => Endpoint::Api,
+            };
+            listeners.push((socket, endpoint));
+        }
+    }
+    if let Some(addr) = config.imds.listen {
+        if !listeners.iter().any(|(_, endpoint)| *endpoint == Endpoint::Imds) {
+            listeners.push((bind(addr)?, Endpoint::Imds));
+        }
+    }
+    let bound = |wanted: Endpoint| {
+        listeners.iter().filter(move |(_, e)| *e == wanted).filter_map(|(l, _)| l.local_addr().ok())
+    };
+    let addrs = bound(Endpoint::Api).collect::<Vec<_>>();
+    let imds_addr = bound(Endpoint::Imds).next();
 
     let sts = Arc::new(AwsSts::new(&sdk, config.sts.endpoint_url.as_deref(), config.sts.call_timeout, clock.clone()));
     let events = Arc::new(Recorder { audit: audit.clone(), metrics: metrics.clone(), clock: clock.clone() });
@@ -197,7 +216,7 @@ pub async fn start(config: Config, env: Environment) -> Result<Running, StartErr
             }
         })
     };
-    Ok(Running { app, addrs, shutdown, server, refresher, tallier })
+    Ok(Running { app, addrs, imds_addr, shutdown, server, refresher, tallier })
 }
 
 /// The `refused` records of the refusals counted since the last ones.

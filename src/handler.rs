@@ -18,7 +18,8 @@ use http_body_util::Full;
 
 use crate::audit::{AuditLog, CredentialRecord, Event};
 use crate::cache::{CacheError, CacheKey, Served, SessionCache, Source};
-use crate::caller::Directory;
+use crate::caller::{Directory, Identity};
+use crate::imds;
 use crate::clock::Clock;
 use crate::config::{Config, FallbackMode};
 use crate::decision::{self, Verdict};
@@ -50,6 +51,8 @@ pub struct App<S> {
     pub clock: Arc<dyn Clock>,
     pub token: Token,
     pub node: NodeInfo,
+    /// The instance-metadata listener's token key and upstream client.
+    pub imds: imds::Imds,
     /// Set once the listeners are bound.
     pub listening: AtomicBool,
     next_request: AtomicU64,
@@ -78,6 +81,7 @@ impl<S: Sts> App<S> {
             clock,
             token,
             node,
+            imds: imds::Imds::default(),
             listening: AtomicBool::new(false),
             next_request: AtomicU64::new(1),
             // Request ids are unique across restarts: a random prefix per process.
@@ -85,22 +89,32 @@ impl<S: Sts> App<S> {
         }
     }
 
-    fn request_id(&self) -> String {
+    pub(crate) fn request_id(&self) -> String {
         format!("{}-{:x}", self.instance, self.next_request.fetch_add(1, Ordering::Relaxed))
     }
 }
 
-/// A client connection: its addresses, and its owner's uid as the kernel said when it was accepted
-/// (or why it could not say).
+/// What a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The HTTP API (SPEC §5): `/v1/credentials` and the admin paths.
+    Api,
+    /// The instance-metadata listener (SPEC §5.1).
+    Imds,
+}
+
+/// A client connection: which listener took it, its addresses, and its owner's uid as the kernel
+/// said when it was accepted (or why it could not say).
 pub struct Conn {
+    pub endpoint: Endpoint,
     pub local: SocketAddr,
     pub peer: SocketAddr,
     uid: Result<u32, String>,
 }
 
 impl Conn {
-    pub fn new(local: SocketAddr, peer: SocketAddr, uid: std::io::Result<u32>) -> Conn {
-        Conn { local, peer, uid: uid.map_err(|e| e.to_string()) }
+    pub fn new(endpoint: Endpoint, local: SocketAddr, peer: SocketAddr, uid: std::io::Result<u32>) -> Conn {
+        Conn { endpoint, local, peer, uid: uid.map_err(|e| e.to_string()) }
     }
 
     /// The uid owning the client's socket.
@@ -111,6 +125,9 @@ impl Conn {
 
 /// Routes one HTTP request.
 pub async fn handle<S: Sts>(app: &App<S>, conn: &Conn, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    if conn.endpoint == Endpoint::Imds {
+        return imds::handle(app, conn, req).await;
+    }
     match req.uri().path() {
         "/v1/credentials" => credentials(app, conn, &req).await,
         "/healthz" | "/readyz" | "/metrics" if req.method() != Method::GET && req.method() != Method::HEAD => {
@@ -151,16 +168,26 @@ async fn credentials<S: Sts>(app: &App<S>, conn: &Conn, req: &Request<hyper::bod
         Err(refusal) => Err(refusal),
         Ok((key, decided_scope)) => {
             scope = decided_scope;
-            match tokio::time::timeout(config.server.request_timeout, fetch(app, key, &mut record)).await {
-                Ok(result) => result,
-                Err(_) => Err(Refusal::new(
-                    ErrorCode::Timeout,
-                    format!("no answer within request_timeout ({:?})", config.server.request_timeout),
-                )),
-            }
+            fetch_in_time(app, &config, key, &mut record).await
         }
     };
-    finish(app, record, result, scope, started).await
+    finish(app, record, result, Answer::Api { scope: scope.as_ref() }, started).await
+}
+
+/// [`fetch`] within `server.request_timeout`.
+pub(crate) async fn fetch_in_time<S: Sts>(
+    app: &App<S>,
+    config: &Config,
+    key: CacheKey,
+    record: &mut CredentialRecord,
+) -> Result<Served, Refusal> {
+    match tokio::time::timeout(config.server.request_timeout, fetch(app, key, record)).await {
+        Ok(result) => result,
+        Err(_) => Err(Refusal::new(
+            ErrorCode::Timeout,
+            format!("no answer within request_timeout ({:?})", config.server.request_timeout),
+        )),
+    }
 }
 
 /// Everything between the request and the cache: who asks, for what, under which rule, for
@@ -175,26 +202,11 @@ fn decide<S: Sts>(
 ) -> Result<(CacheKey, Option<Scope>), Refusal> {
     // Who is asking: the kernel says which uid, the system which user and groups. Looked up
     // before anything else, so that every refusal (a bad Host, a guessed token) names its caller.
-    let uid = conn.uid();
-    if let Ok(uid) = uid {
-        record.caller_uid = Some(uid);
-    }
+    record.caller_uid = conn.uid().ok();
     check_origin(conn, req)?;
-    let uid = uid.map_err(|e| Refusal::new(ErrorCode::Forbidden, format!("caller could not be identified: {e}")))?;
-    // One local user cannot crowd out the others, whatever it sends.
-    if !app.requests_per_caller.allows(uid) {
-        return Err(Refusal::new(
-            ErrorCode::Throttled,
-            format!("too many requests from uid {uid} (server.max_requests_per_caller); retry in a moment"),
-        ));
-    }
-    // The group cache runs on its own monotonic clock; its TTL is not decision time.
+    let uid = admit(app, conn)?;
     let instant = Instant::now();
-    let caller = app
-        .directory
-        .by_uid(uid, instant)
-        .map_err(|e| Refusal::new(ErrorCode::CredentialsUnavailable, format!("looking up uid {uid}: {e}")))?;
-    record.caller_user = Some(caller.user.clone());
+    let caller = caller(app, uid, instant, record)?;
     if config.server.require_token && !app.token.matches(req.headers().get(AUTHORIZATION), app.clock.now()) {
         return Err(Refusal::new(ErrorCode::Unauthorized, "missing or wrong Authorization token"));
     }
@@ -254,10 +266,53 @@ fn decide<S: Sts>(
         }
         _ => caller,
     };
+    rule_key(app, config, &identity, location.as_ref(), record)
+}
+
+/// The caller's uid, if the kernel named one and it is within its share of requests: one local
+/// user cannot crowd out the others, whatever it sends.
+pub(crate) fn admit<S>(app: &App<S>, conn: &Conn) -> Result<u32, Refusal> {
+    let uid = conn
+        .uid()
+        .map_err(|e| Refusal::new(ErrorCode::Forbidden, format!("caller could not be identified: {e}")))?;
+    if !app.requests_per_caller.allows(uid) {
+        return Err(Refusal::new(
+            ErrorCode::Throttled,
+            format!("too many requests from uid {uid} (server.max_requests_per_caller); retry in a moment"),
+        ));
+    }
+    Ok(uid)
+}
+
+/// The user and groups of `uid`, noted in `record`. The group cache runs on its own monotonic clock
+/// (`instant`); its TTL is not decision time.
+pub(crate) fn caller<S>(
+    app: &App<S>,
+    uid: u32,
+    instant: Instant,
+    record: &mut CredentialRecord,
+) -> Result<Identity, Refusal> {
+    let caller = app
+        .directory
+        .by_uid(uid, instant)
+        .map_err(|e| Refusal::new(ErrorCode::CredentialsUnavailable, format!("looking up uid {uid}: {e}")))?;
+    record.caller_user = Some(caller.user.clone());
+    Ok(caller)
+}
+
+/// What the rules give `identity` for `location`: the key of the credentials it gets and how far
+/// that answer holds, or the rules' refusal. Fills in `record`.
+pub(crate) fn rule_key<S>(
+    app: &App<S>,
+    config: &Config,
+    identity: &Identity,
+    location: Option<&Location>,
+    record: &mut CredentialRecord,
+) -> Result<(CacheKey, Option<Scope>), Refusal> {
     record.user = Some(identity.user.clone());
     record.groups = Some(identity.groups.clone());
 
-    let request = RuleRequest { user: &identity.user, groups: &identity.groups, location: location.as_ref() };
+    let request = RuleRequest { user: &identity.user, groups: &identity.groups, location };
     let (verdict, scope) = decision::decide(config, &app.node, &request);
     // A refusal by the rules holds as far as the decision does.
     let denied = |message: String| Refusal {
@@ -289,7 +344,7 @@ fn decide<S: Sts>(
 
 /// The credentials for `key`, from the cache or STS. The node's own credentials are reported as
 /// such whether cached or not.
-async fn fetch<S: Sts>(app: &App<S>, key: CacheKey, record: &mut CredentialRecord) -> Result<Served, Refusal> {
+pub(crate) async fn fetch<S: Sts>(app: &App<S>, key: CacheKey, record: &mut CredentialRecord) -> Result<Served, Refusal> {
     let served = app.cache.get(&key, record.caller_uid).await.map_err(|e| cache_refusal(e, record))?;
     Ok(match key {
         CacheKey::Role(_) => served,
@@ -311,11 +366,11 @@ fn cache_refusal(err: CacheError, record: &mut CredentialRecord) -> Refusal {
 }
 
 /// The one place a credentials request ends: audit record, metrics, response.
-async fn finish<S: Sts>(
+pub(crate) async fn finish<S: Sts>(
     app: &App<S>,
     mut record: CredentialRecord,
     result: Result<Served, Refusal>,
-    scope: Option<Scope>,
+    answer: Answer<'_>,
     started: Instant,
 ) -> Response<Body> {
     let now = app.clock.now();
@@ -325,8 +380,7 @@ async fn finish<S: Sts>(
             record.outcome = Some(Outcome::Allow);
             record.status = 200;
             record.access_key_id = Some(session.access_key_id.clone());
-            // Rendered when the session was issued: a cached request copies a pointer.
-            let response = json_response(StatusCode::OK, with_scope(session.answer(), scope.as_ref()));
+            let response = answer.allow(served, now);
             record.expiration = Some(session.expiration_text.clone());
             record.source = Some(served.source.as_str());
             record.sts_request_id = served.session.request_id.clone();
@@ -340,10 +394,11 @@ async fn finish<S: Sts>(
             response
         }
         Err(refusal) => {
+            let response = answer.refuse(refusal);
             record.outcome = Some(refusal.code.outcome());
-            record.status = refusal.code.status().as_u16();
+            record.status = response.status().as_u16();
             record.error_code = Some(refusal.code);
-            error_response(refusal)
+            response
         }
     };
     record.latency_us = started.elapsed().as_micros() as u64;
@@ -358,10 +413,10 @@ async fn finish<S: Sts>(
         _ => {
             if let Err(e) = app.audit.write(&Event::Credentials(&record), now).await {
                 let refusal = Refusal::new(ErrorCode::AuditUnavailable, e.to_string());
-                record.status = refusal.code.status().as_u16();
+                response = answer.refuse(&refusal);
+                record.status = response.status().as_u16();
                 record.error_code = Some(refusal.code);
                 record.outcome = Some(refusal.code.outcome());
-                response = error_response(&refusal);
             }
         }
     }
@@ -376,6 +431,31 @@ async fn finish<S: Sts>(
         response.headers_mut().insert("x-request-id", id);
     }
     response
+}
+
+/// How a credentials answer is written for the door it came through.
+pub(crate) enum Answer<'a> {
+    /// SPEC §5: the container-credentials JSON, with `Scope` when the request named a location.
+    Api { scope: Option<&'a Scope> },
+    /// SPEC §5.1: the instance-metadata credentials JSON.
+    Imds,
+}
+
+impl Answer<'_> {
+    fn allow(&self, served: &Served, now: std::time::SystemTime) -> Response<Body> {
+        match self {
+            // Rendered when the session was issued: a cached request copies a pointer.
+            Answer::Api { scope } => json_response(StatusCode::OK, with_scope(served.session.answer(), *scope)),
+            Answer::Imds => imds::credentials_response(&served.session, now),
+        }
+    }
+
+    fn refuse(&self, refusal: &Refusal) -> Response<Body> {
+        match self {
+            Answer::Api { .. } => error_response(refusal),
+            Answer::Imds => imds::error_response(refusal),
+        }
+    }
 }
 
 /// Loopback peer; exactly one `Host`, a loopback one; an absolute-form target names a loopback
@@ -491,7 +571,7 @@ fn with_scope(answer: Bytes, scope: Option<&Scope>) -> Bytes {
     body.into()
 }
 
-fn error_response(refusal: &Refusal) -> Response<Body> {
+pub(crate) fn error_response(refusal: &Refusal) -> Response<Body> {
     let mut response = json_response(refusal.code.status(), refusal.body());
     if refusal.code == ErrorCode::Throttled {
         response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -505,7 +585,7 @@ fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     response
 }
 
-fn text_response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn text_response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

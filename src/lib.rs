@@ -23,6 +23,7 @@
 //! - [`config`]: TOML → validated [`config::Config`] (`raw` → `validate`); only `load` touches the disk.
 //! - [`node`]: the node's cluster and instance ids, read once.
 //! - [`cli`]: the `check`, `explain` and `import` commands.
+//! - [`redirect`]: `imds-redirect`: the NAT rules (nft or iptables) that send instance-metadata traffic here.
 //!
 //! I/O at the edges:
 //! - [`clock`]: the one source of time, injectable for tests.
@@ -36,6 +37,7 @@
 //! - [`metrics`]: the Prometheus registry.
 //! - [`handler`]: caller → decision → cache → response; one function writes audit, metrics and response.
 //! - [`token`]: the `Authorization` token file, re-read when it changes, compared in constant time.
+//! - [`imds`]: the instance-metadata listener: the same decision for SDK default chains, the rest forwarded.
 //! - [`server`]: the listener (limits, shutdown, drain) and a handler per connection.
 //! - [`daemon`]: wiring for `serve`: start-up errors, signals, reload, systemd notification.
 
@@ -49,10 +51,12 @@ pub mod daemon;
 pub mod decision;
 pub mod emr;
 pub mod handler;
+pub mod imds;
 pub mod location;
 pub mod metrics;
 pub mod node;
 pub mod policy;
+pub mod redirect;
 pub mod refresh;
 pub mod refusal;
 pub mod refusals;

@@ -1,11 +1,14 @@
 //! The `emrfs-role-agent` binary: parse the command line, run one command, map its error to an
-//! exit code (0 success, 2 bad command line, 78 invalid configuration, 1 anything else).
+//! exit code (0 success, 2 bad command line, 78 invalid configuration, 1 anything else; `imds-redirect
+//! status`: 3 when the rules are not installed).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use emrfs_role_agent::cli::{self, CliError};
+use emrfs_role_agent::audit::Via;
+use emrfs_role_agent::cli::{self, CliError, RedirectAction};
+use emrfs_role_agent::redirect::{self, Backend};
 use emrfs_role_agent::daemon::{self, StartError};
 
 /// Default configuration path when neither `--config` nor `$EMRFS_ROLE_AGENT_CONFIG` is given.
@@ -40,8 +43,24 @@ enum Command {
         /// The user's groups, comma-separated (default: the user's OS groups).
         #[arg(long, value_delimiter = ',')]
         groups: Option<Vec<String>>,
+        /// The door the request comes through: the HTTP API, or the instance-metadata listener
+        /// (which sees no location).
+        #[arg(long, value_enum, default_value = "api")]
+        via: Via,
         /// The S3 location asked for, e.g. s3://bucket/key.
         location: Option<String>,
+    },
+    /// Install, remove or show the rules that send instance-metadata traffic to the [imds] listener.
+    ImdsRedirect {
+        action: RedirectAction,
+        #[arg(long, env = "EMRFS_ROLE_AGENT_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Which firewall: nft (Amazon Linux 2023), iptables-legacy (Amazon Linux 2), or auto.
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: Backend,
+        /// The user the agent runs as: exempt, like root.
+        #[arg(long, default_value = redirect::DEFAULT_AGENT_USER)]
+        agent_user: String,
     },
     /// Convert an EMR security configuration or emrfs-site roleMapping value to [[mapping]] TOML.
     Import {
@@ -62,8 +81,16 @@ fn main() -> ExitCode {
             (e.to_string(), code)
         }),
         Command::Check { config } => cli::check(&config, &mut out).map_err(failed),
-        Command::Explain { config, user, groups, location } => {
-            cli::explain(&config, user, groups, location.as_deref(), &mut out).map_err(failed)
+        Command::Explain { config, user, groups, via, location } => {
+            cli::explain(&config, user, groups, via, location.as_deref(), &mut out).map_err(failed)
+        }
+        Command::ImdsRedirect { action, config, backend, agent_user } => {
+            match cli::imds_redirect(action, &config, backend, &agent_user, &mut out) {
+                Ok(true) => Ok(()),
+                // `status` of rules that are not installed, as `systemctl status` of a stopped unit.
+                Ok(false) => return ExitCode::from(3),
+                Err(e) => Err(failed(e)),
+            }
         }
         Command::Import { file } => cli::import(&file, &mut out).map_err(failed),
     };

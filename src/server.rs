@@ -1,4 +1,4 @@
-//! The accept loop: hyper HTTP/1.1 on the given listeners, at most `max_connections` at once,
+//! The accept loop: hyper HTTP/1.1 on the given listeners (the API's and the metadata listener), at most `max_connections` at once,
 //! header and write timeouts, and a graceful drain bounded in time.
 //!
 //! A [`Listener`] owns the sockets, the connection limit and the shutdown; each accepted
@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio_io_timeout::TimeoutStream;
 
 use crate::caller;
-use crate::handler::{self, App, Conn};
+use crate::handler::{self, App, Conn, Endpoint};
 use crate::sts::Sts;
 
 /// Answer on a connection beyond `max_connections` or `max_connections_per_caller`, written without
@@ -36,7 +36,7 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// The listening side: sockets, the connection limit, the HTTP settings and the drain.
 pub struct Listener<S> {
-    sockets: Vec<TcpListener>,
+    sockets: Vec<(TcpListener, Endpoint)>,
     shared: Arc<Shared<S>>,
     graceful: Arc<GracefulShutdown>,
     /// Closed once every connection and request is done.
@@ -60,7 +60,7 @@ struct Shared<S> {
 
 impl<S: Sts> Listener<S> {
     /// Limits and timeouts come from the configuration the app starts with.
-    pub fn new(sockets: Vec<TcpListener>, app: Arc<App<S>>) -> Listener<S> {
+    pub fn new(sockets: Vec<(TcpListener, Endpoint)>, app: Arc<App<S>>) -> Listener<S> {
         let config = app.config.load_full();
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -85,8 +85,8 @@ impl<S: Sts> Listener<S> {
         let (stop, stopped) = watch::channel(false);
         let mut acceptors = JoinSet::new();
         shared.app.listening.store(true, Ordering::Relaxed);
-        for socket in sockets {
-            acceptors.spawn(accept_loop(socket, shared.clone(), graceful.clone(), stopped.clone()));
+        for (socket, endpoint) in sockets {
+            acceptors.spawn(accept_loop(socket, endpoint, shared.clone(), graceful.clone(), stopped.clone()));
         }
         drop(shared);
         shutdown.await;
@@ -106,6 +106,7 @@ impl<S: Sts> Listener<S> {
 /// Accepts on one socket until told to stop; each connection is served by its own [`Handler`].
 async fn accept_loop<S: Sts>(
     socket: TcpListener,
+    endpoint: Endpoint,
     shared: Arc<Shared<S>>,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
@@ -139,7 +140,7 @@ async fn accept_loop<S: Sts>(
             tokio::spawn(refuse_busy(stream));
             continue;
         };
-        let conn = Arc::new(Conn::new(local, peer, uid));
+        let conn = Arc::new(Conn::new(endpoint, local, peer, uid));
         let handler = Handler { shared: shared.clone(), conn, _permit: permit, _share: share };
         handler.spawn(stream, &graceful);
     }

@@ -75,6 +75,24 @@ impl Session {
     }
 }
 
+impl Session {
+    /// The same credentials as the instance metadata service writes them
+    /// (`/latest/meta-data/iam/security-credentials/<role>`). Holds the secrets.
+    pub fn imds_answer(&self, last_updated: &str) -> Bytes {
+        let answer: AnswerBody<'_> = serde_json::from_slice(&self.answer).expect("the answer this session rendered");
+        let body = ImdsBody {
+            code: "Success",
+            last_updated,
+            kind: "AWS-HMAC",
+            access_key_id: answer.access_key_id,
+            secret_access_key: answer.secret_access_key,
+            token: answer.token,
+            expiration: answer.expiration,
+        };
+        serde_json::to_vec(&body).expect("credentials serialise").into()
+    }
+}
+
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
@@ -86,7 +104,7 @@ impl std::fmt::Debug for Session {
 }
 
 /// The answer's JSON, in the order SPEC §5 shows its keys.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct AnswerBody<'a> {
     access_key_id: &'a str,
@@ -97,6 +115,20 @@ struct AnswerBody<'a> {
     role_arn: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     account_id: Option<&'a str>,
+}
+
+/// The instance metadata service's credentials JSON, in its order.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImdsBody<'a> {
+    code: &'a str,
+    last_updated: &'a str,
+    #[serde(rename = "Type")]
+    kind: &'a str,
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    token: Option<&'a str>,
+    expiration: &'a str,
 }
 
 /// Why STS gave no credentials, sorted by what happens next.

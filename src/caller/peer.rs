@@ -14,9 +14,14 @@
 //! its address pair, and a new connection (anyone's) may take it over; the kernel would then answer for
 //! the newcomer. While our end is established the pair cannot be reused, so a lookup followed by that
 //! check names the owner of this very connection, or nobody.
+//!
+//! A connection that NAT redirected to us (the instance-metadata redirect sends 169.254.169.254:80
+//! to the agent's metadata listener) still has the client's socket addressed to the original
+//! destination: [`original_destination`] asks conntrack for it (`SO_ORIGINAL_DST`), and the client is
+//! looked up by that address pair. Our own end is checked as accepted.
 
 use std::io;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 
@@ -27,6 +32,7 @@ use netlink_packet_sock_diag::constants::{
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags, Timer};
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr as NetlinkAddr};
+use nix::sys::socket::{getsockopt, sockopt};
 use nix::sys::stat::fstat;
 use std::os::fd::AsFd;
 
@@ -63,7 +69,7 @@ pub fn peer_uid(local: SocketAddr, peer: SocketAddr) -> io::Result<u32> {
 /// to belong to this connection: after the lookup, our end must still be the socket of `stream`,
 /// established (or half-closed by the client). Otherwise [`io::ErrorKind::ConnectionAborted`].
 pub fn connection_owner(stream: &impl AsFd, local: SocketAddr, peer: SocketAddr) -> io::Result<u32> {
-    let uid = peer_uid(local, peer)?;
+    let uid = peer_uid(original_destination(stream, local), peer)?;
     let ours = fstat(stream.as_fd()).map_err(|e| with_context(io::Error::from(e), "fstat of the connection"))?;
     let server = ask(&Query::new(End::Server, local, peer))?;
     if u64::from(server.inode) != ours.st_ino {
@@ -73,6 +79,18 @@ pub fn connection_owner(stream: &impl AsFd, local: SocketAddr, peer: SocketAddr)
         ));
     }
     Ok(uid)
+}
+
+/// Where the client sent the connection accepted as `stream` on `local`: the destination before NAT
+/// rewrote it (`SO_ORIGINAL_DST`), or `local` itself when nothing did (or conntrack does not track it).
+pub fn original_destination(stream: &impl AsFd, local: SocketAddr) -> SocketAddr {
+    if !local.is_ipv4() {
+        return local;
+    }
+    match getsockopt(stream, sockopt::OriginalDst) {
+        Ok(sin) => SocketAddr::from((Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)), u16::from_be(sin.sin_port))),
+        Err(_) => local,
+    }
 }
 
 /// Sends `query` on the shared netlink socket (or a private one when it is busy).

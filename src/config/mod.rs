@@ -32,6 +32,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// What happens when no rule matches; default instance-profile.
     pub fallback: FallbackMode,
+    /// Instance-metadata interception (SPEC §5.1).
+    pub imds: ImdsConfig,
     /// `[[mapping]]` rules followed by the rules of `mappings_file`.
     pub rules: RuleSet,
     /// The resolved `mappings_file`, if any.
@@ -71,6 +73,42 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// `[imds]`: the instance-metadata listener and whom the redirect leaves alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImdsConfig {
+    /// An IPv4 loopback address (the redirect is IPv4 NAT); `None` (default): off.
+    pub listen: Option<SocketAddr>,
+    /// Users whose metadata traffic is not redirected, besides root and the agent's own user.
+    pub exempt_users: Vec<String>,
+    /// Every uid below this is exempt too (system accounts: EMR's daemons); default 0, none.
+    pub exempt_uids_below: u32,
+    /// Where every path but the credential paths is forwarded; default `http://169.254.169.254`.
+    pub upstream: Upstream,
+}
+
+impl Default for ImdsConfig {
+    fn default() -> Self {
+        ImdsConfig {
+            listen: None,
+            exempt_users: vec![],
+            exempt_uids_below: 0,
+            upstream: Upstream { authority: "169.254.169.254".parse().expect("a valid authority") },
+        }
+    }
+}
+
+/// The metadata service the node would otherwise reach: plain HTTP, a host and an optional port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub authority: http::uri::Authority,
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}", self.authority)
     }
 }
 

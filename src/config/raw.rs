@@ -26,6 +26,8 @@ pub(super) struct RawConfig {
     pub(super) audit: RawAudit,
     #[serde(default)]
     pub(super) fallback: RawFallback,
+    #[serde(default)]
+    pub(super) imds: RawImds,
     pub(super) mappings_file: Option<S<String>>,
     #[serde(default)]
     pub(super) mapping: Vec<S<RawMapping>>,
@@ -88,6 +90,15 @@ pub(super) struct RawCache {
 pub(super) struct RawAudit {
     pub(super) path: Option<S<String>>,
     pub(super) durability: Option<S<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawImds {
+    pub(super) listen: Option<S<String>>,
+    pub(super) exempt_users: Option<Vec<S<String>>>,
+    pub(super) exempt_uids_below: Option<S<i64>>,
+    pub(super) upstream: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]

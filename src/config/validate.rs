@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{RawAudit, RawCache, RawConfig, RawFallback, RawIdentity, RawMapping, RawServer, RawSts, S};
+use super::raw::{RawAudit, RawCache, RawConfig, RawFallback, RawIdentity, RawImds, RawMapping, RawServer, RawSts, S};
 use super::{
-    AuditConfig, AuditPath, CacheConfig, Config, ConfigError, Durability, FallbackMode, IdentityConfig, ProxyScope,
-    ServerConfig, StsConfig,
+    AuditConfig, AuditPath, CacheConfig, Config, ConfigError, Durability, FallbackMode, IdentityConfig, ImdsConfig,
+    ProxyScope, ServerConfig, StsConfig, Upstream,
 };
 use crate::emr;
 use crate::policy;
@@ -67,8 +67,20 @@ pub(super) fn build(ctx: &Ctx<'_>, raw: RawConfig, mappings: Option<(&Path, &str
     let cache = cache(ctx, &raw.cache)?;
     let audit = audit(ctx, &raw.audit)?;
     let fallback = fallback(ctx, &raw.fallback)?;
+    let imds = imds(ctx, &raw.imds, &server)?;
     let (rules, mappings_file) = rules(ctx, &raw.mapping, raw.mappings_file.as_ref(), mappings, &sts)?;
-    Ok(Config { source: ctx.file.to_owned(), server, identity, sts, cache, audit, fallback, rules, mappings_file })
+    Ok(Config {
+        source: ctx.file.to_owned(),
+        server,
+        identity,
+        sts,
+        cache,
+        audit,
+        fallback,
+        imds,
+        rules,
+        mappings_file,
+    })
 }
 
 fn server(ctx: &Ctx<'_>, rs: &RawServer) -> Result<ServerConfig, ConfigError> {
@@ -351,6 +363,60 @@ fn fallback(ctx: &Ctx<'_>, rf: &RawFallback) -> Result<FallbackMode, ConfigError
         FallbackMode::default(),
         &[("instance-profile", FallbackMode::InstanceProfile), ("deny", FallbackMode::Deny)],
     )
+}
+
+fn imds(ctx: &Ctx<'_>, ri: &RawImds, server: &ServerConfig) -> Result<ImdsConfig, ConfigError> {
+    let d = ImdsConfig::default();
+    let listen = match &ri.listen {
+        None => None,
+        Some(s) if s.get_ref().is_empty() => None,
+        Some(s) => {
+            let bad = |m: &str| ctx.err(s.span(), "imds.listen", format!("'{}' {m}", s.get_ref()));
+            let addr: SocketAddr = s.get_ref().parse().map_err(|_| bad("is not an address:port (e.g. 127.0.0.1:9945)"))?;
+            // The redirect rewrites IPv4 destinations; it cannot send them to an IPv6 socket.
+            if !addr.is_ipv4() || !addr.ip().is_loopback() || addr.port() == 0 {
+                return Err(bad("is not an IPv4 loopback address with a port (e.g. 127.0.0.1:9945)"));
+            }
+            if server.listen.contains(&addr) {
+                return Err(bad("is also in server.listen: the metadata listener needs a port of its own"));
+            }
+            Some(addr)
+        }
+    };
+    let mut exempt_users = Vec::new();
+    for (i, u) in ri.exempt_users.iter().flatten().enumerate() {
+        let v = u.get_ref();
+        if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ctx.err(u.span(), format!("imds.exempt_users[{i}]"), format!("invalid user name '{v}'")));
+        }
+        exempt_users.push(v.clone());
+    }
+    let exempt_uids_below =
+        ctx.int(&ri.exempt_uids_below, "imds.exempt_uids_below", d.exempt_uids_below.into(), 0..65_536)? as u32;
+    let upstream = match &ri.upstream {
+        None => d.upstream,
+        Some(s) => Upstream {
+            authority: parse_upstream(s.get_ref()).map_err(|m| {
+                ctx.err(s.span(), "imds.upstream", format!("'{}' {m} (e.g. http://169.254.169.254)", s.get_ref()))
+            })?,
+        },
+    };
+    Ok(ImdsConfig { listen, exempt_users, exempt_uids_below, upstream })
+}
+
+/// `http://host[:port]`, nothing more: the metadata service speaks plain HTTP at its root.
+fn parse_upstream(text: &str) -> Result<http::uri::Authority, &'static str> {
+    let uri: http::Uri = text.parse().map_err(|_| "is not a URL")?;
+    if uri.scheme_str() != Some("http") {
+        return Err("must be an http:// URL");
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err("must name only a host and port, no path");
+    }
+    match uri.authority() {
+        Some(a) if !a.as_str().contains('@') && !a.host().is_empty() => Ok(a.clone()),
+        _ => Err("must name a host"),
+    }
 }
 
 /// `[[mapping]]` rules, then the rules of `mappings_file`.

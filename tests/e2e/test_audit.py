@@ -23,9 +23,10 @@ import requests
 from helpers.net import wait_http_ok, wait_until
 from helpers.osusers import require_root
 
-# SPEC §7: every credentials record has exactly these keys, null where absent.
+# SPEC §7: every credentials record has exactly these keys, null where absent (`via`, SPEC §5.1: which
+# listener it came through).
 CREDENTIAL_FIELDS = {
-    "v", "time", "event", "request_id", "outcome", "status", "caller_uid", "caller_user", "user", "asserted",
+    "v", "time", "event", "request_id", "via", "outcome", "status", "caller_uid", "caller_user", "user", "asserted",
     "groups", "location", "rule_index", "rule_name", "effect", "role_arn", "session_name", "source_identity",
     "access_key_id", "expiration", "source", "sts_request_id", "error_code", "latency_us",
 }

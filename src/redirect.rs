@@ -1,0 +1,364 @@
+//! `imds-redirect`: the NAT rules that send instance-metadata traffic (TCP to 169.254.169.254:80)
+//! from every uid but the exempt ones to the agent's metadata listener (SPEC §5.1).
+//!
+//! Exempt: root, the user the agent runs as (its own source credentials and forwarded requests must
+//! reach the real service), `[imds] exempt_users`, and every uid below `[imds] exempt_uids_below`.
+//! Everyone else's connections are rewritten to `[imds] listen`; if the agent is down they are refused
+//! there, never passed through (fail closed).
+//!
+//! Two back ends, both tagged so that they can be listed and removed, both ahead of any DNAT already
+//! there for 169.254.169.254 (EMR's own metadata proxy):
+//! - `nft` (Amazon Linux 2023): a table of our own, `ip emrfs_role_agent`, whose output NAT chain runs
+//!   at priority -150, before iptables' NAT at -100 (the first NAT binding of a connection wins).
+//!   Installing replaces the table in one transaction.
+//! - `iptables` (iptables-legacy, Amazon Linux 2): a chain of our own, `EMRFS-ROLE-AGENT`, in the nat
+//!   table, filled in one `iptables-restore --noflush` transaction, and one jump to it, first in
+//!   `OUTPUT`, commented `emrfs-role-agent`.
+//!
+//! Installing twice leaves one set of rules; removing leaves none and touches nobody else's.
+
+use std::io::Write;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::process::{Command, Stdio};
+
+use crate::caller;
+use crate::config::Config;
+
+/// The metadata service's address and port, as the SDKs reach it.
+pub const METADATA: SocketAddrV4 = SocketAddrV4::new(std::net::Ipv4Addr::new(169, 254, 169, 254), 80);
+/// The nft table holding our chain.
+pub const NFT_TABLE: &str = "emrfs_role_agent";
+/// The iptables chain holding our rules, and the comment on the jump to it.
+pub const IPTABLES_CHAIN: &str = "EMRFS-ROLE-AGENT";
+const IPTABLES_TAG: &str = "emrfs-role-agent";
+/// The user the packaged service runs as.
+pub const DEFAULT_AGENT_USER: &str = "emrfs-role-agent";
+
+/// Which firewall the rules go into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// `nft` if it is installed, else `iptables`.
+    Auto,
+    Nft,
+    /// iptables-legacy (`iptables-legacy` if installed, else `iptables`).
+    Iptables,
+}
+
+impl Backend {
+    /// `Auto` made concrete.
+    pub fn resolve(self) -> Backend {
+        match self {
+            Backend::Auto if on_path("nft") => Backend::Nft,
+            Backend::Auto => Backend::Iptables,
+            chosen => chosen,
+        }
+    }
+}
+
+/// One exempt uid and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exempt {
+    pub uid: u32,
+    pub why: String,
+}
+
+/// What `install` puts in place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Where redirected connections go.
+    pub listen: SocketAddrV4,
+    pub exempt: Vec<Exempt>,
+    /// Every uid below this is exempt (0: none).
+    pub exempt_uids_below: u32,
+    /// Named users that are not exempt because this node does not know them (yet).
+    pub unknown: Vec<String>,
+}
+
+/// A failure to plan or change the rules.
+#[derive(Debug, thiserror::Error)]
+pub enum RedirectError {
+    /// The configuration does not ask for interception.
+    #[error("{0}")]
+    Config(String),
+    /// A firewall command failed or is missing.
+    #[error("{0}")]
+    Command(String),
+}
+
+/// The rules `config` asks for. `agent_user` is the user the agent runs as.
+pub fn plan(config: &Config, agent_user: &str) -> Result<Plan, RedirectError> {
+    let listen = match config.imds.listen {
+        Some(SocketAddr::V4(listen)) => listen,
+        _ => {
+            return Err(RedirectError::Config(format!(
+                "{}: imds.listen is not set: there is no metadata listener to redirect to",
+                config.source.display()
+            )))
+        }
+    };
+    let mut exempt = vec![Exempt { uid: 0, why: "root".into() }];
+    let mut unknown = Vec::new();
+    let named = std::iter::once((agent_user, "agent user")).chain(config.imds.exempt_users.iter().map(|u| (u.as_str(), "exempt user")));
+    for (user, role) in named {
+        match caller::lookup_name(user).ok().and_then(|identity| identity.uid) {
+            Some(uid) if !exempt.iter().any(|e| e.uid == uid) => exempt.push(Exempt { uid, why: format!("{role} {user}") }),
+            Some(_) => {}
+            None => unknown.push(user.to_owned()),
+        }
+    }
+    Ok(Plan { listen, exempt, exempt_uids_below: config.imds.exempt_uids_below, unknown })
+}
+
+/// The nft script that replaces our table with `plan`'s, in one transaction.
+pub fn nft_script(plan: &Plan) -> String {
+    let to_metadata = format!("ip daddr {} tcp dport {}", METADATA.ip(), METADATA.port());
+    let mut rules = Vec::new();
+    for e in &plan.exempt {
+        rules.push(format!("{to_metadata} meta skuid {} accept comment \"{}\"", e.uid, e.why));
+    }
+    if plan.exempt_uids_below > 0 {
+        let below = plan.exempt_uids_below;
+        rules.push(format!("{to_metadata} meta skuid < {below} accept comment \"uids below {below}\""));
+    }
+    rules.push(format!("{to_metadata} dnat to {} comment \"to the metadata listener\"", plan.listen));
+    let mut script = format!("table ip {NFT_TABLE}\ndelete table ip {NFT_TABLE}\ntable ip {NFT_TABLE} {{\n");
+    script.push_str("\tchain imds {\n\t\ttype nat hook output priority -150; policy accept;\n");
+    for rule in rules {
+        script.push_str(&format!("\t\t{rule}\n"));
+    }
+    script.push_str("\t}\n}\n");
+    script
+}
+
+/// The `iptables-restore --noflush` input that fills our chain with `plan`'s rules (declaring the
+/// chain creates or empties it).
+pub fn iptables_restore_input(plan: &Plan) -> String {
+    let mut input = format!("*nat\n:{IPTABLES_CHAIN} - [0:0]\n");
+    let mut exempt: Vec<(String, &str)> = plan.exempt.iter().map(|e| (e.uid.to_string(), e.why.as_str())).collect();
+    let below = format!("uids below {}", plan.exempt_uids_below);
+    if plan.exempt_uids_below > 0 {
+        exempt.push((format!("0-{}", plan.exempt_uids_below - 1), below.as_str()));
+    }
+    for (uids, why) in exempt {
+        input.push_str(&format!("-A {IPTABLES_CHAIN} -m owner --uid-owner {uids} -m comment --comment \"{why}\" -j RETURN\n"));
+    }
+    input.push_str(&format!(
+        "-A {IPTABLES_CHAIN} -p tcp -m comment --comment \"to the metadata listener\" -j DNAT --to-destination {}\n",
+        plan.listen
+    ));
+    input.push_str("COMMIT\n");
+    input
+}
+
+/// The jump from `OUTPUT` to our chain, as `iptables` arguments after `-I OUTPUT 1`.
+fn iptables_jump() -> Vec<String> {
+    [
+        "-d",
+        &format!("{}/32", METADATA.ip()),
+        "-p",
+        "tcp",
+        "-m",
+        "tcp",
+        "--dport",
+        &METADATA.port().to_string(),
+        "-m",
+        "comment",
+        "--comment",
+        IPTABLES_TAG,
+        "-j",
+        IPTABLES_CHAIN,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Puts `plan`'s rules in place, replacing ours if there are any.
+pub fn install(backend: Backend, plan: &Plan) -> Result<(), RedirectError> {
+    match backend.resolve() {
+        Backend::Nft => run("nft", &["-f", "-"], Some(&nft_script(plan))).map(drop),
+        _ => {
+            let iptables = Iptables::find();
+            run(&iptables.restore, &["--noflush"], Some(&iptables_restore_input(plan)))?;
+            // Our jump first in OUTPUT, exactly once: inserted before any stale copy is deleted, so
+            // no connection slips past in between.
+            let ours = iptables.our_jumps()?;
+            if ours != [1] {
+                let mut args = vec!["-t".to_owned(), "nat".into(), "-I".into(), "OUTPUT".into(), "1".into()];
+                args.extend(iptables_jump());
+                iptables.run(&args)?;
+                for index in iptables.our_jumps()?.into_iter().filter(|&i| i > 1).rev() {
+                    iptables.run(&["-t", "nat", "-D", "OUTPUT", &index.to_string()])?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Removes our rules; whether there were any.
+pub fn remove(backend: Backend) -> Result<bool, RedirectError> {
+    match backend.resolve() {
+        Backend::Nft => {
+            let installed = nft_listing()?.is_some();
+            if installed {
+                run("nft", &["delete", "table", "ip", NFT_TABLE], None)?;
+            }
+            Ok(installed)
+        }
+        _ => {
+            let iptables = Iptables::find();
+            let jumps = iptables.our_jumps()?;
+            for index in jumps.iter().rev() {
+                iptables.run(&["-t", "nat", "-D", "OUTPUT", &index.to_string()])?;
+            }
+            let chain = iptables.chain_listing()?.is_some();
+            if chain {
+                iptables.run(&["-t", "nat", "-F", IPTABLES_CHAIN])?;
+                iptables.run(&["-t", "nat", "-X", IPTABLES_CHAIN])?;
+            }
+            Ok(chain || !jumps.is_empty())
+        }
+    }
+}
+
+/// Our rules as the firewall lists them, or `None` when they are not (completely) installed.
+pub fn status(backend: Backend) -> Result<Option<String>, RedirectError> {
+    match backend.resolve() {
+        Backend::Nft => nft_listing(),
+        _ => {
+            let iptables = Iptables::find();
+            let jumps = iptables.our_jumps()?;
+            let Some(chain) = iptables.chain_listing()? else { return Ok(None) };
+            if jumps.is_empty() {
+                return Ok(None);
+            }
+            let positions = jumps.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            Ok(Some(format!("nat OUTPUT: jump to {IPTABLES_CHAIN} at position {positions}\n{chain}")))
+        }
+    }
+}
+
+fn nft_listing() -> Result<Option<String>, RedirectError> {
+    let output = command("nft", &["list", "table", "ip", NFT_TABLE], None)?;
+    Ok(output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned()))
+}
+
+/// The iptables-legacy commands.
+struct Iptables {
+    iptables: String,
+    restore: String,
+}
+
+impl Iptables {
+    fn find() -> Iptables {
+        if on_path("iptables-legacy") {
+            Iptables { iptables: "iptables-legacy".into(), restore: "iptables-legacy-restore".into() }
+        } else {
+            Iptables { iptables: "iptables".into(), restore: "iptables-restore".into() }
+        }
+    }
+
+    fn run<S: AsRef<str>>(&self, args: &[S]) -> Result<String, RedirectError> {
+        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+        run(&self.iptables, &args, None)
+    }
+
+    /// 1-based positions in nat `OUTPUT` of the jumps to our chain.
+    fn our_jumps(&self) -> Result<Vec<usize>, RedirectError> {
+        let listing = self.run(&["-t", "nat", "-S", "OUTPUT"])?;
+        let jump = format!("-j {IPTABLES_CHAIN}");
+        Ok(listing
+            .lines()
+            .filter(|line| line.starts_with("-A OUTPUT"))
+            .enumerate()
+            .filter(|(_, line)| line.ends_with(&jump) || line.contains(&format!("{jump} ")))
+            .map(|(i, _)| i + 1)
+            .collect())
+    }
+
+    fn chain_listing(&self) -> Result<Option<String>, RedirectError> {
+        let output = command(&self.iptables, &["-t", "nat", "-S", IPTABLES_CHAIN], None)?;
+        Ok(output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned()))
+    }
+}
+
+/// Runs `program` to success; its standard output.
+fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, RedirectError> {
+    let output = command(program, args, input)?;
+    if !output.status.success() {
+        return Err(RedirectError::Command(format!(
+            "{program} {} failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn command(program: &str, args: &[&str], input: Option<&str>) -> Result<std::process::Output, RedirectError> {
+    let missing = |e: std::io::Error| RedirectError::Command(format!("cannot run {program}: {e}"));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(missing)?;
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(input.as_bytes()).map_err(missing)?;
+    }
+    child.wait_with_output().map_err(missing)
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            let candidate = dir.join(program);
+            std::fs::metadata(&candidate).is_ok_and(|m| m.is_file())
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan {
+            listen: "127.0.0.1:9945".parse().unwrap(),
+            exempt: vec![Exempt { uid: 0, why: "root".into() }, Exempt { uid: 1005, why: "exempt user hive".into() }],
+            exempt_uids_below: 1000,
+            unknown: vec![],
+        }
+    }
+
+    #[test]
+    fn nft_replaces_its_own_table_in_one_script() {
+        let script = nft_script(&plan());
+        let lines: Vec<&str> = script.lines().map(str::trim).collect();
+        assert_eq!(lines[..3], ["table ip emrfs_role_agent", "delete table ip emrfs_role_agent", "table ip emrfs_role_agent {"]);
+        assert!(lines.contains(&"type nat hook output priority -150; policy accept;"));
+        let rules: Vec<&&str> = lines.iter().filter(|l| l.starts_with("ip daddr")).collect();
+        assert_eq!(rules.len(), 4);
+        assert!(rules[0].contains("meta skuid 0 accept"));
+        assert!(rules[1].contains("meta skuid 1005 accept"));
+        assert!(rules[2].contains("meta skuid < 1000 accept"));
+        assert!(rules[3].ends_with("dnat to 127.0.0.1:9945 comment \"to the metadata listener\""), "{}", rules[3]);
+        assert!(rules.iter().all(|r| r.starts_with("ip daddr 169.254.169.254 tcp dport 80 ")));
+    }
+
+    #[test]
+    fn iptables_fills_its_own_chain() {
+        let input = iptables_restore_input(&plan());
+        let lines: Vec<&str> = input.lines().collect();
+        assert_eq!(lines[..2], ["*nat", ":EMRFS-ROLE-AGENT - [0:0]"]);
+        assert!(lines[2].contains("--uid-owner 0 ") && lines[2].ends_with("-j RETURN"));
+        assert!(lines[4].contains("--uid-owner 0-999 "));
+        assert!(lines[5].ends_with("-j DNAT --to-destination 127.0.0.1:9945"));
+        assert_eq!(lines[6], "COMMIT");
+        assert!(lines.iter().filter(|l| l.starts_with("-A")).all(|l| l.starts_with("-A EMRFS-ROLE-AGENT ")));
+    }
+}
