@@ -178,8 +178,16 @@ fn write_imds_explanation(c: &Config, node: &NodeInfo, identity: &Identity, out:
         writeln!(out, "exempt:    {why}: the node's instance profile straight from the metadata service, unaudited")?;
         return Ok(());
     }
-    writeln!(out, "location:  none: through instance metadata no rule with prefixes can match")?;
-    write_explanation(c, node, identity, None, out)
+    write_explanation(c, node, identity, None, out)?;
+    writeln!(out, "answer:    a refusal is a 404 (no role), as on a node without an instance profile")?;
+    if c.rules.rules().iter().any(|r| !r.prefixes.is_empty()) {
+        writeln!(
+            out,
+            "note:      instance metadata carries no location: rules with prefixes never match here \
+             (they need the JVM client or another client that sends location=)"
+        )?;
+    }
+    Ok(())
 }
 
 /// The `imds-redirect` actions.
