@@ -8,12 +8,12 @@ use serde::Serialize;
 
 use crate::audit::Via;
 use crate::caller::{self, Identity};
-use crate::redirect::{self, Backend, RedirectError};
 use crate::config::{Config, ConfigError, FallbackMode};
 use crate::decision::{self, Verdict};
 use crate::emr;
 use crate::location::Location;
 use crate::node::NodeInfo;
+use crate::redirect::{self, Backend, RedirectError};
 use crate::rules::{Mismatch, Request, Rule};
 use crate::text::format_duration;
 
@@ -161,7 +161,12 @@ pub fn explain(
 
 /// `explain --via imds`: whether the user's metadata traffic reaches the agent at all, then the
 /// decision without a location.
-fn write_imds_explanation(c: &Config, node: &NodeInfo, identity: &Identity, out: &mut dyn Write) -> std::io::Result<()> {
+fn write_imds_explanation(
+    c: &Config,
+    node: &NodeInfo,
+    identity: &Identity,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     writeln!(out, "via:       instance metadata (169.254.169.254), redirected to the agent's [imds] listener")?;
     if c.imds.listen.is_none() {
         writeln!(out, "note:      imds.listen is not set: the agent does not intercept instance metadata")?;
@@ -222,7 +227,8 @@ pub fn imds_redirect(
                 other => failed(other),
             })?;
             redirect::install(backend, &plan).map_err(failed)?;
-            writeln!(out, "installed ({backend:?}): TCP to {} goes to {}", redirect::METADATA, plan.listen).map_err(io)?;
+            writeln!(out, "installed ({backend:?}): TCP to {} goes to {}", redirect::METADATA, plan.listen)
+                .map_err(io)?;
             write_exempt(&plan, out).map_err(io)?;
             Ok(true)
         }

@@ -159,9 +159,8 @@ pub async fn start(config: Config, env: Environment) -> Result<Running, StartErr
             listeners.push((bind(addr)?, Endpoint::Imds));
         }
     }
-    let bound = |wanted: Endpoint| {
-        listeners.iter().filter(move |(_, e)| *e == wanted).filter_map(|(l, _)| l.local_addr().ok())
-    };
+    let bound =
+        |wanted: Endpoint| listeners.iter().filter(move |(_, e)| *e == wanted).filter_map(|(l, _)| l.local_addr().ok());
     let addrs = bound(Endpoint::Api).collect::<Vec<_>>();
     let imds_addr = bound(Endpoint::Imds).next();
 

@@ -19,10 +19,10 @@ use http_body_util::Full;
 use crate::audit::{AuditLog, CredentialRecord, Event};
 use crate::cache::{CacheError, CacheKey, Served, SessionCache, Source};
 use crate::caller::{Directory, Identity};
-use crate::imds;
 use crate::clock::Clock;
 use crate::config::{Config, FallbackMode};
 use crate::decision::{self, Verdict};
+use crate::imds;
 use crate::location::Location;
 use crate::metrics::{Metrics, RequestLabels, ResultLabel};
 use crate::node::NodeInfo;
@@ -272,9 +272,8 @@ fn decide<S: Sts>(
 /// The caller's uid, if the kernel named one and it is within its share of requests: one local
 /// user cannot crowd out the others, whatever it sends.
 pub(crate) fn admit<S>(app: &App<S>, conn: &Conn) -> Result<u32, Refusal> {
-    let uid = conn
-        .uid()
-        .map_err(|e| Refusal::new(ErrorCode::Forbidden, format!("caller could not be identified: {e}")))?;
+    let uid =
+        conn.uid().map_err(|e| Refusal::new(ErrorCode::Forbidden, format!("caller could not be identified: {e}")))?;
     if !app.requests_per_caller.allows(uid) {
         return Err(Refusal::new(
             ErrorCode::Throttled,
@@ -344,7 +343,11 @@ pub(crate) fn rule_key<S>(
 
 /// The credentials for `key`, from the cache or STS. The node's own credentials are reported as
 /// such whether cached or not.
-pub(crate) async fn fetch<S: Sts>(app: &App<S>, key: CacheKey, record: &mut CredentialRecord) -> Result<Served, Refusal> {
+pub(crate) async fn fetch<S: Sts>(
+    app: &App<S>,
+    key: CacheKey,
+    record: &mut CredentialRecord,
+) -> Result<Served, Refusal> {
     let served = app.cache.get(&key, record.caller_uid).await.map_err(|e| cache_refusal(e, record))?;
     Ok(match key {
         CacheKey::Role(_) => served,

@@ -95,7 +95,10 @@ pub async fn handle<S: Sts>(app: &App<S>, conn: &Conn, req: Request<hyper::body:
     };
     if uid == nix::unistd::geteuid().as_raw() {
         // The agent's own metadata traffic came back to it: forwarding it would loop.
-        tracing::error!(uid, "the agent's own user is redirected to its metadata listener: exempt it from the redirect");
+        tracing::error!(
+            uid,
+            "the agent's own user is redirected to its metadata listener: exempt it from the redirect"
+        );
         return text(StatusCode::LOOP_DETECTED, "the agent's own user must be exempt from the redirect\n");
     }
     let path = req.uri().path();

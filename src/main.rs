@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use emrfs_role_agent::audit::Via;
 use emrfs_role_agent::cli::{self, CliError, RedirectAction};
-use emrfs_role_agent::redirect::{self, Backend};
 use emrfs_role_agent::daemon::{self, StartError};
+use emrfs_role_agent::redirect::{self, Backend};
 
 /// Default configuration path when neither `--config` nor `$EMRFS_ROLE_AGENT_CONFIG` is given.
 const DEFAULT_CONFIG: &str = "/etc/emrfs-role-agent/config.toml";

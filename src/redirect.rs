@@ -98,10 +98,13 @@ pub fn plan(config: &Config, agent_user: &str) -> Result<Plan, RedirectError> {
     };
     let mut exempt = vec![Exempt { uid: 0, why: "root".into() }];
     let mut unknown = Vec::new();
-    let named = std::iter::once((agent_user, "agent user")).chain(config.imds.exempt_users.iter().map(|u| (u.as_str(), "exempt user")));
+    let named = std::iter::once((agent_user, "agent user"))
+        .chain(config.imds.exempt_users.iter().map(|u| (u.as_str(), "exempt user")));
     for (user, role) in named {
         match caller::lookup_name(user).ok().and_then(|identity| identity.uid) {
-            Some(uid) if !exempt.iter().any(|e| e.uid == uid) => exempt.push(Exempt { uid, why: format!("{role} {user}") }),
+            Some(uid) if !exempt.iter().any(|e| e.uid == uid) => {
+                exempt.push(Exempt { uid, why: format!("{role} {user}") })
+            }
             Some(_) => {}
             None => unknown.push(user.to_owned()),
         }
@@ -140,7 +143,9 @@ pub fn iptables_restore_input(plan: &Plan) -> String {
         exempt.push((format!("0-{}", plan.exempt_uids_below - 1), below.as_str()));
     }
     for (uids, why) in exempt {
-        input.push_str(&format!("-A {IPTABLES_CHAIN} -m owner --uid-owner {uids} -m comment --comment \"{why}\" -j RETURN\n"));
+        input.push_str(&format!(
+            "-A {IPTABLES_CHAIN} -m owner --uid-owner {uids} -m comment --comment \"{why}\" -j RETURN\n"
+        ));
     }
     input.push_str(&format!(
         "-A {IPTABLES_CHAIN} -p tcp -m comment --comment \"to the metadata listener\" -j DNAT --to-destination {}\n",
@@ -339,7 +344,10 @@ mod tests {
     fn nft_replaces_its_own_table_in_one_script() {
         let script = nft_script(&plan());
         let lines: Vec<&str> = script.lines().map(str::trim).collect();
-        assert_eq!(lines[..3], ["table ip emrfs_role_agent", "delete table ip emrfs_role_agent", "table ip emrfs_role_agent {"]);
+        assert_eq!(
+            lines[..3],
+            ["table ip emrfs_role_agent", "delete table ip emrfs_role_agent", "table ip emrfs_role_agent {"]
+        );
         assert!(lines.contains(&"type nat hook output priority -150; policy accept;"));
         let rules: Vec<&&str> = lines.iter().filter(|l| l.starts_with("ip daddr")).collect();
         assert_eq!(rules.len(), 4);

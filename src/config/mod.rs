@@ -363,6 +363,7 @@ mod tests {
         assert_eq!(c.sts, StsConfig::default());
         assert_eq!(c.cache, CacheConfig::default());
         assert_eq!(c.audit, AuditConfig::default());
+        assert_eq!(c.imds, ImdsConfig::default());
         assert_eq!(c.fallback, FallbackMode::InstanceProfile);
         assert!(c.rules.rules().is_empty());
     }
@@ -399,6 +400,24 @@ mod tests {
         assert_eq!(c.audit.durability, Durability::Sync);
         assert_eq!(c.fallback, FallbackMode::InstanceProfile);
         assert!(c.mappings_file.is_none());
+        assert_eq!(c.imds.listen, None);
+        assert!(c.imds.exempt_users.is_empty());
+        assert_eq!(c.imds.upstream.to_string(), "http://169.254.169.254");
+        assert_eq!(c.imds.exempt_uids_below, 0);
+    }
+
+    #[test]
+    fn imds_section() {
+        let c = parse(
+            "[imds]\nlisten = \"127.0.0.1:9945\"\nexempt_users = [\"hive\"]\nexempt_uids_below = 1000\n\
+             upstream = \"http://127.0.0.1:8080/\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.imds.listen, Some("127.0.0.1:9945".parse().unwrap()));
+        assert_eq!(c.imds.exempt_users, ["hive"]);
+        assert_eq!(c.imds.exempt_uids_below, 1000);
+        assert_eq!(c.imds.upstream.to_string(), "http://127.0.0.1:8080");
+        assert_eq!(parse("[imds]\nlisten = \"\"\n").unwrap().imds.listen, None, "empty: off");
     }
 
     #[test]

@@ -372,7 +372,8 @@ fn imds(ctx: &Ctx<'_>, ri: &RawImds, server: &ServerConfig) -> Result<ImdsConfig
         Some(s) if s.get_ref().is_empty() => None,
         Some(s) => {
             let bad = |m: &str| ctx.err(s.span(), "imds.listen", format!("'{}' {m}", s.get_ref()));
-            let addr: SocketAddr = s.get_ref().parse().map_err(|_| bad("is not an address:port (e.g. 127.0.0.1:9945)"))?;
+            let addr: SocketAddr =
+                s.get_ref().parse().map_err(|_| bad("is not an address:port (e.g. 127.0.0.1:9945)"))?;
             // The redirect rewrites IPv4 destinations; it cannot send them to an IPv6 socket.
             if !addr.is_ipv4() || !addr.ip().is_loopback() || addr.port() == 0 {
                 return Err(bad("is not an IPv4 loopback address with a port (e.g. 127.0.0.1:9945)"));

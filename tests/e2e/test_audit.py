@@ -55,6 +55,7 @@ def check_credentials_record(r):
     assert set(r) == CREDENTIAL_FIELDS, sorted(set(r) ^ CREDENTIAL_FIELDS)
     assert r["v"] == 1 and TIME.match(r["time"]), r
     assert r["outcome"] in ("allow", "deny", "error"), r
+    assert r["via"] == "api", r  # this suite asks the HTTP API; test_imds covers the metadata door
     assert isinstance(r["status"], int) and isinstance(r["latency_us"], int) and isinstance(r["asserted"], bool)
     if r["status"] == 200:
         assert r["outcome"] == "allow" and r["error_code"] is None, r
