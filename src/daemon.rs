@@ -297,6 +297,15 @@ pub fn reload(app: &App<AwsSts>, path: &Path) -> Result<(), ConfigError> {
             );
             app.metrics.config_reloads.get_or_create(&ResultLabel { result: "ok" }).inc();
             tracing::info!(config = %path.display(), rules = config.rules.rules().len(), "configuration reloaded");
+            let old = app.config.load();
+            if old.server.listen != config.server.listen || old.imds.listen != config.imds.listen {
+                tracing::warn!("listen addresses change when the agent restarts, not on reload");
+            }
+            if (&old.imds.exempt_users, old.imds.exempt_uids_below)
+                != (&config.imds.exempt_users, config.imds.exempt_uids_below)
+            {
+                tracing::warn!("the redirect's exemptions change when `imds-redirect install` runs again");
+            }
             app.config.store(Arc::new(config));
             Ok(())
         }
