@@ -12,7 +12,8 @@
 # The tarball holds one top-level directory emrfs-role-agent-<version>-x86_64-linux/ with
 #   bin/emrfs-role-agent               the agent
 #   systemd/                           emrfs-role-agent.service and .socket, the mappings-sync service and timer,
-#                                      compat/emrfs-role-agent.service for systemd < 247 (Amazon Linux 2)
+#                                      the instance-metadata socket and redirect service, and compat/
+#                                      versions of both services for systemd < 247 (Amazon Linux 2)
 #   bootstrap/                         the EMR bootstrap action (install.sh) and its helpers
 #   config/                            example config, EMR Configurations JSON, logrotate file
 #   lib/emrfs-role-agent-provider.jar  the EMRFS/S3A credentials provider, when it could be built

@@ -1,5 +1,7 @@
 """The systemd units: they verify cleanly, the agent's unit is hardened to an exposure of 2.0 or
-lower, and it keeps the settings the agent's lifecycle depends on (SPEC §8, §9)."""
+lower, and it keeps the settings the agent's lifecycle depends on (SPEC §8, §9). The instance-metadata
+units (SPEC §5.1): the socket holds the metadata port for the agent, and the redirect oneshot installs
+the rules before the agent starts, inside a sandbox that still lets nft and iptables-legacy work."""
 
 import os
 import re
@@ -12,6 +14,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SYSTEMD = os.path.join(REPO, "systemd")
 UNIT = os.path.join(SYSTEMD, "emrfs-role-agent.service")
 COMPAT_UNIT = os.path.join(SYSTEMD, "compat", "emrfs-role-agent.service")
+IMDS_SOCKET = os.path.join(SYSTEMD, "emrfs-role-agent-imds.socket")
+REDIRECT_UNIT = os.path.join(SYSTEMD, "emrfs-role-agent-imds-redirect.service")
+COMPAT_REDIRECT_UNIT = os.path.join(SYSTEMD, "compat", "emrfs-role-agent-imds-redirect.service")
+COMPAT_UNITS = sorted(os.listdir(os.path.join(SYSTEMD, "compat")))
 UNITS = sorted(f for f in os.listdir(SYSTEMD) if f.endswith((".service", ".socket", ".timer")))
 EXECUTABLES = [
     "/usr/local/bin/emrfs-role-agent",
@@ -70,6 +76,8 @@ def verify(root, name):
 
 def test_all_units_are_present():
     assert UNITS == [
+        "emrfs-role-agent-imds-redirect.service",
+        "emrfs-role-agent-imds.socket",
         "emrfs-role-agent-logrotate.service",
         "emrfs-role-agent-logrotate.timer",
         "emrfs-role-agent-mappings-sync.service",
@@ -77,6 +85,7 @@ def test_all_units_are_present():
         "emrfs-role-agent.service",
         "emrfs-role-agent.socket",
     ]
+    assert COMPAT_UNITS == ["emrfs-role-agent-imds-redirect.service", "emrfs-role-agent.service"]
 
 
 @pytest.mark.parametrize("name", UNITS)
@@ -106,8 +115,11 @@ def exposure(path):
     return float(m.group(1)), r.stdout
 
 
-def test_agent_unit_exposure_is_at_most_2(tmp_path):
-    score, report = exposure(UNIT)
+@pytest.mark.parametrize("path", [UNIT, REDIRECT_UNIT], ids=["agent", "imds-redirect"])
+def test_unit_exposure_is_at_most_2(path):
+    # The redirect runs as root with CAP_NET_ADMIN on the host's network (it changes the firewall),
+    # and still rates 2.0 or better.
+    score, report = exposure(path)
     assert score <= MAX_EXPOSURE, report
 
 
@@ -160,6 +172,50 @@ def test_agent_unit_leaves_open_what_the_agent_needs():
     # No capability is needed: sock_diag dumps and loopback ports above 1024 need none.
     assert one["CapabilityBoundingSet"] == ""
     assert one["NoNewPrivileges"] == "yes"
+
+
+def test_imds_socket_holds_the_metadata_port_for_the_agent():
+    unit = parse_unit(IMDS_SOCKET)
+    socket_ = {k: v[-1] for k, v in unit["Socket"].items()}
+    # The [imds] listen default of the docs and example; the bootstrap writes a drop-in for another one.
+    assert unit["Socket"]["ListenStream"] == ["127.0.0.1:9945"]
+    # Handed to the agent with its API socket; the agent tells them apart by address.
+    assert socket_["Service"] == "emrfs-role-agent.service"
+    assert socket_.get("Accept", "no") == "no"
+    assert unit["Install"]["WantedBy"] == ["sockets.target"]
+
+
+@pytest.mark.parametrize("path", [REDIRECT_UNIT, COMPAT_REDIRECT_UNIT], ids=["main", "compat"])
+def test_imds_redirect_unit(path):
+    unit = parse_unit(path)
+    service = unit["Service"]
+    one = {k: v[-1] for k, v in service.items()}
+    assert one["Type"] == "oneshot"
+    assert one["RemainAfterExit"] == "yes"
+    # The binary and config the bootstrap installs, and the agent's unit names.
+    agent = {k: v[-1] for k, v in parse_unit(UNIT)["Service"].items()}
+    binary, _, rest = agent["ExecStart"].partition(" serve ")
+    assert service["ExecStart"] == [f"{binary} imds-redirect install {rest}"]
+    assert service["ExecStart"] == [
+        "/usr/local/bin/emrfs-role-agent imds-redirect install --config /etc/emrfs-role-agent/config.toml"
+    ]
+    # Fail closed: nothing removes the rules when the unit (or the agent) stops.
+    assert "ExecStop" not in service and "ExecStopPost" not in service
+    # Root, to change the firewall; nothing beyond what nft and iptables-legacy need.
+    assert "User" not in service and "DynamicUser" not in service
+    assert set(" ".join(service["CapabilityBoundingSet"]).split()) == {"CAP_NET_ADMIN", "CAP_NET_RAW"}
+    assert one.get("AmbientCapabilities", "") == ""
+    assert one["NoNewPrivileges"] == "yes"
+    assert one.get("PrivateNetwork", "no") == "no"  # the host's firewall, not a private one
+    assert set(" ".join(service["RestrictAddressFamilies"]).split()) == {"AF_UNIX", "AF_NETLINK", "AF_INET"}
+    # In place before the agent starts; after the network, and after anything that loads a whole rule set.
+    assert "emrfs-role-agent.service" in " ".join(unit["Unit"]["Before"]).split()
+    after = " ".join(unit["Unit"]["After"]).split()
+    assert {"network-online.target", "nftables.service", "iptables.service"} <= set(after)
+    assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+    if path == REDIRECT_UNIT:
+        assert one["ProtectSystem"] == "strict"
+        assert service["ReadWritePaths"] == ["/run"]  # iptables' lock, /run/xtables.lock
 
 
 def test_timer_runs_the_sync_service():
@@ -361,23 +417,74 @@ SYSTEMD_219 = {
         "Type", "NotifyAccess", "WatchdogSec", "ExecStart", "ExecReload", "Restart", "RestartSec",
         "RestartPreventExitStatus", "TimeoutStartSec", "TimeoutStopSec", "KillMode", "User", "Group", "UMask",
         "LimitNOFILE", "NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices",
-        "RestrictAddressFamilies", "SystemCallArchitectures",
+        "RestrictAddressFamilies", "SystemCallArchitectures", "RemainAfterExit", "CapabilityBoundingSet",
     },
     "Install": {"WantedBy"},
 }
 
 
-def test_compat_unit_uses_only_what_systemd_219_knows():
-    unit = parse_unit(COMPAT_UNIT)
+@pytest.mark.parametrize("name", COMPAT_UNITS)
+def test_compat_unit_uses_only_what_systemd_219_knows(name):
+    unit = parse_unit(os.path.join(SYSTEMD, "compat", name))
     for section, keys in unit.items():
         unknown = set(keys) - SYSTEMD_219[section]
         assert not unknown, f"[{section}] {sorted(unknown)}"
     service = {k: v[-1] for k, v in unit["Service"].items()}
     assert service["ProtectSystem"] in ("yes", "full")  # "strict" came in 232
     assert service["ProtectHome"] in ("yes", "read-only")
+    assert "SystemCallFilter" not in service
 
 
-def test_compat_unit_verifies_without_a_complaint(unit_root):
-    shutil.copy(COMPAT_UNIT, unit_root / "etc/systemd/system/emrfs-role-agent.service")
-    rc, out = verify(unit_root, "emrfs-role-agent.service")
+@pytest.mark.parametrize("name", COMPAT_UNITS)
+def test_compat_unit_verifies_without_a_complaint(unit_root, name):
+    shutil.copy(os.path.join(SYSTEMD, "compat", name), unit_root / "etc/systemd/system" / name)
+    rc, out = verify(unit_root, name)
     assert rc == 0 and out == "", out
+
+
+# ---- the redirect inside its unit's sandbox ---------------------------------------------------
+#
+# As for the agent above: the process-level sandbox of emrfs-role-agent-imds-redirect.service rebuilt
+# from the unit (system-call filter, address families, no new privileges, the two capabilities) and
+# applied to the real `imds-redirect`, in a network namespace of the test's own: the machine's own
+# firewall is never touched.
+
+
+@pytest.mark.parametrize("backend", ["nft", "iptables"])
+def test_redirect_works_inside_its_units_sandbox(tmp_path, backend):
+    import json
+    import sys
+
+    from helpers.agent import agent_binary
+    from helpers.osusers import require_root
+
+    require_root("changing firewall rules in a network namespace")
+    tool = {"nft": "nft", "iptables": "iptables-legacy"}[backend]
+    assert shutil.which(tool) and shutil.which("unshare") and shutil.which("setpriv"), f"{tool}, unshare, setpriv"
+    spec = tmp_path / "sandbox.json"
+    spec.write_text(json.dumps(sandbox_spec(REDIRECT_UNIT)))
+    launcher = tmp_path / "launcher.py"
+    launcher.write_text(LAUNCHER)
+    config = tmp_path / "config.toml"
+    config.write_text('[imds]\nlisten = "127.0.0.1:9945"\nexempt_uids_below = 1000\n')
+    caps = ",".join("+" + c.removeprefix("CAP_").lower() for c in
+                    " ".join(parse_unit(REDIRECT_UNIT)["Service"]["CapabilityBoundingSet"]).split())  # fmt: skip
+    sandboxed = ["setpriv", "--no-new-privs", f"--bounding-set=-all,{caps}", "--inh-caps=-all", "--",
+                 sys.executable, str(launcher), str(spec), "--", agent_binary(), "imds-redirect"]  # fmt: skip
+    run = " ".join(sandboxed) + " {} --config " + str(config) + " --backend " + backend
+    script = "\n".join(
+        [
+            "set -e",
+            run.format("install"),
+            run.format("install"),  # idempotent
+            run.format("status"),
+            run.format("remove"),
+            "rc=0; " + run.format("status") + " || rc=$?; test $rc -eq 3",  # not installed: exit 3
+        ]
+    )
+    # A network namespace of its own (unshare -n): the rules exist only there.
+    r = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len([line for line in r.stdout.splitlines() if line.startswith("installed (")]) == 3, r.stdout
+    assert "127.0.0.1:9945" in r.stdout and "uids below 1000" in r.stdout, r.stdout
+    assert "\nremoved\n" in r.stdout and r.stdout.rstrip().endswith(f"not installed ({backend.capitalize()})"), r.stdout
