@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # EMR bootstrap action: install and start emrfs-role-agent on this node and point the node's
-# clients (Spark, S3A, EMRFS, the SDKs) at it.
+# clients (Spark, S3A, EMRFS, the SDKs) at it; with [imds] listen in the config, send the other
+# processes' instance-metadata traffic to it too.
 #
 # EMR runs bootstrap actions as the hadoop user (with passwordless sudo) on every node, before
 # it installs the applications; this script re-runs itself under sudo. It is idempotent:
@@ -17,7 +18,9 @@ usage() {
 Usage: install.sh --release S3_URI --config S3_URI [options]
 
 Installs emrfs-role-agent from a release tarball, starts it under systemd, waits until it is
-ready, and wires Spark, S3A and EMRFS to it once EMR has installed them.
+ready, and wires Spark, S3A and EMRFS to it once EMR has installed them. When the config sets
+[imds] listen, it also installs the instance-metadata socket and the redirect that sends
+non-exempt users' instance-metadata traffic to the agent (and removes both when it is unset).
 
 Required:
   --release S3_URI          emrfs-role-agent-<version>-x86_64-linux.tar.gz
@@ -129,6 +132,10 @@ ROTATE_TIMER=$PROG-logrotate.timer
 SYNC_SERVICE=$PROG-mappings-sync.service
 SYNC_TIMER=$PROG-mappings-sync.timer
 SYNC_ENV=$ETC/mappings-sync.env
+IMDS_SOCKET=$PROG-imds.socket
+IMDS_REDIRECT=$PROG-imds-redirect.service
+# The address in systemd/$IMDS_SOCKET; another [imds] listen gets a drop-in.
+IMDS_UNIT_LISTEN=127.0.0.1:9945
 AUXLIB=/usr/share/aws/emr/emrfs/auxlib
 JAR_NAME=emrfs-role-agent-provider.jar
 TOKEN=$ETC/token
@@ -248,6 +255,9 @@ changed() { # PATH... : true when any of them changed in this run
 # Whether the agent was installed before this run: decides restart/reload vs first start.
 PREVIOUSLY_INSTALLED=0
 [[ -x $R$BIN && -f $R$UNIT_DIR/$UNIT ]] && PREVIOUSLY_INSTALLED=1
+# Likewise for instance-metadata interception.
+IMDS_PREVIOUSLY_INSTALLED=0
+[[ -f $R$UNIT_DIR/$IMDS_SOCKET && -f $R$UNIT_DIR/$IMDS_REDIRECT ]] && IMDS_PREVIOUSLY_INSTALLED=1
 
 mkdir -p "$R/usr/local/bin" "$R$UNIT_DIR" "$R/etc/logrotate.d"
 ensure_dir "$LIBEXEC" 0755 root:root
@@ -348,18 +358,75 @@ else
     remove "$SYNC_ENV"
 fi
 
-# ---- check and start ---------------------------------------------------------------------
+# ---- check -------------------------------------------------------------------------------
 if [[ -z $R ]]; then
     # As the agent's own user: proves it can read everything it needs.
     if ! out=$(runuser -u "$PROG" -- "$BIN" check --config "$ETC/config.toml" 2>&1); then
         printf '%s\n' "$out" >&2
         die "the configuration is invalid"
     fi
+else
+    # Nothing of the running system is read for real here, but the config is still the binary's to
+    # judge: its answer decides what is installed.
+    if ! out=$("$R$BIN" check --config "$R$ETC/config.toml" 2>&1); then
+        printf '%s\n' "$out" >&2
+        die "the configuration is invalid"
+    fi
 fi
 
+# ---- instance-metadata interception ------------------------------------------------------
+# On exactly when the config sets [imds] listen. The binary parses the config, so its summary is the
+# authority: `check` prints "imds:          127.0.0.1:9945, other paths forwarded to ..." when it is
+# on and "imds:          off" when it is not (a binary without the feature prints no such line).
+IMDS_LISTEN=$(sed -n 's/^imds:[[:space:]]*\([0-9][0-9.]*:[0-9][0-9]*\),.*/\1/p' <<<"$out" | head -n1)
+if [[ -n $IMDS_LISTEN ]]; then
+    log "instance-metadata interception: on, listener $IMDS_LISTEN"
+    for f in systemd/$IMDS_SOCKET systemd/$IMDS_REDIRECT systemd/compat/$IMDS_REDIRECT; do
+        [[ -f $REL/$f ]] || die "[imds] listen is set, but the release tarball has no $f"
+    done
+    # The socket holds the metadata port across agent restarts, as the API socket does for its own.
+    put "$REL/systemd/$IMDS_SOCKET" "$UNIT_DIR/$IMDS_SOCKET" 0644 root:root
+    if [[ $IMDS_LISTEN == "$IMDS_UNIT_LISTEN" ]]; then
+        remove "$UNIT_DIR/$IMDS_SOCKET.d/listen.conf"
+        if [[ -d $R$UNIT_DIR/$IMDS_SOCKET.d ]]; then
+            rmdir "$R$UNIT_DIR/$IMDS_SOCKET.d" 2>/dev/null || true
+        fi
+    else
+        # The agent serves a handed socket as its metadata listener only if its address is imds.listen.
+        ensure_dir "$UNIT_DIR/$IMDS_SOCKET.d" 0755 root:root
+        printf '[Socket]\nListenStream=\nListenStream=%s\n' "$IMDS_LISTEN" >"$WORK/listen.conf"
+        put "$WORK/listen.conf" "$UNIT_DIR/$IMDS_SOCKET.d/listen.conf" 0644 root:root
+    fi
+    if ((SYSTEMD_VERSION >= 247)); then
+        put "$REL/systemd/$IMDS_REDIRECT" "$UNIT_DIR/$IMDS_REDIRECT" 0644 root:root
+    else
+        put "$REL/systemd/compat/$IMDS_REDIRECT" "$UNIT_DIR/$IMDS_REDIRECT" 0644 root:root
+    fi
+else
+    log "instance-metadata interception: off ([imds] listen is not set)"
+    # Turned off after being on: the rules would send metadata traffic to a port nobody serves.
+    if [[ -e $R$UNIT_DIR/$IMDS_REDIRECT ]]; then
+        sys systemctl disable "$IMDS_REDIRECT"
+        sys systemctl stop "$IMDS_REDIRECT"
+        sys "$BIN" imds-redirect remove || die "the instance-metadata redirect could not be removed"
+    fi
+    if [[ -e $R$UNIT_DIR/$IMDS_SOCKET ]]; then
+        sys systemctl stop "$IMDS_SOCKET"
+        sys systemctl disable "$IMDS_SOCKET"
+    fi
+    remove "$UNIT_DIR/$IMDS_SOCKET.d/listen.conf"
+    if [[ -d $R$UNIT_DIR/$IMDS_SOCKET.d ]]; then
+        rmdir "$R$UNIT_DIR/$IMDS_SOCKET.d" 2>/dev/null || true
+    fi
+    remove "$UNIT_DIR/$IMDS_SOCKET"
+    remove "$UNIT_DIR/$IMDS_REDIRECT"
+fi
+
+# ---- start -------------------------------------------------------------------------------
 if changed "$UNIT_DIR/$UNIT" "$UNIT_DIR/$SOCKET" "$UNIT_DIR/$ROTATE_SERVICE" "$UNIT_DIR/$ROTATE_TIMER" \
     "$UNIT_DIR/$SYNC_SERVICE" "$UNIT_DIR/$SYNC_TIMER" \
-    "$UNIT_DIR/$SYNC_TIMER.d/interval.conf"; then
+    "$UNIT_DIR/$SYNC_TIMER.d/interval.conf" \
+    "$UNIT_DIR/$IMDS_SOCKET" "$UNIT_DIR/$IMDS_SOCKET.d/listen.conf" "$UNIT_DIR/$IMDS_REDIRECT"; then
     sys systemctl daemon-reload
 fi
 was_active=0
@@ -368,21 +435,46 @@ if [[ -z $R ]]; then
 else
     was_active=$PREVIOUSLY_INSTALLED
 fi
-# Shows why the agent is not running, and fails the bootstrap action.
-agent_failed() {
-    systemctl status --no-pager "$UNIT" >&2 || true
-    journalctl -u "$UNIT" -n 50 --no-pager >&2 || true
-    die "$1"
+# Shows why a unit failed, and fails the bootstrap action.
+unit_failed() { # UNIT MESSAGE
+    systemctl status --no-pager "$1" >&2 || true
+    journalctl -u "$1" -n 50 --no-pager >&2 || true
+    die "$2"
 }
+agent_failed() { unit_failed "$UNIT" "$1"; }
 
 # (No `enable --now`: systemd 219 does not have it.) The socket first: from then on the port is the
 # agent's, whatever happens to the process. `start` returns once the agent has sent READY=1.
 sys systemctl enable "$SOCKET"
 sys systemctl start "$SOCKET"
+if [[ -n $IMDS_LISTEN ]]; then
+    # The metadata socket before the agent starts, or the agent would not be handed it; then the
+    # redirect, whose connections wait in that socket's queue until the agent serves them.
+    sys systemctl enable "$IMDS_SOCKET"
+    if ((IMDS_PREVIOUSLY_INSTALLED)) && changed "$UNIT_DIR/$IMDS_SOCKET" "$UNIT_DIR/$IMDS_SOCKET.d/listen.conf"; then
+        # A running agent holds the old socket, which the new one may need to bind: the agent stops
+        # first, and starts below with the new one. Redirected callers are refused meanwhile.
+        if ((was_active)); then
+            sys systemctl stop "$UNIT"
+            was_active=0
+        fi
+        sys systemctl restart "$IMDS_SOCKET" || unit_failed "$IMDS_SOCKET" "no metadata socket on $IMDS_LISTEN"
+    else
+        sys systemctl start "$IMDS_SOCKET" || unit_failed "$IMDS_SOCKET" "no metadata socket on $IMDS_LISTEN"
+    fi
+    sys systemctl enable "$IMDS_REDIRECT"
+    # Installing again replaces the rules: new exempt users, a new listener, a new binary.
+    if ((IMDS_PREVIOUSLY_INSTALLED)) && changed "$UNIT_DIR/$IMDS_REDIRECT" "$ETC/config.toml" "$BIN"; then
+        sys systemctl restart "$IMDS_REDIRECT" || unit_failed "$IMDS_REDIRECT" "the instance-metadata redirect failed"
+    else
+        sys systemctl start "$IMDS_REDIRECT" || unit_failed "$IMDS_REDIRECT" "the instance-metadata redirect failed"
+    fi
+fi
 sys systemctl enable "$UNIT"
 if ((!was_active)); then
     sys systemctl start "$UNIT" || agent_failed "the agent did not start"
-elif changed "$BIN" "$UNIT_DIR/$UNIT"; then
+elif changed "$BIN" "$UNIT_DIR/$UNIT" "$UNIT_DIR/$IMDS_SOCKET"; then
+    # (The metadata socket, added or removed, reaches the agent only through a restart.)
     sys systemctl restart "$UNIT" || agent_failed "the agent did not restart"
 elif changed "$ETC/config.toml" "$ETC/mappings"; then
     sys systemctl reload "$UNIT" || agent_failed "the agent did not reload"

@@ -83,11 +83,19 @@ class S3Dir:
         return f"s3://{BUCKET}/{key}"
 
 
-def package(tmp, version_text="emrfs-role-agent 0.0.0-test", jar=True):
-    """A release tarball around a stand-in binary (and a stand-in provider jar)."""
+def package(tmp, version_text="emrfs-role-agent 0.0.0-test", jar=True, real_binary=False):
+    """A release tarball around a stand-in binary (and a stand-in provider jar). With `real_binary`, the
+    stand-in passes every command but --version to the agent binary under test (the bootstrap asks it
+    whether [imds] listen is set)."""
     tmp.mkdir(parents=True, exist_ok=True)
     stub = tmp / "emrfs-role-agent"
-    stub.write_text(f"#!/bin/sh\necho '{version_text}'\n")
+    if real_binary:
+        binary = agent_binary()
+        assert os.access(binary, os.X_OK), f"the agent binary is needed: {binary}"
+        body = f'[ "$1" = --version ] && {{ echo \'{version_text}\'; exit 0; }}\nexec {binary} "$@"\n'
+    else:
+        body = f"echo '{version_text}'\n"
+    stub.write_text("#!/bin/sh\n" + body)
     stub.chmod(0o755)
     args = [RELEASE, "--binary", str(stub), "--out", str(tmp / "dist")]
     if jar:
@@ -114,16 +122,16 @@ def parent_pid(pid):
 class Node:
     """One --root install target and the S3 stand-in it installs from."""
 
-    def __init__(self, tmp_path, jar=True):
+    def __init__(self, tmp_path, jar=True, config=CONFIG, real_binary=False):
         self.tmp = tmp_path
         self.root = tmp_path / "root"
         self.s3 = S3Dir(str(tmp_path / "s3"))
-        tarball = package(tmp_path / "build", jar=jar)
+        tarball = package(tmp_path / "build", jar=jar, real_binary=real_binary)
         with open(tarball, "rb") as f:
             self.tarball_bytes = f.read()
         self.release_uri = self.s3.put(os.path.basename(tarball), self.tarball_bytes)
         self.sha256 = hashlib.sha256(self.tarball_bytes).hexdigest()
-        self.config_uri = self.s3.put("agent/config.toml", CONFIG)
+        self.config_uri = self.s3.put("agent/config.toml", config)
         self.mappings_uri = self.s3.put("agent/mappings.json", MAPPINGS)
 
     def install(self, *extra, check=True, mappings=True, systemd_version="252"):
@@ -413,6 +421,202 @@ def test_mappings_refresh_can_be_turned_off(node):
         "/etc/emrfs-role-agent/mappings-sync.env",
     ):
         assert not node.path(p).exists(), p
+
+
+# ---- instance-metadata interception (SPEC §5.1) ------------------------------------------------
+#
+# Installed exactly when the config sets [imds] listen, as the agent binary reads the config: these
+# nodes package a stand-in that passes `check` to the real binary, and configs it can check on any
+# machine (no mappings file).
+
+IMDS_OFF_CONFIG = """\
+[server]
+listen = ["127.0.0.1:9944"]
+
+[imds]
+listen = ""                          # empty: off
+exempt_uids_below = 1000
+
+[[mapping]]
+name = "analysts"
+role = "arn:aws:iam::222222222222:role/analysts"
+groups = ["analysts"]
+"""
+IMDS_CONFIG = IMDS_OFF_CONFIG.replace('listen = ""                          # empty: off', 'listen = "127.0.0.1:9945"')
+IMDS_SOCKET = f"/etc/systemd/system/{PROG}-imds.socket"
+IMDS_REDIRECT = f"/etc/systemd/system/{PROG}-imds-redirect.service"
+IMDS_DROPIN = f"/etc/systemd/system/{PROG}-imds.socket.d/listen.conf"
+
+
+@pytest.fixture
+def imds_node(tmp_path):
+    n = Node(tmp_path, config=IMDS_OFF_CONFIG, real_binary=True)
+    n.configure = lambda text: n.s3.put("agent/config.toml", text)
+    yield n
+    n.stop_waiters()
+
+
+def systemctl(run):
+    return [a for a in run if a.startswith("systemctl ")]
+
+
+def test_imds_units_are_installed_only_when_listen_is_set(imds_node):
+    node = imds_node
+    r = node.install(mappings=False)
+    assert "instance-metadata interception: off" in r.stderr, r.stderr
+    for p in (IMDS_SOCKET, IMDS_REDIRECT, os.path.dirname(IMDS_DROPIN)):
+        assert not node.path(p).exists(), p
+    assert not [a for a in node.runs()[-1] if "imds" in a], node.runs()[-1]
+
+    node.configure(IMDS_CONFIG)
+    r = node.install(mappings=False)
+    assert "instance-metadata interception: on, listener 127.0.0.1:9945" in r.stderr, r.stderr
+    installed = {IMDS_SOCKET: "emrfs-role-agent-imds.socket", IMDS_REDIRECT: "emrfs-role-agent-imds-redirect.service"}
+    for p, unit in installed.items():
+        with open(os.path.join(REPO, "systemd", unit)) as f:
+            assert node.path(p).read_text() == f.read(), p
+        assert oct(node.path(p).stat().st_mode & 0o777) == "0o644"
+        assert node.owners()[p] == "root:root"
+    assert not node.path(IMDS_DROPIN).exists()  # the unit's own address is imds.listen
+    run = node.runs()[-1]
+    for unit in ("emrfs-role-agent-imds.socket", "emrfs-role-agent-imds-redirect.service"):
+        assert f"systemctl enable {unit}" in run, run
+    # The units are loaded, then: the metadata socket (so that the agent is handed it), the redirect,
+    # and the agent, which restarts to take the new socket.
+    order = [run.index(a) for a in (
+        "systemctl daemon-reload",
+        "systemctl start emrfs-role-agent-imds.socket",
+        "systemctl start emrfs-role-agent-imds-redirect.service",
+        f"systemctl restart {PROG}.service",
+    )]  # fmt: skip
+    assert order == sorted(order), run
+
+
+def test_imds_redirect_unit_runs_the_installed_binary_with_the_installed_config(imds_node):
+    node = imds_node
+    node.configure(IMDS_CONFIG)
+    node.install(mappings=False)
+    unit = node.path(IMDS_REDIRECT).read_text()
+    execs = re.findall(r"^ExecStart=(.*)$", unit, re.M)
+    assert execs == [f"/usr/local/bin/{PROG} imds-redirect install --config /etc/{PROG}/config.toml"]
+    binary, _, rest = execs[0].partition(" ")
+    assert rest.split()[-1] == f"/etc/{PROG}/config.toml"
+    # Those are the files this run installed: the binary of the release, the config from S3.
+    assert node.path(binary).read_bytes() == node.path(f"/usr/local/bin/{PROG}").read_bytes()
+    assert os.access(node.path(binary), os.X_OK)
+    assert node.path(rest.split()[-1]).read_text() == IMDS_CONFIG
+    # The agent's own unit names the same binary and config.
+    agent = node.path(f"/etc/systemd/system/{PROG}.service").read_text()
+    assert f"ExecStart={binary} serve --config /etc/{PROG}/config.toml" in agent
+    assert not re.search(r"^ExecStop", unit, re.M)  # fail closed: the rules stay when the agent stops
+
+
+def test_imds_first_install_starts_without_restarting(imds_node):
+    node = imds_node
+    node.configure(IMDS_CONFIG)
+    node.install(mappings=False)
+    first = node.runs()[0]
+    assert not [a for a in first if re.match(r"systemctl (restart|reload|stop) ", a)], first
+    assert first.index("systemctl start emrfs-role-agent-imds.socket") < first.index(
+        "systemctl start emrfs-role-agent-imds-redirect.service"
+    ) < first.index(f"systemctl start {PROG}.service")
+
+
+def test_imds_second_run_changes_nothing(imds_node):
+    node = imds_node
+    node.configure(IMDS_CONFIG)
+    node.install(mappings=False)
+    files, dirs = node.files(), node.dirs()
+    node.install(mappings=False)
+    assert node.files() == files and node.dirs() == dirs
+    run = node.runs()[-1]
+    assert not [a for a in run if re.match(r"systemctl (restart|reload|stop|daemon-reload)", a)], run
+    assert "systemctl start emrfs-role-agent-imds-redirect.service" in run  # a no-op while it is active
+
+
+def test_imds_config_change_reinstalls_the_rules(imds_node):
+    node = imds_node
+    node.configure(IMDS_CONFIG)
+    node.install(mappings=False)
+    node.configure(IMDS_CONFIG.replace("exempt_uids_below = 1000", 'exempt_users = ["presto"]'))
+    node.install(mappings=False)
+    run = node.runs()[-1]
+    assert "systemctl restart emrfs-role-agent-imds-redirect.service" in run, run
+    assert f"systemctl reload {PROG}.service" in run and f"systemctl restart {PROG}.service" not in run, run
+
+
+def test_imds_listener_elsewhere_gets_a_socket_drop_in(imds_node):
+    node = imds_node
+    node.configure(IMDS_CONFIG)
+    node.install(mappings=False)
+    node.configure(IMDS_CONFIG.replace("127.0.0.1:9945", "127.0.0.1:9950"))
+    node.install(mappings=False)
+    # The agent takes a handed socket as its metadata listener only when its address is imds.listen.
+    assert node.path(IMDS_DROPIN).read_text() == "[Socket]\nListenStream=\nListenStream=127.0.0.1:9950\n"
+    run = node.runs()[-1]
+    # The running agent holds the old socket: it stops, the socket moves, the agent starts again.
+    order = [run.index(a) for a in (
+        f"systemctl stop {PROG}.service",
+        "systemctl restart emrfs-role-agent-imds.socket",
+        "systemctl restart emrfs-role-agent-imds-redirect.service",
+        f"systemctl start {PROG}.service",
+    )]  # fmt: skip
+    assert order == sorted(order), run
+    node.configure(IMDS_CONFIG)
+    node.install(mappings=False)
+    assert not node.path(os.path.dirname(IMDS_DROPIN)).exists()
+
+
+def test_imds_turned_off_removes_units_and_rules(imds_node):
+    node = imds_node
+    node.configure(IMDS_CONFIG)
+    node.install(mappings=False)
+    node.configure(IMDS_OFF_CONFIG)
+    r = node.install(mappings=False)
+    assert "instance-metadata interception: off" in r.stderr
+    run = node.runs()[-1]
+    # The rules go first (they would send metadata traffic to a port nobody serves), then the socket;
+    # the agent restarts without it.
+    order = [run.index(a) for a in (
+        "systemctl disable emrfs-role-agent-imds-redirect.service",
+        f"/usr/local/bin/{PROG} imds-redirect remove",
+        "systemctl stop emrfs-role-agent-imds.socket",
+        "systemctl disable emrfs-role-agent-imds.socket",
+        "systemctl daemon-reload",
+        f"systemctl restart {PROG}.service",
+    )]  # fmt: skip
+    assert order == sorted(order), run
+    for p in (IMDS_SOCKET, IMDS_REDIRECT):
+        assert not node.path(p).exists(), p
+    node.install(mappings=False)
+    assert not [a for a in node.runs()[-1] if "imds" in a]
+
+
+def test_imds_with_an_inline_table_is_on_too(imds_node):
+    # The binary reads the config, so every TOML spelling of the key counts.
+    node = imds_node
+    node.configure('imds = { listen = "127.0.0.1:9945" }\n')
+    node.install(mappings=False)
+    assert node.path(IMDS_REDIRECT).exists()
+
+
+def test_imds_on_old_systemd_gets_the_compat_redirect(imds_node):
+    node = imds_node
+    node.configure(IMDS_CONFIG)
+    node.install(mappings=False, systemd_version="219")
+    with open(os.path.join(REPO, "systemd", "compat", "emrfs-role-agent-imds-redirect.service")) as f:
+        assert node.path(IMDS_REDIRECT).read_text() == f.read()
+    with open(os.path.join(REPO, "systemd", "emrfs-role-agent-imds.socket")) as f:
+        assert node.path(IMDS_SOCKET).read_text() == f.read()
+
+
+def test_an_invalid_imds_config_fails_the_bootstrap(imds_node):
+    node = imds_node
+    node.configure(IMDS_CONFIG.replace("127.0.0.1:9945", "0.0.0.0:9945"))
+    r = node.install(mappings=False, check=False)
+    assert r.returncode != 0
+    assert "imds.listen" in r.stderr and "the configuration is invalid" in r.stderr, r.stderr
+    assert not node.path(IMDS_REDIRECT).exists()
 
 
 # ---- client wiring ----------------------------------------------------------------------------
