@@ -11,6 +11,7 @@ import socket
 import threading
 
 import pytest
+import requests
 
 
 def listening_socket():
@@ -88,3 +89,30 @@ def test_a_handed_socket_that_is_not_loopback_is_refused(moto, agent_factory):
         assert "is not a loopback address" in agent.stderr_text()
     finally:
         wide.close()
+
+
+def test_the_handed_socket_on_imds_listen_is_the_metadata_listener(moto, agent_factory):
+    """With the imds socket unit, systemd hands the agent two sockets (in no promised order); the one whose
+    address is [imds] listen serves instance metadata, the other the API. The metadata port, too, stays
+    bound while the agent is down."""
+    api, imds = listening_socket(), listening_socket()
+    imds_port = imds.getsockname()[1]
+    try:
+        for handed in ([imds, api], [api, imds]):
+            agent = agent_factory(
+                listen_socket=handed,
+                config={"server": {"listen": [f"127.0.0.1:{api.getsockname()[1]}"]},
+                        "imds": {"listen": f"127.0.0.1:{imds_port}"}},
+            )  # fmt: skip
+            assert agent.get("/healthz", token=False).status_code == 200
+            metadata = requests.get(f"http://127.0.0.1:{imds_port}/latest/meta-data/", timeout=30)
+            # The metadata listener: the test runs as the agent's own user, which must be exempt from the
+            # redirect, and is told so (508) rather than served. The API knows no such path.
+            assert metadata.status_code == 508, metadata.text
+            assert agent.get("/latest/meta-data/", token=False).status_code == 404
+            assert agent.stderr_text().count("serving a socket handed over by systemd") == 2
+            agent.stop()
+            assert squat(imds_port) == errno.EADDRINUSE
+    finally:
+        api.close()
+        imds.close()

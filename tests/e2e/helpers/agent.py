@@ -77,14 +77,19 @@ def merge(base, override):
     return out
 
 
-# argv: the inherited socket's fd, then the command to exec with it as fd 3 (sd_listen_fds(3)).
+# argv: the inherited sockets' fds (comma-separated), then the command to exec with them as fds 3, 4, …
+# (sd_listen_fds(3)).
 _ACTIVATE = """
-import os, sys
-fd = int(sys.argv[1])
-if fd != 3:
-    os.dup2(fd, 3)
+import fcntl, os, sys
+fds = [int(fd) for fd in sys.argv[1].split(",")]
+# Out of the way first (a target fd may be one of the sources), then into place.
+high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]
+for fd in fds:
     os.close(fd)
-os.environ["LISTEN_FDS"] = "1"
+for i, fd in enumerate(high):
+    os.dup2(fd, 3 + i)
+    os.close(fd)
+os.environ["LISTEN_FDS"] = str(len(fds))
 os.environ["LISTEN_PID"] = str(os.getpid())
 os.execv(sys.argv[2], sys.argv[2:])
 """
@@ -114,11 +119,11 @@ class Agent:
         command = [agent_binary(), "serve", "--config", self.config_path, *args]
         pass_fds = ()
         if listen_socket is not None:
-            # Socket activation as systemd does it: the listening socket as fd 3, LISTEN_FDS=1 and
-            # LISTEN_PID naming the agent's own pid (the wrapper's, which exec keeps).
-            fd = listen_socket.fileno()
-            command = [sys.executable, "-c", _ACTIVATE, str(fd), *command]
-            pass_fds = (fd,)
+            # Socket activation as systemd does it: the listening sockets as fds 3, 4, …, LISTEN_FDS
+            # their number and LISTEN_PID naming the agent's own pid (the wrapper's, which exec keeps).
+            sockets = listen_socket if isinstance(listen_socket, (list, tuple)) else [listen_socket]
+            pass_fds = tuple(s.fileno() for s in sockets)
+            command = [sys.executable, "-c", _ACTIVATE, ",".join(map(str, pass_fds)), *command]
         self.process = subprocess.Popen(
             command,
             env=env,
@@ -226,7 +231,8 @@ class AgentFactory:
         [[mapping]] ... (the given mappings, in order)
     deep-merged with `config` (None removes a key), and runs the agent with the world's source user's
     keys in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (source_env=False: no source credentials).
-    listen_socket=<a listening socket>: hands it to the agent as systemd's socket activation does."""
+    listen_socket=<a listening socket, or a list of them>: hands it (them, in order) to the agent as systemd's
+    socket activation does; the first one is the API's unless the config says otherwise."""
 
     def __init__(self, tmp_path_factory, world):
         self._tmp = tmp_path_factory
@@ -262,7 +268,8 @@ class AgentFactory:
             proc_env.update(self.world.source_env())
         proc_env.update(env or {})
         if listen_socket is not None and "listen" not in (config or {}).get("server", {}):
-            host, port = listen_socket.getsockname()[:2]
+            first = listen_socket[0] if isinstance(listen_socket, (list, tuple)) else listen_socket
+            host, port = first.getsockname()[:2]
             cfg = merge(cfg, {"server": {"listen": [f"{host}:{port}"]}})
         agent = Agent(directory, cfg, token or secrets.token_hex(24), proc_env, args, listen_socket)
         self.agents.append(agent)
