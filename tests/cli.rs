@@ -72,6 +72,7 @@ fn example_config_shows_every_key() {
         ("cache", &["max_sessions", "idle_timeout"]),
         ("audit", &["path", "durability"]),
         ("fallback", &["mode"]),
+        ("imds", &["listen", "exempt_users", "exempt_uids_below", "upstream"]),
     ];
     for (table, keys) in expect {
         let t = doc[*table].as_table().unwrap_or_else(|| panic!("[{table}] missing"));
