@@ -176,6 +176,9 @@ fn write_imds_explanation(
         Some(uid) if uid < c.imds.exempt_uids_below => {
             Some(format!("uid {uid} is below imds.exempt_uids_below ({})", c.imds.exempt_uids_below))
         }
+        _ if identity.user == redirect::DEFAULT_AGENT_USER => {
+            Some("the agent's own user is never redirected".to_owned())
+        }
         _ if c.imds.exempt_users.contains(&identity.user) => Some("the user is in imds.exempt_users".to_owned()),
         _ => None,
     };

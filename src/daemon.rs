@@ -149,7 +149,13 @@ pub async fn start(config: Config, env: Environment) -> Result<Running, StartErr
         for socket in adopt(inherited)? {
             let endpoint = match socket.local_addr() {
                 Ok(addr) if Some(addr) == config.imds.listen => Endpoint::Imds,
-                _ => Endpoint::Api,
+                Ok(addr) => {
+                    if !config.server.listen.contains(&addr) {
+                        tracing::warn!(%addr, "a handed-over socket that server.listen does not name serves the API");
+                    }
+                    Endpoint::Api
+                }
+                Err(_) => Endpoint::Api,
             };
             listeners.push((socket, endpoint));
         }

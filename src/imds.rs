@@ -15,6 +15,7 @@
 //! - `GET .../security-credentials/<name>`: that role's credentials as the metadata service writes
 //!   them. Audited like the API, with `"via": "imds"`; there is no location, so prefix rules never match.
 //! - `GET /latest/meta-data/iam/info`: 404 when the rules deny; otherwise forwarded.
+//! - `GET /latest/meta-data/identity-credentials/…`: 404; the instance-identity role is the node's.
 //! - anything else: forwarded to `[imds] upstream`, with the agent's own upstream token in place of the
 //!   caller's, so region and instance-identity lookups keep working.
 //!
@@ -44,12 +45,18 @@ use crate::sts::{Session, Sts};
 const TOKEN_PATH: &str = "/latest/api/token";
 const CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/";
 const INFO_PATH: &str = "/latest/meta-data/iam/info";
+/// The instance-identity role's credentials: the node's, for EC2's own agents; never handed to a
+/// redirected caller.
+const IDENTITY_CREDENTIALS_PATH: &str = "/latest/meta-data/identity-credentials/";
 const TOKEN: HeaderName = HeaderName::from_static("x-aws-ec2-metadata-token");
 const TOKEN_TTL: HeaderName = HeaderName::from_static("x-aws-ec2-metadata-token-ttl-seconds");
 /// The longest token life the metadata service grants, and what the agent asks it for.
 const MAX_TOKEN_TTL: u64 = 21_600;
 /// An upstream token is used until this long before it expires.
 const UPSTREAM_TOKEN_MARGIN: Duration = Duration::from_secs(300);
+/// How long the upstream service's instance-profile name and IMDSv1 setting are reused: the
+/// service throttles per instance, and neither changes while the node runs.
+const UPSTREAM_FACTS_TTL: Duration = Duration::from_secs(60);
 /// The largest upstream answer passed on (identity documents and user data are far smaller).
 const MAX_UPSTREAM_BODY: usize = 1 << 20;
 /// Headers of a forwarded request that are passed on; the rest stay here.
@@ -61,6 +68,29 @@ pub struct Imds {
     tokens: Tokens,
     client: Client<HttpConnector, Full<Bytes>>,
     upstream_token: tokio::sync::Mutex<Option<UpstreamToken>>,
+    /// Whether the upstream service answers tokenless requests.
+    answers_v1: Remembered<bool>,
+    /// The node's instance-profile name, as the upstream service lists it.
+    profile_name: Remembered<Option<String>>,
+}
+
+/// An upstream fact, reused for [`UPSTREAM_FACTS_TTL`].
+struct Remembered<T>(std::sync::Mutex<Option<(T, Instant)>>);
+
+impl<T: Clone> Remembered<T> {
+    fn new() -> Self {
+        Remembered(std::sync::Mutex::new(None))
+    }
+
+    async fn get(&self, ask: impl std::future::Future<Output = T>) -> T {
+        let fresh = |(value, at): &(T, Instant)| (at.elapsed() < UPSTREAM_FACTS_TTL).then(|| value.clone());
+        if let Some(value) = self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(fresh) {
+            return value;
+        }
+        let value = ask.await;
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((value.clone(), Instant::now()));
+        value
+    }
 }
 
 impl Default for Imds {
@@ -69,6 +99,8 @@ impl Default for Imds {
             tokens: Tokens::new(),
             client: Client::builder(TokioExecutor::new()).build_http(),
             upstream_token: tokio::sync::Mutex::new(None),
+            answers_v1: Remembered::new(),
+            profile_name: Remembered::new(),
         }
     }
 }
@@ -126,6 +158,8 @@ pub async fn handle<S: Sts>(app: &App<S>, conn: &Conn, req: Request<hyper::body:
             None => role_name(app, &config, conn, uid, &req).await,
             Some(name) => credentials(app, &config, conn, uid, name).await,
         }
+    } else if path.starts_with(IDENTITY_CREDENTIALS_PATH) {
+        text(StatusCode::NOT_FOUND, "the instance-identity credentials are not served through the agent\n")
     } else if path == INFO_PATH {
         let mut record = record(app, conn);
         match decide(app, &config, uid, &mut record) {
@@ -261,16 +295,25 @@ impl Imds {
 
     /// The node's own instance-profile name, as the upstream service lists it.
     async fn instance_profile_name(&self, config: &Config) -> Option<String> {
-        let response = self.upstream(config, Method::GET, CREDENTIALS_PATH, &HeaderMap::new(), true).await.ok()?;
-        let body = std::str::from_utf8(response.body()).ok()?;
-        let name = body.lines().next()?.trim();
-        (response.status() == StatusCode::OK && !name.is_empty()).then(|| name.to_owned())
+        self.profile_name
+            .get(async {
+                let response =
+                    self.upstream(config, Method::GET, CREDENTIALS_PATH, &HeaderMap::new(), true).await.ok()?;
+                let body = std::str::from_utf8(response.body()).ok()?;
+                let name = body.lines().next()?.trim();
+                (response.status() == StatusCode::OK && !name.is_empty()).then(|| name.to_owned())
+            })
+            .await
     }
 
     /// Whether the upstream service answers requests without a token (IMDSv1 allowed on this node).
     async fn upstream_answers_v1(&self, config: &Config) -> bool {
-        let answer = self.upstream(config, Method::GET, "/latest/meta-data/", &HeaderMap::new(), false).await;
-        answer.is_ok_and(|r| r.status().is_success())
+        self.answers_v1
+            .get(async {
+                let answer = self.upstream(config, Method::GET, "/latest/meta-data/", &HeaderMap::new(), false).await;
+                answer.is_ok_and(|r| r.status().is_success())
+            })
+            .await
     }
 
     /// One request upstream, within `server.request_timeout`. With a token: the agent's, renewed once
