@@ -6,7 +6,7 @@
 # EMR runs bootstrap actions as the hadoop user (with passwordless sudo) on every node, before
 # it installs the applications; this script re-runs itself under sudo. It is idempotent:
 # running it again with the same inputs leaves every file as it was, and restarts or reloads
-# the agent only when its binary, unit, config or mappings changed.
+# the agent only when its binary, unit, listen address, config or mappings changed.
 #
 # See docs/install-on-emr.md for the create-cluster command line and the IAM set-up.
 set -euo pipefail
@@ -35,8 +35,10 @@ Optional:
                             re-fetch --mappings every INTERVAL (systemd time span, e.g. 5min)
                             and reload the agent when they changed
   --sha256 HEX              expected SHA-256 of the release tarball
-  --port N                  port the agent listens on, as in the config's [server] listen
-                            (default 9944); used for the readiness check and client wiring
+  --port N                  port the clients reach the agent on at 127.0.0.1 (default 9944):
+                            the readiness check and client wiring use it, so the config's
+                            [server] listen must include 127.0.0.1:N (the API socket listens
+                            on the addresses [server] listen names)
   --token-group GROUP       group allowed to read the token (default hadoop; every EMR
                             application user and the hadoop user are in it)
   --token-mode MODE         token file mode (default 0440; 0444 lets every local user read it)
@@ -132,6 +134,8 @@ ROTATE_TIMER=$PROG-logrotate.timer
 SYNC_SERVICE=$PROG-mappings-sync.service
 SYNC_TIMER=$PROG-mappings-sync.timer
 SYNC_ENV=$ETC/mappings-sync.env
+# The address in systemd/$SOCKET; another [server] listen gets a drop-in.
+SOCKET_UNIT_LISTEN=127.0.0.1:9944
 IMDS_SOCKET=$PROG-imds.socket
 IMDS_REDIRECT=$PROG-imds-redirect.service
 # The address in systemd/$IMDS_SOCKET; another [imds] listen gets a drop-in.
@@ -192,11 +196,6 @@ if [[ -n $MAPPINGS_URI ]]; then
     grep -Eq "^[[:space:]]*mappings_file[[:space:]]*=[[:space:]]*[\"']$ETC/mappings[\"']" "$WORK/config.toml" \
         || log "warning: the config does not set mappings_file = \"$ETC/mappings\"; the mappings are installed but unused"
 fi
-if ! grep -Eq "^[[:space:]]*listen[[:space:]]*=" "$WORK/config.toml"; then
-    ((PORT == 9944)) || log "warning: the config has no [server] listen; the agent listens on 9944, not $PORT"
-elif ! grep -Eq "^[[:space:]]*listen[[:space:]]*=.*:${PORT}[\"']" "$WORK/config.toml"; then
-    log "warning: the config's [server] listen does not mention port $PORT"
-fi
 
 # ---- user --------------------------------------------------------------------------------
 if [[ -n $R ]]; then
@@ -239,6 +238,32 @@ remove() {
     if [[ -e $R$1 ]]; then
         rm -f "$R$1"
         CHANGED+=("$1")
+    fi
+}
+
+# A socket unit listens where the config says, not where its own ListenStream= does: systemd hands the
+# agent the sockets it binds, and the agent serves those instead of binding the config's addresses.
+# Writes UNIT.d/listen.conf (an empty ListenStream=, then ADDR...), or removes it when ADDR... is
+# the unit's own address.
+socket_listen() { # UNIT UNIT_LISTEN ADDR...
+    local unit=$1 unit_listen=$2
+    shift 2
+    if [[ $# -eq 1 && $1 == "$unit_listen" ]]; then
+        socket_listen_remove "$unit"
+        return
+    fi
+    ensure_dir "$UNIT_DIR/$unit.d" 0755 root:root
+    {
+        printf '[Socket]\nListenStream=\n'
+        printf 'ListenStream=%s\n' "$@"
+    } >"$WORK/$unit-listen.conf"
+    put "$WORK/$unit-listen.conf" "$UNIT_DIR/$unit.d/listen.conf" 0644 root:root
+}
+
+socket_listen_remove() { # UNIT
+    remove "$UNIT_DIR/$1.d/listen.conf"
+    if [[ -d $R$UNIT_DIR/$1.d ]]; then
+        rmdir "$R$UNIT_DIR/$1.d" 2>/dev/null || true # unless it holds an administrator's drop-in
     fi
 }
 
@@ -374,6 +399,32 @@ else
     fi
 fi
 
+# ---- API socket --------------------------------------------------------------------------
+# The socket listens on [server] listen, as the binary reads the config: `check` prints
+# "listen:        127.0.0.1:9944, [::1]:9944" (the default when the config sets none). systemd hands
+# the agent that socket instead of letting it bind the config's addresses, so the unit's own
+# 127.0.0.1:9944 would win over any other listen. (A binary without that line: --port decides.)
+API_LISTEN=$(sed -n 's/^listen:[[:space:]]*//p' <<<"$out" | head -n1)
+if [[ -n $API_LISTEN ]]; then
+    IFS=', ' read -ra API_ADDRS <<<"$API_LISTEN"
+    for a in "${API_ADDRS[@]}"; do
+        [[ $a =~ ^([0-9.]+|\[[0-9a-fA-F:.%]+\]):[0-9]+$ ]] \
+            || die "the agent's check printed an unexpected listen address: $a"
+    done
+    # Clients and the readiness check go to 127.0.0.1:PORT; an [imds] listen does not count.
+    wired=0
+    for a in "${API_ADDRS[@]}"; do
+        if [[ $a == "127.0.0.1:$PORT" ]]; then wired=1; fi
+    done
+    ((wired)) || log "warning: the config's [server] listen ($API_LISTEN) does not include" \
+        "127.0.0.1:$PORT, where --port sends the clients and the readiness check"
+else
+    API_LISTEN=127.0.0.1:$PORT
+    API_ADDRS=("$API_LISTEN")
+fi
+log "API socket: $API_LISTEN"
+socket_listen "$SOCKET" "$SOCKET_UNIT_LISTEN" "${API_ADDRS[@]}"
+
 # ---- instance-metadata interception ------------------------------------------------------
 # On exactly when the config sets [imds] listen. The binary parses the config, so its summary is the
 # authority: `check` prints "imds:          127.0.0.1:9945, other paths forwarded to ..." when it is
@@ -386,17 +437,8 @@ if [[ -n $IMDS_LISTEN ]]; then
     done
     # The socket holds the metadata port across agent restarts, as the API socket does for its own.
     put "$REL/systemd/$IMDS_SOCKET" "$UNIT_DIR/$IMDS_SOCKET" 0644 root:root
-    if [[ $IMDS_LISTEN == "$IMDS_UNIT_LISTEN" ]]; then
-        remove "$UNIT_DIR/$IMDS_SOCKET.d/listen.conf"
-        if [[ -d $R$UNIT_DIR/$IMDS_SOCKET.d ]]; then
-            rmdir "$R$UNIT_DIR/$IMDS_SOCKET.d" 2>/dev/null || true
-        fi
-    else
-        # The agent serves a handed socket as its metadata listener only if its address is imds.listen.
-        ensure_dir "$UNIT_DIR/$IMDS_SOCKET.d" 0755 root:root
-        printf '[Socket]\nListenStream=\nListenStream=%s\n' "$IMDS_LISTEN" >"$WORK/listen.conf"
-        put "$WORK/listen.conf" "$UNIT_DIR/$IMDS_SOCKET.d/listen.conf" 0644 root:root
-    fi
+    # The agent serves a handed socket as its metadata listener only if its address is imds.listen.
+    socket_listen "$IMDS_SOCKET" "$IMDS_UNIT_LISTEN" "$IMDS_LISTEN"
     if ((SYSTEMD_VERSION >= 247)); then
         put "$REL/systemd/$IMDS_REDIRECT" "$UNIT_DIR/$IMDS_REDIRECT" 0644 root:root
     else
@@ -414,16 +456,14 @@ else
         sys systemctl stop "$IMDS_SOCKET"
         sys systemctl disable "$IMDS_SOCKET"
     fi
-    remove "$UNIT_DIR/$IMDS_SOCKET.d/listen.conf"
-    if [[ -d $R$UNIT_DIR/$IMDS_SOCKET.d ]]; then
-        rmdir "$R$UNIT_DIR/$IMDS_SOCKET.d" 2>/dev/null || true
-    fi
+    socket_listen_remove "$IMDS_SOCKET"
     remove "$UNIT_DIR/$IMDS_SOCKET"
     remove "$UNIT_DIR/$IMDS_REDIRECT"
 fi
 
 # ---- start -------------------------------------------------------------------------------
-if changed "$UNIT_DIR/$UNIT" "$UNIT_DIR/$SOCKET" "$UNIT_DIR/$ROTATE_SERVICE" "$UNIT_DIR/$ROTATE_TIMER" \
+if changed "$UNIT_DIR/$UNIT" "$UNIT_DIR/$SOCKET" "$UNIT_DIR/$SOCKET.d/listen.conf" \
+    "$UNIT_DIR/$ROTATE_SERVICE" "$UNIT_DIR/$ROTATE_TIMER" \
     "$UNIT_DIR/$SYNC_SERVICE" "$UNIT_DIR/$SYNC_TIMER" \
     "$UNIT_DIR/$SYNC_TIMER.d/interval.conf" \
     "$UNIT_DIR/$IMDS_SOCKET" "$UNIT_DIR/$IMDS_SOCKET.d/listen.conf" "$UNIT_DIR/$IMDS_REDIRECT"; then
@@ -446,7 +486,18 @@ agent_failed() { unit_failed "$UNIT" "$1"; }
 # (No `enable --now`: systemd 219 does not have it.) The socket first: from then on the port is the
 # agent's, whatever happens to the process. `start` returns once the agent has sent READY=1.
 sys systemctl enable "$SOCKET"
-sys systemctl start "$SOCKET"
+if ((PREVIOUSLY_INSTALLED)) && changed "$UNIT_DIR/$SOCKET" "$UNIT_DIR/$SOCKET.d/listen.conf"; then
+    # A new address (or socket unit) takes a restart of the socket, and a running agent holds the old
+    # one: it stops first and starts below with the new one, as for the metadata socket. Clients are
+    # refused until the new socket is bound.
+    if ((was_active)); then
+        sys systemctl stop "$UNIT"
+        was_active=0
+    fi
+    sys systemctl restart "$SOCKET" || unit_failed "$SOCKET" "no API socket on $API_LISTEN"
+else
+    sys systemctl start "$SOCKET" || unit_failed "$SOCKET" "no API socket on $API_LISTEN"
+fi
 if [[ -n $IMDS_LISTEN ]]; then
     # The metadata socket before the agent starts, or the agent would not be handed it; then the
     # redirect, whose connections wait in that socket's queue until the agent serves them.

@@ -619,6 +619,154 @@ def test_an_invalid_imds_config_fails_the_bootstrap(imds_node):
     assert not node.path(IMDS_REDIRECT).exists()
 
 
+# ---- the API socket (SPEC §8) ------------------------------------------------------------------
+#
+# systemd hands the agent the socket the unit binds, and the agent serves that instead of binding
+# [server] listen: the unit must listen where the config says, or clients wired to --port (and the
+# readiness check) find nobody there. Like [imds] listen, the address is the agent binary's reading of
+# the config (`check` prints "listen:").
+
+API_CONFIG = """\
+[server]
+listen = ["127.0.0.1:9944"]
+
+[[mapping]]
+name = "analysts"
+role = "arn:aws:iam::222222222222:role/analysts"
+groups = ["analysts"]
+"""
+API_SOCKET = f"/etc/systemd/system/{PROG}.socket"
+API_DROPIN = f"/etc/systemd/system/{PROG}.socket.d/listen.conf"
+PORT_WARNING = "warning: the config's [server] listen"
+
+
+@pytest.fixture
+def api_node(tmp_path):
+    n = Node(tmp_path, config=API_CONFIG, real_binary=True)
+    n.configure = lambda text: n.s3.put("agent/config.toml", text)
+    yield n
+    n.stop_waiters()
+
+
+def test_api_socket_keeps_its_own_address_for_the_default_listen(api_node):
+    node = api_node
+    r = node.install(mappings=False)
+    assert "API socket: 127.0.0.1:9944" in r.stderr, r.stderr
+    assert PORT_WARNING not in r.stderr, r.stderr
+    with open(os.path.join(REPO, "systemd", f"{PROG}.socket")) as f:
+        assert node.path(API_SOCKET).read_text() == f.read()
+    assert not node.path(os.path.dirname(API_DROPIN)).exists()
+
+
+def test_api_listener_on_another_port_gets_a_socket_drop_in(api_node):
+    node = api_node
+    node.configure(API_CONFIG.replace("127.0.0.1:9944", "127.0.0.1:9950"))
+    r = node.install("--port", "9950", mappings=False)
+    assert PORT_WARNING not in r.stderr, r.stderr
+    assert node.path(API_DROPIN).read_text() == "[Socket]\nListenStream=\nListenStream=127.0.0.1:9950\n"
+    assert oct(node.path(API_DROPIN).stat().st_mode & 0o777) == "0o644"
+    assert oct(node.path(os.path.dirname(API_DROPIN)).stat().st_mode & 0o777) == "0o755"
+    owners = node.owners()
+    assert owners[API_DROPIN] == owners[os.path.dirname(API_DROPIN)] == "root:root"
+    # A first install: the drop-in is loaded before the socket starts; nothing is restarted.
+    run = node.runs()[-1]
+    order = [run.index(a) for a in (
+        "systemctl daemon-reload",
+        f"systemctl start {PROG}.socket",
+        f"systemctl start {PROG}.service",
+    )]  # fmt: skip
+    assert order == sorted(order), run
+    assert not [a for a in run if re.match(r"systemctl (restart|reload|stop) ", a)], run
+
+    # Again with the same inputs: nothing changes, nothing restarts.
+    files, dirs = node.files(), node.dirs()
+    node.install("--port", "9950", mappings=False)
+    assert node.files() == files and node.dirs() == dirs
+    run = node.runs()[-1]
+    assert not [a for a in run if re.match(r"systemctl (restart|reload|stop|daemon-reload)", a)], run
+
+
+def test_api_listener_moved_on_an_installed_node_moves_the_socket(api_node):
+    node = api_node
+    node.install(mappings=False)
+    node.configure(API_CONFIG.replace("127.0.0.1:9944", "127.0.0.1:9950"))
+    node.install("--port", "9950", mappings=False)
+    assert node.path(API_DROPIN).read_text() == "[Socket]\nListenStream=\nListenStream=127.0.0.1:9950\n"
+    # The running agent holds the old socket: it stops, the socket moves, the agent starts again.
+    run = node.runs()[-1]
+    order = [run.index(a) for a in (
+        "systemctl daemon-reload",
+        f"systemctl stop {PROG}.service",
+        f"systemctl restart {PROG}.socket",
+        f"systemctl start {PROG}.service",
+    )]  # fmt: skip
+    assert order == sorted(order), run
+    assert f"systemctl restart {PROG}.service" not in run, run
+
+    # Back to the unit's own address: the drop-in goes, and the socket moves back the same way.
+    node.configure(API_CONFIG)
+    node.install(mappings=False)
+    assert not node.path(os.path.dirname(API_DROPIN)).exists()
+    run = node.runs()[-1]
+    order = [run.index(a) for a in (
+        "systemctl daemon-reload",
+        f"systemctl stop {PROG}.service",
+        f"systemctl restart {PROG}.socket",
+        f"systemctl start {PROG}.service",
+    )]  # fmt: skip
+    assert order == sorted(order), run
+
+
+def test_api_socket_listens_on_every_listen_address(api_node):
+    node = api_node
+    node.configure(API_CONFIG.replace('["127.0.0.1:9944"]', '["127.0.0.1:9950", "[::1]:9950"]'))
+    r = node.install("--port", "9950", mappings=False)
+    assert PORT_WARNING not in r.stderr, r.stderr
+    assert node.path(API_DROPIN).read_text() == (
+        "[Socket]\nListenStream=\nListenStream=127.0.0.1:9950\nListenStream=[::1]:9950\n"
+    )
+
+
+def test_api_and_metadata_sockets_each_get_their_drop_in(api_node):
+    node = api_node
+    node.configure(API_CONFIG.replace("127.0.0.1:9944", "127.0.0.1:9950") + '\n[imds]\nlisten = "127.0.0.1:9951"\n')
+    node.install("--port", "9950", mappings=False)
+    assert node.path(API_DROPIN).read_text() == "[Socket]\nListenStream=\nListenStream=127.0.0.1:9950\n"
+    assert node.path(IMDS_DROPIN).read_text() == "[Socket]\nListenStream=\nListenStream=127.0.0.1:9951\n"
+
+
+@pytest.mark.parametrize(
+    "config,port,warned",
+    [
+        # No [server] listen (so 127.0.0.1:9944) and a metadata listener on another port.
+        ('[imds]\nlisten = "127.0.0.1:9945"\n', "9944", False),
+        (API_CONFIG + '\n[imds]\nlisten = "127.0.0.1:9945"\n', "9944", False),
+        # The port is the metadata listener's, not the API's: clients wired to it would get no credentials.
+        (API_CONFIG + '\n[imds]\nlisten = "127.0.0.1:9950"\n', "9950", True),
+        (API_CONFIG, "9950", True),
+        ("", "9950", True),
+        # Clients are wired to 127.0.0.1.
+        (API_CONFIG.replace("127.0.0.1:9944", "[::1]:9944"), "9944", True),
+    ],
+    ids=["imds-only", "imds-elsewhere", "port-is-imds", "other-port", "no-listen", "ipv6-only"],
+)
+def test_port_warning_looks_at_server_listen_only(api_node, config, port, warned):
+    node = api_node
+    node.configure(config)
+    r = node.install("--port", port, mappings=False)
+    assert (PORT_WARNING in r.stderr) == warned, r.stderr
+    if warned:
+        assert f"does not include 127.0.0.1:{port}" in r.stderr, r.stderr
+
+
+def test_a_check_that_names_no_listen_address_leaves_the_socket_to_port(node):
+    # A binary whose `check` prints no "listen:" line (the stand-in here): --port is all there is to go on.
+    node.install("--port", "9955")
+    assert node.path(API_DROPIN).read_text() == "[Socket]\nListenStream=\nListenStream=127.0.0.1:9955\n"
+    node.install()
+    assert not node.path(os.path.dirname(API_DROPIN)).exists()
+
+
 # ---- client wiring ----------------------------------------------------------------------------
 
 SPARK_DEFAULTS = """\

@@ -14,6 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SYSTEMD = os.path.join(REPO, "systemd")
 UNIT = os.path.join(SYSTEMD, "emrfs-role-agent.service")
 COMPAT_UNIT = os.path.join(SYSTEMD, "compat", "emrfs-role-agent.service")
+SOCKET = os.path.join(SYSTEMD, "emrfs-role-agent.socket")
 IMDS_SOCKET = os.path.join(SYSTEMD, "emrfs-role-agent-imds.socket")
 REDIRECT_UNIT = os.path.join(SYSTEMD, "emrfs-role-agent-imds-redirect.service")
 COMPAT_REDIRECT_UNIT = os.path.join(SYSTEMD, "compat", "emrfs-role-agent-imds-redirect.service")
@@ -172,6 +173,30 @@ def test_agent_unit_leaves_open_what_the_agent_needs():
     # No capability is needed: sock_diag dumps and loopback ports above 1024 need none.
     assert one["CapabilityBoundingSet"] == ""
     assert one["NoNewPrivileges"] == "yes"
+
+
+def test_api_socket_holds_the_default_listen_address_for_the_agent():
+    unit = parse_unit(SOCKET)
+    socket_ = {k: v[-1] for k, v in unit["Socket"].items()}
+    # server.listen's default; the bootstrap writes a drop-in for any other.
+    assert unit["Socket"]["ListenStream"] == ["127.0.0.1:9944"]
+    assert socket_.get("Accept", "no") == "no"
+    assert unit["Install"]["WantedBy"] == ["sockets.target"]
+
+
+@pytest.mark.parametrize("name", ["emrfs-role-agent.socket", "emrfs-role-agent-imds.socket"])
+def test_socket_with_a_listen_drop_in_verifies(unit_root, name):
+    # The drop-in the bootstrap writes for another listen (tests/e2e/test_bootstrap.py checks its text):
+    # systemd reads it along with the unit.
+    d = unit_root / "etc/systemd/system" / f"{name}.d"
+    d.mkdir()
+    (d / "listen.conf").write_text("[Socket]\nListenStream=\nListenStream=127.0.0.1:9950\nListenStream=[::1]:9950\n")
+    rc, out = verify(unit_root, name)
+    assert rc == 0 and out == "", out
+    # The same check reads the drop-in: a broken one would not pass.
+    (d / "listen.conf").write_text("[Socket]\nListenStream=\nListenStream=banana\n")
+    rc, out = verify(unit_root, name)
+    assert "banana" in out, out
 
 
 def test_imds_socket_holds_the_metadata_port_for_the_agent():
