@@ -93,7 +93,7 @@ os.execv(sys.argv[2], sys.argv[2:])
 class Agent:
     """A running `emrfs-role-agent serve` (see AgentFactory.start)."""
 
-    def __init__(self, directory, config, token, env, args=(), listen_socket=None):
+    def __init__(self, directory, config, token, env, args=(), listen_socket=None, wrap=()):
         self.dir = directory
         self.config = config
         self.token = token
@@ -119,6 +119,8 @@ class Agent:
             fd = listen_socket.fileno()
             command = [sys.executable, "-c", _ACTIVATE, str(fd), *command]
             pass_fds = (fd,)
+        # A prefix that execs what follows (e.g. `ip netns exec NS`) keeps the agent's pid.
+        command = [*wrap, *command]
         self.process = subprocess.Popen(
             command,
             env=env,
@@ -226,7 +228,12 @@ class AgentFactory:
         [[mapping]] ... (the given mappings, in order)
     deep-merged with `config` (None removes a key), and runs the agent with the world's source user's
     keys in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (source_env=False: no source credentials).
-    listen_socket=<a listening socket>: hands it to the agent as systemd's socket activation does."""
+    listen_socket=<a listening socket>: hands it to the agent as systemd's socket activation does.
+    wrap=[argv prefix]: runs the agent under it, e.g. `ip netns exec NS` (it must exec what follows, so that
+    signals reach the agent); readiness is then polled from the calling thread, which must be able to reach
+    the agent's address (see helpers/netns.py), or pass wait_ready=False.
+    env: added to the agent's environment; a value of None removes that variable (e.g. the
+    AWS_EC2_METADATA_DISABLED every agent gets otherwise)."""
 
     def __init__(self, tmp_path_factory, world):
         self._tmp = tmp_path_factory
@@ -247,7 +254,7 @@ class AgentFactory:
         return cfg
 
     def start(self, mappings=(), config=None, token=None, env=None, source_env=True, args=(), wait_ready=True,
-              ready_timeout=30, listen_socket=None):
+              ready_timeout=30, listen_socket=None, wrap=()):
         directory = str(self._tmp.mktemp("agent"))
         cfg = self.config_for(directory, mappings, config)
         proc_env = {
@@ -260,11 +267,15 @@ class AgentFactory:
         proc_env["AWS_REGION"] = "us-east-1"
         if source_env and self.world is not None:
             proc_env.update(self.world.source_env())
-        proc_env.update(env or {})
+        for k, v in (env or {}).items():
+            if v is None:
+                proc_env.pop(k, None)
+            else:
+                proc_env[k] = v
         if listen_socket is not None and "listen" not in (config or {}).get("server", {}):
             host, port = listen_socket.getsockname()[:2]
             cfg = merge(cfg, {"server": {"listen": [f"{host}:{port}"]}})
-        agent = Agent(directory, cfg, token or secrets.token_hex(24), proc_env, args, listen_socket)
+        agent = Agent(directory, cfg, token or secrets.token_hex(24), proc_env, args, listen_socket, wrap)
         self.agents.append(agent)
         if wait_ready:
             agent.wait_ready(ready_timeout)
