@@ -71,18 +71,34 @@ def answered_by(probe, path=CREDS):
     return a["status"], a["body"], a["server"]
 
 
-def test_users_get_their_own_roles_through_the_sdk_default_chain(world):
-    """Two mapped users get their roles from boto3's and the AWS CLI's default chain; an unmapped user under
-    fallback deny gets none; root and the exempt user still reach the node's metadata service; the region
-    and the other paths come from it through the agent; the audit log says who got what, via imds."""
+def imds_records(world):
+    """The agent's credential records via imds, by the caller's user name; fails on a record of any
+    caller but the test's users, or one with a location."""
+    uids = {world.user(u).uid: u for u in (*MAPPED, EXEMPT, UNMAPPED)}
+    by_user = {}
+    for r in world.agent.audit_records():
+        if r["event"] != "credentials" or r["via"] != "imds":
+            continue
+        assert r["caller_uid"] in uids, f"an IMDS record for uid {r['caller_uid']}, who never asked: {r}"
+        assert r["caller_user"] == uids[r["caller_uid"]] and r["location"] is None, r
+        by_user.setdefault(uids[r["caller_uid"]], []).append(r)
+    return by_user
+
+
+def test_mapped_users_get_their_roles_through_the_sdk_default_chain(world):
+    """boto3 and the AWS CLI, with nothing configured, get each user's mapped role; the agent answers the
+    credential paths as IMDS does and forwards the rest (region, instance id, identity document) to the
+    node's metadata service; tokens are their caller's; the audit log says who got what, via imds."""
     out = world.redirect("status")
     assert out.returncode == NOT_INSTALLED, f"status before install: exit {out.returncode}\n{out.stdout}{out.stderr}"
     world.install()
     out = world.redirect("status")
     assert out.returncode == 0, f"status once installed: exit {out.returncode}\n{out.stdout}{out.stderr}"
-    assert IMDS_LISTEN in out.stdout, f"status names where the traffic goes:\n{out.stdout}"
+    # What is installed: which back end, where the traffic goes, who is let through.
+    for what in (world.backend, IMDS_LISTEN, EXEMPT):
+        assert what in out.stdout.lower(), f"status does not name {what}:\n{out.stdout}"
 
-    secrets = list(NODE_SECRETS)
+    secrets = []
     handed_out = {}  # user -> access key ids its clients got
     for user, role in MAPPED.items():
         me = world.whoami(user)
@@ -92,9 +108,9 @@ def test_users_get_their_own_roles_through_the_sdk_default_chain(world):
         assert me["region"] == REGION
         assert world.cli_identity(user) == assumed_role_arn(role, user)
         secrets += [me["credentials"]["secret"], me["credentials"]["token"]]
-        handed_out.setdefault(user, set()).add(me["credentials"]["access_key_id"])
+        handed_out[user] = {me["credentials"]["access_key_id"]}
 
-    # The agent's IMDS answers, as a redirected user sees them.
+    # The agent's answers, as a redirected user sees them.
     alice = world.probe("emrfs-alice", [CREDS, CREDS + "analytics", REGION_PATH, INSTANCE_ID_PATH, DOCUMENT_PATH])
     assert alice["token"]["status"] == 200 and alice["token"].get("server") is None, alice["token"]
     assert answered_by(alice)[:2] == (200, "analytics")
@@ -106,7 +122,7 @@ def test_users_get_their_own_roles_through_the_sdk_default_chain(world):
     assert creds["AccessKeyId"] and creds["SecretAccessKey"] and creds["Token"], sorted(creds)
     secrets += [creds["SecretAccessKey"], creds["Token"]]
     handed_out["emrfs-alice"].add(creds["AccessKeyId"])
-    # Forwarded to the node's metadata service, with the agent's own token there.
+    # Forwarded to the node's metadata service, which takes only its own tokens: the agent's.
     assert answered_by(alice, REGION_PATH)[:2] == (200, REGION)
     assert answered_by(alice, INSTANCE_ID_PATH)[:2] == (200, INSTANCE_ID)
     status, body, _ = answered_by(alice, DOCUMENT_PATH)
@@ -116,9 +132,30 @@ def test_users_get_their_own_roles_through_the_sdk_default_chain(world):
     stolen = world.probe("emrfs-bob", [CREDS, CREDS + "analytics"], token=alice["token_used"])
     assert answered_by(stolen)[0] == 401 and answered_by(stolen, CREDS + "analytics")[0] == 401, stolen
 
-    # An unmapped user under fallback deny: nothing, by any route.
+    # The HTTP API's records are told apart from these.
+    with world.ns.entered():
+        assert world.agent.credentials().status_code == 403
+    api = [r for r in world.agent.audit_records() if r["event"] == "credentials" and r["via"] != "imds"]
+    assert [(r["via"], r["caller_uid"]) for r in api] == [("api", 0)], api
+
+    by_user = imds_records(world)
+    assert set(by_user) == set(MAPPED), by_user
+    for user, role in MAPPED.items():
+        records = by_user[user]
+        assert all(r["outcome"] == "allow" and r["role_arn"] == world.moto.role(role)["arn"] for r in records), records
+        assert {r["access_key_id"] for r in records} == handed_out[user], (records, handed_out[user])
+
+    world.agent.assert_no_secrets(secrets)
+
+
+def test_unmapped_user_gets_nothing_and_exempt_users_reach_the_node_service(world):
+    """An unmapped user under fallback deny gets no credentials by any route (but still its region); root
+    and the exempt user, though mapped, reach the node's own metadata service and never the agent."""
+    world.install()
+
     nobody = world.whoami(UNMAPPED)
-    assert nobody["credentials"] is None, nobody
+    assert nobody["env"] == [] and nobody["credentials"] is None, nobody
+    assert nobody["region"] == REGION
     cli = world.aws_cli(UNMAPPED, "sts", "get-caller-identity", "--endpoint-url", world.moto.endpoint,
                         "--region", "us-east-1")
     assert cli.returncode != 0 and "Unable to locate credentials" in cli.stderr, cli.stdout + cli.stderr
@@ -127,7 +164,6 @@ def test_users_get_their_own_roles_through_the_sdk_default_chain(world):
         assert answered_by(denied, path)[0] == 404, (path, denied)
     assert answered_by(denied, REGION_PATH)[:2] == (200, REGION)
 
-    # Root and the exempt user (mapped, but exempt) reach the node's metadata service itself.
     for who in ("root", EXEMPT):
         direct = world.probe(who, [CREDS, CREDS + NODE_ROLE])
         assert answered_by(direct) == (200, NODE_ROLE, STANDIN), (who, direct)
@@ -135,31 +171,11 @@ def test_users_get_their_own_roles_through_the_sdk_default_chain(world):
         me = world.whoami(who)
         assert me["credentials"]["access_key_id"] == "test-key" and me["region"] == REGION, (who, me)
 
-    # The HTTP API is marked apart from the IMDS path.
-    with world.ns.entered():
-        assert world.agent.credentials().status_code == 403
-
-    records = [r for r in world.agent.audit_records() if r["event"] == "credentials"]
-    imds = [r for r in records if r.get("via") == "imds"]
-    assert [r["via"] for r in records if r["caller_uid"] == 0] == ["api"], records
-    assert imds and all(r["location"] is None for r in imds), imds
-    uids = {world.user(u).uid: u for u in (*MAPPED, EXEMPT, UNMAPPED)}
-    by_user = {}
-    for r in imds:
-        assert r["caller_uid"] in uids, f"an IMDS record for uid {r['caller_uid']}, who never asked: {r}"
-        assert r["caller_user"] == uids[r["caller_uid"]], r
-        by_user.setdefault(uids[r["caller_uid"]], []).append(r)
-    assert EXEMPT not in by_user, f"the exempt user's traffic reached the agent: {by_user[EXEMPT]}"
-    for user, role in MAPPED.items():
-        allowed = [r for r in by_user.get(user, []) if r["outcome"] == "allow"]
-        assert allowed, f"no allow record via imds for {user}: {by_user.get(user)}"
-        assert {r["role_arn"] for r in allowed} == {world.moto.role(role)["arn"]}, allowed
-        assert {r["access_key_id"] for r in allowed} == handed_out[user], (allowed, handed_out[user])
-    assert by_user.get(UNMAPPED), "no record of the unmapped user's refusal"
+    by_user = imds_records(world)
+    assert set(by_user) == {UNMAPPED}, f"only the unmapped user's requests reach the agent: {by_user}"
     assert all((r["outcome"], r["role_arn"], r["access_key_id"]) == ("deny", None, None)
                for r in by_user[UNMAPPED]), by_user[UNMAPPED]
-
-    world.agent.assert_no_secrets(secrets)
+    world.agent.assert_no_secrets(NODE_SECRETS)
 
 
 def test_agent_stopped_means_a_connection_error_for_redirected_callers(world):

@@ -4,7 +4,8 @@ Run as a script (`python imds_standin.py --listen 169.254.169.254:80 --moto URL 
 ImdsStandIn, which starts it with a command prefix such as `ip netns exec NS` and waits until it listens.
 
 It speaks IMDSv2 only, as a hardened node does: `PUT /latest/api/token` with
-X-aws-ec2-metadata-token-ttl-seconds (1..21600) gives a token; every GET needs a live one (else 401).
+X-aws-ec2-metadata-token-ttl-seconds (1..21600) gives a token, with that header in the answer too; every GET
+needs a live one (else 401).
   /latest/meta-data/iam/security-credentials/...   forwarded to moto's server, which answers these paths
                                                    itself (by path, whatever the Host): one instance
                                                    profile role, "default-role", with moto's static keys
@@ -71,10 +72,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass  # one line per request from _send instead
 
-    def _send(self, status, body, content_type="text/plain"):
+    def _send(self, status, body, content_type="text/plain", headers=()):
         data = body.encode()
         self.send_response(status)
         self.send_header("X-Metadata-Server", self.server.name)
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -94,7 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
         token = secrets.token_urlsafe(32)
         with self.server.lock:
             self.server.tokens[token] = time.monotonic() + ttl
-        self._send(200, token)
+        # As IMDS does; the Rust SDK refuses a token without it.
+        self._send(200, token, headers=[("X-aws-ec2-metadata-token-ttl-seconds", str(ttl))])
 
     def _token_ok(self):
         token = self.headers.get("X-aws-ec2-metadata-token", "")

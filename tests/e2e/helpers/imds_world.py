@@ -21,6 +21,7 @@ Ports are fixed: the namespace is new and holds nothing else.
 
 import json
 import os
+import re
 
 from .agent import AgentFactory, agent_binary
 from .imds_standin import ImdsStandIn
@@ -230,7 +231,8 @@ class ImdsWorld:
 
     def diagnostics(self):
         """What to read when a test fails: the agent's stderr tail, the stand-ins' request logs, the rules."""
-        parts = [f"--- agent stderr (tail) ---\n{self.agent.stderr_text()[-6000:]}"]
+        stderr = re.sub(r"\x1b\[[0-9;]*m", "", self.agent.stderr_text())
+        parts = [f"--- agent stderr (tail) ---\n{stderr[-6000:]}"]
         for s in self._stoppable:
             if isinstance(s, ImdsStandIn):
                 parts.append(f"--- {s.name} requests ---\n{s.log()[-3000:]}")
