@@ -84,7 +84,8 @@ def call(method, path, headers):
         with urllib.request.urlopen(req, timeout=10) as r:
             return {"status": r.status, "body": r.read().decode(), "server": r.headers.get("X-Metadata-Server")}
     except urllib.error.HTTPError as e:
-        return {"status": e.code, "body": e.read().decode(errors="replace"), "server": e.headers.get("X-Metadata-Server")}
+        body = e.read().decode(errors="replace")
+        return {"status": e.code, "body": body, "server": e.headers.get("X-Metadata-Server")}
     except urllib.error.URLError as e:
         return {"error": type(e.reason).__name__, "detail": str(e.reason)}
     except OSError as e:

@@ -62,7 +62,8 @@ class Netns:
         kw.setdefault("timeout", 60)
         out = subprocess.run([*self.wrap, *argv], **kw)
         if check and out.returncode != 0:
-            raise AssertionError(f"{' '.join(argv)} (in {self.name}) exited {out.returncode}:\n{out.stdout}{out.stderr}")
+            command = " ".join(argv)
+            raise AssertionError(f"{command} (in {self.name}) exited {out.returncode}:\n{out.stdout}{out.stderr}")
         return out
 
     @contextmanager
