@@ -2,7 +2,8 @@
 # Installs what the test suites need, on a fresh Debian machine or an already prepared one.
 #
 #   - Debian packages (only those missing): shellcheck, wrk, systemd-analyze, ps/ss/setpriv, python3-venv, logrotate,
-#     a JDK and Maven (the JVM clients and their tests, scripts/build-emrfs-provider.sh).
+#     a JDK and Maven (the JVM clients and their tests, scripts/build-emrfs-provider.sh), iptables (for
+#     iptables-legacy) and nftables (the instance-metadata redirect's back ends, tests/e2e/test_imds.py).
 #   - $EMRFS_TEST_VENV (default ~/.cache/emrfs-role-agent/venv): the STS/IAM/S3 emulator (moto server),
 #     boto3, the AWS CLI and pytest, pinned in tests/e2e/requirements.txt.
 #   - $EMRFS_TEST_SYSTEM_VENV (default /var/cache/emrfs-role-agent-test/venv-system): boto3 and the AWS CLI
@@ -18,7 +19,7 @@ REQUIREMENTS=tests/e2e/requirements.txt
 VENV=${EMRFS_TEST_VENV:-$HOME/.cache/emrfs-role-agent/venv}
 SYSTEM_VENV=${EMRFS_TEST_SYSTEM_VENV:-/var/cache/emrfs-role-agent-test/venv-system}
 DEBIAN_PACKAGES=(shellcheck wrk systemd procps iproute2 util-linux passwd python3-venv logrotate
-    openjdk-17-jdk-headless maven)
+    openjdk-17-jdk-headless maven iptables nftables)
 # The system venv gets only the client side of the pins.
 SYSTEM_PACKAGES_RE='^(boto3|botocore|s3transfer|awscli)=='
 

@@ -230,7 +230,7 @@ pub fn imds_redirect(
                 other => failed(other),
             })?;
             redirect::install(backend, &plan).map_err(failed)?;
-            writeln!(out, "installed ({backend:?}): TCP to {} goes to {}", redirect::METADATA, plan.listen)
+            writeln!(out, "installed ({backend}): TCP to {} goes to {}", redirect::METADATA, plan.listen)
                 .map_err(io)?;
             write_exempt(&plan, out).map_err(io)?;
             Ok(true)
@@ -243,11 +243,11 @@ pub fn imds_redirect(
         }
         RedirectAction::Status => match redirect::status(backend).map_err(failed)? {
             Some(listing) => {
-                writeln!(out, "installed ({backend:?}):\n{}", listing.trim_end()).map_err(io)?;
+                writeln!(out, "installed ({backend}):\n{}", listing.trim_end()).map_err(io)?;
                 Ok(true)
             }
             None => {
-                writeln!(out, "not installed ({backend:?})").map_err(io)?;
+                writeln!(out, "not installed ({backend})").map_err(io)?;
                 Ok(false)
             }
         },

@@ -44,6 +44,16 @@ pub enum Backend {
     Iptables,
 }
 
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Auto => "auto",
+            Backend::Nft => "nft",
+            Backend::Iptables => "iptables",
+        })
+    }
+}
+
 impl Backend {
     /// `Auto` made concrete.
     pub fn resolve(self) -> Backend {

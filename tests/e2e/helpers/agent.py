@@ -98,7 +98,7 @@ os.execv(sys.argv[2], sys.argv[2:])
 class Agent:
     """A running `emrfs-role-agent serve` (see AgentFactory.start)."""
 
-    def __init__(self, directory, config, token, env, args=(), listen_socket=None):
+    def __init__(self, directory, config, token, env, args=(), listen_socket=None, wrap=()):
         self.dir = directory
         self.config = config
         self.token = token
@@ -124,6 +124,8 @@ class Agent:
             sockets = listen_socket if isinstance(listen_socket, (list, tuple)) else [listen_socket]
             pass_fds = tuple(s.fileno() for s in sockets)
             command = [sys.executable, "-c", _ACTIVATE, ",".join(map(str, pass_fds)), *command]
+        # A prefix that execs what follows (e.g. `ip netns exec NS`) keeps the agent's pid.
+        command = [*wrap, *command]
         self.process = subprocess.Popen(
             command,
             env=env,
@@ -232,7 +234,12 @@ class AgentFactory:
     deep-merged with `config` (None removes a key), and runs the agent with the world's source user's
     keys in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (source_env=False: no source credentials).
     listen_socket=<a listening socket, or a list of them>: hands it (them, in order) to the agent as systemd's
-    socket activation does; the first one is the API's unless the config says otherwise."""
+    socket activation does; the first one is the API's unless the config says otherwise.
+    wrap=[argv prefix]: runs the agent under it, e.g. `ip netns exec NS` (it must exec what follows, so that
+    signals reach the agent); readiness is then polled from the calling thread, which must be able to reach
+    the agent's address (see helpers/netns.py), or pass wait_ready=False.
+    env: added to the agent's environment; a value of None removes that variable (e.g. the
+    AWS_EC2_METADATA_DISABLED every agent gets otherwise)."""
 
     def __init__(self, tmp_path_factory, world):
         self._tmp = tmp_path_factory
@@ -253,7 +260,7 @@ class AgentFactory:
         return cfg
 
     def start(self, mappings=(), config=None, token=None, env=None, source_env=True, args=(), wait_ready=True,
-              ready_timeout=30, listen_socket=None):
+              ready_timeout=30, listen_socket=None, wrap=()):
         directory = str(self._tmp.mktemp("agent"))
         cfg = self.config_for(directory, mappings, config)
         proc_env = {
@@ -266,12 +273,16 @@ class AgentFactory:
         proc_env["AWS_REGION"] = "us-east-1"
         if source_env and self.world is not None:
             proc_env.update(self.world.source_env())
-        proc_env.update(env or {})
+        for k, v in (env or {}).items():
+            if v is None:
+                proc_env.pop(k, None)
+            else:
+                proc_env[k] = v
         if listen_socket is not None and "listen" not in (config or {}).get("server", {}):
             first = listen_socket[0] if isinstance(listen_socket, (list, tuple)) else listen_socket
             host, port = first.getsockname()[:2]
             cfg = merge(cfg, {"server": {"listen": [f"{host}:{port}"]}})
-        agent = Agent(directory, cfg, token or secrets.token_hex(24), proc_env, args, listen_socket)
+        agent = Agent(directory, cfg, token or secrets.token_hex(24), proc_env, args, listen_socket, wrap)
         self.agents.append(agent)
         if wait_ready:
             agent.wait_ready(ready_timeout)

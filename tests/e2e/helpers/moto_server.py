@@ -72,10 +72,13 @@ DEFAULT_ROLES = [
 
 
 class MotoServer:
-    """`moto_server` from the test virtualenv, on 127.0.0.1:<free port>; stop() ends it."""
+    """`moto_server` from the test virtualenv, on 127.0.0.1:<free port>; stop() ends it.
 
-    def __init__(self, log_dir=None):
-        self.port = free_port()
+    port: a given port instead; wrap: an argv prefix that execs the server, e.g. `ip netns exec NS` (the
+    calling thread must then be in that namespace too, to see the server answer: helpers/netns.py)."""
+
+    def __init__(self, log_dir=None, port=None, wrap=()):
+        self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log_path = os.path.join(log_dir or tempfile.mkdtemp(prefix="moto-"), "moto.log")
         exe = os.path.join(test_venv(), "bin", "moto_server")
@@ -83,7 +86,7 @@ class MotoServer:
             raise RuntimeError(f"{exe} missing: run scripts/setup-test-env.sh")
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [exe, "-H", "127.0.0.1", "-p", str(self.port)],
+            [*wrap, exe, "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

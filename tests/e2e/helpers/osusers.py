@@ -87,9 +87,12 @@ class OsUsers:
         self.python = os.path.join(self.venv, "bin", "python")
         self.aws = os.path.join(self.venv, "bin", "aws")
 
-    def run_as(self, user, argv, env=None, timeout=120, **kw):
+    def run_as(self, user, argv, env=None, timeout=120, wrap=(), **kw):
         """Runs argv as `user` (real and effective uid/gid, its supplementary groups) with a clean
-        environment: HOME, USER, PATH (system venv first) plus `env`. Returns CompletedProcess (text)."""
+        environment: HOME, USER, PATH (system venv first) plus `env`. Returns CompletedProcess (text).
+
+        `user` is one of USERS (name or OsUser) or another account's OsUser. `wrap` is an argv prefix run
+        as root before the switch to the user, e.g. `ip netns exec NS`."""
         if isinstance(user, str):
             user = self.users[user]
         full_env = {
@@ -100,7 +103,7 @@ class OsUsers:
             "LANG": "C.UTF-8",
         }
         full_env.update(env or {})
-        cmd = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups", "--", *argv]
+        cmd = [*wrap, "setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups", "--", *argv]
         kw.setdefault("capture_output", True)
         kw.setdefault("text", True)
         kw.setdefault("cwd", "/")
