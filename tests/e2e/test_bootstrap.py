@@ -119,6 +119,16 @@ def parent_pid(pid):
         return None
 
 
+def ancestors(pid):
+    """The parent of `pid`, its parent, … up to init (as far as they are still there)."""
+    found = []
+    parent = parent_pid(pid)
+    while parent and parent not in found:
+        found.append(parent)
+        parent = parent_pid(parent)
+    return found
+
+
 class Node:
     """One --root install target and the S3 stand-in it installs from."""
 
@@ -210,8 +220,9 @@ class Node:
                 continue
             if any(a.endswith(b"wire-clients.sh") for a in argv) and str(self.root).encode() in argv:
                 out.append(int(pid))
-        # A waiter's own subshells (command substitutions) carry its command line too: not waiters.
-        return [pid for pid in out if parent_pid(pid) not in out]
+        # A waiter's own subshells (command substitutions, and pipelines inside them) carry its command
+        # line too: not waiters.
+        return [pid for pid in out if not any(a in out for a in ancestors(pid))]
 
     def stop_waiters(self):
         for pid in self.waiters():

@@ -512,4 +512,4 @@ def test_redirect_works_inside_its_units_sandbox(tmp_path, backend):
     assert r.returncode == 0, r.stdout + r.stderr
     assert len([line for line in r.stdout.splitlines() if line.startswith("installed (")]) == 3, r.stdout
     assert "127.0.0.1:9945" in r.stdout and "uids below 1000" in r.stdout, r.stdout
-    assert "\nremoved\n" in r.stdout and r.stdout.rstrip().endswith(f"not installed ({backend.capitalize()})"), r.stdout
+    assert "\nremoved\n" in r.stdout and r.stdout.rstrip().endswith(f"not installed ({backend})"), r.stdout
