@@ -203,3 +203,13 @@ def test_no_secret_reaches_logs_or_audit(moto, agent_factory):
     assert not [s for s in secrets if s in metrics]
     # The access key ids are there, for joining with CloudTrail.
     assert handed[0]["AccessKeyId"] in open(agent.audit_path).read()
+
+
+def test_logs_to_a_file_are_plain_text(moto, agent_factory):
+    """journald and log files get no terminal colour codes (the agent's stderr here is a file)."""
+    agent = agent_factory(env={"RUST_LOG": "debug"})
+    agent.credentials(location="s3://any/x")
+    assert agent.stop() == 0
+    log = agent.stderr_text()
+    assert "INFO" in log, log[-2000:]
+    assert "\x1b[" not in log, log[-2000:]
