@@ -12,7 +12,11 @@ Needs root: network namespaces, NAT rules, OS users.
 """
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import tempfile
 
 import pytest
 
@@ -146,6 +150,43 @@ def test_mapped_users_get_their_roles_through_the_sdk_default_chain(world):
         assert {r["access_key_id"] for r in records} == handed_out[user], (records, handed_out[user])
 
     world.agent.assert_no_secrets(secrets)
+
+
+SDK_CLIENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sdk_clients")
+
+
+@pytest.fixture(scope="module")
+def go_and_js_clients():
+    """The AWS SDK for Go v2 and JavaScript v3 default-chain clients of test_sdk_clients.py (tests/e2e/sdk_clients),
+    runnable by the test users: the Go binary is built into a world-readable directory."""
+    assert shutil.which("go") and shutil.which("node") and shutil.which("npm"), "Go, Node.js and npm"
+    where = tempfile.mkdtemp(prefix="emrfs-imds-clients-")
+    os.chmod(where, 0o755)
+    exe = os.path.join(where, "whoami-go")
+    out = subprocess.run(["go", "build", "-o", exe, "."], cwd=os.path.join(SDK_CLIENTS, "go"), capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+    js = os.path.join(SDK_CLIENTS, "js")
+    if not os.path.isdir(os.path.join(js, "node_modules", "@aws-sdk")):
+        out = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=js,
+                             capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stderr[-4000:]
+    yield {"go-sdk-v2": [exe], "js-sdk-v3": [shutil.which("node"), os.path.join(js, "whoami.mjs")]}
+    shutil.rmtree(where)
+
+
+def test_go_and_js_sdks_get_their_roles_through_the_default_chain(world, go_and_js_clients):
+    """The AWS SDKs for Go v2 and JavaScript v3, with nothing configured, fall through their default chains to
+    instance metadata (IMDSv2) and get each user's mapped role; the unmapped user gets none."""
+    world.install()
+    for sdk, argv in go_and_js_clients.items():
+        for user, role in MAPPED.items():
+            out = world.client(user, argv, env={"STS_ENDPOINT": world.moto.endpoint})
+            assert out.returncode == 0, f"{sdk} as {user}: exit {out.returncode}\n{out.stdout}{out.stderr[-3000:]}"
+            assert f"ARN {assumed_role_arn(role, user)}" in out.stdout.splitlines(), f"{sdk} as {user}: {out.stdout}"
+        out = world.client(UNMAPPED, argv, env={"STS_ENDPOINT": world.moto.endpoint})
+        assert out.returncode == 1 and out.stdout.startswith("ERROR"), f"{sdk} as {UNMAPPED}: {out.stdout}"
+    assert set(imds_records(world)) == {*MAPPED, UNMAPPED}
 
 
 def test_unmapped_user_gets_nothing_and_exempt_users_reach_the_node_service(world):
