@@ -195,7 +195,7 @@ async fn role_name<S: Sts>(
     let started = Instant::now();
     let mut record = record(app, conn);
     match decide(app, config, uid, &mut record) {
-        Ok(CacheKey::Role(key)) => text(StatusCode::OK, role_name_of(key.role.as_str()).to_owned()),
+        Ok(CacheKey::Role(key)) => text(StatusCode::OK, key.role.name().to_owned()),
         Ok(CacheKey::InstanceProfile) => app.imds.forward(config, req, true).await,
         // A refusal is a decision: it is recorded, and the caller sees no role, as on a node without one.
         Err(refusal) => handler::finish(app, record, Err(refusal), Answer::Imds, started).await,
@@ -211,7 +211,7 @@ async fn credentials<S: Sts>(app: &App<S>, config: &Config, conn: &Conn, uid: u3
         Err(refusal) => Err(refusal),
         Ok(key) => {
             let known = match &key {
-                CacheKey::Role(key) => Some(role_name_of(key.role.as_str()).to_owned()),
+                CacheKey::Role(key) => Some(key.role.name().to_owned()),
                 CacheKey::InstanceProfile => app.imds.instance_profile_name(config).await,
             };
             if known.as_deref() == Some(name) {
@@ -268,11 +268,6 @@ pub(crate) fn error_response(refusal: &Refusal) -> Response<Body> {
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     handler::text_response(status, "text/plain", body)
-}
-
-/// The role's name: the last segment of its ARN's path.
-fn role_name_of(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
 }
 
 fn unix_seconds(t: SystemTime) -> u64 {
@@ -459,11 +454,5 @@ mod tests {
         for junk in ["", "1001", "1001.2000", "1001.2000.zz", "1001.2000.abc.", "x.y.z"] {
             assert!(!tokens.check(junk.as_bytes(), 1001, 1_000), "{junk:?}");
         }
-    }
-
-    #[test]
-    fn role_names() {
-        assert_eq!(role_name_of("arn:aws:iam::111122223333:role/analytics"), "analytics");
-        assert_eq!(role_name_of("arn:aws:iam::111122223333:role/team/a/etl"), "etl");
     }
 }

@@ -114,6 +114,11 @@ impl RoleArn {
     pub fn partition(&self) -> &str {
         &self.arn[4..self.partition_end]
     }
+
+    /// The role's name: what follows the last `/` of its path.
+    pub fn name(&self) -> &str {
+        self.arn.rsplit('/').next().expect("rsplit yields at least one piece")
+    }
 }
 
 impl fmt::Display for RoleArn {
@@ -491,6 +496,8 @@ mod tests {
         assert_eq!(a.account_id(), "222222222222");
         assert_eq!(a.partition(), "aws");
         assert_eq!(RoleArn::parse("arn:aws-cn:iam::123456789012:role/x").unwrap().partition(), "aws-cn");
+        assert_eq!(a.name(), "partner-writer");
+        assert_eq!(RoleArn::parse("arn:aws:iam::123456789012:role/analytics").unwrap().name(), "analytics");
         for bad in [
             "arn:aws:iam::12:role/x",
             "arn:aws:iam::123456789012:user/x",
