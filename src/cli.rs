@@ -65,10 +65,7 @@ fn write_summary(c: &Config, out: &mut dyn Write) -> std::io::Result<()> {
         None => writeln!(out, "imds:          off")?,
         Some(listen) => {
             writeln!(out, "imds:          {listen}, other paths forwarded to {}", c.imds.upstream)?;
-            match redirect::plan(c, redirect::DEFAULT_AGENT_USER) {
-                Ok(plan) => write_exempt(&plan, out)?,
-                Err(e) => writeln!(out, "exempt:        {e}")?,
-            }
+            write_exempt(&redirect::Exemptions::of(c, redirect::DEFAULT_AGENT_USER), out)?;
         }
     }
     if let Some(f) = &c.mappings_file {
@@ -171,17 +168,9 @@ fn write_imds_explanation(
     if c.imds.listen.is_none() {
         writeln!(out, "note:      imds.listen is not set: the agent does not intercept instance metadata")?;
     }
-    let exempt = match identity.uid {
-        Some(0) => Some("root is never redirected".to_owned()),
-        Some(uid) if uid < c.imds.exempt_uids_below => {
-            Some(format!("uid {uid} is below imds.exempt_uids_below ({})", c.imds.exempt_uids_below))
-        }
-        _ if identity.user == redirect::DEFAULT_AGENT_USER => {
-            Some("the agent's own user is never redirected".to_owned())
-        }
-        _ if c.imds.exempt_users.contains(&identity.user) => Some("the user is in imds.exempt_users".to_owned()),
-        _ => None,
-    };
+    // As `imds-redirect install` would exempt (the agent running as its packaged user).
+    let exemptions = redirect::Exemptions::of(c, redirect::DEFAULT_AGENT_USER);
+    let exempt = identity.uid.and_then(|uid| exemptions.why(uid));
     if let Some(why) = exempt {
         writeln!(out, "exempt:    {why}: the node's instance profile straight from the metadata service, unaudited")?;
         return Ok(());
@@ -232,7 +221,7 @@ pub fn imds_redirect(
             redirect::install(backend, &plan).map_err(failed)?;
             writeln!(out, "installed ({backend}): TCP to {} goes to {}", redirect::METADATA, plan.listen)
                 .map_err(io)?;
-            write_exempt(&plan, out).map_err(io)?;
+            write_exempt(&plan.exemptions, out).map_err(io)?;
             Ok(true)
         }
         RedirectAction::Remove => {
@@ -255,13 +244,13 @@ pub fn imds_redirect(
 }
 
 /// Who is left alone by the redirect: `check` and `imds-redirect install` print it.
-fn write_exempt(plan: &redirect::Plan, out: &mut dyn Write) -> std::io::Result<()> {
-    let mut who: Vec<String> = plan.exempt.iter().map(|e| format!("{} (uid {})", e.why, e.uid)).collect();
-    if plan.exempt_uids_below > 0 {
-        who.push(format!("every uid below {}", plan.exempt_uids_below));
+fn write_exempt(exemptions: &redirect::Exemptions, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut who: Vec<String> = exemptions.exempt.iter().map(|e| format!("{} (uid {})", e.why, e.uid)).collect();
+    if exemptions.exempt_uids_below > 0 {
+        who.push(format!("every uid below {}", exemptions.exempt_uids_below));
     }
     writeln!(out, "exempt:        {}", who.join(", "))?;
-    for user in &plan.unknown {
+    for user in &exemptions.unknown {
         writeln!(out, "not exempt:    {user}: no such user on this node (install again once it exists)")?;
     }
     Ok(())

@@ -72,16 +72,50 @@ pub struct Exempt {
     pub why: String,
 }
 
-/// What `install` puts in place.
+/// Whose metadata traffic the redirect leaves alone, as this node's users resolve.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Plan {
-    /// Where redirected connections go.
-    pub listen: SocketAddrV4,
+pub struct Exemptions {
     pub exempt: Vec<Exempt>,
     /// Every uid below this is exempt (0: none).
     pub exempt_uids_below: u32,
     /// Named users that are not exempt because this node does not know them (yet).
     pub unknown: Vec<String>,
+}
+
+impl Exemptions {
+    /// Root, `agent_user` (the user the agent runs as), `[imds] exempt_users` and `exempt_uids_below`.
+    pub fn of(config: &Config, agent_user: &str) -> Exemptions {
+        let mut exempt = vec![Exempt { uid: 0, why: "root".into() }];
+        let mut unknown = Vec::new();
+        let named = std::iter::once((agent_user, "agent user"))
+            .chain(config.imds.exempt_users.iter().map(|u| (u.as_str(), "exempt user")));
+        for (user, role) in named {
+            match caller::lookup_name(user).ok().and_then(|identity| identity.uid) {
+                Some(uid) if !exempt.iter().any(|e| e.uid == uid) => {
+                    exempt.push(Exempt { uid, why: format!("{role} {user}") })
+                }
+                Some(_) => {}
+                None => unknown.push(user.to_owned()),
+            }
+        }
+        Exemptions { exempt, exempt_uids_below: config.imds.exempt_uids_below, unknown }
+    }
+
+    /// Why the rules leave `uid` alone, or `None` when its metadata traffic is redirected.
+    pub fn why(&self, uid: u32) -> Option<String> {
+        match self.exempt.iter().find(|e| e.uid == uid) {
+            Some(e) => Some(e.why.clone()),
+            None => (uid < self.exempt_uids_below).then(|| format!("uids below {}", self.exempt_uids_below)),
+        }
+    }
+}
+
+/// What `install` puts in place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Where redirected connections go.
+    pub listen: SocketAddrV4,
+    pub exemptions: Exemptions,
 }
 
 /// A failure to plan or change the rules.
@@ -106,31 +140,18 @@ pub fn plan(config: &Config, agent_user: &str) -> Result<Plan, RedirectError> {
             )))
         }
     };
-    let mut exempt = vec![Exempt { uid: 0, why: "root".into() }];
-    let mut unknown = Vec::new();
-    let named = std::iter::once((agent_user, "agent user"))
-        .chain(config.imds.exempt_users.iter().map(|u| (u.as_str(), "exempt user")));
-    for (user, role) in named {
-        match caller::lookup_name(user).ok().and_then(|identity| identity.uid) {
-            Some(uid) if !exempt.iter().any(|e| e.uid == uid) => {
-                exempt.push(Exempt { uid, why: format!("{role} {user}") })
-            }
-            Some(_) => {}
-            None => unknown.push(user.to_owned()),
-        }
-    }
-    Ok(Plan { listen, exempt, exempt_uids_below: config.imds.exempt_uids_below, unknown })
+    Ok(Plan { listen, exemptions: Exemptions::of(config, agent_user) })
 }
 
 /// The nft script that replaces our table with `plan`'s, in one transaction.
 pub fn nft_script(plan: &Plan) -> String {
     let to_metadata = format!("ip daddr {} tcp dport {}", METADATA.ip(), METADATA.port());
     let mut rules = Vec::new();
-    for e in &plan.exempt {
+    for e in &plan.exemptions.exempt {
         rules.push(format!("{to_metadata} meta skuid {} accept comment \"{}\"", e.uid, e.why));
     }
-    if plan.exempt_uids_below > 0 {
-        let below = plan.exempt_uids_below;
+    if plan.exemptions.exempt_uids_below > 0 {
+        let below = plan.exemptions.exempt_uids_below;
         rules.push(format!("{to_metadata} meta skuid < {below} accept comment \"uids below {below}\""));
     }
     rules.push(format!("{to_metadata} dnat to {} comment \"to the metadata listener\"", plan.listen));
@@ -147,10 +168,12 @@ pub fn nft_script(plan: &Plan) -> String {
 /// chain creates or empties it).
 pub fn iptables_restore_input(plan: &Plan) -> String {
     let mut input = format!("*nat\n:{IPTABLES_CHAIN} - [0:0]\n");
-    let mut exempt: Vec<(String, &str)> = plan.exempt.iter().map(|e| (e.uid.to_string(), e.why.as_str())).collect();
-    let below = format!("uids below {}", plan.exempt_uids_below);
-    if plan.exempt_uids_below > 0 {
-        exempt.push((format!("0-{}", plan.exempt_uids_below - 1), below.as_str()));
+    let exemptions = &plan.exemptions;
+    let mut exempt: Vec<(String, &str)> =
+        exemptions.exempt.iter().map(|e| (e.uid.to_string(), e.why.as_str())).collect();
+    let below = format!("uids below {}", exemptions.exempt_uids_below);
+    if exemptions.exempt_uids_below > 0 {
+        exempt.push((format!("0-{}", exemptions.exempt_uids_below - 1), below.as_str()));
     }
     for (uids, why) in exempt {
         input.push_str(&format!(
@@ -344,9 +367,14 @@ mod tests {
     fn plan() -> Plan {
         Plan {
             listen: "127.0.0.1:9945".parse().unwrap(),
-            exempt: vec![Exempt { uid: 0, why: "root".into() }, Exempt { uid: 1005, why: "exempt user hive".into() }],
-            exempt_uids_below: 1000,
-            unknown: vec![],
+            exemptions: Exemptions {
+                exempt: vec![
+                    Exempt { uid: 0, why: "root".into() },
+                    Exempt { uid: 1005, why: "exempt user hive".into() },
+                ],
+                exempt_uids_below: 1000,
+                unknown: vec![],
+            },
         }
     }
 
@@ -366,6 +394,15 @@ mod tests {
         assert!(rules[2].contains("meta skuid < 1000 accept"));
         assert!(rules[3].ends_with("dnat to 127.0.0.1:9945 comment \"to the metadata listener\""), "{}", rules[3]);
         assert!(rules.iter().all(|r| r.starts_with("ip daddr 169.254.169.254 tcp dport 80 ")));
+    }
+
+    #[test]
+    fn exemptions_say_why() {
+        let exemptions = plan().exemptions;
+        assert_eq!(exemptions.why(0).as_deref(), Some("root"));
+        assert_eq!(exemptions.why(1005).as_deref(), Some("exempt user hive"));
+        assert_eq!(exemptions.why(999).as_deref(), Some("uids below 1000"));
+        assert_eq!(exemptions.why(1000), None);
     }
 
     #[test]

@@ -220,6 +220,38 @@ fn explain_rejects_a_bad_location_with_exit_2() {
 }
 
 #[test]
+fn explain_via_imds_decides_without_a_location_after_the_exemptions() {
+    let cfg = example();
+    let imds = |user: &str, extra: &[&str]| {
+        let mut args = vec!["explain", "--config", cfg.to_str().unwrap(), "--via", "imds", "--user", user];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let o = imds("etl", &["--groups", ""]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    for want in [
+        "via:       instance metadata",
+        "location:  (none)",
+        "decision:  rule 3 'etl' (allow)",
+        "0 'no-audit-bucket': the rule names prefixes and the request has no location",
+        "answer:    a refusal is a 404",
+        "rules with prefixes never match here",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    // The example exempts root and every system account: they are not redirected at all.
+    let out = stdout(&imds("root", &[]));
+    assert!(out.contains("exempt:    root:") && !out.contains("decision:"), "{out}");
+    let out = stdout(&imds("daemon", &[]));
+    assert!(out.contains("exempt:    uids below 1000:") && !out.contains("decision:"), "{out}");
+    // The metadata path carries no location.
+    let o = imds("etl", &["s3://b/k"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("carries no location"));
+}
+
+#[test]
 fn explain_on_an_invalid_config_exits_78() {
     let bad = root().join("tests/fixtures/invalid/bad-arn.toml");
     let o = run(&["explain", "--config", bad.to_str().unwrap(), "--user", "a"]);
