@@ -485,34 +485,27 @@ agent_failed() { unit_failed "$UNIT" "$1"; }
 
 # (No `enable --now`: systemd 219 does not have it.) The socket first: from then on the port is the
 # agent's, whatever happens to the process. `start` returns once the agent has sent READY=1.
-sys systemctl enable "$SOCKET"
-if ((PREVIOUSLY_INSTALLED)) && changed "$UNIT_DIR/$SOCKET" "$UNIT_DIR/$SOCKET.d/listen.conf"; then
-    # A new address (or socket unit) takes a restart of the socket, and a running agent holds the old
-    # one: it stops first and starts below with the new one, as for the metadata socket. Clients are
-    # refused until the new socket is bound.
-    if ((was_active)); then
-        sys systemctl stop "$UNIT"
-        was_active=0
-    fi
-    sys systemctl restart "$SOCKET" || unit_failed "$SOCKET" "no API socket on $API_LISTEN"
-else
-    sys systemctl start "$SOCKET" || unit_failed "$SOCKET" "no API socket on $API_LISTEN"
-fi
-if [[ -n $IMDS_LISTEN ]]; then
-    # The metadata socket before the agent starts, or the agent would not be handed it; then the
-    # redirect, whose connections wait in that socket's queue until the agent serves them.
-    sys systemctl enable "$IMDS_SOCKET"
-    if ((IMDS_PREVIOUSLY_INSTALLED)) && changed "$UNIT_DIR/$IMDS_SOCKET" "$UNIT_DIR/$IMDS_SOCKET.d/listen.conf"; then
-        # A running agent holds the old socket, which the new one may need to bind: the agent stops
-        # first, and starts below with the new one. Redirected callers are refused meanwhile.
+# start_socket SOCKET PREVIOUSLY_INSTALLED FAILURE: enables and starts a socket unit. A new address (or
+# socket unit) on an installed node takes a restart of the socket, and a running agent holds the old one:
+# the agent stops first and starts below with the new one; its clients are refused until then.
+start_socket() {
+    local socket=$1 previously=$2 failure=$3
+    sys systemctl enable "$socket"
+    if ((previously)) && changed "$UNIT_DIR/$socket" "$UNIT_DIR/$socket.d/listen.conf"; then
         if ((was_active)); then
             sys systemctl stop "$UNIT"
             was_active=0
         fi
-        sys systemctl restart "$IMDS_SOCKET" || unit_failed "$IMDS_SOCKET" "no metadata socket on $IMDS_LISTEN"
+        sys systemctl restart "$socket" || unit_failed "$socket" "$failure"
     else
-        sys systemctl start "$IMDS_SOCKET" || unit_failed "$IMDS_SOCKET" "no metadata socket on $IMDS_LISTEN"
+        sys systemctl start "$socket" || unit_failed "$socket" "$failure"
     fi
+}
+start_socket "$SOCKET" "$PREVIOUSLY_INSTALLED" "no API socket on $API_LISTEN"
+if [[ -n $IMDS_LISTEN ]]; then
+    # The metadata socket before the agent starts, or the agent would not be handed it; then the
+    # redirect, whose connections wait in that socket's queue until the agent serves them.
+    start_socket "$IMDS_SOCKET" "$IMDS_PREVIOUSLY_INSTALLED" "no metadata socket on $IMDS_LISTEN"
     sys systemctl enable "$IMDS_REDIRECT"
     # Installing again replaces the rules: new exempt users, a new listener, a new binary.
     if ((IMDS_PREVIOUSLY_INSTALLED)) && changed "$UNIT_DIR/$IMDS_REDIRECT" "$ETC/config.toml" "$BIN"; then

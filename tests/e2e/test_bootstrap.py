@@ -224,6 +224,10 @@ class Node:
         # line too: not waiters.
         return [pid for pid in out if not any(a in out for a in ancestors(pid))]
 
+    def configure(self, text):
+        """Replaces the config in S3 that the next install takes."""
+        self.s3.put("agent/config.toml", text)
+
     def stop_waiters(self):
         for pid in self.waiters():
             try:
@@ -356,7 +360,7 @@ def test_token_with_a_newline_is_replaced(node):
 
 def test_config_change_reloads_binary_change_restarts(node):
     node.install()
-    node.s3.put("agent/config.toml", CONFIG + "\n[fallback]\nmode = \"deny\"\n")
+    node.configure(CONFIG + "\n[fallback]\nmode = \"deny\"\n")
     node.install()
     run = node.runs()[-1]
     assert f"systemctl reload {PROG}.service" in run and f"systemctl restart {PROG}.service" not in run, run
@@ -462,7 +466,6 @@ IMDS_DROPIN = f"/etc/systemd/system/{PROG}-imds.socket.d/listen.conf"
 @pytest.fixture
 def imds_node(tmp_path):
     n = Node(tmp_path, config=IMDS_OFF_CONFIG, real_binary=True)
-    n.configure = lambda text: n.s3.put("agent/config.toml", text)
     yield n
     n.stop_waiters()
 
@@ -654,7 +657,6 @@ PORT_WARNING = "warning: the config's [server] listen"
 @pytest.fixture
 def api_node(tmp_path):
     n = Node(tmp_path, config=API_CONFIG, real_binary=True)
-    n.configure = lambda text: n.s3.put("agent/config.toml", text)
     yield n
     n.stop_waiters()
 
