@@ -4,7 +4,7 @@
 //!
 //! Callers arrive here because the redirect (`imds-redirect install`, [`crate::redirect`]) rewrote
 //! their connections to 169.254.169.254:80; the caller is the owner of the client socket the kernel
-//! reports for the original destination ([`crate::caller::connection_owner`]).
+//! reports for the original destination ([`crate::caller::redirected_connection_owner`]).
 //!
 //! - `PUT /latest/api/token`: an IMDSv2 session token of our own, bound to the caller's uid and
 //!   expiring after the TTL asked for (1 s to 6 h). It is an HMAC over uid and expiry under a key

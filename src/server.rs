@@ -133,7 +133,11 @@ async fn accept_loop<S: Sts>(
         let _ = stream.set_nodelay(true);
         // Who owns the other end, asked now: the answer is checked against this very socket, so a
         // connection reset before it cannot lend its address pair to someone else's.
-        let uid = caller::connection_owner(&stream, local, peer);
+        let uid = match endpoint {
+            Endpoint::Api => caller::connection_owner(&stream, local, peer),
+            // The metadata listener's clients connected to 169.254.169.254, and NAT sent them here.
+            Endpoint::Imds => caller::redirected_connection_owner(&stream, local, peer),
+        };
         // One local user cannot take every slot: beyond its share it is told to come back.
         let Some(share) = PerCaller::enter(&shared.per_caller, uid.as_ref().ok().copied()) else {
             shared.app.metrics.connections_refused.inc();

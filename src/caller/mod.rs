@@ -5,4 +5,4 @@ pub mod directory;
 pub mod peer;
 
 pub use directory::{lookup_name, lookup_uid, Directory, Identity};
-pub use peer::{connection_owner, original_destination, peer_uid};
+pub use peer::{connection_owner, peer_uid, redirected_connection_owner};

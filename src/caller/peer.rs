@@ -17,8 +17,8 @@
 //!
 //! A connection that NAT redirected to us (the instance-metadata redirect sends 169.254.169.254:80
 //! to the agent's metadata listener) still has the client's socket addressed to the original
-//! destination: [`original_destination`] asks conntrack for it (`SO_ORIGINAL_DST`), and the client is
-//! looked up by that address pair. Our own end is checked as accepted.
+//! destination: [`redirected_connection_owner`] asks conntrack for it ([`original_destination`],
+//! `SO_ORIGINAL_DST`) and looks the client up by that address pair; our own end is checked as accepted.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -69,7 +69,18 @@ pub fn peer_uid(local: SocketAddr, peer: SocketAddr) -> io::Result<u32> {
 /// to belong to this connection: after the lookup, our end must still be the socket of `stream`,
 /// established (or half-closed by the client). Otherwise [`io::ErrorKind::ConnectionAborted`].
 pub fn connection_owner(stream: &impl AsFd, local: SocketAddr, peer: SocketAddr) -> io::Result<u32> {
-    let uid = peer_uid(original_destination(stream, local), peer)?;
+    owner(stream, local, local, peer)
+}
+
+/// [`connection_owner`] of a connection that NAT may have redirected to us: the client's socket is
+/// looked up by the destination it connected to ([`original_destination`]).
+pub fn redirected_connection_owner(stream: &impl AsFd, local: SocketAddr, peer: SocketAddr) -> io::Result<u32> {
+    owner(stream, original_destination(stream, local), local, peer)
+}
+
+/// The owner of the client socket from `peer` to `destination`, checked against our end (`local`).
+fn owner(stream: &impl AsFd, destination: SocketAddr, local: SocketAddr, peer: SocketAddr) -> io::Result<u32> {
+    let uid = peer_uid(destination, peer)?;
     let ours = fstat(stream.as_fd()).map_err(|e| with_context(io::Error::from(e), "fstat of the connection"))?;
     let server = ask(&Query::new(End::Server, local, peer))?;
     if u64::from(server.inode) != ours.st_ino {
