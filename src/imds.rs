@@ -16,6 +16,8 @@
 //!   them. Audited like the API, with `"via": "imds"`; there is no location, so prefix rules never match.
 //! - `GET /latest/meta-data/iam/info`: 404 when the rules deny; otherwise forwarded.
 //! - `GET /latest/meta-data/identity-credentials/…`: 404; the instance-identity role is the node's.
+//! - These paths are recognised under any version (`/2021-07-15/…` as `/latest/…`), with doubled slashes
+//!   or percent-encoding ([`Asked`]): a credential path is never forwarded.
 //! - anything else: forwarded to `[imds] upstream`, with the agent's own upstream token in place of the
 //!   caller's, so region and instance-identity lookups keep working.
 //!
@@ -44,10 +46,6 @@ use crate::sts::{Session, Sts};
 
 const TOKEN_PATH: &str = "/latest/api/token";
 const CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/";
-const INFO_PATH: &str = "/latest/meta-data/iam/info";
-/// The instance-identity role's credentials: the node's, for EC2's own agents; never handed to a
-/// redirected caller.
-const IDENTITY_CREDENTIALS_PATH: &str = "/latest/meta-data/identity-credentials/";
 const TOKEN: HeaderName = HeaderName::from_static("x-aws-ec2-metadata-token");
 const TOKEN_TTL: HeaderName = HeaderName::from_static("x-aws-ec2-metadata-token-ttl-seconds");
 /// The longest token life the metadata service grants, and what the agent asks it for.
@@ -145,29 +143,64 @@ pub async fn handle<S: Sts>(app: &App<S>, conn: &Conn, req: Request<hyper::body:
         Some(_) => return undecided(app, conn, Refusal::new(ErrorCode::Unauthorized, "invalid or expired token")),
         None => false,
     };
-    let credentials_path = path == CREDENTIALS_PATH.trim_end_matches('/') || path.starts_with(CREDENTIALS_PATH);
-    if credentials_path && !v2 && !app.imds.upstream_answers_v1(&config).await {
+    let asked = Asked::of(path);
+    let credential = matches!(asked, Asked::RoleName | Asked::Credentials(_));
+    if credential && !v2 && !app.imds.upstream_answers_v1(&config).await {
         return undecided(
             app,
             conn,
             Refusal::new(ErrorCode::Unauthorized, "a token is required (PUT /latest/api/token)"),
         );
     }
-    if credentials_path {
-        match path.strip_prefix(CREDENTIALS_PATH).filter(|name| !name.is_empty()) {
-            None => role_name(app, &config, conn, uid, &req).await,
-            Some(name) => credentials(app, &config, conn, uid, name).await,
+    match asked {
+        Asked::RoleName => role_name(app, &config, conn, uid, &req).await,
+        Asked::Credentials(name) => credentials(app, &config, conn, uid, &name).await,
+        Asked::Info => {
+            let mut record = record(app, conn);
+            match decide(app, &config, uid, &mut record) {
+                Err(refusal) => error_response(&refusal),
+                Ok(_) => app.imds.forward(&config, &req, v2).await,
+            }
         }
-    } else if path.starts_with(IDENTITY_CREDENTIALS_PATH) {
-        text(StatusCode::NOT_FOUND, "the instance-identity credentials are not served through the agent\n")
-    } else if path == INFO_PATH {
-        let mut record = record(app, conn);
-        match decide(app, &config, uid, &mut record) {
-            Err(refusal) => error_response(&refusal),
-            Ok(_) => app.imds.forward(&config, &req, v2).await,
+        Asked::NotServed => text(StatusCode::NOT_FOUND, "not served through the agent\n"),
+        Asked::Other => app.imds.forward(&config, &req, v2).await,
+    }
+}
+
+/// What a request path asks for, however it is written: any version (`latest`, `2021-07-15`, …),
+/// doubled slashes, percent-encoding. Whatever reaches credentials is answered here or not at all;
+/// only the rest is forwarded.
+#[derive(Debug, PartialEq, Eq)]
+enum Asked {
+    /// `<version>/meta-data/iam/security-credentials/`
+    RoleName,
+    /// `<version>/meta-data/iam/security-credentials/<name>`
+    Credentials(String),
+    /// `<version>/meta-data/iam/info`
+    Info,
+    /// Credentials this listener does not hand out (the instance-identity role's, other `iam/` paths),
+    /// or a path with `.`/`..` segments or bad encoding: 404.
+    NotServed,
+    /// Everything else: forwarded as it was written.
+    Other,
+}
+
+impl Asked {
+    fn of(path: &str) -> Asked {
+        let Ok(decoded) = percent_encoding::percent_decode_str(path).decode_utf8() else { return Asked::NotServed };
+        let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
+        if segments.iter().any(|s| *s == "." || *s == "..") {
+            return Asked::NotServed;
         }
-    } else {
-        app.imds.forward(&config, &req, v2).await
+        match segments.as_slice() {
+            [_, "meta-data", "iam", "security-credentials"] => Asked::RoleName,
+            [_, "meta-data", "iam", "security-credentials", name] => Asked::Credentials((*name).to_owned()),
+            [_, "meta-data", "iam", "info"] => Asked::Info,
+            // `iam/` itself lists the two paths above.
+            [_, "meta-data", "iam"] => Asked::Other,
+            [_, "meta-data", "iam", ..] | [_, "meta-data", "identity-credentials", ..] => Asked::NotServed,
+            _ => Asked::Other,
+        }
     }
 }
 
@@ -438,6 +471,46 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_paths_are_recognised_however_written() {
+        for path in [
+            "/latest/meta-data/iam/security-credentials/",
+            "/latest/meta-data/iam/security-credentials",
+            "/2021-07-15/meta-data/iam/security-credentials/",
+            "//latest//meta-data/iam/security-credentials//",
+            "/latest/meta-data/iam/%73ecurity-credentials/",
+        ] {
+            assert_eq!(Asked::of(path), Asked::RoleName, "{path}");
+        }
+        for path in [
+            "/latest/meta-data/iam/security-credentials/node-profile",
+            "/1.0/meta-data/iam/security-credentials/node-profile",
+            "/latest/meta-data/iam/security-credentials//node-profile/",
+            "/latest/meta-data/iam/security-credentials%2Fnode-profile",
+        ] {
+            assert_eq!(Asked::of(path), Asked::Credentials("node-profile".into()), "{path}");
+        }
+        assert_eq!(Asked::of("/2016-09-02/meta-data/iam/info"), Asked::Info);
+        for path in [
+            "/latest/meta-data/identity-credentials/ec2/security-credentials/ec2-instance",
+            "/2021-07-15/meta-data/identity-credentials/ec2/info",
+            "/latest/meta-data/iam/security-credentials/node-profile/extra",
+            "/latest/meta-data/placement/../iam/security-credentials/node-profile",
+            "/latest/meta-data/./iam/security-credentials/node-profile",
+            "/latest/meta-data/iam/%ff",
+        ] {
+            assert_eq!(Asked::of(path), Asked::NotServed, "{path}");
+        }
+        for path in [
+            "/latest/meta-data/placement/region",
+            "/latest/dynamic/instance-identity/document",
+            "/latest/meta-data/iam/",
+            "/",
+        ] {
+            assert_eq!(Asked::of(path), Asked::Other, "{path}");
+        }
+    }
 
     #[test]
     fn tokens_are_bound_to_their_uid_and_expire() {

@@ -132,6 +132,17 @@ def test_mapped_users_get_their_roles_through_the_sdk_default_chain(world):
     status, body, _ = answered_by(alice, DOCUMENT_PATH)
     assert status == 200 and (json.loads(body)["region"], json.loads(body)["instanceId"]) == (REGION, INSTANCE_ID)
 
+    # However a credential path is written, the agent answers it and never forwards it: the node's own
+    # role is not alice's, and the instance-identity credentials are nobody's.
+    sneaky = [f"/2021-07-15/meta-data/iam/security-credentials/{NODE_ROLE}",
+              f"//latest//meta-data/iam/security-credentials/{NODE_ROLE}",
+              f"/latest/meta-data/iam/security-credentials%2F{NODE_ROLE}",
+              "/latest/meta-data/identity-credentials/ec2/security-credentials/ec2-instance"]
+    probed = world.probe("emrfs-alice", sneaky)
+    for path in sneaky:
+        status, body, server = answered_by(probed, path)
+        assert (status, server) == (404, None), (path, status, server, body)
+
     # A token is its caller's: bob cannot use alice's.
     stolen = world.probe("emrfs-bob", [CREDS, CREDS + "analytics"], token=alice["token_used"])
     assert answered_by(stolen)[0] == 401 and answered_by(stolen, CREDS + "analytics")[0] == 401, stolen
@@ -144,8 +155,11 @@ def test_mapped_users_get_their_roles_through_the_sdk_default_chain(world):
 
     by_user = imds_records(world)
     assert set(by_user) == set(MAPPED), by_user
+    # alice's requests for the node's role, however written, are recorded refusals.
+    refused = [r for r in by_user["emrfs-alice"] if r["outcome"] != "allow"]
+    assert [(r["status"], r["error_code"], r["access_key_id"]) for r in refused] == [(404, "NotFound", None)] * 3, refused
     for user, role in MAPPED.items():
-        records = by_user[user]
+        records = [r for r in by_user[user] if r not in refused]
         assert all(r["outcome"] == "allow" and r["role_arn"] == world.moto.role(role)["arn"] for r in records), records
         assert {r["access_key_id"] for r in records} == handed_out[user], (records, handed_out[user])
 
