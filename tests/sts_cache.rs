@@ -77,7 +77,7 @@ async fn an_sts_outage_serves_stale_credentials_then_503() {
     // is down, the old ones are served.
     h.manual_clock().advance(34 * MIN);
     let stale = credentials(&h).await;
-    assert_eq!(stale.status, 200);
+    assert_eq!(stale.status, 200, "{}", stale.body);
     assert_eq!(stale.body["AccessKeyId"], first.body["AccessKeyId"]);
     // Within the retry pause no new attempt is made.
     let refused = h.proxy().refused();
