@@ -103,12 +103,19 @@ def register(client, resolver=None) -> bool:
     service (left untouched). ``resolver`` is for tests (default: the process's, from its environment)."""
     if client.meta.service_model.service_name != "s3":
         return False
-    hooks = _Hooks(resolver, _is_aio(client))
-    events = client.meta.events
+    aio = _is_aio(client)
+    register_events(client.meta.events, resolver, aio)
+    log.debug("emrfs-role-agent hooks registered on an S3 client%s", " (aiobotocore)" if aio else "")
+    return True
+
+
+def register_events(events, resolver=None, aio=False):
+    """Adds the two hooks to an event emitter: a client's, or a session's (every client it creates copies it;
+    only S3 clients emit the ``.s3`` events). Registering twice on one emitter, or on a session and then on its
+    client, adds nothing (fixed unique ids)."""
+    hooks = _Hooks(resolver, aio)
     events.register("provide-client-params.s3", hooks.on_params, unique_id=_PARAMS_ID)
     events.register("before-sign.s3", hooks.on_sign, unique_id=_SIGN_ID)
-    log.debug("emrfs-role-agent hooks registered on an S3 client%s", " (aiobotocore)" if hooks.aio else "")
-    return True
 
 
 def initialize_client_plugin(client):
