@@ -255,15 +255,15 @@ def test_the_aws_cli_signs_each_request_with_the_role_of_its_key(world, moto):
     `aws sts` in the same set-up keeps the CLI's own credentials."""
     local = world.tmp / "cli upload.csv"
     local.write_text("a,b\n1,2\n")
-    put = world.aws("s3", "cp", str(local), f"s3://{BUCKET}/teamA/cli/in put.csv")
+    put = world.aws("s3", "cp", str(local), f"s3://{BUCKET}/teamA/cli/in put.csv", cli_plugin=False)
     assert put.returncode == 0, put.stderr
-    get = world.aws("s3", "cp", f"s3://{BUCKET}/teamB/in/part-0", "-")
+    get = world.aws("s3", "cp", f"s3://{BUCKET}/teamB/in/part-0", "-", cli_plugin=False)
     assert get.returncode == 0 and get.stdout == "contents of teamB/in/part-0", get.stderr
-    ls = world.aws("s3", "ls", f"s3://{BUCKET}/teamA/cli/")
+    ls = world.aws("s3", "ls", f"s3://{BUCKET}/teamA/cli/", cli_plugin=False)
     assert ls.returncode == 0 and "in put.csv" in ls.stdout, ls.stdout + ls.stderr
     odd = world.aws("s3api", "put-object", "--bucket", BUCKET, "--key", ODD_KEYS[1], "--body", str(local))
     assert odd.returncode == 0, odd.stderr
-    denied = world.aws("s3", "cp", f"s3://{BUCKET}/secret/plans.txt", "-")
+    denied = world.aws("s3", "cp", f"s3://{BUCKET}/secret/plans.txt", "-", cli_plugin=False)
     assert denied.returncode != 0
     assert "AccessDenied" in denied.stderr and f"refused read credentials for s3://{BUCKET}/secret/plans.txt" in \
         denied.stderr, denied.stderr
