@@ -4,8 +4,8 @@
 #   ./scripts/test.sh
 #
 # Suites: the style checks (`cargo fmt --check`, `cargo clippy -D warnings`), `cargo test` (unit and
-# integration tests, moto-backed ones included), then the end-to-end pytest suite in tests/e2e against
-# the built binary. Each suite runs even if an earlier one failed;
+# integration tests, moto-backed ones included), the Python client's unit tests (clients/python/tests,
+# against a fake agent), then the end-to-end pytest suite in tests/e2e against the built binary. Each suite runs even if an earlier one failed;
 # the script exits non-zero if any step failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +33,10 @@ e2e() {
     "$EMRFS_TEST_VENV/bin/python" -m pytest tests/e2e -q --timeout="$PYTEST_TIMEOUT"
 }
 
+python_client() {
+    "$EMRFS_TEST_VENV/bin/python" -m pytest clients/python/tests -q -p no:cacheprovider
+}
+
 setup ./scripts/setup-test-env.sh
 setup_if_present ./scripts/build-emrfs-provider.sh
 setup cargo build --all-targets
@@ -40,6 +44,7 @@ setup cargo build --all-targets
 suite cargo fmt --all --check
 suite cargo clippy --all-targets -- -D warnings
 suite cargo test --no-fail-fast
+suite python_client
 suite e2e
 
 if [ ${#failed[@]} -ne 0 ]; then
