@@ -17,6 +17,9 @@
 #   bootstrap/                         the EMR bootstrap action (install.sh) and its helpers
 #   config/                            example config, EMR Configurations JSON, logrotate file
 #   lib/emrfs-role-agent-provider.jar  the EMRFS/S3A credentials provider, when it could be built
+#   python/emrfs_role_agent-<version>-py3-none-any.whl
+#                                      the Python botocore plugin (clients/python), built with pip (its build
+#                                      backend, flit_core, comes from PyPI); its version must be the agent's
 #   docs/, README.md
 # It is reproducible: sorted entries, owner 0, mtime of the last commit, gzip without a name.
 #
@@ -117,10 +120,26 @@ if [[ -n $JAR ]]; then
     [[ -f $JAR ]] || die "no jar at $JAR"
 fi
 
+epoch=$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || echo 0)
+
+# The Python plugin: one pure-Python wheel, reproducible (SOURCE_DATE_EPOCH stamps its entries).
+PY_PACKAGE=$REPO/clients/python
+WHEEL=emrfs_role_agent-$VERSION-py3-none-any.whl
+py_version=$(sed -n 's/^version *= *"\([^"]*\)".*/\1/p' "$PY_PACKAGE/pyproject.toml" | head -n1)
+[[ $py_version == "$VERSION" ]] || die "clients/python/pyproject.toml says version $py_version, Cargo.toml $VERSION"
+grep -qx "__version__ = \"$VERSION\"" "$PY_PACKAGE/src/emrfs_role_agent/__init__.py" \
+    || die "clients/python/src/emrfs_role_agent/__init__.py does not say __version__ = \"$VERSION\""
+WHEEL_DIR=$(mktemp -d "${TMPDIR:-/tmp}/emrfs-role-agent-wheel.XXXXXX")
+trap 'rm -rf "$WHEEL_DIR"' EXIT
+log "building $WHEEL"
+SOURCE_DATE_EPOCH=$epoch python3 -m pip wheel --quiet --no-deps --disable-pip-version-check --no-input \
+    -w "$WHEEL_DIR" "$PY_PACKAGE" >&2 || die "the Python wheel could not be built"
+[[ -f $WHEEL_DIR/$WHEEL ]] || die "pip built $(ls "$WHEEL_DIR"), not $WHEEL"
+
 STAGE=$(mktemp -d "${TMPDIR:-/tmp}/emrfs-role-agent-release.XXXXXX")
-trap 'rm -rf "$STAGE"' EXIT
+trap 'rm -rf "$STAGE" "$WHEEL_DIR"' EXIT
 top=$STAGE/$NAME
-mkdir -p "$top"/{bin,systemd/compat,bootstrap,config,docs}
+mkdir -p "$top"/{bin,systemd/compat,bootstrap,config,docs,python}
 install -m 0755 "$BINARY" "$top/bin/emrfs-role-agent"
 install -m 0644 "$REPO"/systemd/*.service "$REPO"/systemd/*.socket "$REPO"/systemd/*.timer "$top/systemd/"
 install -m 0644 "$REPO"/systemd/compat/*.service "$top/systemd/compat/"
@@ -145,9 +164,9 @@ if [[ -n $JAR ]]; then
     mkdir -p "$top/lib"
     install -m 0644 "$JAR" "$top/lib/$JAR_NAME"
 fi
+install -m 0644 "$WHEEL_DIR/$WHEEL" "$top/python/$WHEEL"
 printf '%s\n' "$VERSION" >"$top/VERSION"
 
-epoch=$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || echo 0)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 tarball=$OUT/$NAME.tar.gz

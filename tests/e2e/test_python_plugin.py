@@ -8,10 +8,14 @@ with them. A recording proxy in front of moto's S3 (helpers/s3_recorder.py) logs
 signed each S3 request; the agent's audit log names the role and location each key was handed out for.
 """
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
+import tarfile
+import zipfile
 
 import pytest
 
@@ -335,3 +339,37 @@ def test_the_cli_api_commands_skip_botocore_client_plugins_and_why(world, moto):
     signers = {q.access_key_id for q in world.recorder.snapshot() if q.key == "teamA/s3api/plain"}
     assert signers == {moto.user["access_key_id"]}, signers
     assert not world.credential_records()
+
+
+def test_the_release_tarball_carries_the_wheel_built_reproducibly(tmp_path):
+    """scripts/release.sh (with a stand-in binary: the agent's build is test_release.py's business) puts the
+    wheel into python/; a second build after the sources' mtimes changed gives the same bytes."""
+    with open(os.path.join(REPO, "Cargo.toml")) as f:
+        version = re.search(r'^version\s*=\s*"([^"]+)"', f.read(), re.M).group(1)
+    stub = tmp_path / "emrfs-role-agent"
+    stub.write_text(f"#!/bin/sh\necho emrfs-role-agent {version}\n")
+    stub.chmod(0o755)
+    digests = []
+    for run in range(2):
+        if run:
+            for root, _, files in os.walk(os.path.join(PACKAGE, "src")):
+                for name in files:
+                    os.utime(os.path.join(root, name))
+        out = tmp_path / f"out{run}"
+        r = subprocess.run([os.path.join(REPO, "scripts", "release.sh"), "--binary", str(stub), "--no-jar", "--out",
+                            str(out)], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-4000:]
+        wheel_name = f"emrfs_role_agent-{version}-py3-none-any.whl"
+        with tarfile.open(r.stdout.strip().splitlines()[-1]) as t:
+            member = t.getmember(f"emrfs-role-agent-{version}-x86_64-linux/python/{wheel_name}")
+            assert member.mode & 0o777 == 0o644 and member.uid == 0
+            data = t.extractfile(member).read()
+        digests.append(hashlib.sha256(data).hexdigest())
+    assert digests[0] == digests[1]
+    (tmp_path / "wheel.whl").write_bytes(data)
+    with zipfile.ZipFile(tmp_path / "wheel.whl") as z:
+        names = set(z.namelist())
+        metadata = z.read(f"emrfs_role_agent-{version}.dist-info/METADATA").decode()
+    assert {"emrfs_role_agent/botocore.py", "emrfs_role_agent/awscli.py", "emrfs_role_agent/cache.py"} <= names
+    assert not [n for n in names if "test" in n or n.endswith(".pyc")], names
+    assert f"Version: {version}" in metadata and "Requires-Dist: botocore>=1.34.70" in metadata

@@ -135,6 +135,7 @@ def test_tarball_contents(release):
         "config/emr-configurations.json",
         "config/logrotate",
         "docs/install-on-emr.md",
+        f"python/emrfs_role_agent-{cargo_version()}-py3-none-any.whl",
         "VERSION",
     ]
     for rel in expected:
