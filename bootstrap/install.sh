@@ -352,6 +352,32 @@ else
     log "warning: the release has no $JAR_NAME: EMRFS and S3A will not be wired to the agent"
 fi
 
+# ---- Python plugin (docs/python.md) -------------------------------------------------------
+# The wheel stays in $LIBEXEC/python for other environments (virtualenvs, conda, notebook kernels) and is
+# installed into the node's python3 where that has pip; a node without either is not an error.
+PY_WHEEL=""
+for f in "$REL"/python/emrfs_role_agent-*-py3-none-any.whl; do
+    if [[ -f $f ]]; then PY_WHEEL=${f##*/}; fi
+done
+if [[ -n $PY_WHEEL ]]; then
+    ensure_dir "$LIBEXEC/python" 0755 root:root
+    for f in "$R$LIBEXEC"/python/emrfs_role_agent-*.whl; do
+        if [[ -f $f && ${f##*/} != "$PY_WHEEL" ]]; then remove "$LIBEXEC/python/${f##*/}"; fi
+    done
+    put "$REL/python/$PY_WHEEL" "$LIBEXEC/python/$PY_WHEEL" 0644 root:root
+    pip_install=(python3 -m pip install --quiet --disable-pip-version-check --no-input --no-deps --no-index --upgrade
+        "$LIBEXEC/python/$PY_WHEEL")
+    if [[ -n $R ]]; then
+        sys "${pip_install[@]}"
+    elif ! python3 -m pip --version >/dev/null 2>&1; then
+        log "warning: no python3 with pip here: the Python plugin is not installed ($LIBEXEC/python/$PY_WHEEL)"
+    elif ! sys "${pip_install[@]}"; then
+        log "warning: pip could not install $PY_WHEEL into python3 (it needs Python 3.9 or later)"
+    fi
+else
+    log "warning: the release has no Python plugin wheel"
+fi
+
 # Central mapping updates.
 if [[ -n $MAPPINGS_REFRESH ]]; then
     put "$REL/systemd/$SYNC_SERVICE" "$UNIT_DIR/$SYNC_SERVICE" 0644 root:root

@@ -373,3 +373,35 @@ def test_the_release_tarball_carries_the_wheel_built_reproducibly(tmp_path):
     assert {"emrfs_role_agent/botocore.py", "emrfs_role_agent/awscli.py", "emrfs_role_agent/cache.py"} <= names
     assert not [n for n in names if "test" in n or n.endswith(".pyc")], names
     assert f"Version: {version}" in metadata and "Requires-Dist: botocore>=1.34.70" in metadata
+
+
+def test_the_bootstrap_installs_the_wheel_where_python3_has_pip(tmp_path):
+    """install.sh --root keeps the wheel in /usr/local/lib/emrfs-role-agent/python/ and records the pip install
+    it runs on a node; that command, run with a fresh virtualenv's python, installs the plugin."""
+    from test_bootstrap import Node
+
+    node = Node(tmp_path)
+    r = node.install()
+    wheels = [p for p in node.files() if p.startswith("usr/local/lib/emrfs-role-agent/python/")]
+    assert len(wheels) == 1 and wheels[0].endswith("-py3-none-any.whl"), wheels
+    assert node.files()[wheels[0]][0] == "0o644"
+    wheel = "/" + wheels[0]
+    pip = [a for a in node.runs()[-1] if a.startswith("python3 -m pip install")]
+    assert pip == ["python3 -m pip install --quiet --disable-pip-version-check --no-input --no-deps --no-index"
+                   f" --upgrade {wheel}"], node.runs()[-1]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    argv = pip[0].split()
+    # The venv has no pip of its own: the test venv's pip installs into it (--prefix), the rest as recorded.
+    run = subprocess.run([sys.executable, *argv[1:-1], "--prefix", str(venv), str(node.root) + argv[-1]],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    py = venv / "bin" / "python"
+    out = subprocess.run([str(py), "-c", "import importlib.metadata as m; print(m.version('emrfs-role-agent'))"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == wheel.split("-")[-4], out.stdout + out.stderr
+    # A second run changes nothing.
+    files = node.files()
+    node.install()
+    assert node.files() == files
+    assert "no Python plugin wheel" not in r.stderr
