@@ -33,6 +33,7 @@ class FakeAgent:
         self.generation = 0
         self.gate = threading.Event()
         self.gate.set()
+        self.gate_timeout = 30
         self.on_request = None  # called (in the server thread) before answering
         self._handed_out = []
         self._lock = threading.Lock()
@@ -49,7 +50,7 @@ class FakeAgent:
                     agent.requests.append((url.query, location, access, self.headers.get("Authorization")))
                 if agent.on_request is not None:
                     agent.on_request(location, access)
-                agent.gate.wait(30)
+                agent.gate.wait(agent.gate_timeout)
                 if url.path != "/v1/credentials":
                     status, body = 404, {"code": "NotFound", "message": "no such path"}
                 elif self.headers.get("Authorization") != agent.token:
