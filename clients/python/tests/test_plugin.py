@@ -268,3 +268,10 @@ def test_no_secret_in_any_log_record_repr_or_exception(s3, wire, two_teams, reso
     assert any("ASIATEAMA0000" in t for t in texts)  # the key id is named, so the search is not vacuous
     leaked = [s[:6] for s in two_teams.secrets() + [OWN_SECRET] if any(s in t for t in texts)]
     assert not leaked, leaked
+
+
+def test_a_botocore_that_would_ignore_per_request_credentials_is_refused(resolver, monkeypatch):
+    monkeypatch.setattr(botocore, "__version__", "1.34.69")
+    with pytest.raises(RuntimeError) as e:
+        plugin.register(make_client(), resolver)
+    assert "botocore 1.34.70 or later, not 1.34.69" in str(e.value)

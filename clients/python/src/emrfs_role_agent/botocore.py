@@ -47,6 +47,7 @@ the request instead of letting it go out with other credentials.
 
 import asyncio
 import logging
+import re
 import sys
 
 import botocore
@@ -104,6 +105,7 @@ def register(client, resolver=None) -> bool:
     if client.meta.service_model.service_name != "s3":
         return False
     aio = _is_aio(client)
+    _check_versions(aio)
     register_events(client.meta.events, resolver, aio)
     log.debug("emrfs-role-agent hooks registered on an S3 client%s", " (aiobotocore)" if aio else "")
     return True
@@ -126,6 +128,21 @@ def initialize_client_plugin(client):
         # botocore would log this at DEBUG and carry on: say it louder.
         log.warning("emrfs-role-agent could not hook an S3 client", exc_info=True)
         raise
+
+
+def _version(text):
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+def _check_versions(aio):
+    """Older signers ignore per-request credentials: the requests would go out with the client's own."""
+    if _version(botocore.__version__) < (1, 34, 70):
+        raise RuntimeError(f"emrfs-role-agent needs botocore 1.34.70 or later, not {botocore.__version__}")
+    if aio:
+        aiobotocore = sys.modules.get("aiobotocore")
+        version = getattr(aiobotocore, "__version__", "0")
+        if _version(version) < (2, 12, 4):
+            raise RuntimeError(f"emrfs-role-agent needs aiobotocore 2.12.4 or later, not {version}")
 
 
 def _is_aio(client) -> bool:
