@@ -1,22 +1,24 @@
 #!/usr/bin/env python3
 """What the Python plugin (clients/python, emrfs_role_agent.botocore) costs per S3 request on a scope hit.
 
-    ~/.cache/emrfs-role-agent/venv/bin/python bench/python_plugin.py            # ~1 min on 2 cores
+    ~/.cache/emrfs-role-agent/venv/bin/python bench/python_plugin.py            # ~2 min on 2 cores
     BENCH_N=5000 BENCH_ROUNDS=15 .../python bench/python_plugin.py
 
-Two boto3 S3 clients built alike, one with the plugin registered, make the same requests side by side in
-alternating rounds. Nothing leaves the process: a `before-send` handler answers each signed request with a canned
-200 (botocore sends whatever that handler returns), so only client-side CPU is measured (the thread's CPU time, so that other
-processes on the machine do not count): parameter validation,
+Two boto3 S3 clients built alike, one with the plugin registered, make the same requests side by side, one by
+one in turn (the order flips every round); each request is timed alone in the thread's CPU time and the medians
+are compared. Nothing leaves the process: a `before-send` handler answers each signed request with a canned
+200 (botocore sends whatever that handler returns), so only client-side CPU is measured: parameter validation,
 serialisation, endpoint resolution, SigV4 signing, parsing — and, on the plugin's client, its two hooks. The agent is
 a stand-in on a loopback port answering with one Scope; the first request fills the cache, every later one is a
 scope hit (the run counts the agent's requests to prove it).
 
-Reported per operation: median microseconds per request without and with the plugin, and their difference (the
-plugin's cost); then the two hooks alone, called directly (no SDK around them). Target (issue 18): <= 20 us per
-request. The last line is the results as JSON.
+Reported per operation: median microseconds per request without and with the plugin, their difference (the
+plugin's cost), the difference of the means, and the control: the same comparison between two clients without
+the plugin (what the measurement reads when there is nothing to find); then the two hooks alone, called directly
+(no SDK around them). Target (issue 18): <= 20 us per request. The last line is the results as JSON.
 """
 
+import gc
 import io
 import json
 import os
@@ -111,6 +113,20 @@ def per_request_us(client, op, n):
     return (time.thread_time() - start) / n * 1e6
 
 
+def paired_us(plain, hooked, op, n, flip):
+    """n requests on each client, alternating one by one (the order flips each round): each request timed
+    alone in the thread's CPU time, so drift and other processes' load fall on both alike."""
+    call, clock = OPERATIONS[op], time.thread_time_ns
+    without, with_ = [], []
+    first, second = ((plain, without), (hooked, with_)) if flip else ((hooked, with_), (plain, without))
+    for i in range(n):
+        for client, times in (first, second):
+            t = clock()
+            call(client, i)
+            times.append(clock() - t)
+    return without, with_
+
+
 def hooks_alone_us(resolver, n):
     """provide-client-params + before-sign, called as botocore calls them, on a scope hit."""
 
@@ -138,23 +154,36 @@ def main():
         f.write(TOKEN)
         token_file = f.name
     resolver = Resolver(Settings(endpoint=stand_in.endpoint, token_file=token_file), convert=plugin._Signing)
-    plain, hooked = make_client(), make_client()
+    plain, hooked, control = make_client(), make_client(), make_client()
     assert plugin.register(hooked, resolver)
 
-    for client in (plain, hooked):  # warm up: imports, endpoint rules, the plugin's one agent request
+    for client in (plain, hooked, control):  # warm up: imports, endpoint rules, the plugin's one agent request
         for op in OPERATIONS:
             per_request_us(client, op, 200)
     agent_after_warmup = stand_in.requests
 
     results = {}
+    gc.disable()  # collections would land on whichever client happens to allocate at the time
     for op in OPERATIONS:
-        samples = {"without": [], "with": []}
+        without, with_ = [], []
         for r in range(ROUNDS):
-            order = (("without", plain), ("with", hooked)) if r % 2 == 0 else (("with", hooked), ("without", plain))
-            for name, client in order:
-                samples[name].append(per_request_us(client, op, N))
-        without, with_ = statistics.median(samples["without"]), statistics.median(samples["with"])
-        results[op] = {"without_us": round(without, 2), "with_us": round(with_, 2), "cost_us": round(with_ - without, 2)}
+            a, b = paired_us(plain, hooked, op, N, r % 2 == 0)
+            without += a
+            with_ += b
+            gc.collect()
+        m_without, m_with = statistics.median(without) / 1000, statistics.median(with_) / 1000
+        # The same pairing between two clients without the plugin: the noise floor of this measurement.
+        c_without, c_with = [], []
+        for r in range(ROUNDS):
+            a, b = paired_us(plain, control, op, N, r % 2 == 0)
+            c_without += a
+            c_with += b
+            gc.collect()
+        results[op] = {"without_us": round(m_without, 2), "with_us": round(m_with, 2),
+                       "cost_us": round(m_with - m_without, 2),
+                       "mean_cost_us": round((statistics.fmean(with_) - statistics.fmean(without)) / 1000, 2),
+                       "control_us": round((statistics.median(c_with) - statistics.median(c_without)) / 1000, 2)}
+    gc.enable()
     hooks = [hooks_alone_us(resolver, N) for _ in range(ROUNDS)]
     results["hooks_alone_us"] = round(statistics.median(hooks), 2)
     results["agent_requests"] = {"warm_up": agent_after_warmup, "measured": stand_in.requests - agent_after_warmup,
@@ -166,10 +195,11 @@ def main():
 
     print(f"Python plugin, scope hit: {N} requests x {ROUNDS} rounds per client, median per request "
           f"(python {results['python']}, botocore {results['botocore']})")
-    print(f"{'operation':<12} {'without':>10} {'with':>10} {'cost':>10}")
+    print(f"{'operation':<12} {'without':>10} {'with':>10} {'cost':>10} {'(means)':>10} {'control':>10}")
     for op in OPERATIONS:
         r = results[op]
-        print(f"{op:<12} {r['without_us']:>8.1f}us {r['with_us']:>8.1f}us {r['cost_us']:>8.1f}us")
+        print(f"{op:<12} {r['without_us']:>8.1f}us {r['with_us']:>8.1f}us {r['cost_us']:>8.1f}us"
+              f" {r['mean_cost_us']:>8.1f}us {r['control_us']:>8.1f}us")
     print(f"the two hooks alone: {results['hooks_alone_us']:.2f} us per request")
     print(f"agent requests: {agent_after_warmup} during warm-up, {results['agent_requests']['measured']} for the "
           f"{results['agent_requests']['s3_requests_measured']} measured S3 requests")
