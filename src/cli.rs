@@ -156,6 +156,12 @@ pub fn explain(
     write_explanation(&c, &NodeInfo::read(), &identity, location.as_ref(), out).map_err(io)
 }
 
+/// `s` with control characters escaped (`\n`, `\u{1b}`): a key may hold any of them, a terminal should not
+/// receive them.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
 /// `explain --via imds`: whether the user's metadata traffic reaches the agent at all, then the
 /// decision without a location.
 fn write_imds_explanation(
@@ -268,7 +274,7 @@ pub fn write_explanation(
     let req = Request { user, groups, location };
     writeln!(out, "user:      {user}")?;
     writeln!(out, "groups:    {}", if groups.is_empty() { "(none)".to_string() } else { groups.join(", ") })?;
-    writeln!(out, "location:  {}", location.map_or("(none)".to_string(), ToString::to_string))?;
+    writeln!(out, "location:  {}", location.map_or("(none)".to_string(), |l| printable(&l.to_string())))?;
     let (verdict, scope) = decision::decide(c, node, &req);
     let decided_at = match &verdict {
         Verdict::Allow { rule, matched, .. } | Verdict::Deny { rule, matched } => {
@@ -316,8 +322,16 @@ pub fn write_explanation(
     }
     if let Some(location) = location {
         match &scope {
-            Some(scope) => writeln!(out, "scope:     {scope} (every location under it is decided the same way)")?,
-            None => writeln!(out, "scope:     {location} only (a rule's prefix or glob reaches inside it)")?,
+            Some(scope) => writeln!(
+                out,
+                "scope:     {} (every location under it is decided the same way)",
+                printable(&scope.to_string())
+            )?,
+            None => writeln!(
+                out,
+                "scope:     {} only (a rule's prefix or glob reaches inside it)",
+                printable(&location.to_string())
+            )?,
         }
     }
     let earlier = &c.rules.rules()[..decided_at];

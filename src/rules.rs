@@ -173,10 +173,14 @@ impl Prefix {
             _ => key,
         };
         if !bucket_glob && !key_plain.contains(GLOB_CHARS) {
-            let bucket = location::decode(bucket_part, 0, "bucket").map_err(|e| e.to_string())?;
-            let key = location::decode(key_plain, 0, "key").map_err(|e| e.to_string())?;
-            let loc = Location::new(&bucket, &key).map_err(|e: LocationError| e.to_string())?;
-            return Ok(Prefix { source: loc.to_string(), bucket, key, glob: None });
+            // Taken literally, as locations are: keys are bytes.
+            let loc = Location::new(bucket_part, key_plain).map_err(|e: LocationError| e.to_string())?;
+            return Ok(Prefix {
+                source: loc.to_string(),
+                bucket: bucket_part.to_owned(),
+                key: key_plain.to_owned(),
+                glob: None,
+            });
         }
         Self::parse_glob(bucket_part, key_part.unwrap_or("**"))
     }
@@ -233,7 +237,7 @@ impl Prefix {
         &self.bucket
     }
 
-    /// The key prefix (decoded) or the key pattern of a glob, without a leading `/`.
+    /// The key prefix (literal) or the key pattern of a glob, without a leading `/`.
     pub fn key_part(&self) -> &str {
         &self.key
     }

@@ -36,7 +36,7 @@ impl Scope {
         self.0.bucket()
     }
 
-    /// The key prefix (decoded).
+    /// The key prefix, as literal as the location it was cut from.
     pub fn key_prefix(&self) -> &str {
         self.0.key()
     }
