@@ -2,7 +2,7 @@
 //! themselves come from the pure modules ([`crate::decision`], [`crate::emr`]), the same code `serve` runs.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -36,9 +36,47 @@ fn io(e: std::io::Error) -> CliError {
 }
 
 /// `check`: loads and validates the configuration and mappings; prints a summary with the rules in order.
-pub fn check(config: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn check(config: &Path, hadoop_sites: &[PathBuf], out: &mut dyn Write) -> Result<(), CliError> {
     let c = Config::load(config)?;
-    write_summary(&c, out).map_err(io)
+    write_summary(&c, out).map_err(io)?;
+    for site in hadoop_sites {
+        write_site_warnings(site, out).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Where EMR keeps the Hadoop settings that can carry its own role mappings: S3A's (core-site, EMR 7.10
+/// and later) and EMRFS's.
+pub const EMR_SITE_FILES: [&str; 2] =
+    ["/etc/hadoop/conf/core-site.xml", "/usr/share/aws/emr/emrfs/conf/emrfs-site.xml"];
+
+/// A warning for each role mapping of EMR's own that `site` sets: EMRFS or S3A would then choose a role
+/// by itself for the same requests the agent decides (two layers, and the agent's rules are not the ones
+/// that hold). A file that does not exist is fine; one that cannot be read or parsed is said so.
+fn write_site_warnings(site: &Path, out: &mut dyn Write) -> std::io::Result<()> {
+    let text = match std::fs::read_to_string(site) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return writeln!(out, "warning: {}: cannot read it to look for EMR role mappings: {e}", site.display())
+        }
+    };
+    match emr::hadoop_site_role_mappings(&text) {
+        Err(e) => writeln!(out, "warning: {}: cannot look for EMR role mappings: {e}", site.display()),
+        Ok(found) => {
+            for (key, _, (line, _)) in found {
+                writeln!(
+                    out,
+                    "warning: {}:{line}: {key} is set: EMR's own role mapping is active beside the agent, and the two \
+                     decide for the same S3 requests. Turn it off (remove the property, or the security \
+                     configuration's RoleMappings) and keep the mappings in the agent: emrfs-role-agent import {}",
+                    site.display(),
+                    site.display()
+                )?;
+            }
+            Ok(())
+        }
+    }
 }
 
 fn write_summary(c: &Config, out: &mut dyn Write) -> std::io::Result<()> {

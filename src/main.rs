@@ -32,6 +32,9 @@ enum Command {
     Check {
         #[arg(long, env = "EMRFS_ROLE_AGENT_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Hadoop site files to look for EMR's own role mappings in (a warning when one is active).
+        #[arg(long = "hadoop-site", value_name = "FILE", default_values = cli::EMR_SITE_FILES)]
+        hadoop_sites: Vec<PathBuf>,
     },
     /// Show which rule decides a request, and why; makes no STS call.
     Explain {
@@ -80,7 +83,7 @@ fn main() -> ExitCode {
             };
             (e.to_string(), code)
         }),
-        Command::Check { config } => cli::check(&config, &mut out).map_err(failed),
+        Command::Check { config, hadoop_sites } => cli::check(&config, &hadoop_sites, &mut out).map_err(failed),
         Command::Explain { config, user, groups, via, location } => {
             cli::explain(&config, user, groups, via, location.as_deref(), &mut out).map_err(failed)
         }

@@ -116,6 +116,49 @@ fn check_prints_the_rules_in_order() {
 }
 
 #[test]
+fn check_warns_when_emr_role_mappings_are_active_beside_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = std::fs::read_to_string(root().join("tests/fixtures/emr/emrfs-site-rolemapping.txt")).unwrap();
+    let core = dir.path().join("core-site.xml");
+    std::fs::write(
+        &core,
+        format!(
+            "<?xml version=\"1.0\"?>\n<configuration>\n  <property><name>fs.s3a.authorization.roleMapping</name>\
+             <value>{}</value></property>\n</configuration>\n",
+            mapping.trim()
+        ),
+    )
+    .unwrap();
+    let quiet = dir.path().join("emrfs-site.xml");
+    std::fs::write(
+        &quiet,
+        "<configuration><property><name>fs.s3.consistent</name><value>false</value></property></configuration>",
+    )
+    .unwrap();
+    let missing = dir.path().join("nonexistent.xml");
+    let args = |sites: &[&Path]| {
+        let mut a = vec!["check".to_owned(), "--config".into(), example().to_str().unwrap().into()];
+        for s in sites {
+            a.extend(["--hadoop-site".to_owned(), s.to_str().unwrap().to_owned()]);
+        }
+        a
+    };
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_emrfs-role-agent")).args(args(&[&core, &quiet, &missing])).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "a warning is not an error: {}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{out}");
+    assert!(warnings[0].contains(&format!("{}:3: fs.s3a.authorization.roleMapping is set", core.display())), "{out}");
+    // What the warning says to run works on that very file.
+    let imported = run(&["import", core.to_str().unwrap()]);
+    assert_eq!(imported.status.code(), Some(0), "{}", String::from_utf8_lossy(&imported.stderr));
+    assert_eq!(stdout(&imported).matches("[[mapping]]").count(), 3);
+    let o = Command::new(env!("CARGO_BIN_EXE_emrfs-role-agent")).args(args(&[&quiet])).output().unwrap();
+    assert!(!stdout(&o).contains("warning:"), "{}", stdout(&o));
+}
+
+#[test]
 fn check_of_a_missing_file_exits_78() {
     let o = run(&["check", "--config", "/nonexistent/config.toml"]);
     assert_eq!(o.status.code(), Some(78));
