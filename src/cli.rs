@@ -64,7 +64,7 @@ fn write_site_warnings(site: &Path, out: &mut dyn Write) -> std::io::Result<()> 
     match emr::hadoop_site_role_mappings(&text) {
         Err(e) => writeln!(out, "warning: {}: cannot look for EMR role mappings: {e}", site.display()),
         Ok(found) => {
-            for (key, _, (line, _)) in found {
+            for emr::SiteRoleMapping { key, position: (line, _), .. } in found {
                 writeln!(
                     out,
                     "warning: {}:{line}: {key} is set: EMR's own role mapping is active beside the agent, and the two \

@@ -100,9 +100,19 @@ pub fn parse(text: &str) -> Result<EmrMappings, EmrError> {
     }
 }
 
-/// The role-mapping properties a Hadoop site file sets (non-empty values), each with its value and
-/// 1-based position; `check` warns about them, `import` reads them.
-pub fn hadoop_site_role_mappings(text: &str) -> Result<Vec<(&'static str, String, (usize, usize))>, EmrError> {
+/// A role-mapping property set in a Hadoop site file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteRoleMapping {
+    /// One of [`SITE_KEYS`].
+    pub key: &'static str,
+    pub value: String,
+    /// 1-based line and column of its `<property>`.
+    pub position: (usize, usize),
+}
+
+/// The role-mapping properties a Hadoop site file sets (non-empty values); `check` warns about them,
+/// `import` reads them.
+pub fn hadoop_site_role_mappings(text: &str) -> Result<Vec<SiteRoleMapping>, EmrError> {
     let doc = roxmltree::Document::parse(text).map_err(|e| EmrError {
         key: "(document)".into(),
         message: format!("invalid XML: {e}"),
@@ -115,7 +125,7 @@ pub fn hadoop_site_role_mappings(text: &str) -> Result<Vec<(&'static str, String
         let value = child("value").unwrap_or("").trim();
         if !value.is_empty() {
             let at = doc.text_pos_at(property.range().start);
-            found.push((*key, value.to_owned(), (at.row as usize, at.col as usize)));
+            found.push(SiteRoleMapping { key, value: value.to_owned(), position: (at.row as usize, at.col as usize) });
         }
     }
     Ok(found)
@@ -123,14 +133,14 @@ pub fn hadoop_site_role_mappings(text: &str) -> Result<Vec<(&'static str, String
 
 fn parse_hadoop_site(text: &str) -> Result<EmrMappings, EmrError> {
     let found = hadoop_site_role_mappings(text)?;
-    let Some((key, value, at)) = found.into_iter().next() else {
+    let Some(SiteRoleMapping { key, value, position }) = found.into_iter().next() else {
         return Err(EmrError {
             key: "(document)".into(),
             message: format!("no {} or {} property with a value", SITE_KEYS[0], SITE_KEYS[1]),
             position: Some((1, 1)),
         });
     };
-    site_value_mappings(&value, key, Some(at), EmrFormat::HadoopSite)
+    site_value_mappings(&value, key, Some(position), EmrFormat::HadoopSite)
 }
 
 fn parse_configurations(text: &str) -> Result<EmrMappings, EmrError> {
