@@ -43,6 +43,12 @@ Optional:
                             application user and the hadoop user are in it)
   --token-mode MODE         token file mode (default 0440; 0444 lets every local user read it)
   --no-wire-clients         install and start the agent only; leave Spark/Hadoop config alone
+  --jvm-hooks               install the per-request hooks for every JVM S3 client (Iceberg S3FileIO,
+                            plain AWS SDK clients; emrfs-role-agent-hooks.jar in EMRFS's auxlib,
+                            on every Hadoop and Spark class path); without it the jar is removed
+  --s3-via-s3a              serve s3:// with S3A instead of EMRFS (what EMR 7.10 and later do by
+                            default), so that prefix rules hold per request for s3:// too; for
+                            EMR 6.9-7.9 (Hadoop 3.3.x); see docs/emrfs.md for the trade-offs
   --ready-timeout SECONDS   how long to wait for /readyz (default 120)
 
 Test hooks:
@@ -69,6 +75,8 @@ PORT=9944
 TOKEN_GROUP=hadoop
 TOKEN_MODE=0440
 WIRE_CLIENTS=1
+JVM_HOOKS=0
+S3_VIA_S3A=0
 READY_TIMEOUT=120
 ROOT_DIR=""
 S3_COPY=""
@@ -87,6 +95,8 @@ while (($#)); do
         --token-group) need "$@"; TOKEN_GROUP=$2; shift 2 ;;
         --token-mode) need "$@"; TOKEN_MODE=$2; shift 2 ;;
         --no-wire-clients) WIRE_CLIENTS=0; shift ;;
+        --jvm-hooks) JVM_HOOKS=1; shift ;;
+        --s3-via-s3a) S3_VIA_S3A=1; shift ;;
         --ready-timeout) need "$@"; READY_TIMEOUT=$2; shift 2 ;;
         --root) need "$@"; ROOT_DIR=$2; shift 2 ;;
         --s3-copy) need "$@"; S3_COPY=$2; shift 2 ;;
@@ -142,6 +152,8 @@ IMDS_REDIRECT=$PROG-imds-redirect.service
 IMDS_UNIT_LISTEN=127.0.0.1:9945
 AUXLIB=/usr/share/aws/emr/emrfs/auxlib
 JAR_NAME=emrfs-role-agent-provider.jar
+HOOKS_JAR_NAME=emrfs-role-agent-hooks.jar
+CLIENT_PROPERTIES=$ETC/client.properties
 TOKEN=$ETC/token
 WIRE_UNIT=$PROG-wire-clients
 
@@ -352,6 +364,25 @@ else
     log "warning: the release has no $JAR_NAME: EMRFS and S3A will not be wired to the agent"
 fi
 
+# Where the per-request hooks (the JVM hooks jar, the Python plugin) find the agent when nothing else
+# tells them: readable by every user, no secret in it (the token stays in its own file).
+{
+    printf '# Written by the emrfs-role-agent bootstrap action: where the client hooks find the agent.\n'
+    printf 'endpoint=http://127.0.0.1:%s\n' "$PORT"
+    printf 'token-file=%s\n' "$TOKEN"
+} >"$WORK/client.properties"
+put "$WORK/client.properties" "$CLIENT_PROPERTIES" 0644 root:root
+
+# The global hooks: every S3 client a JVM with EMRFS's auxlib on its class path builds asks per request.
+if ((JVM_HOOKS)); then
+    [[ -f $REL/lib/$HOOKS_JAR_NAME ]] || die "--jvm-hooks: the release has no lib/$HOOKS_JAR_NAME"
+    mkdir -p "$R$AUXLIB"
+    put "$REL/lib/$HOOKS_JAR_NAME" "$AUXLIB/$HOOKS_JAR_NAME" 0644 root:root
+    log "JVM hooks: $AUXLIB/$HOOKS_JAR_NAME (every S3 client on the Hadoop and Spark class paths asks per request)"
+else
+    remove "$AUXLIB/$HOOKS_JAR_NAME"
+fi
+
 # Central mapping updates.
 if [[ -n $MAPPINGS_REFRESH ]]; then
     put "$REL/systemd/$SYNC_SERVICE" "$UNIT_DIR/$SYNC_SERVICE" 0644 root:root
@@ -551,6 +582,7 @@ fi
 # ---- clients -----------------------------------------------------------------------------
 if ((WIRE_CLIENTS)); then
     wire=("$LIBEXEC/wire-clients.sh" --port "$PORT" --token-file "$TOKEN" --jar "$AUXLIB/$JAR_NAME" --poll "$WIRE_POLL")
+    ((S3_VIA_S3A)) && wire+=(--s3-via-s3a)
     ((HAVE_JAR)) || log "only Spark's container-credentials settings will be wired"
     if [[ -n $R ]]; then
         sys start-waiter "${wire[@]}"

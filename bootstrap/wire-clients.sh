@@ -26,6 +26,7 @@ Usage: wire-clients.sh [options]
                       (default /usr/share/aws/emr/emrfs/auxlib/emrfs-role-agent-provider.jar)
   --s3a-sdk v1|v2|auto  which S3A classes to wire: v1 (Hadoop 3.3, EMR <= 7.9), v2 (Hadoop 3.4,
                       EMR >= 7.10), auto: from the node's release label or hadoop-aws jar (default)
+  --s3-via-s3a        serve s3:// with S3A instead of EMRFS (fs.s3.impl and friends in core-site)
   --poll SECONDS      time between checks (default 10)
   --timeout SECONDS   give up after this long (default 7200)
   -h, --help          this text
@@ -37,6 +38,7 @@ PORT=9944
 TOKEN_FILE=/etc/emrfs-role-agent/token
 JAR=/usr/share/aws/emr/emrfs/auxlib/emrfs-role-agent-provider.jar
 S3A_SDK=auto
+S3_VIA_S3A=()
 POLL=10
 TIMEOUT=7200
 
@@ -47,6 +49,7 @@ while (($#)); do
         --token-file) TOKEN_FILE=${2:?--token-file needs a path}; shift 2 ;;
         --jar) JAR=${2:?--jar needs a path}; shift 2 ;;
         --s3a-sdk) S3A_SDK=${2:?--s3a-sdk needs v1, v2 or auto}; shift 2 ;;
+        --s3-via-s3a) S3_VIA_S3A=(--s3-via-s3a); shift ;;
         --poll) POLL=${2:?--poll needs seconds}; shift 2 ;;
         --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift 2 ;;
         -h | --help) usage; exit 0 ;;
@@ -110,7 +113,7 @@ wire_pass() {
             continue
         fi
         # A file EMR is still writing may not parse yet: try again on the next pass.
-        if ! python3 "$EMR_CONF" apply "$kind" "$file" --port "$PORT" --token-file "$TOKEN_FILE" --s3a-sdk "$sdk" \
+        if ! python3 "$EMR_CONF" apply "$kind" "$file" --port "$PORT" --token-file "$TOKEN_FILE" --s3a-sdk "$sdk" "${S3_VIA_S3A[@]+"${S3_VIA_S3A[@]}"}" \
             | sed 's/^/wire-clients: /' >&2; then
             log "could not edit $file yet"
             all=1
