@@ -36,9 +36,14 @@ fn io(e: std::io::Error) -> CliError {
 }
 
 /// `check`: loads and validates the configuration and mappings; prints a summary with the rules in order.
-pub fn check(config: &Path, hadoop_sites: &[PathBuf], out: &mut dyn Write) -> Result<(), CliError> {
-    let c = Config::load(config)?;
-    write_summary(&c, out).map_err(io)?;
+pub fn check(
+    config: &Path,
+    mappings: Option<&Path>,
+    hadoop_sites: &[PathBuf],
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let c = Config::load_with_mappings(config, mappings)?;
+    write_summary(&c, mappings, out).map_err(io)?;
     for site in hadoop_sites {
         write_site_warnings(site, out).map_err(io)?;
     }
@@ -79,7 +84,7 @@ fn write_site_warnings(site: &Path, out: &mut dyn Write) -> std::io::Result<()> 
     }
 }
 
-fn write_summary(c: &Config, out: &mut dyn Write) -> std::io::Result<()> {
+fn write_summary(c: &Config, checked_mappings: Option<&Path>, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "{}: configuration is valid", c.source.display())?;
     let listen: Vec<String> = c.server.listen.iter().map(ToString::to_string).collect();
     writeln!(out, "listen:        {}", listen.join(", "))?;
@@ -106,8 +111,10 @@ fn write_summary(c: &Config, out: &mut dyn Write) -> std::io::Result<()> {
             write_exempt(&redirect::Exemptions::of(c, redirect::DEFAULT_AGENT_USER), out)?;
         }
     }
-    if let Some(f) = &c.mappings_file {
-        writeln!(out, "mappings_file: {}", f.display())?;
+    match (&c.mappings_file, checked_mappings) {
+        (Some(f), Some(checked)) => writeln!(out, "mappings_file: {} (checked: {})", f.display(), checked.display())?,
+        (Some(f), None) => writeln!(out, "mappings_file: {}", f.display())?,
+        (None, _) => {}
     }
     let rules = c.rules.rules();
     writeln!(out, "rules:         {} (evaluated in order, first match decides)", rules.len())?;

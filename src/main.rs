@@ -32,6 +32,9 @@ enum Command {
     Check {
         #[arg(long, env = "EMRFS_ROLE_AGENT_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Check these mappings in place of the file the config's mappings_file names (before uploading them).
+        #[arg(long, value_name = "FILE")]
+        mappings: Option<PathBuf>,
         /// Hadoop site files to look for EMR's own role mappings in (a warning when one is active).
         #[arg(long = "hadoop-site", value_name = "FILE", default_values = cli::EMR_SITE_FILES)]
         hadoop_sites: Vec<PathBuf>,
@@ -83,7 +86,9 @@ fn main() -> ExitCode {
             };
             (e.to_string(), code)
         }),
-        Command::Check { config, hadoop_sites } => cli::check(&config, &hadoop_sites, &mut out).map_err(failed),
+        Command::Check { config, mappings, hadoop_sites } => {
+            cli::check(&config, mappings.as_deref(), &hadoop_sites, &mut out).map_err(failed)
+        }
         Command::Explain { config, user, groups, via, location } => {
             cli::explain(&config, user, groups, via, location.as_deref(), &mut out).map_err(failed)
         }

@@ -159,6 +159,42 @@ fn check_warns_when_emr_role_mappings_are_active_beside_the_agent() {
 }
 
 #[test]
+fn check_with_mappings_checks_the_local_file_in_place_of_the_installed_one() {
+    // The guide's config names the path the bootstrap installs the mappings at, which a workstation lacks.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "mappings_file = \"/etc/emrfs-role-agent/mappings\"\n").unwrap();
+    let good = root().join("tests/fixtures/emr/security-configuration.json");
+    let o = run(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(78), "without --mappings the installed path is read: {}", stdout(&o));
+    let o = run(&["check", "--config", config.to_str().unwrap(), "--mappings", good.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("mappings_file: /etc/emrfs-role-agent/mappings (checked: {})", good.display())),
+        "{out}"
+    );
+    assert!(out.contains("emr-0"), "{out}");
+    // A mistake in the mappings is named in the file that was checked.
+    let bad = dir.path().join("mappings.json");
+    std::fs::write(&bad, "arn:aws:iam::1:role/x=u:alice").unwrap();
+    let o = run(&["check", "--config", config.to_str().unwrap(), "--mappings", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("{}:1:1: roleMapping[0].Role", bad.display())), "{err}");
+    // Mappings the config would never read are an error, not a silent pass.
+    let bare = dir.path().join("bare.toml");
+    std::fs::write(&bare, "").unwrap();
+    let o = run(&["check", "--config", bare.to_str().unwrap(), "--mappings", good.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("mappings_file: not set"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
 fn check_of_a_missing_file_exits_78() {
     let o = run(&["check", "--config", "/nonexistent/config.toml"]);
     assert_eq!(o.status.code(), Some(78));
