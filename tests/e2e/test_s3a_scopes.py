@@ -267,7 +267,11 @@ def test_moto_rejects_sdk_v1_signatures_and_why(java_build, moto, moto_server, a
     ("hadoop-3.3.6", "io.emrfsroleagent.emrfs.V1LocationsSelfTest"),
     ("hadoop-3.4.1", "io.emrfsroleagent.sdk2.V2LocationsSelfTest"),
     ("hadoop-3.4.1-sdk-current", "io.emrfsroleagent.sdk2.V2LocationsSelfTest"),
-], ids=["scope-cache", "sdk-v1-locations", "sdk-v2-locations-2.24", "sdk-v2-locations-current"])
+    ("hadoop-3.3.6", "io.emrfsroleagent.emrfs.V1HooksSelfTest"),
+    ("hadoop-3.4.1", "io.emrfsroleagent.sdk2.V2HooksSelfTest"),
+    ("hadoop-3.4.1-sdk-current", "io.emrfsroleagent.sdk2.V2HooksSelfTest"),
+], ids=["scope-cache", "sdk-v1-locations", "sdk-v2-locations-2.24", "sdk-v2-locations-current", "sdk-v1-hooks",
+        "sdk-v2-hooks-2.24", "sdk-v2-hooks-current"])
 def test_client_self_tests(java_build, runtime, main):
     out = jvm.run(jvm.classpath(java_build, runtime), main, [], timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr[-4000:]
