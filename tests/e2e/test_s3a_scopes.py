@@ -188,7 +188,9 @@ def test_denied_prefix_fails_with_the_agents_code_and_message(
     expect = agent.credentials(location=f"s3://{BUCKET}/secret/plans.txt").json()
     status, message = results.get(denied, ("missing", ""))
     assert status == "FAIL", (results, out.stderr[-4000:])
-    assert f"emrfs-role-agent at {agent.url} refused credentials for s3://{BUCKET}/secret/" in message, message
+    # S3A's own access-denied error (never retried), with the agent's words; the create's first request reads.
+    assert message.startswith("java.nio.file.AccessDeniedException"), message
+    assert f"emrfs-role-agent at {agent.url} refused credentials to read s3://{BUCKET}/secret/" in message, message
     assert "HTTP 403 AccessDenied" in message and expect["message"] in message, (message, expect)
     assert results.get(fine, ("",))[0] == "OK", (results, out.stderr[-4000:])
     # Nothing under secret/ reached S3.
