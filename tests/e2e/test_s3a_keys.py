@@ -13,6 +13,9 @@ v1), 3.4.1 with SDK 2.24.6 (which resolves the filesystem provider's identity be
 fails with java.nio.file.AccessDeniedException in one attempt, with S3A's retry settings at their defaults.
 """
 
+import os
+import sys
+
 import pytest
 
 from helpers import jvm
@@ -21,6 +24,8 @@ from helpers.s3_recorder import S3Recorder
 BUCKET = "lake"
 RUNTIMES = ["hadoop-3.3.6", "hadoop-3.4.1", "hadoop-3.4.1-sdk-current"]
 SESSION = "io.emrfsroleagent.e2e.S3aSession"
+sys.path.insert(0, os.path.join(jvm.REPO, "bootstrap"))
+import emr_conf  # noqa: E402
 ROOT = f"s3://{BUCKET}/"
 
 pytestmark = pytest.mark.moto(
@@ -271,3 +276,41 @@ def test_fallback_deny_allowed_prefixes_work_and_a_denied_read_fails_at_once(
     for r in recorder.snapshot():
         want = moto.role("team-a" if (r.location or "").startswith(f"{ROOT}teamA/") else "team-b")["arn"]
         assert roles.get(r.access_key_id) == want, (str(r), roles)
+
+
+# ---- s3:// through S3A on EMR 6.9-7.9 (bootstrap --s3-via-s3a) ----
+
+def test_s3_uris_through_s3a_are_decided_per_request(java_build, moto, agent_factory, recorder, tmp_path):
+    """The bootstrap's --s3-via-s3a wiring for the Hadoop 3.3 line (EMR 6.9-7.9), as emr_conf.py writes it into
+    core-site: s3:// paths are served by S3A with its per-request hook, so prefix rules hold for them too."""
+    runtime = "hadoop-3.3.6"
+    wiring = emr_conf.settings(s3a_sdk="v1", s3_via_s3a=True)["core-site"]
+    assert wiring["fs.s3.impl"] == "org.apache.hadoop.fs.s3a.S3AFileSystem", wiring
+    agent = agent_factory(mappings=prefix_mappings(moto), config={"fallback": {"mode": "deny"}})
+    s3 = moto.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="teamA/in/part-0", Body=b"rows of team A")
+    s3.put_object(Bucket=BUCKET, Key="scratch/x", Body=b"nobody's")
+    ops = [f"read:s3://{BUCKET}/teamA/in/part-0", f"list:s3://{BUCKET}/teamA/in",
+           f"write:s3://{BUCKET}/teamB/out/part-0", f"read:s3://{BUCKET}/scratch/x"]
+    site = jvm.s3a_site(recorder.endpoint, agent, wiring, {"fs.s3a.endpoint.region": "us-east-1"})
+    conf_dir = str(tmp_path / "conf")
+    jvm.write_site(conf_dir, site)
+    out = jvm.run(jvm.classpath(java_build, runtime, conf_dir), SESSION, [ROOT, *ops], timeout=600)
+    assert "DONE" in out.stdout.splitlines(), f"the session did not finish:\n{out.stdout}\n{out.stderr[-6000:]}"
+    lines = out.stdout.splitlines()
+    assert f"OK {ops[0]} rows of team A" in lines, out.stdout
+    assert f"OK {ops[1]} part-0" in lines, out.stdout
+    assert any(line.startswith(f"OK {ops[2]}") for line in lines), out.stdout
+    denied = [line for line in lines if line.startswith(f"FAIL {ops[3]}: ")]
+    assert denied and "java.nio.file.AccessDeniedException" in denied[0], out.stdout
+
+    # Each request signed by its prefix's role, with the location asked for in the s3:// form.
+    records = credential_records(agent)
+    assert {r["location"] for r in records} >= {f"{ROOT}teamA/in/part-0", f"{ROOT}scratch/x"}, records
+    roles = keys_by_role(agent)
+    requests = recorder.snapshot()
+    assert requests, "no S3 request reached the recorder"
+    for r in requests:
+        want = moto.role("team-a" if (r.location or "").startswith(f"{ROOT}teamA/") else "team-b")["arn"]
+        assert roles.get(r.access_key_id) == want, (str(r), roles)
+    assert {roles[r.access_key_id] for r in requests} == {moto.role("team-a")["arn"], moto.role("team-b")["arn"]}
