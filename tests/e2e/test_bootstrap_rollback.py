@@ -1,0 +1,264 @@
+"""The bootstrap action never replaces a good install with a bad one (SPEC §9).
+
+It stages everything (release verified and extracted, config and mappings fetched), checks the staged config
+and mappings with the staged agent binary, and only then changes the node; a failure or an interruption after
+that (the agent does not start or become ready, SIGTERM, SIGINT) puts every file back as it was, removes what
+the run added, and brings the previous agent back. Run with --root and the REAL agent binary inside the
+release (the check is the binary's, so a stand-in would prove nothing)."""
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+
+import pytest
+
+from test_bootstrap import CONFIG, INSTALL, MAPPINGS, PROG, Node, package
+
+GOOD_ROLE = "arn:aws:iam::222222222222:role/partner-writer"
+# A mistyped role ARN (one colon short before the account), the mistake an operator makes.
+BAD_CONFIG = CONFIG.replace(GOOD_ROLE, "arn:aws:iam:222222222222:role/partner-writer")
+BAD_MAPPINGS = MAPPINGS.replace("arn:aws:iam::123456789012:role/analysts", "arn:aws:iam:123456789012:role/analysts")
+CONFIG_V2 = CONFIG + '\n[fallback]\nmode = "deny"\n'
+UNIT = f"{PROG}.service"
+
+
+@pytest.fixture
+def node(tmp_path):
+    n = Node(tmp_path, real_binary=True)
+    yield n
+    n.stop_waiters()
+
+
+def state(node):
+    """Everything installed under the root: files with mode, content hash and mtime, and directories."""
+    files = {p: (mode, digest, os.stat(node.root / p).st_mtime_ns) for p, (mode, digest) in node.files().items()}
+    return files, node.dirs()
+
+
+def assert_nothing_installed(node):
+    assert node.files() == {}, node.files()
+    # Only the bootstrap's own log directory (not an installed file) is left.
+    assert set(node.dirs()) <= {".", "var", "var/log", f"var/log/{PROG}-bootstrap"}, node.dirs()
+
+
+def new_release(node, version="0.0.1-test"):
+    """A second release (another binary) in S3, used by the next install."""
+    tarball = package(node.tmp / f"build-{version}", version_text=f"{PROG} {version}", real_binary=True)
+    with open(tarball, "rb") as f:
+        data = f.read()
+    node.release_uri = node.s3.put(os.path.basename(tarball), data)
+    node.sha256 = hashlib.sha256(data).hexdigest()
+
+
+# ---- checked before anything changes ---------------------------------------------------------
+
+
+def test_root_mode_checks_the_staged_mappings_for_an_absolute_mappings_file(node):
+    # The guide's config names /etc/emrfs-role-agent/mappings; under --root the check must read the
+    # mappings this run installs, not the real machine's /etc.
+    assert not os.path.exists("/etc/emrfs-role-agent/mappings")
+    r = node.install()
+    assert "unused" not in r.stderr, r.stderr
+    assert node.path("/etc/emrfs-role-agent/mappings").read_text() == MAPPINGS
+    assert node.path("/etc/emrfs-role-agent/config.toml").read_text() == CONFIG
+
+
+def test_root_mode_without_mappings_reads_the_mappings_file_under_the_root(node):
+    node.install()
+    # A later run without --mappings: the installed mappings (under the root) are what the config names.
+    r = node.install(mappings=False)
+    assert r.returncode == 0, r.stderr
+    node.path("/etc/emrfs-role-agent/mappings").write_text(BAD_MAPPINGS)
+    r = node.install(mappings=False, check=False)
+    assert r.returncode != 0
+    assert "not an IAM role ARN" in r.stderr and "the configuration is invalid" in r.stderr, r.stderr
+
+
+def test_a_rerun_with_a_bad_config_keeps_the_good_one(node):
+    node.install()
+    before = state(node)
+    node.configure(BAD_CONFIG)
+    r = node.install(check=False)
+    assert r.returncode != 0
+    assert "not an IAM role ARN" in r.stderr and "the configuration is invalid" in r.stderr, r.stderr
+    assert state(node) == before
+    assert node.path("/etc/emrfs-role-agent/config.toml").read_text() == CONFIG
+    # Nothing was done to the system: no chown, no reload, no restart.
+    assert node.runs()[-1] == [], node.runs()[-1]
+
+
+def test_a_rerun_with_bad_mappings_keeps_the_good_ones(node):
+    node.install()
+    before = state(node)
+    node.s3.put("agent/mappings.json", BAD_MAPPINGS)
+    r = node.install(check=False)
+    assert r.returncode != 0
+    assert "not an IAM role ARN" in r.stderr and "the configuration is invalid" in r.stderr, r.stderr
+    assert state(node) == before
+    assert node.path("/etc/emrfs-role-agent/mappings").read_text() == MAPPINGS
+    assert node.runs()[-1] == [], node.runs()[-1]
+
+
+def test_a_first_install_with_a_bad_config_installs_nothing(node):
+    node.configure(BAD_CONFIG)
+    r = node.install(check=False)
+    assert r.returncode != 0
+    assert "the configuration is invalid" in r.stderr, r.stderr
+    assert_nothing_installed(node)
+    assert node.runs() == [[]]  # no user created, nothing enabled or started
+
+
+def test_a_wrong_sha256_installs_nothing(node):
+    r = node.install("--sha256", "0" * 64, check=False)
+    assert r.returncode != 0
+    assert "SHA-256" in r.stderr
+    assert_nothing_installed(node)
+    assert node.runs() == [[]]
+
+
+def test_a_changed_config_keeps_the_previous_one_beside_it(node):
+    node.install()
+    node.configure(CONFIG_V2)
+    node.install()
+    assert node.path("/etc/emrfs-role-agent/config.toml").read_text() == CONFIG_V2
+    previous = node.path("/etc/emrfs-role-agent/config.toml.previous")
+    assert previous.read_text() == CONFIG
+    assert oct(previous.stat().st_mode & 0o777) == "0o640"
+    assert node.owners()["/etc/emrfs-role-agent/config.toml.previous"] == f"root:{PROG}"
+    # Unchanged mappings: no .previous for them.
+    assert not node.path("/etc/emrfs-role-agent/mappings.previous").exists()
+    changed = MAPPINGS.replace("analysts", "engineers")
+    node.s3.put("agent/mappings.json", changed)
+    node.install()
+    assert node.path("/etc/emrfs-role-agent/mappings.previous").read_text() == MAPPINGS
+    assert node.path("/etc/emrfs-role-agent/config.toml.previous").read_text() == CONFIG
+
+
+# ---- rolled back after a later failure -------------------------------------------------------
+
+
+def rolled_back_part(run):
+    """The actions of a run after the rollback began."""
+    assert "# rollback" in run, run
+    return run[run.index("# rollback") + 1 :]
+
+
+def test_an_agent_that_does_not_become_ready_is_rolled_back(node):
+    node.install()
+    before = state(node)
+    node.configure(CONFIG_V2)
+    new_release(node)
+    r = node.install("--jvm-hooks", "--mappings-refresh", "5min", "--fail-at", "started", check=False)
+    assert r.returncode != 0
+    assert "failing at step started (--fail-at)" in r.stderr, r.stderr
+    assert state(node) == before
+    assert "0.0.0-test" in node.path(f"/usr/local/bin/{PROG}").read_text()
+    assert node.path("/etc/emrfs-role-agent/config.toml").read_text() == CONFIG
+    # What was rolled back is logged, file by file.
+    assert "rolled back: restored /etc/emrfs-role-agent/config.toml" in r.stderr, r.stderr
+    assert f"rolled back: restored /usr/local/bin/{PROG}" in r.stderr, r.stderr
+    assert "rolled back: removed /usr/share/aws/emr/emrfs/auxlib/emrfs-role-agent-hooks.jar" in r.stderr, r.stderr
+    assert "rolled back: removed /etc/emrfs-role-agent/config.toml.previous" in r.stderr, r.stderr
+    assert re.search(r"rolled back \d+ changes", r.stderr), r.stderr
+    undo = rolled_back_part(node.runs()[-1])
+    # The timer this run added is stopped and disabled; units reloaded; the previous agent restarted.
+    sync_timer = f"{PROG}-mappings-sync.timer"
+    order = [undo.index(a) for a in (
+        f"systemctl stop {sync_timer}",
+        f"systemctl disable {sync_timer}",
+        "systemctl daemon-reload",
+        f"systemctl restart {UNIT}",
+    )]  # fmt: skip
+    assert order == sorted(order), undo
+    assert not [a for a in undo if a.startswith(("userdel", "groupdel"))], undo
+
+
+def interrupt_at(node, step, sig, *extra):
+    """Runs the bootstrap paused at `step`, sends it `sig` once it says so, and returns (returncode, stderr)."""
+    argv = [
+        INSTALL, "--root", str(node.root), "--s3-copy", node.s3.copy_cmd, "--release", node.release_uri,
+        "--config", node.config_uri, "--sha256", node.sha256, "--mappings", node.mappings_uri,
+        "--wire-poll", "0.1", "--systemd-version", "252", "--pause-at", step, *extra,
+    ]  # fmt: skip
+    p = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        for line in p.stderr:
+            lines.append(line)
+            if f"paused at step {step}" in line:
+                p.send_signal(sig)
+                break
+        lines.extend(p.stderr)
+        p.wait(60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return p.returncode, "".join(lines)
+
+
+def test_an_interrupted_rerun_leaves_the_node_as_it_was(node):
+    node.install()
+    before = state(node)
+    node.configure(CONFIG_V2)
+    new_release(node)
+    rc, err = interrupt_at(node, "started", signal.SIGTERM, "--jvm-hooks", "--mappings-refresh", "5min")
+    assert rc == 128 + signal.SIGTERM, err
+    assert "interrupted (SIGTERM)" in err, err
+    assert state(node) == before
+    run = node.runs()[-1]
+    # The run had replaced the binary and restarted the agent before the signal came.
+    assert f"systemctl restart {UNIT}" in run[: run.index("# rollback")], run
+    undo = rolled_back_part(run)
+    assert undo.index("systemctl daemon-reload") < undo.index(f"systemctl restart {UNIT}"), undo
+    assert not node.waiters()  # the client waiter is started only once the agent is ready
+
+
+def test_an_interrupted_first_install_leaves_nothing(node):
+    rc, err = interrupt_at(node, "started", signal.SIGINT)
+    assert rc == 128 + signal.SIGINT, err
+    assert "interrupted (SIGINT)" in err, err
+    assert_nothing_installed(node)
+    run = node.runs()[-1]
+    done, undo = run[: run.index("# rollback")], rolled_back_part(run)
+    assert f"systemctl start {UNIT}" in done and f"useradd --system --gid {PROG}" in " ".join(done), done
+    # Every unit it enabled is stopped and disabled, the user and group it created are removed.
+    for unit in (UNIT, f"{PROG}.socket", f"{PROG}-logrotate.timer"):
+        assert undo.index(f"systemctl stop {unit}") < undo.index(f"systemctl disable {unit}"), undo
+    assert undo[-2:] == [f"userdel {PROG}", f"groupdel {PROG}"], undo
+    # The next run installs as if for the first time.
+    node.install()
+    assert node.path("/etc/emrfs-role-agent/config.toml").read_text() == CONFIG
+    assert f"systemctl start {UNIT}" in node.runs()[-1]
+
+
+def test_an_interruption_before_any_change_changes_nothing(node):
+    node.install()
+    before = state(node)
+    node.configure(CONFIG_V2)
+    rc, err = interrupt_at(node, "checked", signal.SIGTERM)
+    assert rc == 128 + signal.SIGTERM, err
+    assert state(node) == before
+    assert node.runs()[-1] == [], node.runs()[-1]
+    assert "rolled back" not in err, err
+
+
+@pytest.mark.parametrize("step", ["staged", "checked", "installed", "started", "ready"])
+def test_every_named_step_can_fail_and_leaves_the_node_as_it_was(node, step):
+    node.install()
+    before = state(node)
+    node.configure(CONFIG_V2)
+    r = node.install("--fail-at", step, check=False)
+    assert r.returncode != 0
+    assert f"failing at step {step} (--fail-at)" in r.stderr, r.stderr
+    assert state(node) == before
+    assert not node.waiters()
+
+
+def test_test_hooks_name_known_steps(node):
+    r = node.install("--fail-at", "bogus", check=False)
+    assert r.returncode != 0 and "--fail-at: no step bogus" in r.stderr, r.stderr
+    assert_nothing_installed(node)
+
