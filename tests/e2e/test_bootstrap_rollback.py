@@ -14,6 +14,7 @@ import subprocess
 
 import pytest
 
+from helpers.net import wait_until
 from test_bootstrap import CONFIG, INSTALL, MAPPINGS, PROG, Node, package
 
 GOOD_ROLE = "arn:aws:iam::222222222222:role/partner-writer"
@@ -29,6 +30,13 @@ def node(tmp_path):
     n = Node(tmp_path, real_binary=True)
     yield n
     n.stop_waiters()
+
+
+def installed(node, *args):
+    """A good install, its client waiter stopped (so that a later one would show)."""
+    node.install(*args)
+    node.stop_waiters()
+    wait_until(lambda: not node.waiters(), 20, "the first run's waiter to stop")
 
 
 def state(node):
@@ -65,6 +73,25 @@ def test_root_mode_checks_the_staged_mappings_for_an_absolute_mappings_file(node
     assert node.path("/etc/emrfs-role-agent/config.toml").read_text() == CONFIG
 
 
+def test_a_relative_mappings_file_is_the_installed_mappings(node):
+    node.configure(CONFIG.replace('"/etc/emrfs-role-agent/mappings"', '"mappings"'))
+    r = node.install()
+    assert "warning" not in r.stderr, r.stderr
+
+
+def test_a_mappings_file_elsewhere_is_warned_about_and_checked_where_it_is(node):
+    node.configure(CONFIG.replace("/etc/emrfs-role-agent/mappings", "/etc/emrfs-role-agent/other"))
+    r = node.install(check=False)
+    assert "the config's mappings_file is /etc/emrfs-role-agent/other" in r.stderr, r.stderr
+    # Under --root, that path is read under the root, where nothing put it.
+    assert r.returncode != 0 and f"{node.root}/etc/emrfs-role-agent/other: (file): cannot read" in r.stderr, r.stderr
+    assert_nothing_installed(node)
+    node.path("/etc/emrfs-role-agent").mkdir(parents=True)
+    node.path("/etc/emrfs-role-agent/other").write_text(MAPPINGS)
+    r = node.install()
+    assert "where the agent does not read them" in r.stderr, r.stderr
+
+
 def test_root_mode_without_mappings_reads_the_mappings_file_under_the_root(node):
     node.install()
     # A later run without --mappings: the installed mappings (under the root) are what the config names.
@@ -83,6 +110,8 @@ def test_a_rerun_with_a_bad_config_keeps_the_good_one(node):
     r = node.install(check=False)
     assert r.returncode != 0
     assert "not an IAM role ARN" in r.stderr and "the configuration is invalid" in r.stderr, r.stderr
+    # The mistake is named where the operator made it: the config in S3, line and column.
+    assert f"{node.config_uri}:8:8: mapping[0].role" in r.stderr, r.stderr
     assert state(node) == before
     assert node.path("/etc/emrfs-role-agent/config.toml").read_text() == CONFIG
     # Nothing was done to the system: no chown, no reload, no restart.
@@ -200,7 +229,7 @@ def interrupt_at(node, step, sig, *extra):
 
 
 def test_an_interrupted_rerun_leaves_the_node_as_it_was(node):
-    node.install()
+    installed(node)
     before = state(node)
     node.configure(CONFIG_V2)
     new_release(node)
@@ -247,7 +276,7 @@ def test_an_interruption_before_any_change_changes_nothing(node):
 
 @pytest.mark.parametrize("step", ["staged", "checked", "installed", "started", "ready"])
 def test_every_named_step_can_fail_and_leaves_the_node_as_it_was(node, step):
-    node.install()
+    installed(node)
     before = state(node)
     node.configure(CONFIG_V2)
     r = node.install("--fail-at", step, check=False)
