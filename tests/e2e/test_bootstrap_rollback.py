@@ -103,6 +103,17 @@ def test_root_mode_without_mappings_reads_the_mappings_file_under_the_root(node)
     assert "not an IAM role ARN" in r.stderr and "the configuration is invalid" in r.stderr, r.stderr
 
 
+def test_root_mode_looks_for_emrs_own_role_mappings_in_the_site_files_under_the_root(node):
+    site = node.path("/etc/hadoop/conf/core-site.xml")
+    site.parent.mkdir(parents=True)
+    site.write_text(
+        "<configuration><property><name>fs.s3.authorization.roleMapping</name>"
+        "<value>arn:aws:iam::123456789012:role/x:u:alice</value></property></configuration>\n"
+    )
+    r = node.install()
+    assert f"warning: {site}:1: fs.s3.authorization.roleMapping is set" in r.stderr, r.stderr
+
+
 def test_a_rerun_with_a_bad_config_keeps_the_good_one(node):
     node.install()
     before = state(node)
