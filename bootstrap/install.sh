@@ -209,6 +209,7 @@ fi
 # recorded. Until the run commits, a failure or an interruption undoes them, newest first.
 JOURNAL=() # "replaced PATH" | "new PATH" | "dir PATH" | "removed-dir PATH", installed paths, in order
 DID=()     # system actions, in order
+DID_BEFORE_ROLLBACK=1000000
 COMMITTED=0
 PAUSE_PID=""
 WAITER_PID=""
@@ -226,9 +227,9 @@ sys() {
     fi
 }
 
-did() { # ACTION...: true when this run did exactly that system action
+did() { # ACTION...: true when this run did exactly that system action (before any rollback)
     local a
-    for a in "${DID[@]+"${DID[@]}"}"; do
+    for a in ${DID[@]+"${DID[@]:0:DID_BEFORE_ROLLBACK}"}; do
         [[ $a == "$*" ]] && return 0
     done
     return 1
@@ -281,13 +282,14 @@ step() { # NAME
 }
 
 mode_differs() { # PATH MODE: PATH exists with another mode
-    [[ -e $R$1 ]] && (($(stat -c '%#a' "$R$1") != 8#${2#0}))
+    [[ -e $R$1 ]] && ((8#$(stat -c '%a' "$R$1") != 8#${2#0}))
 }
 
 # Puts every file back as it was before this run, and the units and agent with them.
 rollback() {
     local i entry kind path unit bk tmp units_changed=0 agent_touched=0 n=${#JOURNAL[@]}
     log "rolling back this run's changes"
+    DID_BEFORE_ROLLBACK=${#DID[@]}
     [[ -n $R ]] && printf '# rollback\n' >>"$ACTIONS_LOG"
     if [[ -n $WAITER_PID ]]; then
         kill "$WAITER_PID" 2>/dev/null || true
@@ -382,7 +384,7 @@ rollback() {
 
 on_exit() {
     local rc=$?
-    set +e
+    set +eu
     trap '' TERM INT
     if [[ -n $PAUSE_PID ]]; then kill "$PAUSE_PID" 2>/dev/null; fi
     if ((!COMMITTED)) && ((${#JOURNAL[@]} + ${#DID[@]} > 0)); then

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from helpers.net import wait_until
-from test_bootstrap import CONFIG, INSTALL, MAPPINGS, PROG, Node, package
+from test_bootstrap import CONFIG, IMDS_CONFIG, IMDS_OFF_CONFIG, INSTALL, MAPPINGS, PROG, Node, package
 
 GOOD_ROLE = "arn:aws:iam::222222222222:role/partner-writer"
 # A mistyped role ARN (one colon short before the account), the mistake an operator makes.
@@ -302,3 +302,51 @@ def test_test_hooks_name_known_steps(node):
     assert r.returncode != 0 and "--fail-at: no step bogus" in r.stderr, r.stderr
     assert_nothing_installed(node)
 
+
+
+# ---- instance-metadata interception, turned on or off by a run that fails --------------------
+
+
+@pytest.mark.parametrize("turn", ["on", "off"])
+def test_a_failed_run_that_turns_imds_interception_on_or_off_is_rolled_back(tmp_path, turn):
+    first, then = (IMDS_OFF_CONFIG, IMDS_CONFIG) if turn == "on" else (IMDS_CONFIG, IMDS_OFF_CONFIG)
+    node = Node(tmp_path, config=first, real_binary=True)
+    try:
+        node.install(mappings=False)
+        before = state(node)
+        node.configure(then)
+        r = node.install("--fail-at", "started", mappings=False, check=False)
+        assert r.returncode != 0
+        assert state(node) == before
+        run = node.runs()[-1]
+        done, undo = run[: run.index("# rollback")], rolled_back_part(run)
+        redirect, socket = f"{PROG}-imds-redirect.service", f"{PROG}-imds.socket"
+        if turn == "on":
+            # The new units are stopped and disabled and the rules they installed removed, before their files go.
+            assert f"systemctl start {redirect}" in done, done
+            assert f"systemctl stop {UNIT}" not in undo, undo
+            order = [undo.index(a) for a in (
+                f"systemctl stop {redirect}",
+                f"systemctl disable {redirect}",
+                f"/usr/local/bin/{PROG} imds-redirect remove",
+                f"systemctl stop {socket}",
+                f"systemctl disable {socket}",
+                "systemctl daemon-reload",
+                f"systemctl restart {UNIT}",
+            )]  # fmt: skip
+        else:
+            # The removed units come back, enabled, and the rules with the redirect's restart; the agent gets its
+            # metadata socket back through a restart.
+            assert f"/usr/local/bin/{PROG} imds-redirect remove" in done, done
+            order = [undo.index(a) for a in (
+                "systemctl daemon-reload",
+                f"systemctl enable {socket}",
+                f"systemctl enable {redirect}",
+                f"systemctl stop {UNIT}",
+                f"systemctl restart {socket}",
+                f"systemctl restart {redirect}",
+                f"systemctl restart {UNIT}",
+            )]  # fmt: skip
+        assert order == sorted(order), undo
+    finally:
+        node.stop_waiters()
