@@ -1084,6 +1084,7 @@ def test_mappings_sync_keeps_the_old_mappings_when_the_new_ones_are_invalid(sync
     r, reloads = run(uri)
     assert r.returncode != 0
     assert "rejected" in r.stderr and "not-a-role-arn" in r.stderr, r.stderr
+    assert f"{uri}:" in r.stderr and ".mappings.new" not in r.stderr, r.stderr  # named by where it came from
     assert reloads == 0
     assert mappings.read_text() == MAPPINGS
     assert not [p for p in os.listdir(mappings.parent) if p.startswith(".")]
