@@ -89,19 +89,37 @@ case $S3A_SDK in
     *) echo "wire-clients.sh: --s3a-sdk must be v1, v2 or auto, got $S3A_SDK" >&2; exit 2 ;;
 esac
 
-# The SDK whose S3A classes to wire; asked on every pass, as EMR installs Hadoop after bootstrap actions.
-s3a_sdk() {
+WHY_FILE=$(mktemp "${TMPDIR:-/tmp}/emrfs-role-agent-wire-clients.XXXXXX")
+trap 'rm -f "$WHY_FILE"' EXIT
+
+# The SDK whose S3A classes to wire, in $SDK; asked on every pass, as EMR installs Hadoop after
+# bootstrap actions. What was chosen and why is logged when it differs from the last pass.
+SDK=""
+SDK_LOGGED=""
+detect_s3a_sdk() {
+    local why
     if [[ $S3A_SDK != auto ]]; then
-        echo "$S3A_SDK"
+        SDK=$S3A_SDK
+        why="S3A uses the AWS SDK for Java $SDK: --s3a-sdk $S3A_SDK"
+    elif SDK=$(python3 "$EMR_CONF" s3a-sdk --root "${R:-/}" 2>"$WHY_FILE"); then
+        why=$(<"$WHY_FILE")
     else
-        python3 "$EMR_CONF" s3a-sdk --root "${R:-/}" 2>/dev/null || echo v1
+        SDK=v1
+        why="S3A uses the AWS SDK for Java v1: the node's release could not be read ($(tr '\n' ' ' <"$WHY_FILE"))"
+    fi
+    if [[ $why != "$SDK_LOGGED" ]]; then
+        log "$why"
+        SDK_LOGGED=$why
     fi
 }
 
-# Applies every setting whose file exists; returns 0 when all applicable files are wired.
+# Applies every setting whose file exists (S3A's only with the provider jar); returns 0 when all applicable files are wired.
 wire_pass() {
-    local all=0 entry kind file sdk
-    sdk=$(s3a_sdk)
+    local all=0 entry kind file sdk=v1
+    if ((with_provider)); then
+        detect_s3a_sdk
+        sdk=$SDK
+    fi
     for entry in "${targets[@]}"; do
         kind=${entry%% *}
         file=${entry#* }

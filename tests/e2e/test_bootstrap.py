@@ -942,6 +942,18 @@ def test_s3_via_s3a_makes_s3a_serve_s3_uris(node):
     assert "fs.s3.impl" not in emr_conf.settings()["core-site"]
 
 
+def test_the_waiter_gives_up_after_its_timeout(node):
+    # Under --root no node ever finishes provisioning: the waiter must not linger for two hours.
+    node.install()
+    waiter = [a for a in node.runs()[-1] if a.startswith("start-waiter ")]
+    assert len(waiter) == 1 and waiter[0].endswith(" --timeout 60"), waiter
+    node.stop_waiters()
+    wait_until(lambda: not node.waiters(), 20, "the first waiter to stop")
+    node.install("--wire-timeout", "1")
+    wait_until(lambda: "gave up after 1s" in node.waiter_log(), 30, "the waiter to give up")
+    wait_until(lambda: not node.waiters(), 20, "the waiter to exit")
+
+
 def test_only_one_waiter_at_a_time(node):
     node.install()
     wait_until(lambda: len(node.waiters()) == 1, 10, "one waiter")
@@ -1072,6 +1084,7 @@ def test_mappings_sync_keeps_the_old_mappings_when_the_new_ones_are_invalid(sync
     r, reloads = run(uri)
     assert r.returncode != 0
     assert "rejected" in r.stderr and "not-a-role-arn" in r.stderr, r.stderr
+    assert f"{uri}:" in r.stderr and ".mappings.new" not in r.stderr, r.stderr  # named by where it came from
     assert reloads == 0
     assert mappings.read_text() == MAPPINGS
     assert not [p for p in os.listdir(mappings.parent) if p.startswith(".")]
