@@ -171,13 +171,14 @@ pub fn describe_rule(r: &Rule) -> String {
 /// looked up as `serve` looks them up.
 pub fn explain(
     config: &Path,
+    mappings: Option<&Path>,
     user: Option<String>,
     groups: Option<Vec<String>>,
     via: Via,
     location: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let c = Config::load(config)?;
+    let c = Config::load_with_mappings(config, mappings)?;
     let location = match location {
         Some(_) if via == Via::Imds => {
             return Err(CliError::Usage(
@@ -297,6 +298,10 @@ pub fn imds_redirect(
 /// Who is left alone by the redirect: `check` and `imds-redirect install` print it.
 fn write_exempt(exemptions: &redirect::Exemptions, out: &mut dyn Write) -> std::io::Result<()> {
     let mut who: Vec<String> = exemptions.exempt.iter().map(|e| format!("{} (uid {})", e.why, e.uid)).collect();
+    if let Some(user) = &exemptions.agent_user_absent {
+        // Always exempt once it exists: the bootstrap creates it before it installs the rules.
+        who.push(format!("agent user {user} (not on this machine yet; the rules need it, the bootstrap creates it)"));
+    }
     if exemptions.exempt_uids_below > 0 {
         who.push(format!("every uid below {}", exemptions.exempt_uids_below));
     }

@@ -53,6 +53,9 @@ enum Command {
         /// (which sees no location).
         #[arg(long, value_enum, default_value = "api")]
         via: Via,
+        /// Decide with these mappings in place of the file the config's mappings_file names.
+        #[arg(long, value_name = "FILE")]
+        mappings: Option<PathBuf>,
         /// The S3 location asked for, e.g. s3://bucket/key.
         location: Option<String>,
     },
@@ -89,8 +92,8 @@ fn main() -> ExitCode {
         Command::Check { config, mappings, hadoop_sites } => {
             cli::check(&config, mappings.as_deref(), &hadoop_sites, &mut out).map_err(failed)
         }
-        Command::Explain { config, user, groups, via, location } => {
-            cli::explain(&config, user, groups, via, location.as_deref(), &mut out).map_err(failed)
+        Command::Explain { config, user, groups, via, mappings, location } => {
+            cli::explain(&config, mappings.as_deref(), user, groups, via, location.as_deref(), &mut out).map_err(failed)
         }
         Command::ImdsRedirect { action, config, backend, agent_user } => {
             match cli::imds_redirect(action, &config, backend, &agent_user, &mut out) {

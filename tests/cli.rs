@@ -175,6 +175,21 @@ fn check_with_mappings_checks_the_local_file_in_place_of_the_installed_one() {
         "{out}"
     );
     assert!(out.contains("emr-0"), "{out}");
+    // explain decides with them the same way.
+    let o = run(&[
+        "explain",
+        "--config",
+        config.to_str().unwrap(),
+        "--mappings",
+        good.to_str().unwrap(),
+        "--user",
+        "nobody",
+        "--groups",
+        "analysts",
+        "s3://any-bucket/k",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("decision:  rule 1 'emr-1'"), "{}", stdout(&o));
     // A mistake in the mappings is named in the file that was checked.
     let bad = dir.path().join("mappings.json");
     std::fs::write(&bad, "arn:aws:iam::1:role/x=u:alice").unwrap();
