@@ -6,16 +6,17 @@ is idempotent: a file that already carries the settings is not rewritten, so run
 changes nothing. Runs on the python3 of Amazon Linux 2 (3.7) and 2023 (3.9): standard library
 only.
 
-    emr_conf.py settings [--port N] [--token-file PATH] [--s3a-sdk v1|v2]
+    emr_conf.py settings [--port N] [--token-file PATH] [--s3a-sdk v1|v2] [--s3-via-s3a]
                                               # the settings, as EMR Configurations JSON
-    emr_conf.py apply KIND FILE [--port N] [--token-file PATH] [--s3a-sdk v1|v2]
+    emr_conf.py apply KIND FILE [--port N] [--token-file PATH] [--s3a-sdk v1|v2] [--s3-via-s3a]
                                               # KIND: spark-defaults, core-site, emrfs-site
     emr_conf.py s3a-sdk [--root DIR]          # which AWS SDK this node's S3A uses: prints v1 or v2
     emr_conf.py provisioned STATE_FILE        # exit 0 once EMR finished provisioning this node
 
 S3A gets per-request credentials (prefix rules inside a bucket hold request by request) through the
 AWS SDK its Hadoop uses: EMR releases up to 7.9 (Hadoop 3.3.x, SDK v1) get the v1 request handler, EMR 7.10 and
-later (Hadoop 3.4.x, SDK v2; S3A also serves s3:// there) the v2 execution interceptor. EMRFS stays per bucket.
+later (Hadoop 3.4.x, SDK v2; S3A also serves s3:// there) the v2 execution interceptor. EMRFS stays per bucket;
+--s3-via-s3a makes S3A serve s3:// on the releases before 7.10 too (S3A_FOR_S3), as 7.10 does by default.
 
 `apply` prints "changed FILE" or "unchanged FILE".
 """
@@ -44,6 +45,11 @@ S3A_CLASSES = {
         "fs.s3a.audit.execution.interceptors": "io.emrfsroleagent.sdk2.RoleAgentExecutionInterceptor",
     },
 }
+# s3:// through S3A (--s3-via-s3a): what EMR 7.10 and later set by default, for the releases before.
+S3A_FOR_S3 = {
+    "fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+    "fs.AbstractFileSystem.s3.impl": "org.apache.hadoop.fs.s3a.S3A",
+}
 # The first EMR release whose S3A is Hadoop 3.4 on the AWS SDK for Java v2.
 S3A_SDK_V2_SINCE = (7, 10)
 # Where EMR records the node's release label, and where its Hadoop jars are.
@@ -54,8 +60,9 @@ PROVIDER_ENDPOINT_KEY = "emrfs-role-agent.endpoint"
 PROVIDER_TOKEN_FILE_KEY = "emrfs-role-agent.token-file"
 
 
-def settings(port=DEFAULT_PORT, token_file=DEFAULT_TOKEN_FILE, s3a_sdk="v1"):
-    """Classification -> {property: value}: what every client on the node needs (S3A per `s3a_sdk`)."""
+def settings(port=DEFAULT_PORT, token_file=DEFAULT_TOKEN_FILE, s3a_sdk="v1", s3_via_s3a=False):
+    """Classification -> {property: value}: what every client on the node needs (S3A per `s3a_sdk`;
+    with `s3_via_s3a`, S3A serves s3:// too)."""
     endpoint = "http://127.0.0.1:%d" % port
     uri = endpoint + "/v1/credentials"
     spark = {}
@@ -71,16 +78,18 @@ def settings(port=DEFAULT_PORT, token_file=DEFAULT_TOKEN_FILE, s3a_sdk="v1"):
         hadoop[PROVIDER_TOKEN_FILE_KEY] = token_file
     core = dict(hadoop)
     core.update(S3A_CLASSES[s3a_sdk])
+    if s3_via_s3a:
+        core.update(S3A_FOR_S3)
     emrfs = dict(hadoop)
     emrfs["fs.s3.customAWSCredentialsProvider"] = PROVIDER_CLASS
     return {"spark-defaults": spark, "core-site": core, "emrfs-site": emrfs}
 
 
-def emr_configurations(port=DEFAULT_PORT, token_file=DEFAULT_TOKEN_FILE, s3a_sdk="v1"):
+def emr_configurations(port=DEFAULT_PORT, token_file=DEFAULT_TOKEN_FILE, s3a_sdk="v1", s3_via_s3a=False):
     """The same settings as an EMR `Configurations` document."""
     return [
         {"Classification": name, "Properties": props}
-        for name, props in settings(port, token_file, s3a_sdk).items()
+        for name, props in settings(port, token_file, s3a_sdk, s3_via_s3a).items()
     ]
 
 
@@ -270,17 +279,18 @@ def main(argv=None):
         p.add_argument("--port", type=int, default=DEFAULT_PORT)
         p.add_argument("--token-file", default=DEFAULT_TOKEN_FILE)
         p.add_argument("--s3a-sdk", choices=sorted(S3A_CLASSES), default="v1")
+        p.add_argument("--s3-via-s3a", action="store_true")
     p = sub.add_parser("s3a-sdk")
     p.add_argument("--root", default="/")
     p = sub.add_parser("provisioned")
     p.add_argument("state_file")
     args = ap.parse_args(argv)
     if args.cmd == "settings":
-        json.dump(emr_configurations(args.port, args.token_file, args.s3a_sdk), sys.stdout, indent=2)
+        json.dump(emr_configurations(args.port, args.token_file, args.s3a_sdk, args.s3_via_s3a), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     if args.cmd == "apply":
-        props = settings(args.port, args.token_file, args.s3a_sdk)[args.kind]
+        props = settings(args.port, args.token_file, args.s3a_sdk, args.s3_via_s3a)[args.kind]
         if args.kind == "spark-defaults":
             changed = apply_spark_defaults(args.file, props)
         else:

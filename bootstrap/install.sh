@@ -8,6 +8,13 @@
 # running it again with the same inputs leaves every file as it was, and restarts or reloads
 # the agent only when its binary, unit, listen address, config or mappings changed.
 #
+# Nothing is changed before everything is staged and checked: the release is fetched, verified
+# and extracted, the config and mappings fetched, and the staged binary checks the staged config
+# and mappings. Only then are files swapped in, each atomically; the previous config and mappings
+# stay beside them (config.toml.previous, mappings.previous). Until the agent is ready and the
+# client waiter started, a failure or SIGTERM/SIGINT rolls the run back: replaced files are put
+# back, added files and directories removed, units reloaded, and the previous agent restarted.
+#
 # See docs/install-on-emr.md for the create-cluster command line and the IAM set-up.
 set -euo pipefail
 
@@ -22,6 +29,10 @@ ready, and wires Spark, S3A and EMRFS to it once EMR has installed them. When th
 [imds] listen, it also installs the instance-metadata socket and the redirect that sends
 non-exempt users' instance-metadata traffic to the agent (and removes both when it is unset).
 
+The release, config and mappings are fetched and checked (by the release's own binary) before
+anything on the node changes: a bad config or bad mappings leave the node as it was. A failure
+after that (the agent does not start or become ready, SIGTERM, SIGINT) rolls the run back.
+
 Required:
   --release S3_URI          emrfs-role-agent-<version>-x86_64-linux.tar.gz
   --config S3_URI           config.toml (installed as /etc/emrfs-role-agent/config.toml)
@@ -34,7 +45,8 @@ Optional:
   --mappings-refresh INTERVAL
                             re-fetch --mappings every INTERVAL (systemd time span, e.g. 5min)
                             and reload the agent when they changed
-  --sha256 HEX              expected SHA-256 of the release tarball
+  --sha256 HEX              expected SHA-256 of the release tarball (the first field of the
+                            release's .sha256 file); a mismatch installs nothing
   --port N                  port the clients reach the agent on at 127.0.0.1 (default 9944):
                             the readiness check and client wiring use it, so the config's
                             [server] listen must include 127.0.0.1:N (the API socket listens
@@ -43,15 +55,30 @@ Optional:
                             application user and the hadoop user are in it)
   --token-mode MODE         token file mode (default 0440; 0444 lets every local user read it)
   --no-wire-clients         install and start the agent only; leave Spark/Hadoop config alone
+  --jvm-hooks               install the per-request hooks for every JVM S3 client (Iceberg S3FileIO,
+                            plain AWS SDK clients; emrfs-role-agent-hooks.jar in EMRFS's auxlib,
+                            on every Hadoop and Spark class path); without it the jar is removed
+  --s3-via-s3a              serve s3:// with S3A instead of EMRFS (what EMR 7.10 and later do by
+                            default), so that prefix rules hold per request for s3:// too; for
+                            EMR 6.9-7.9 (Hadoop 3.3.x); see docs/emrfs.md for the trade-offs
   --ready-timeout SECONDS   how long to wait for /readyz (default 120)
+  --wire-timeout SECONDS    how long the client waiter waits for EMR to finish provisioning the
+                            node (default 7200; 60 with --root)
 
 Test hooks:
   --root DIR                install under DIR instead of /: nothing on the running system is
                             changed (no useradd, chown, systemctl); those steps are recorded in
-                            DIR/var/log/emrfs-role-agent-bootstrap/actions.log
+                            DIR/var/log/emrfs-role-agent-bootstrap/actions.log. Every path is
+                            taken under DIR: the mappings the config names, the Hadoop site files
+                            `check` reads, the files the client waiter edits
   --s3-copy CMD             run "CMD SRC DST" instead of "aws s3 cp SRC DST"
   --wire-poll SECONDS       how often the client waiter looks for config files (default 10)
   --systemd-version N       act as on a node with this systemd version (default: the running one)
+  --fail-at STEP            fail at STEP, as a failing step there would (the rollback runs)
+  --pause-at STEP           stop at STEP until a signal comes (SIGTERM, SIGINT: the rollback runs)
+                            STEP: staged (fetched, not checked), checked (nothing changed yet),
+                            installed (files in place, units not started), started (agent started,
+                            not ready), ready (agent ready, client waiter not started)
   -h, --help                this text
 EOF
 }
@@ -69,11 +96,17 @@ PORT=9944
 TOKEN_GROUP=hadoop
 TOKEN_MODE=0440
 WIRE_CLIENTS=1
+JVM_HOOKS=0
+S3_VIA_S3A=0
 READY_TIMEOUT=120
+WIRE_TIMEOUT=""
 ROOT_DIR=""
 S3_COPY=""
 WIRE_POLL=10
 SYSTEMD_VERSION=""
+FAIL_AT=""
+PAUSE_AT=""
+STEPS=(staged checked installed started ready)
 
 need() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (see --help)"; }
 while (($#)); do
@@ -87,11 +120,16 @@ while (($#)); do
         --token-group) need "$@"; TOKEN_GROUP=$2; shift 2 ;;
         --token-mode) need "$@"; TOKEN_MODE=$2; shift 2 ;;
         --no-wire-clients) WIRE_CLIENTS=0; shift ;;
+        --jvm-hooks) JVM_HOOKS=1; shift ;;
+        --s3-via-s3a) S3_VIA_S3A=1; shift ;;
         --ready-timeout) need "$@"; READY_TIMEOUT=$2; shift 2 ;;
+        --wire-timeout) need "$@"; WIRE_TIMEOUT=$2; shift 2 ;;
         --root) need "$@"; ROOT_DIR=$2; shift 2 ;;
         --s3-copy) need "$@"; S3_COPY=$2; shift 2 ;;
         --wire-poll) need "$@"; WIRE_POLL=$2; shift 2 ;;
         --systemd-version) need "$@"; SYSTEMD_VERSION=$2; shift 2 ;;
+        --fail-at) need "$@"; FAIL_AT=$2; shift 2 ;;
+        --pause-at) need "$@"; PAUSE_AT=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -103,6 +141,7 @@ if ! [[ $PORT =~ ^[1-9][0-9]*$ ]] || ((PORT < 1 || PORT > 65535)); then die "--p
 [[ -z $SHA256 || $SHA256 =~ ^[0-9a-fA-F]{64}$ ]] || die "--sha256: not a SHA-256 hex digest"
 [[ $TOKEN_MODE =~ ^0?[0-7]{3}$ ]] || die "--token-mode: not an octal mode: $TOKEN_MODE"
 [[ $READY_TIMEOUT =~ ^[0-9]+$ ]] || die "--ready-timeout: not a number of seconds"
+[[ -z $WIRE_TIMEOUT || $WIRE_TIMEOUT =~ ^[0-9]+$ ]] || die "--wire-timeout: not a number of seconds"
 [[ -z $SYSTEMD_VERSION || $SYSTEMD_VERSION =~ ^[0-9]+$ ]] || die "--systemd-version: not a number"
 [[ $TOKEN_GROUP =~ ^[a-z_][a-z0-9_.-]*$ ]] || die "--token-group: not a group name: $TOKEN_GROUP"
 if [[ -n $MAPPINGS_REFRESH ]]; then
@@ -110,6 +149,10 @@ if [[ -n $MAPPINGS_REFRESH ]]; then
     [[ $MAPPINGS_REFRESH =~ ^([0-9]+[[:space:]]*[a-z]*[[:space:]]*)+$ ]] \
         || die "--mappings-refresh: not a time span: $MAPPINGS_REFRESH"
 fi
+for hook in "--fail-at:$FAIL_AT" "--pause-at:$PAUSE_AT"; do
+    [[ -z ${hook#*:} || " ${STEPS[*]} " == *" ${hook#*:} "* ]] \
+        || die "${hook%%:*}: no step ${hook#*:} (steps: ${STEPS[*]})"
+done
 
 if [[ -z $ROOT_DIR ]] && ((EUID != 0)); then
     exec sudo -n -- "$BASH" "$0" "${ORIG_ARGS[@]}"
@@ -120,6 +163,10 @@ if [[ -n $ROOT_DIR ]]; then
     ROOT_DIR=$(cd "$ROOT_DIR" && pwd)
 fi
 R=$ROOT_DIR
+# The client waiter gives up after this long; under --root nothing will ever finish provisioning.
+if [[ -z $WIRE_TIMEOUT ]]; then
+    if [[ -n $R ]]; then WIRE_TIMEOUT=60; else WIRE_TIMEOUT=7200; fi
+fi
 
 # Installed paths (as the running system sees them; $R is prefixed when writing).
 BIN=/usr/local/bin/$PROG
@@ -142,8 +189,12 @@ IMDS_REDIRECT=$PROG-imds-redirect.service
 IMDS_UNIT_LISTEN=127.0.0.1:9945
 AUXLIB=/usr/share/aws/emr/emrfs/auxlib
 JAR_NAME=emrfs-role-agent-provider.jar
+HOOKS_JAR_NAME=emrfs-role-agent-hooks.jar
+CLIENT_PROPERTIES=$ETC/client.properties
 TOKEN=$ETC/token
 WIRE_UNIT=$PROG-wire-clients
+# The Hadoop site files in which `check` looks for EMR's own role mappings (its defaults).
+HADOOP_SITES=(/etc/hadoop/conf/core-site.xml /usr/share/aws/emr/emrfs/conf/emrfs-site.xml)
 
 ACTIONS_LOG=""
 if [[ -n $R ]]; then
@@ -152,8 +203,22 @@ if [[ -n $R ]]; then
     printf '== run\n' >>"$ACTIONS_LOG"
 fi
 
+# ---- the journal: what this run changed, and how to undo it --------------------------------
+# Before a file is first replaced, removed or re-moded, a copy goes to $WORK/backup (or it is
+# recorded as new); every directory the run creates is recorded; every system action (sys) is
+# recorded. Until the run commits, a failure or an interruption undoes them, newest first.
+JOURNAL=() # "replaced PATH" | "new PATH" | "dir PATH" | "removed-dir PATH", installed paths, in order
+DID=()     # system actions, in order
+DID_BEFORE_ROLLBACK=1000000
+COMMITTED=0
+PAUSE_PID=""
+WAITER_PID=""
+WAITER_UNIT_STARTED=0
+AGENT_WAS_ACTIVE=0
+
 # A change to the running system: done for real, or only recorded under --root.
 sys() {
+    DID+=("$*")
     if [[ -n $R ]]; then
         printf '%s\n' "$*" >>"$ACTIONS_LOG"
     else
@@ -161,6 +226,177 @@ sys() {
         "$@"
     fi
 }
+
+did() { # ACTION...: true when this run did exactly that system action (before any rollback)
+    local a
+    for a in ${DID[@]+"${DID[@]:0:DID_BEFORE_ROLLBACK}"}; do
+        [[ $a == "$*" ]] && return 0
+    done
+    return 1
+}
+
+journaled() { # PATH: its state before this run is recorded
+    local e
+    for e in "${JOURNAL[@]+"${JOURNAL[@]}"}"; do
+        [[ ${e#* } == "$1" ]] && return 0
+    done
+    return 1
+}
+
+journal_file() { # PATH: call before the first change to PATH in this run
+    local bk
+    journaled "$1" && return 0
+    if [[ -e $R$1 || -L $R$1 ]]; then
+        bk=$WORK/backup$1
+        mkdir -p "$(dirname "$bk")"
+        cp -p "$R$1" "$bk"
+        JOURNAL+=("replaced $1")
+    else
+        JOURNAL+=("new $1")
+    fi
+}
+
+mkdirs() { # PATH: mkdir -p, recording each directory it creates
+    local d=$1 missing=()
+    while [[ -n $d && $d != / && ! -d $R$d ]]; do
+        missing=("$d" "${missing[@]+"${missing[@]}"}")
+        d=$(dirname "$d")
+    done
+    for d in "${missing[@]+"${missing[@]}"}"; do
+        mkdir "$R$d"
+        JOURNAL+=("dir $d")
+    done
+}
+
+# The test hooks' named points between steps.
+step() { # NAME
+    if [[ $1 == "$FAIL_AT" ]]; then
+        die "failing at step $1 (--fail-at)"
+    fi
+    if [[ $1 == "$PAUSE_AT" ]]; then
+        sleep infinity >/dev/null 2>&1 &
+        PAUSE_PID=$!
+        log "paused at step $1 (--pause-at): waiting for a signal"
+        wait "$PAUSE_PID" || true
+    fi
+}
+
+mode_differs() { # PATH MODE: PATH exists with another mode
+    [[ -e $R$1 ]] && ((8#$(stat -c '%a' "$R$1") != 8#${2#0}))
+}
+
+# Puts every file back as it was before this run, and the units and agent with them.
+rollback() {
+    local i entry kind path unit bk tmp units_changed=0 agent_touched=0 n=${#JOURNAL[@]}
+    log "rolling back this run's changes"
+    DID_BEFORE_ROLLBACK=${#DID[@]}
+    [[ -n $R ]] && printf '# rollback\n' >>"$ACTIONS_LOG"
+    if [[ -n $WAITER_PID ]]; then
+        kill "$WAITER_PID" 2>/dev/null || true
+    elif ((WAITER_UNIT_STARTED)); then
+        sys systemctl stop "$WIRE_UNIT.service" || true
+    fi
+    # Units this run added go first, while their files still exist: stopped and disabled (the
+    # metadata redirect's rules removed with the binary that installed them).
+    for unit in "$UNIT" "$IMDS_REDIRECT" "$IMDS_SOCKET" "$SOCKET" "$ROTATE_TIMER" "$SYNC_TIMER"; do
+        journaled "$UNIT_DIR/$unit" || continue
+        [[ " ${JOURNAL[*]} " == *" new $UNIT_DIR/$unit "* ]] || continue
+        did systemctl enable "$unit" || did systemctl start "$unit" || did systemctl restart "$unit" || continue
+        sys systemctl stop "$unit" || true
+        sys systemctl disable "$unit" || true
+        if [[ $unit == "$IMDS_REDIRECT" ]]; then
+            sys "$BIN" imds-redirect remove || log "warning: the instance-metadata redirect could not be removed"
+        fi
+    done
+    # The files, newest change first.
+    for ((i = n - 1; i >= 0; i--)); do
+        entry=${JOURNAL[i]}
+        kind=${entry%% *}
+        path=${entry#* }
+        case $kind in
+            replaced)
+                bk=$WORK/backup$path
+                if tmp=$(mktemp "$R$path.XXXXXX") && cp -p "$bk" "$tmp" && mv -f "$tmp" "$R$path"; then
+                    log "rolled back: restored $path"
+                else
+                    log "warning: could not restore $path (its copy: $bk)"
+                fi
+                ;;
+            new)
+                rm -f "$R$path" && log "rolled back: removed $path"
+                ;;
+            dir)
+                rmdir "$R$path" 2>/dev/null && log "rolled back: removed directory $path"
+                ;;
+            removed-dir)
+                mkdir -p "$R$path" && log "rolled back: restored directory $path"
+                ;;
+        esac
+        [[ $path == "$UNIT_DIR"/* ]] && units_changed=1
+        case $path in
+            "$BIN" | "$UNIT_DIR/$UNIT" | "$ETC/config.toml" | "$ETC/mappings" | "$UNIT_DIR/$SOCKET"* | "$UNIT_DIR/$IMDS_SOCKET"*)
+                agent_touched=1
+                ;;
+        esac
+    done
+    if ((units_changed)); then
+        sys systemctl daemon-reload || true
+    fi
+    # Units that were there before: as they were.
+    for unit in "$IMDS_SOCKET" "$IMDS_REDIRECT" "$SYNC_TIMER"; do
+        [[ -e $R$UNIT_DIR/$unit ]] || continue
+        if did systemctl disable "$unit"; then sys systemctl enable "$unit" || true; fi
+    done
+    if did systemctl stop "$UNIT" || did systemctl start "$UNIT" || did systemctl restart "$UNIT" \
+        || did systemctl reload "$UNIT"; then
+        agent_touched=1
+    fi
+    if [[ -e $R$UNIT_DIR/$UNIT ]] && ((agent_touched)); then
+        if ((AGENT_WAS_ACTIVE)); then
+            # A socket moved by this run moves back with the agent stopped, as it moved.
+            if did systemctl restart "$SOCKET" || did systemctl restart "$IMDS_SOCKET" \
+                || did systemctl stop "$IMDS_SOCKET"; then
+                sys systemctl stop "$UNIT" || true
+                did systemctl restart "$SOCKET" && { sys systemctl restart "$SOCKET" || true; }
+                if [[ -e $R$UNIT_DIR/$IMDS_SOCKET ]]; then sys systemctl restart "$IMDS_SOCKET" || true; fi
+            fi
+            if [[ -e $R$UNIT_DIR/$IMDS_REDIRECT ]] && { did systemctl restart "$IMDS_REDIRECT" \
+                || did systemctl stop "$IMDS_REDIRECT"; }; then
+                sys systemctl restart "$IMDS_REDIRECT" || log "warning: the instance-metadata redirect did not restart"
+            fi
+            sys systemctl restart "$UNIT" || log "warning: the previous agent did not restart"
+        elif did systemctl start "$UNIT"; then
+            sys systemctl stop "$UNIT" || true
+        fi
+    fi
+    if [[ -e $R$UNIT_DIR/$SYNC_TIMER ]] && did systemctl stop "$SYNC_TIMER"; then
+        sys systemctl start "$SYNC_TIMER" || true
+    fi
+    # The user and group, when this run created them.
+    if did useradd --system --gid "$PROG" --no-create-home --home-dir "/var/lib/$PROG" --shell /sbin/nologin \
+        --comment "emrfs-role-agent credential agent" "$PROG" \
+        || did useradd --system --gid "$PROG" --no-create-home --home-dir "/var/lib/$PROG" --shell /sbin/nologin "$PROG"; then
+        sys userdel "$PROG" || true
+    fi
+    if did groupadd --system "$PROG"; then sys groupdel "$PROG" || true; fi
+    log "rolled back $n changes to files; the node is as it was before this run"
+}
+
+on_exit() {
+    local rc=$?
+    set +eu
+    trap '' TERM INT
+    if [[ -n $PAUSE_PID ]]; then kill "$PAUSE_PID" 2>/dev/null; fi
+    if ((!COMMITTED)) && ((${#JOURNAL[@]} + ${#DID[@]} > 0)); then
+        rollback
+    fi
+    rm -rf "$WORK"
+    exit "$rc"
+}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/$PROG-bootstrap.XXXXXX")
+trap on_exit EXIT
+trap 'log "interrupted (SIGTERM)"; exit 143' TERM
+trap 'log "interrupted (SIGINT)"; exit 130' INT
 
 s3_copy() {
     local cmd
@@ -172,10 +408,7 @@ s3_copy() {
     "${cmd[@]}" "$1" "$2" || die "could not copy $1"
 }
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/$PROG-bootstrap.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
-
-# ---- fetch -------------------------------------------------------------------------------
+# ---- stage: fetch and verify, change nothing -----------------------------------------------
 log "fetching $RELEASE_URI"
 s3_copy "$RELEASE_URI" "$WORK/release.tar.gz"
 if [[ -n $SHA256 ]]; then
@@ -189,56 +422,145 @@ REL=$WORK/release
 for f in bin/$PROG systemd/$UNIT systemd/compat/$UNIT bootstrap/wire-clients.sh bootstrap/emr_conf.py bootstrap/mappings-sync.sh; do
     [[ -f $REL/$f ]] || die "release tarball has no $f"
 done
-
-s3_copy "$CONFIG_URI" "$WORK/config.toml"
-if [[ -n $MAPPINGS_URI ]]; then
-    s3_copy "$MAPPINGS_URI" "$WORK/mappings"
-    grep -Eq "^[[:space:]]*mappings_file[[:space:]]*=[[:space:]]*[\"']$ETC/mappings[\"']" "$WORK/config.toml" \
-        || log "warning: the config does not set mappings_file = \"$ETC/mappings\"; the mappings are installed but unused"
+if ((JVM_HOOKS)); then
+    [[ -f $REL/lib/$HOOKS_JAR_NAME ]] || die "--jvm-hooks: the release has no lib/$HOOKS_JAR_NAME"
 fi
 
+# Config and mappings side by side, as they will be installed: a relative mappings_file resolves
+# against the config's directory here as it will in $ETC.
+STAGE=$WORK/stage
+mkdir "$STAGE"
+s3_copy "$CONFIG_URI" "$STAGE/config.toml"
+if [[ -n $MAPPINGS_URI ]]; then
+    s3_copy "$MAPPINGS_URI" "$STAGE/mappings"
+fi
+if [[ -z $R ]]; then
+    getent group "$TOKEN_GROUP" >/dev/null || die "--token-group $TOKEN_GROUP: no such group"
+fi
+# systemd 247+ (Amazon Linux 2023) gets the fully sandboxed unit; older systemd (Amazon Linux 2 has
+# 219) the compat unit, made of directives it knows.
+if [[ -z $SYSTEMD_VERSION ]]; then
+    SYSTEMD_VERSION=$(systemctl --version 2>/dev/null | awk 'NR == 1 { print $2 }')
+    [[ $SYSTEMD_VERSION =~ ^[0-9]+$ ]] || SYSTEMD_VERSION=0
+fi
+step staged
+
+# ---- check: the staged binary judges the staged config and mappings -----------------------
+# The top-level mappings_file of a config (the value before the first table), or nothing. Only used
+# under --root, to read the installed mappings under the root when no --mappings is given.
+config_mappings_file() { # CONFIG
+    sed -n -e '/^[[:space:]]*\[/q' \
+        -e "s/^[[:space:]]*mappings_file[[:space:]]*=[[:space:]]*[\"']\\([^\"']*\\)[\"'].*/\\1/p" "$1" | head -n1
+}
+
+# check [ARGS...]: the staged binary's `check` of the staged config; its output in $out.
+run_check() {
+    local args=(check --config "$STAGE/config.toml") site
+    if [[ -n $R ]]; then
+        for site in "${HADOOP_SITES[@]}"; do args+=(--hadoop-site "$R$site"); done
+    fi
+    if ! out=$("$REL/bin/$PROG" "${args[@]}" "$@" 2>&1); then
+        # Named as the operator knows them: by their S3 locations.
+        out=${out//"$STAGE/config.toml"/"$CONFIG_URI"}
+        [[ -n $MAPPINGS_URI ]] && out=${out//"$STAGE/mappings"/"$MAPPINGS_URI"}
+        printf '%s\n' "$out" >&2
+        die "the configuration is invalid; nothing was changed"
+    fi
+}
+
+if [[ -n $MAPPINGS_URI ]]; then
+    run_check --mappings "$STAGE/mappings"
+    # The binary resolves mappings_file (a relative one against the staged config's directory).
+    named=$(sed -n 's/^mappings_file:[[:space:]]*\(.*\) (checked: .*)$/\1/p' <<<"$out" | head -n1)
+    if [[ -n $named && $named != "$ETC/mappings" && $named != "$STAGE/mappings" ]]; then
+        [[ $named == "$STAGE"/* ]] && named=$ETC/${named#"$STAGE"/}
+        log "warning: the config's mappings_file is $named: the mappings from --mappings are installed" \
+            "as $ETC/mappings, where the agent does not read them"
+        run_check --mappings "$R$named"
+    fi
+elif [[ -n $R ]] && named=$(config_mappings_file "$STAGE/config.toml") && [[ -n $named ]]; then
+    [[ $named == /* ]] || named=$ETC/$named
+    run_check --mappings "$R$named"
+else
+    run_check
+fi
+grep '^warning:' <<<"$out" >&2 || true
+step checked
+
+# ---- the state before this run -------------------------------------------------------------
+# Whether the agent was installed before this run: decides restart/reload vs first start.
+PREVIOUSLY_INSTALLED=0
+[[ -x $R$BIN && -f $R$UNIT_DIR/$UNIT ]] && PREVIOUSLY_INSTALLED=1
+# Likewise for instance-metadata interception.
+IMDS_PREVIOUSLY_INSTALLED=0
+[[ -f $R$UNIT_DIR/$IMDS_SOCKET && -f $R$UNIT_DIR/$IMDS_REDIRECT ]] && IMDS_PREVIOUSLY_INSTALLED=1
+AGENT_WAS_ACTIVE=0
+if [[ -z $R ]]; then
+    systemctl is-active --quiet "$UNIT" && AGENT_WAS_ACTIVE=1
+else
+    AGENT_WAS_ACTIVE=$PREVIOUSLY_INSTALLED
+fi
+was_active=$AGENT_WAS_ACTIVE
+
 # ---- user --------------------------------------------------------------------------------
+# (Under --root the user exists once an earlier run installed the agent there.)
 if [[ -n $R ]]; then
-    sys groupadd --system "$PROG"
-    sys useradd --system --gid "$PROG" --no-create-home --home-dir "/var/lib/$PROG" --shell /sbin/nologin "$PROG"
+    if ((!PREVIOUSLY_INSTALLED)); then
+        sys groupadd --system "$PROG"
+        sys useradd --system --gid "$PROG" --no-create-home --home-dir "/var/lib/$PROG" --shell /sbin/nologin "$PROG"
+    fi
 else
     getent group "$PROG" >/dev/null || sys groupadd --system "$PROG"
     getent passwd "$PROG" >/dev/null \
         || sys useradd --system --gid "$PROG" --no-create-home --home-dir "/var/lib/$PROG" \
             --shell /sbin/nologin --comment "emrfs-role-agent credential agent" "$PROG"
-    getent group "$TOKEN_GROUP" >/dev/null || die "--token-group $TOKEN_GROUP: no such group"
 fi
 
 # ---- files -------------------------------------------------------------------------------
 CHANGED=()
 
 ensure_dir() { # PATH MODE OWNER:GROUP
-    mkdir -p "$R$1"
-    chmod "$2" "$R$1"
+    mkdirs "$1"
+    if mode_differs "$1" "$2"; then
+        chmod "$2" "$R$1"
+    fi
     sys chown "$3" "$1"
 }
 
 # Installs SRC at DST (content replaced atomically, only when it differs), then sets mode and
-# owner. Records DST in CHANGED when its content changed.
+# owner. Records DST in CHANGED when its content changed; the journal keeps what was there.
 put() { # SRC DST MODE OWNER:GROUP
     local src=$1 dst=$2 mode=$3 owner=$4 tmp
     if ! cmp -s "$src" "$R$dst"; then
+        journal_file "$dst"
         tmp=$(mktemp "$R$dst.XXXXXX")
         cat "$src" >"$tmp"
         chmod "$mode" "$tmp"
         mv -f "$tmp" "$R$dst"
         CHANGED+=("$dst")
+    elif mode_differs "$dst" "$mode"; then
+        journal_file "$dst"
+        chmod "$mode" "$R$dst"
     fi
-    chmod "$mode" "$R$dst"
     sys chown "$owner" "$dst"
 }
 
 # Removes DST if present; records it in CHANGED.
 remove() {
     if [[ -e $R$1 ]]; then
+        journal_file "$1"
         rm -f "$R$1"
         CHANGED+=("$1")
     fi
+}
+
+# Replaces DST with SRC, keeping what it replaces as DST.previous (the operator's way back).
+put_keeping_previous() { # SRC DST MODE OWNER:GROUP
+    if [[ -f $R$2 ]] && ! cmp -s "$1" "$R$2"; then
+        cp -p "$R$2" "$WORK/previous"
+        put "$WORK/previous" "$2.previous" "$3" "$4"
+    fi
+    put "$@"
 }
 
 # A socket unit listens where the config says, not where its own ListenStream= does: systemd hands the
@@ -262,8 +584,14 @@ socket_listen() { # UNIT UNIT_LISTEN ADDR...
 
 socket_listen_remove() { # UNIT
     remove "$UNIT_DIR/$1.d/listen.conf"
-    if [[ -d $R$UNIT_DIR/$1.d ]]; then
-        rmdir "$R$UNIT_DIR/$1.d" 2>/dev/null || true # unless it holds an administrator's drop-in
+    remove_dir "$UNIT_DIR/$1.d"
+}
+
+# Removes an empty directory (not one that holds an administrator's drop-in).
+remove_dir() { # PATH
+    if [[ -d $R$1 ]] && [[ -z $(ls -A "$R$1") ]]; then
+        rmdir "$R$1"
+        JOURNAL+=("removed-dir $1")
     fi
 }
 
@@ -277,14 +605,9 @@ changed() { # PATH... : true when any of them changed in this run
     return 1
 }
 
-# Whether the agent was installed before this run: decides restart/reload vs first start.
-PREVIOUSLY_INSTALLED=0
-[[ -x $R$BIN && -f $R$UNIT_DIR/$UNIT ]] && PREVIOUSLY_INSTALLED=1
-# Likewise for instance-metadata interception.
-IMDS_PREVIOUSLY_INSTALLED=0
-[[ -f $R$UNIT_DIR/$IMDS_SOCKET && -f $R$UNIT_DIR/$IMDS_REDIRECT ]] && IMDS_PREVIOUSLY_INSTALLED=1
-
-mkdir -p "$R/usr/local/bin" "$R$UNIT_DIR" "$R/etc/logrotate.d"
+mkdirs /usr/local/bin
+mkdirs "$UNIT_DIR"
+mkdirs /etc/logrotate.d
 ensure_dir "$LIBEXEC" 0755 root:root
 ensure_dir "$DOC" 0755 root:root
 # Traversable by everyone so that job users can reach the token; config and mappings inside
@@ -302,12 +625,6 @@ for f in "$REL"/docs/*.md "$REL"/README.md; do
         put "$f" "$DOC/$(basename "$f")" 0644 root:root
     fi
 done
-# systemd 247+ (Amazon Linux 2023) gets the fully sandboxed unit; older systemd (Amazon Linux 2 has
-# 219) the compat unit, made of directives it knows.
-if [[ -z $SYSTEMD_VERSION ]]; then
-    SYSTEMD_VERSION=$(systemctl --version 2>/dev/null | awk 'NR == 1 { print $2 }')
-    [[ $SYSTEMD_VERSION =~ ^[0-9]+$ ]] || SYSTEMD_VERSION=0
-fi
 # The socket unit holds the port across agent restarts (both systemd lines know socket units).
 put "$REL/systemd/$SOCKET" "$UNIT_DIR/$SOCKET" 0644 root:root
 if ((SYSTEMD_VERSION >= 247)); then
@@ -324,37 +641,51 @@ if [[ -f $REL/config/logrotate ]]; then
     put "$REL/systemd/$ROTATE_SERVICE" "$UNIT_DIR/$ROTATE_SERVICE" 0644 root:root
     put "$REL/systemd/$ROTATE_TIMER" "$UNIT_DIR/$ROTATE_TIMER" 0644 root:root
 fi
-put "$WORK/config.toml" "$ETC/config.toml" 0640 "root:$PROG"
+put_keeping_previous "$STAGE/config.toml" "$ETC/config.toml" 0640 "root:$PROG"
 if [[ -n $MAPPINGS_URI ]]; then
-    put "$WORK/mappings" "$ETC/mappings" 0640 "root:$PROG"
+    put_keeping_previous "$STAGE/mappings" "$ETC/mappings" 0640 "root:$PROG"
 fi
 
 # The token: random, created once, no trailing newline (SDKs reject one). The agent reads it as
 # its owner; the users that run jobs read it through TOKEN_GROUP. It is a defence against
 # request forgery (SSRF), not the caller's identity, which the agent takes from the kernel.
 if [[ ! -s $R$TOKEN ]] || [[ $(wc -l <"$R$TOKEN") -ne 0 ]]; then
-    tmp=$(mktemp "$R$TOKEN.XXXXXX")
-    printf '%s' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$tmp"
-    chmod "$TOKEN_MODE" "$tmp"
-    mv -f "$tmp" "$R$TOKEN"
-    CHANGED+=("$TOKEN")
+    printf '%s' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$WORK/token"
+    put "$WORK/token" "$TOKEN" "$TOKEN_MODE" "$PROG:$TOKEN_GROUP"
+else
+    put "$R$TOKEN" "$TOKEN" "$TOKEN_MODE" "$PROG:$TOKEN_GROUP"
 fi
-chmod "$TOKEN_MODE" "$R$TOKEN"
-sys chown "$PROG:$TOKEN_GROUP" "$TOKEN"
 
 # The EMRFS/S3A provider goes where EMR's Hadoop and Spark class paths already look.
 HAVE_JAR=0
 if [[ -f $REL/lib/$JAR_NAME ]]; then
     HAVE_JAR=1
-    mkdir -p "$R$AUXLIB"
+    mkdirs "$AUXLIB"
     put "$REL/lib/$JAR_NAME" "$AUXLIB/$JAR_NAME" 0644 root:root
 else
     log "warning: the release has no $JAR_NAME: EMRFS and S3A will not be wired to the agent"
 fi
 
-# ---- Python plugin (docs/python.md) -------------------------------------------------------
-# The wheel stays in $LIBEXEC/python for other environments (virtualenvs, conda, notebook kernels) and is
-# installed into the node's python3 where that has pip; a node without either is not an error.
+# Where the per-request hooks (the JVM hooks jar, the Python plugin) find the agent when nothing else
+# tells them: readable by every user, no secret in it (the token stays in its own file).
+{
+    printf '# Written by the emrfs-role-agent bootstrap action: where the client hooks find the agent.\n'
+    printf 'endpoint=http://127.0.0.1:%s\n' "$PORT"
+    printf 'token-file=%s\n' "$TOKEN"
+} >"$WORK/client.properties"
+put "$WORK/client.properties" "$CLIENT_PROPERTIES" 0644 root:root
+
+# The global hooks: every S3 client a JVM with EMRFS's auxlib on its class path builds asks per request.
+if ((JVM_HOOKS)); then
+    mkdirs "$AUXLIB"
+    put "$REL/lib/$HOOKS_JAR_NAME" "$AUXLIB/$HOOKS_JAR_NAME" 0644 root:root
+    log "JVM hooks: $AUXLIB/$HOOKS_JAR_NAME (every S3 client on the Hadoop and Spark class paths asks per request)"
+else
+    remove "$AUXLIB/$HOOKS_JAR_NAME"
+fi
+
+# The Python plugin's wheel (docs/python.md) stays in $LIBEXEC/python for other environments (virtualenvs,
+# conda, notebook kernels); pip installs it into the node's python3 once the run has committed (below).
 PY_WHEEL=""
 for f in "$REL"/python/emrfs_role_agent-*-py3-none-any.whl; do
     if [[ -f $f ]]; then PY_WHEEL=${f##*/}; fi
@@ -365,15 +696,6 @@ if [[ -n $PY_WHEEL ]]; then
         if [[ -f $f && ${f##*/} != "$PY_WHEEL" ]]; then remove "$LIBEXEC/python/${f##*/}"; fi
     done
     put "$REL/python/$PY_WHEEL" "$LIBEXEC/python/$PY_WHEEL" 0644 root:root
-    pip_install=(python3 -m pip install --quiet --disable-pip-version-check --no-input --no-deps --no-index --upgrade
-        "$LIBEXEC/python/$PY_WHEEL")
-    if [[ -n $R ]]; then
-        sys "${pip_install[@]}"
-    elif ! python3 -m pip --version >/dev/null 2>&1; then
-        log "warning: no python3 with pip here: the Python plugin is not installed ($LIBEXEC/python/$PY_WHEEL)"
-    elif ! sys "${pip_install[@]}"; then
-        log "warning: pip could not install $PY_WHEEL into python3 (it needs Python 3.9 or later)"
-    fi
 else
     log "warning: the release has no Python plugin wheel"
 fi
@@ -401,27 +723,17 @@ else
         sys systemctl disable "$SYNC_TIMER"
     fi
     remove "$UNIT_DIR/$SYNC_TIMER.d/interval.conf"
-    if [[ -d $R$UNIT_DIR/$SYNC_TIMER.d ]]; then
-        rmdir "$R$UNIT_DIR/$SYNC_TIMER.d" 2>/dev/null || true
-    fi
+    remove_dir "$UNIT_DIR/$SYNC_TIMER.d"
     remove "$UNIT_DIR/$SYNC_TIMER"
     remove "$UNIT_DIR/$SYNC_SERVICE"
     remove "$SYNC_ENV"
 fi
 
-# ---- check -------------------------------------------------------------------------------
+# As the agent's own user, the installed files: proves it can read everything it needs.
 if [[ -z $R ]]; then
-    # As the agent's own user: proves it can read everything it needs.
-    if ! out=$(runuser -u "$PROG" -- "$BIN" check --config "$ETC/config.toml" 2>&1); then
-        printf '%s\n' "$out" >&2
-        die "the configuration is invalid"
-    fi
-else
-    # Nothing of the running system is read for real here, but the config is still the binary's to
-    # judge: its answer decides what is installed.
-    if ! out=$("$R$BIN" check --config "$R$ETC/config.toml" 2>&1); then
-        printf '%s\n' "$out" >&2
-        die "the configuration is invalid"
+    if ! out_user=$(runuser -u "$PROG" -- "$BIN" check --config "$ETC/config.toml" 2>&1); then
+        printf '%s\n' "$out_user" >&2
+        die "the agent's user cannot use the installed configuration"
     fi
 fi
 
@@ -486,6 +798,7 @@ else
     remove "$UNIT_DIR/$IMDS_SOCKET"
     remove "$UNIT_DIR/$IMDS_REDIRECT"
 fi
+step installed
 
 # ---- start -------------------------------------------------------------------------------
 if changed "$UNIT_DIR/$UNIT" "$UNIT_DIR/$SOCKET" "$UNIT_DIR/$SOCKET.d/listen.conf" \
@@ -495,13 +808,7 @@ if changed "$UNIT_DIR/$UNIT" "$UNIT_DIR/$SOCKET" "$UNIT_DIR/$SOCKET.d/listen.con
     "$UNIT_DIR/$IMDS_SOCKET" "$UNIT_DIR/$IMDS_SOCKET.d/listen.conf" "$UNIT_DIR/$IMDS_REDIRECT"; then
     sys systemctl daemon-reload
 fi
-was_active=0
-if [[ -z $R ]]; then
-    systemctl is-active --quiet "$UNIT" && was_active=1
-else
-    was_active=$PREVIOUSLY_INSTALLED
-fi
-# Shows why a unit failed, and fails the bootstrap action.
+# Shows why a unit failed, and fails the bootstrap action (which rolls it back).
 unit_failed() { # UNIT MESSAGE
     systemctl status --no-pager "$1" >&2 || true
     journalctl -u "$1" -n 50 --no-pager >&2 || true
@@ -561,6 +868,7 @@ if [[ -n $MAPPINGS_REFRESH ]]; then
         sys systemctl start "$SYNC_TIMER"
     fi
 fi
+step started
 
 if [[ -z $R ]]; then
     log "waiting for http://127.0.0.1:$PORT/readyz"
@@ -573,25 +881,47 @@ if [[ -z $R ]]; then
     done
     log "agent ready"
 fi
+step ready
 
 # ---- clients -----------------------------------------------------------------------------
+WIRE=("$LIBEXEC/wire-clients.sh" --port "$PORT" --token-file "$TOKEN" --jar "$AUXLIB/$JAR_NAME"
+    --poll "$WIRE_POLL" --timeout "$WIRE_TIMEOUT")
+((S3_VIA_S3A)) && WIRE+=(--s3-via-s3a)
 if ((WIRE_CLIENTS)); then
-    wire=("$LIBEXEC/wire-clients.sh" --port "$PORT" --token-file "$TOKEN" --jar "$AUXLIB/$JAR_NAME" --poll "$WIRE_POLL")
     ((HAVE_JAR)) || log "only Spark's container-credentials settings will be wired"
     if [[ -n $R ]]; then
-        sys start-waiter "${wire[@]}"
+        sys start-waiter "${WIRE[@]}"
         mkdir -p "$R/run"
-        setsid nohup "$R${wire[0]}" --root "$R" "${wire[@]:1}" \
+        setsid nohup "$R${WIRE[0]}" --root "$R" "${WIRE[@]:1}" \
             >>"$R/var/log/$PROG-bootstrap/wire-clients.log" 2>&1 </dev/null &
+        WAITER_PID=$!
     elif command -v systemd-run >/dev/null 2>&1; then
         if systemctl is-active --quiet "$WIRE_UNIT.service"; then
             log "client waiter already running"
         else
             systemctl reset-failed "$WIRE_UNIT.service" 2>/dev/null || true
-            sys systemd-run --unit="$WIRE_UNIT" --description="emrfs-role-agent client wiring" "${wire[@]}"
+            WAITER_UNIT_STARTED=1
+            sys systemd-run --unit="$WIRE_UNIT" --description="emrfs-role-agent client wiring" "${WIRE[@]}"
         fi
     else
-        setsid nohup "${wire[@]}" >>"/var/log/$PROG-wire-clients.log" 2>&1 </dev/null &
+        setsid nohup "${WIRE[@]}" >>"/var/log/$PROG-wire-clients.log" 2>&1 </dev/null &
+        WAITER_PID=$!
+    fi
+fi
+COMMITTED=1
+
+# ---- Python plugin into python3 ----------------------------------------------------------------
+# After the commit: pip's changes are not rolled back. A node whose python3 has no pip, or is older than the
+# plugin needs (Amazon Linux 2: 3.7), keeps the wheel in $LIBEXEC/python and gets a warning.
+if [[ -n $PY_WHEEL ]]; then
+    pip_install=(python3 -m pip install --quiet --disable-pip-version-check --no-input --no-deps --no-index --upgrade
+        "$LIBEXEC/python/$PY_WHEEL")
+    if [[ -n $R ]]; then
+        sys "${pip_install[@]}"
+    elif ! python3 -m pip --version >/dev/null 2>&1; then
+        log "warning: no python3 with pip here: the Python plugin is not installed ($LIBEXEC/python/$PY_WHEEL)"
+    elif ! sys "${pip_install[@]}"; then
+        log "warning: pip could not install $PY_WHEEL into python3 (it needs Python 3.9 or later)"
     fi
 fi
 log "installed $("$R$BIN" --version 2>/dev/null || echo "$PROG")"

@@ -5,8 +5,8 @@
 # Run by emrfs-role-agent-mappings-sync.service (started by its timer) with the settings of
 # /etc/emrfs-role-agent/mappings-sync.env; flags override them.
 #
-# A new file is checked with `emrfs-role-agent check` (the installed config, pointed at the new
-# mappings) before it replaces the old one, so the file on disk is always one the agent
+# A new file is checked with `emrfs-role-agent check --mappings` (the installed config, with the new
+# mappings read in place of mappings_file) before it replaces the old one, so the file on disk is always one the agent
 # accepts; a rejected file leaves everything as it was and the unit fails, which shows in
 # `systemctl --failed` and the journal. Should a bad file get past this check, the agent
 # itself rejects it on reload and keeps serving the old mappings.
@@ -55,8 +55,7 @@ fi
 
 dir=$(dirname "$DEST")
 new=$(mktemp "$dir/.mappings.new.XXXXXX")
-check_config=""
-cleanup() { rm -f "$new" ${check_config:+"$check_config"}; }
+cleanup() { rm -f "$new"; }
 trap cleanup EXIT
 
 if [[ -n $S3_COPY ]]; then
@@ -71,13 +70,11 @@ if [[ -f $DEST ]] && cmp -s "$new" "$DEST"; then
     exit 0
 fi
 
-# Check the new mappings with the installed config pointed at them.
+# Check the new mappings with the installed config, read in place of the file its mappings_file names.
 if [[ -x $BINARY && -f $CONFIG ]] && grep -Eq '^[[:space:]]*mappings_file[[:space:]]*=' "$CONFIG"; then
-    check_config=$(mktemp "$dir/.config-check.XXXXXX")
-    sed -E "s|^([[:space:]]*mappings_file[[:space:]]*=[[:space:]]*).*|\\1\"$new\"|" "$CONFIG" >"$check_config"
-    if ! out=$("$BINARY" check --config "$check_config" 2>&1); then
+    if ! out=$("$BINARY" check --config "$CONFIG" --mappings "$new" 2>&1); then
         log "rejected $URI; keeping the current mappings:"
-        printf '%s\n' "$out" | sed "s|$new|$URI|g; s|$check_config|$CONFIG|g" >&2
+        printf '%s\n' "${out//"$new"/"$URI"}" >&2
         exit 1
     fi
 else

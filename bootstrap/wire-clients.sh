@@ -26,6 +26,7 @@ Usage: wire-clients.sh [options]
                       (default /usr/share/aws/emr/emrfs/auxlib/emrfs-role-agent-provider.jar)
   --s3a-sdk v1|v2|auto  which S3A classes to wire: v1 (Hadoop 3.3, EMR <= 7.9), v2 (Hadoop 3.4,
                       EMR >= 7.10), auto: from the node's release label or hadoop-aws jar (default)
+  --s3-via-s3a        serve s3:// with S3A instead of EMRFS (fs.s3.impl and friends in core-site)
   --poll SECONDS      time between checks (default 10)
   --timeout SECONDS   give up after this long (default 7200)
   -h, --help          this text
@@ -37,6 +38,7 @@ PORT=9944
 TOKEN_FILE=/etc/emrfs-role-agent/token
 JAR=/usr/share/aws/emr/emrfs/auxlib/emrfs-role-agent-provider.jar
 S3A_SDK=auto
+S3_VIA_S3A=()
 POLL=10
 TIMEOUT=7200
 
@@ -47,6 +49,7 @@ while (($#)); do
         --token-file) TOKEN_FILE=${2:?--token-file needs a path}; shift 2 ;;
         --jar) JAR=${2:?--jar needs a path}; shift 2 ;;
         --s3a-sdk) S3A_SDK=${2:?--s3a-sdk needs v1, v2 or auto}; shift 2 ;;
+        --s3-via-s3a) S3_VIA_S3A=(--s3-via-s3a); shift ;;
         --poll) POLL=${2:?--poll needs seconds}; shift 2 ;;
         --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift 2 ;;
         -h | --help) usage; exit 0 ;;
@@ -86,19 +89,37 @@ case $S3A_SDK in
     *) echo "wire-clients.sh: --s3a-sdk must be v1, v2 or auto, got $S3A_SDK" >&2; exit 2 ;;
 esac
 
-# The SDK whose S3A classes to wire; asked on every pass, as EMR installs Hadoop after bootstrap actions.
-s3a_sdk() {
+WHY_FILE=$(mktemp "${TMPDIR:-/tmp}/emrfs-role-agent-wire-clients.XXXXXX")
+trap 'rm -f "$WHY_FILE"' EXIT
+
+# The SDK whose S3A classes to wire, in $SDK; asked on every pass, as EMR installs Hadoop after
+# bootstrap actions. What was chosen and why is logged when it differs from the last pass.
+SDK=""
+SDK_LOGGED=""
+detect_s3a_sdk() {
+    local why
     if [[ $S3A_SDK != auto ]]; then
-        echo "$S3A_SDK"
+        SDK=$S3A_SDK
+        why="S3A uses the AWS SDK for Java $SDK: --s3a-sdk $S3A_SDK"
+    elif SDK=$(python3 "$EMR_CONF" s3a-sdk --root "${R:-/}" 2>"$WHY_FILE"); then
+        why=$(<"$WHY_FILE")
     else
-        python3 "$EMR_CONF" s3a-sdk --root "${R:-/}" 2>/dev/null || echo v1
+        SDK=v1
+        why="S3A uses the AWS SDK for Java v1: the node's release could not be read ($(tr '\n' ' ' <"$WHY_FILE"))"
+    fi
+    if [[ $why != "$SDK_LOGGED" ]]; then
+        log "$why"
+        SDK_LOGGED=$why
     fi
 }
 
-# Applies every setting whose file exists; returns 0 when all applicable files are wired.
+# Applies every setting whose file exists (S3A's only with the provider jar); returns 0 when all applicable files are wired.
 wire_pass() {
-    local all=0 entry kind file sdk
-    sdk=$(s3a_sdk)
+    local all=0 entry kind file sdk=v1
+    if ((with_provider)); then
+        detect_s3a_sdk
+        sdk=$SDK
+    fi
     for entry in "${targets[@]}"; do
         kind=${entry%% *}
         file=${entry#* }
@@ -110,7 +131,7 @@ wire_pass() {
             continue
         fi
         # A file EMR is still writing may not parse yet: try again on the next pass.
-        if ! python3 "$EMR_CONF" apply "$kind" "$file" --port "$PORT" --token-file "$TOKEN_FILE" --s3a-sdk "$sdk" \
+        if ! python3 "$EMR_CONF" apply "$kind" "$file" --port "$PORT" --token-file "$TOKEN_FILE" --s3a-sdk "$sdk" "${S3_VIA_S3A[@]+"${S3_VIA_S3A[@]}"}" \
             | sed 's/^/wire-clients: /' >&2; then
             log "could not edit $file yet"
             all=1

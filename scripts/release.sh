@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the release tarball emrfs-role-agent-<version>-x86_64-linux.tar.gz and its .sha256.
 #
-#   scripts/release.sh [--out DIR] [--binary PATH] [--jar PATH | --no-jar]
+#   scripts/release.sh [--out DIR] [--binary PATH] [--jar PATH [--hooks-jar PATH] | --no-jar]
 #
 # The binary is built with cargo-zigbuild against glibc 2.26, so that it runs on Amazon Linux 2
 # (glibc 2.26) as well as Amazon Linux 2023 (2.34); the script fails if the binary needs a newer
@@ -17,6 +17,8 @@
 #   bootstrap/                         the EMR bootstrap action (install.sh) and its helpers
 #   config/                            example config, EMR Configurations JSON, logrotate file
 #   lib/emrfs-role-agent-provider.jar  the EMRFS/S3A credentials provider, when it could be built
+#   lib/emrfs-role-agent-hooks.jar     the per-request hooks for every JVM S3 client (bootstrap --jvm-hooks),
+#                                      built with the provider
 #   python/emrfs_role_agent-<version>-py3-none-any.whl
 #                                      the Python botocore plugin (clients/python), built with pip (its build
 #                                      backend, flit_core, comes from PyPI); its version must be the agent's
@@ -27,7 +29,8 @@
 #   --out DIR      where the tarball and .sha256 go (default <repo>/target/dist)
 #   --binary PATH  package this binary instead of building one (its GLIBC check still applies)
 #   --jar PATH     package this provider jar instead of running scripts/build-emrfs-provider.sh
-#   --no-jar       package no provider jar
+#   --hooks-jar PATH  package this hooks jar (with --jar; otherwise the one built beside the provider)
+#   --no-jar       package no provider jar (and no hooks jar)
 # The last line of standard output is the tarball's path.
 set -euo pipefail
 
@@ -38,6 +41,7 @@ ZIGLANG_VERSION=0.17.1
 TARGET=x86_64-unknown-linux-gnu
 GLIBC_MAX=2.26
 JAR_NAME=emrfs-role-agent-provider.jar
+HOOKS_JAR_NAME=emrfs-role-agent-hooks.jar
 
 log() { printf 'release: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -45,12 +49,14 @@ die() { log "error: $*"; exit 1; }
 OUT=$REPO/target/dist
 BINARY=""
 JAR=""
+HOOKS_JAR=""
 WANT_JAR=1
 while (($#)); do
     case $1 in
         --out) OUT=${2:?--out needs a directory}; shift 2 ;;
         --binary) BINARY=${2:?--binary needs a path}; shift 2 ;;
         --jar) JAR=${2:?--jar needs a path}; shift 2 ;;
+        --hooks-jar) HOOKS_JAR=${2:?--hooks-jar needs a path}; shift 2 ;;
         --no-jar) WANT_JAR=0; shift ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1" ;;
@@ -109,6 +115,9 @@ if ((WANT_JAR)) && [[ -z $JAR ]]; then
     if [[ -x $REPO/scripts/build-emrfs-provider.sh ]]; then
         if dir=$("$REPO/scripts/build-emrfs-provider.sh" | tail -n1) && [[ -f $dir/$JAR_NAME ]]; then
             JAR=$dir/$JAR_NAME
+            if [[ -z $HOOKS_JAR && -f $dir/$HOOKS_JAR_NAME ]]; then
+                HOOKS_JAR=$dir/$HOOKS_JAR_NAME
+            fi
         else
             log "warning: the provider jar could not be built; the release has none"
         fi
@@ -118,6 +127,11 @@ if ((WANT_JAR)) && [[ -z $JAR ]]; then
 fi
 if [[ -n $JAR ]]; then
     [[ -f $JAR ]] || die "no jar at $JAR"
+fi
+if ((!WANT_JAR)); then
+    HOOKS_JAR=""
+elif [[ -n $HOOKS_JAR ]]; then
+    [[ -f $HOOKS_JAR ]] || die "no hooks jar at $HOOKS_JAR"
 fi
 
 epoch=$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || echo 0)
@@ -163,6 +177,10 @@ done
 if [[ -n $JAR ]]; then
     mkdir -p "$top/lib"
     install -m 0644 "$JAR" "$top/lib/$JAR_NAME"
+fi
+if [[ -n $HOOKS_JAR ]]; then
+    mkdir -p "$top/lib"
+    install -m 0644 "$HOOKS_JAR" "$top/lib/$HOOKS_JAR_NAME"
 fi
 install -m 0644 "$WHEEL_DIR/$WHEEL" "$top/python/$WHEEL"
 printf '%s\n' "$VERSION" >"$top/VERSION"

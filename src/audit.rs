@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::access::Access;
 use crate::config::{AuditPath, Durability};
 use crate::metrics::Metrics;
 use crate::refusal::{ErrorCode, Outcome};
@@ -54,6 +55,8 @@ pub struct CredentialRecord {
     pub asserted: bool,
     pub groups: Option<Vec<String>>,
     pub location: Option<String>,
+    /// `access=` of the request; `None`: read and write.
+    pub access: Option<Access>,
     pub rule_index: Option<usize>,
     pub rule_name: Option<String>,
     pub effect: Option<&'static str>,

@@ -2,7 +2,7 @@
 //! themselves come from the pure modules ([`crate::decision`], [`crate::emr`]), the same code `serve` runs.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -36,12 +36,55 @@ fn io(e: std::io::Error) -> CliError {
 }
 
 /// `check`: loads and validates the configuration and mappings; prints a summary with the rules in order.
-pub fn check(config: &Path, out: &mut dyn Write) -> Result<(), CliError> {
-    let c = Config::load(config)?;
-    write_summary(&c, out).map_err(io)
+pub fn check(
+    config: &Path,
+    mappings: Option<&Path>,
+    hadoop_sites: &[PathBuf],
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let c = Config::load_with_mappings(config, mappings)?;
+    write_summary(&c, mappings, out).map_err(io)?;
+    for site in hadoop_sites {
+        write_site_warnings(site, out).map_err(io)?;
+    }
+    Ok(())
 }
 
-fn write_summary(c: &Config, out: &mut dyn Write) -> std::io::Result<()> {
+/// Where EMR keeps the Hadoop settings that can carry its own role mappings: S3A's (core-site, EMR 7.10
+/// and later) and EMRFS's.
+pub const EMR_SITE_FILES: [&str; 2] =
+    ["/etc/hadoop/conf/core-site.xml", "/usr/share/aws/emr/emrfs/conf/emrfs-site.xml"];
+
+/// A warning for each role mapping of EMR's own that `site` sets: EMRFS or S3A would then choose a role
+/// by itself for the same requests the agent decides (two layers, and the agent's rules are not the ones
+/// that hold). A file that does not exist is fine; one that cannot be read or parsed is said so.
+fn write_site_warnings(site: &Path, out: &mut dyn Write) -> std::io::Result<()> {
+    let text = match std::fs::read_to_string(site) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return writeln!(out, "warning: {}: cannot read it to look for EMR role mappings: {e}", site.display())
+        }
+    };
+    match emr::hadoop_site_role_mappings(&text) {
+        Err(e) => writeln!(out, "warning: {}: cannot look for EMR role mappings: {e}", site.display()),
+        Ok(found) => {
+            for emr::SiteRoleMapping { key, position: (line, _), .. } in found {
+                writeln!(
+                    out,
+                    "warning: {}:{line}: {key} is set: EMR's own role mapping is active beside the agent, and the two \
+                     decide for the same S3 requests. Turn it off (remove the property, or the security \
+                     configuration's RoleMappings) and keep the mappings in the agent: emrfs-role-agent import {}",
+                    site.display(),
+                    site.display()
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn write_summary(c: &Config, checked_mappings: Option<&Path>, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "{}: configuration is valid", c.source.display())?;
     let listen: Vec<String> = c.server.listen.iter().map(ToString::to_string).collect();
     writeln!(out, "listen:        {}", listen.join(", "))?;
@@ -68,8 +111,10 @@ fn write_summary(c: &Config, out: &mut dyn Write) -> std::io::Result<()> {
             write_exempt(&redirect::Exemptions::of(c, redirect::DEFAULT_AGENT_USER), out)?;
         }
     }
-    if let Some(f) = &c.mappings_file {
-        writeln!(out, "mappings_file: {}", f.display())?;
+    match (&c.mappings_file, checked_mappings) {
+        (Some(f), Some(checked)) => writeln!(out, "mappings_file: {} (checked: {})", f.display(), checked.display())?,
+        (Some(f), None) => writeln!(out, "mappings_file: {}", f.display())?,
+        (None, _) => {}
     }
     let rules = c.rules.rules();
     writeln!(out, "rules:         {} (evaluated in order, first match decides)", rules.len())?;
@@ -126,13 +171,14 @@ pub fn describe_rule(r: &Rule) -> String {
 /// looked up as `serve` looks them up.
 pub fn explain(
     config: &Path,
+    mappings: Option<&Path>,
     user: Option<String>,
     groups: Option<Vec<String>>,
     via: Via,
     location: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let c = Config::load(config)?;
+    let c = Config::load_with_mappings(config, mappings)?;
     let location = match location {
         Some(_) if via == Via::Imds => {
             return Err(CliError::Usage(
@@ -154,6 +200,12 @@ pub fn explain(
         return write_imds_explanation(&c, &NodeInfo::read(), &identity, out).map_err(io);
     }
     write_explanation(&c, &NodeInfo::read(), &identity, location.as_ref(), out).map_err(io)
+}
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`): a key may hold any of them, a terminal should not
+/// receive them.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// `explain --via imds`: whether the user's metadata traffic reaches the agent at all, then the
@@ -246,6 +298,10 @@ pub fn imds_redirect(
 /// Who is left alone by the redirect: `check` and `imds-redirect install` print it.
 fn write_exempt(exemptions: &redirect::Exemptions, out: &mut dyn Write) -> std::io::Result<()> {
     let mut who: Vec<String> = exemptions.exempt.iter().map(|e| format!("{} (uid {})", e.why, e.uid)).collect();
+    if let Some(user) = &exemptions.agent_user_absent {
+        // Always exempt once it exists: the bootstrap creates it before it installs the rules.
+        who.push(format!("agent user {user} (not on this machine yet; the rules need it, the bootstrap creates it)"));
+    }
     if exemptions.exempt_uids_below > 0 {
         who.push(format!("every uid below {}", exemptions.exempt_uids_below));
     }
@@ -268,7 +324,7 @@ pub fn write_explanation(
     let req = Request { user, groups, location };
     writeln!(out, "user:      {user}")?;
     writeln!(out, "groups:    {}", if groups.is_empty() { "(none)".to_string() } else { groups.join(", ") })?;
-    writeln!(out, "location:  {}", location.map_or("(none)".to_string(), ToString::to_string))?;
+    writeln!(out, "location:  {}", location.map_or("(none)".to_string(), |l| printable(&l.to_string())))?;
     let (verdict, scope) = decision::decide(c, node, &req);
     let decided_at = match &verdict {
         Verdict::Allow { rule, matched, .. } | Verdict::Deny { rule, matched } => {
@@ -316,8 +372,16 @@ pub fn write_explanation(
     }
     if let Some(location) = location {
         match &scope {
-            Some(scope) => writeln!(out, "scope:     {scope} (every location under it is decided the same way)")?,
-            None => writeln!(out, "scope:     {location} only (a rule's prefix or glob reaches inside it)")?,
+            Some(scope) => writeln!(
+                out,
+                "scope:     {} (every location under it is decided the same way)",
+                printable(&scope.to_string())
+            )?,
+            None => writeln!(
+                out,
+                "scope:     {} only (a rule's prefix or glob reaches inside it)",
+                printable(&location.to_string())
+            )?,
         }
     }
     let earlier = &c.rules.rules()[..decided_at];

@@ -1,12 +1,17 @@
 //! EMR role-mapping formats → rules. PURE — no clock, environment or files.
 //!
-//! Three inputs describe the same thing and are told apart automatically ([`parse`]):
+//! These inputs describe the same thing and are told apart automatically ([`parse`]):
 //! - the raw security configuration JSON (`AuthorizationConfiguration.EmrFsConfiguration.RoleMappings`),
 //!   what `aws emr create-security-configuration --security-configuration` takes;
 //! - the output of `aws emr describe-security-configuration`, where `SecurityConfiguration` holds the
 //!   configuration as a JSON string (an already-decoded object is accepted too);
 //! - the emrfs-site `fs.s3.authorization.roleMapping` value: `<role arn>=<u|g|p>:<id>;<id>,...`, mappings
-//!   separated by commas (a leading `fs.s3.authorization.roleMapping=` is ignored).
+//!   separated by commas (a leading `fs.s3.authorization.roleMapping=` is ignored). EMR 7.10 and later,
+//!   where S3A serves `s3://`, carry the same value as S3A's `fs.s3a.authorization.roleMapping` (EMR's
+//!   "Migration guide: EMRFS to S3A" maps the one key to the other); either key is accepted;
+//! - a Hadoop site file (`emrfs-site.xml`, `core-site.xml`) holding either property;
+//! - an EMR `Configurations` list (`[{"Classification": "core-site", "Properties": {…}}]`, what
+//!   `create-cluster --configurations` takes) holding either property in `emrfs-site` or `core-site`.
 //!
 //! Each mapping becomes one allow rule named `emr-<n>` (`n` = 0-based position of the mapping in the
 //! input): `User` → `users`, `Group` → `groups`, `Prefix` → `prefixes`, identifiers in the same order.
@@ -23,6 +28,8 @@ pub enum EmrFormat {
     SecurityConfiguration,
     DescribeSecurityConfiguration,
     EmrfsSite,
+    HadoopSite,
+    Configurations,
 }
 
 impl fmt::Display for EmrFormat {
@@ -31,6 +38,8 @@ impl fmt::Display for EmrFormat {
             EmrFormat::SecurityConfiguration => "EMR security configuration",
             EmrFormat::DescribeSecurityConfiguration => "describe-security-configuration output",
             EmrFormat::EmrfsSite => "emrfs-site roleMapping value",
+            EmrFormat::HadoopSite => "Hadoop site file",
+            EmrFormat::Configurations => "EMR Configurations",
         })
     }
 }
@@ -74,15 +83,107 @@ pub struct EmrMappings {
 }
 
 const ROLE_MAPPINGS: &str = "AuthorizationConfiguration.EmrFsConfiguration.RoleMappings";
-const SITE_KEY: &str = "fs.s3.authorization.roleMapping";
+/// EMRFS's role-mapping property, and S3A's on EMR 7.10 and later (the same value).
+pub const SITE_KEYS: [&str; 2] = ["fs.s3.authorization.roleMapping", "fs.s3a.authorization.roleMapping"];
 
 /// Detects the format of `text` and reads its mappings.
 pub fn parse(text: &str) -> Result<EmrMappings, EmrError> {
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with('{') {
         parse_json(text)
+    } else if trimmed.starts_with('[') {
+        parse_configurations(text)
+    } else if trimmed.starts_with('<') {
+        parse_hadoop_site(text)
     } else {
         parse_site(text)
+    }
+}
+
+/// A role-mapping property set in a Hadoop site file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteRoleMapping {
+    /// One of [`SITE_KEYS`].
+    pub key: &'static str,
+    pub value: String,
+    /// 1-based line and column of its `<property>`.
+    pub position: (usize, usize),
+}
+
+/// The role-mapping properties a Hadoop site file sets (non-empty values); `check` warns about them,
+/// `import` reads them.
+pub fn hadoop_site_role_mappings(text: &str) -> Result<Vec<SiteRoleMapping>, EmrError> {
+    let doc = roxmltree::Document::parse(text).map_err(|e| EmrError {
+        key: "(document)".into(),
+        message: format!("invalid XML: {e}"),
+        position: Some((e.pos().row as usize, e.pos().col as usize)),
+    })?;
+    let mut found = Vec::new();
+    for property in doc.root_element().children().filter(|n| n.has_tag_name("property")) {
+        let child = |tag: &str| property.children().find(|n| n.has_tag_name(tag)).and_then(|n| n.text());
+        let Some(key) = SITE_KEYS.iter().find(|k| child("name").map(str::trim) == Some(**k)) else { continue };
+        let value = child("value").unwrap_or("").trim();
+        if !value.is_empty() {
+            let at = doc.text_pos_at(property.range().start);
+            found.push(SiteRoleMapping { key, value: value.to_owned(), position: (at.row as usize, at.col as usize) });
+        }
+    }
+    Ok(found)
+}
+
+fn parse_hadoop_site(text: &str) -> Result<EmrMappings, EmrError> {
+    let found = hadoop_site_role_mappings(text)?;
+    let Some(SiteRoleMapping { key, value, position }) = found.into_iter().next() else {
+        return Err(EmrError {
+            key: "(document)".into(),
+            message: format!("no {} or {} property with a value", SITE_KEYS[0], SITE_KEYS[1]),
+            position: Some((1, 1)),
+        });
+    };
+    site_value_mappings(&value, key, Some(position), EmrFormat::HadoopSite)
+}
+
+fn parse_configurations(text: &str) -> Result<EmrMappings, EmrError> {
+    let list: Value = serde_json::from_str(text).map_err(|e| EmrError {
+        key: "(document)".into(),
+        message: format!("invalid JSON: {e}"),
+        position: Some((e.line(), e.column())),
+    })?;
+    for (i, entry) in list.as_array().into_iter().flatten().enumerate() {
+        let classification = entry.get("Classification").and_then(Value::as_str).unwrap_or("");
+        if !matches!(classification, "emrfs-site" | "core-site") {
+            continue;
+        }
+        for key in SITE_KEYS {
+            if let Some(value) = entry.get("Properties").and_then(|p| p.get(key)).and_then(Value::as_str) {
+                let at = locate(text, &format!("\"{key}\""));
+                let path = format!("[{i}].Properties.{key}");
+                return site_value_mappings(value, &path, at, EmrFormat::Configurations);
+            }
+        }
+    }
+    Err(EmrError {
+        key: "(document)".into(),
+        message: format!("no emrfs-site or core-site classification with {} or {}", SITE_KEYS[0], SITE_KEYS[1]),
+        position: Some((1, 1)),
+    })
+}
+
+/// A roleMapping value found inside another document: its mappings, keyed and placed by where it was.
+fn site_value_mappings(
+    value: &str,
+    key: &str,
+    at: Option<(usize, usize)>,
+    format: EmrFormat,
+) -> Result<EmrMappings, EmrError> {
+    let relocate = |mut m: EmrMapping| {
+        m.key = format!("{key}.{}", m.key);
+        m.position = at;
+        m
+    };
+    match parse_site(value) {
+        Ok(parsed) => Ok(EmrMappings { format, mappings: parsed.mappings.into_iter().map(relocate).collect() }),
+        Err(e) => Err(EmrError { key: format!("{key}.{}", e.key), message: e.message, position: at }),
     }
 }
 
@@ -257,10 +358,10 @@ fn identifier_type(s: &str) -> Option<IdentifierType> {
 }
 
 fn parse_site(text: &str) -> Result<EmrMappings, EmrError> {
-    // Skip an optional `fs.s3.authorization.roleMapping=` (as copied from a properties file).
+    // Skip an optional `fs.s3.authorization.roleMapping=` or `fs.s3a.…=` (as copied from a properties file).
     let mut start = text.len() - text.trim_start().len();
-    if text[start..].starts_with(SITE_KEY) {
-        let after = text[start + SITE_KEY.len()..].trim_start();
+    if let Some(key) = SITE_KEYS.iter().find(|k| text[start..].starts_with(**k)) {
+        let after = text[start + key.len()..].trim_start();
         if let Some(rest) = after.strip_prefix('=') {
             start = text.len() - rest.len();
         }
@@ -329,6 +430,41 @@ arn:aws:iam::444444444444:role/etl-role=u:etl;airflow";
                 })
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn s3a_forms_of_emr_7_10() {
+        let expected = parse(SITE).unwrap().mappings;
+        let same = |m: &EmrMappings| {
+            m.mappings.iter().map(|x| (&x.role, &x.identifiers)).eq(expected.iter().map(|x| (&x.role, &x.identifiers)))
+        };
+        let properties = parse(&format!("fs.s3a.authorization.roleMapping={SITE}")).unwrap();
+        assert_eq!(properties.format, EmrFormat::EmrfsSite);
+        assert!(same(&properties));
+        let xml = format!(
+            "<?xml version=\"1.0\"?>\n<configuration>\n  <property><name>fs.s3a.endpoint.region</name><value>us-east-1</value></property>\n  \
+             <property>\n    <name>fs.s3a.authorization.roleMapping</name>\n    <value>{SITE}</value>\n  </property>\n</configuration>\n"
+        );
+        let site = parse(&xml).unwrap();
+        assert_eq!(site.format, EmrFormat::HadoopSite);
+        assert!(same(&site));
+        assert_eq!(site.mappings[0].key, "fs.s3a.authorization.roleMapping.roleMapping[0]");
+        assert_eq!(site.mappings[0].position, Some((4, 3)));
+        let conf = serde_json::json!([
+            {"Classification": "spark-defaults", "Properties": {"spark.x": "1"}},
+            {"Classification": "core-site", "Properties": {"fs.s3a.authorization.roleMapping": SITE}}
+        ])
+        .to_string();
+        let c = parse(&conf).unwrap();
+        assert_eq!(c.format, EmrFormat::Configurations);
+        assert!(same(&c));
+        // A bad mapping inside a site file is named by the property and placed at it.
+        let bad = "<configuration><property><name>fs.s3.authorization.roleMapping</name><value>x=u:a</value></property></configuration>";
+        let e = parse_rules(bad, 0).unwrap_err();
+        assert_eq!(e.key, "fs.s3.authorization.roleMapping.roleMapping[0].Role");
+        assert!(parse("<configuration/>").unwrap_err().message.contains("no fs.s3.authorization.roleMapping"));
+        assert!(parse("<configuration>").unwrap_err().message.starts_with("invalid XML"));
+        assert!(parse("[]").is_err());
     }
 
     #[test]

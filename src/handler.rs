@@ -16,6 +16,7 @@ use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
+use crate::access::Access;
 use crate::audit::{AuditLog, CredentialRecord, Event};
 use crate::cache::{CacheError, CacheKey, Served, SessionCache, Source};
 use crate::caller::{Directory, Identity};
@@ -225,6 +226,7 @@ fn decide<S: Sts>(
         }
     };
     record.location = location.as_ref().map(ToString::to_string);
+    record.access = query.access;
 
     let identity = match &query.user {
         Some(asserted) if *asserted != caller.user => {
@@ -519,22 +521,27 @@ fn is_loopback_host(host: &str) -> bool {
 struct Query {
     location: Option<String>,
     user: Option<String>,
+    access: Option<Access>,
 }
 
 impl Query {
     fn parse(raw: &str) -> Result<Query, Refusal> {
         let bad = |m: String| Refusal::new(ErrorCode::InvalidRequest, m);
         let mut query = Query::default();
+        let mut access = None;
+        // One percent-decoding, the query's own: what results is the location's literal text (SPEC §5).
         for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
             let slot = match &*name {
                 "location" => &mut query.location,
                 "user" => &mut query.user,
+                "access" => &mut access,
                 other => return Err(bad(format!("unknown parameter {:?}", truncate(other, 64)))),
             };
             if slot.replace(value.into_owned()).is_some() {
                 return Err(bad(format!("parameter {name} given twice")));
             }
         }
+        query.access = access.map(|a| truncate(&a, 64).parse::<Access>()).transpose().map_err(bad)?;
         if query.user.as_deref() == Some("") {
             return Err(bad("user must not be empty".into()));
         }
@@ -635,5 +642,23 @@ mod tests {
         assert_eq!(Query::parse("foo=1").unwrap_err().code, ErrorCode::InvalidRequest);
         assert_eq!(Query::parse("user=a&user=b").unwrap_err().code, ErrorCode::InvalidRequest);
         assert!(Query::parse("").unwrap().location.is_none());
+    }
+
+    #[test]
+    fn query_decodes_the_location_once() {
+        // What a client sends for the key `x%2Fy/100%off+c é` (encoded once, `+` as %2B).
+        let q = Query::parse("location=s3%3A%2F%2Flake%2Fx%252Fy%2F100%25off%2Bc+%C3%A9").unwrap();
+        assert_eq!(q.location.as_deref(), Some("s3://lake/x%2Fy/100%off+c é"));
+        assert_eq!(Location::parse(q.location.as_deref().unwrap()).unwrap().key(), "x%2Fy/100%off+c é");
+    }
+
+    #[test]
+    fn query_access() {
+        assert_eq!(Query::parse("access=read").unwrap().access, Some(Access::Read));
+        assert_eq!(Query::parse("access=write&location=s3://b/k").unwrap().access, Some(Access::Write));
+        assert_eq!(Query::parse("").unwrap().access, None);
+        for bad in ["access=", "access=rw", "access=read&access=write", "access=READ"] {
+            assert_eq!(Query::parse(bad).unwrap_err().code, ErrorCode::InvalidRequest, "{bad}");
+        }
     }
 }

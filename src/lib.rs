@@ -8,7 +8,8 @@
 //! # Layout
 //!
 //! Pure decision code (no clock, no environment, no files):
-//! - [`location`]: S3 URI parsing and normalisation (`s3`/`s3a`/`s3n`, bucket, key).
+//! - [`location`]: S3 URI parsing and normalisation (`s3`/`s3a`/`s3n`, bucket, key; keys taken literally).
+//! - [`access`]: `access=read|write`, the kind of S3 access a request is for.
 //! - [`rules`]: ordered rule set + (user, groups, location) → [`rules::Decision`]; globs compiled once.
 //! - [`scope`]: how far an answer holds: the shortest prefix under which every location decides alike.
 //! - [`decision`]: the whole decision `serve` and `explain` share: rule (or fallback) and the session key.
@@ -41,6 +42,7 @@
 //! - [`server`]: the listener (limits, shutdown, drain) and a handler per connection.
 //! - [`daemon`]: wiring for `serve`: start-up errors, signals, reload, systemd notification.
 
+pub mod access;
 pub mod audit;
 pub mod cache;
 pub mod caller;

@@ -2,22 +2,19 @@
 //!
 //! A location is `scheme://bucket[/key]` where the scheme is `s3`, `s3a` or `s3n` in any case (EMRFS and
 //! S3A treat them alike). The bucket must follow the S3 bucket naming rules; the key is any UTF-8 of at
-//! most 1024 bytes. Percent-encoded input (`%20`, `%C3%A9`, `%25`) is decoded exactly once; a `%` not
-//! followed by two hex digits is an error, so a literal `%` is written `%25`.
+//! most 1024 bytes, **taken literally**: keys are bytes (SPEC §5). The HTTP API's query parser has
+//! already undone the one percent-encoding of transport; what reaches [`Location::parse`] is the key as
+//! S3 stores it, so `x%2Fy` is the five characters `x`, `%`, `2`, `F`, `y` (Hive writes such keys) and not
+//! `x/y`, and `100%off.csv` is a key like any other. Nothing is decoded a second time anywhere: a
+//! location, a rule's prefix and an answer's `Scope` are compared in this one form.
 //!
 //! The normalised form ([`Location`]'s `Display`) is `s3://bucket/key` (`s3://bucket/` for a bucket-only
-//! location), with `%` and control characters in the key percent-encoded again so that parsing the
-//! normalised form gives back the same location.
+//! location), the key exactly as given: parsing it gives back the same location.
 
 use std::fmt;
 
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
-
 /// The longest key S3 accepts, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 1024;
-
-/// Characters re-encoded when a key is displayed: controls and `%` itself (so display → parse round-trips).
-const DISPLAY_ENCODE: &AsciiSet = &CONTROLS.add(b'%');
 
 /// A parsed, normalised S3 location: a bucket and a (possibly empty) key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -39,18 +36,12 @@ pub enum LocationError {
     MissingBucket(String),
     #[error("invalid bucket name '{bucket}': {reason}")]
     InvalidBucket { bucket: String, reason: &'static str },
-    #[error(
-        "invalid percent-encoding at byte {0} ('%' must be followed by two hex digits; write a literal '%' as %25)"
-    )]
-    InvalidPercentEncoding(usize),
-    #[error("percent-decoded {0} is not valid UTF-8")]
-    NotUtf8(&'static str),
     #[error("key is {0} bytes long; S3 allows at most 1024")]
     KeyTooLong(usize),
 }
 
 impl Location {
-    /// Parses `s3://bucket/key` (also `s3a`, `s3n`, any case). Percent-encoding is decoded once.
+    /// Parses `s3://bucket/key` (also `s3a`, `s3n`, any case); the key is taken literally.
     pub fn parse(input: &str) -> Result<Location, LocationError> {
         if input.is_empty() {
             return Err(LocationError::Empty);
@@ -63,17 +54,10 @@ impl Location {
         if raw_bucket.is_empty() {
             return Err(LocationError::MissingBucket(shorten(input)));
         }
-        let scheme_len = input.len() - rest.len();
-        let bucket = decode(raw_bucket, scheme_len, "bucket")?;
-        validate_bucket(&bucket)?;
-        let key = decode(raw_key, scheme_len + raw_bucket.len() + 1, "key")?;
-        if key.len() > MAX_KEY_BYTES {
-            return Err(LocationError::KeyTooLong(key.len()));
-        }
-        Ok(Location { bucket, key })
+        Location::new(raw_bucket, raw_key)
     }
 
-    /// Builds a location from an already-decoded bucket and key (validated the same way as `parse`).
+    /// Builds a location from a bucket and a key (validated the same way as `parse`).
     pub fn new(bucket: &str, key: &str) -> Result<Location, LocationError> {
         validate_bucket(bucket)?;
         if key.len() > MAX_KEY_BYTES {
@@ -87,12 +71,12 @@ impl Location {
         &self.bucket
     }
 
-    /// The key, decoded; `""` for a bucket-only location.
+    /// The key; `""` for a bucket-only location.
     pub fn key(&self) -> &str {
         &self.key
     }
 
-    /// `s3://bucket/key` without any re-encoding: the string that globs are matched against.
+    /// `s3://bucket/key`: the string that globs are matched against (the normalised form).
     pub fn raw_uri(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.key)
     }
@@ -100,7 +84,7 @@ impl Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s3://{}/{}", self.bucket, utf8_percent_encode(&self.key, DISPLAY_ENCODE))
+        write!(f, "s3://{}/{}", self.bucket, self.key)
     }
 }
 
@@ -124,21 +108,6 @@ pub(crate) fn strip_scheme(input: &str) -> Result<&str, LocationError> {
         "s3" | "s3a" | "s3n" => Ok(&input[idx + 3..]),
         _ => Err(LocationError::UnsupportedScheme(shorten(scheme))),
     }
-}
-
-/// Percent-decodes `s` once; `base` is the byte offset of `s` in the original input (for messages).
-pub(crate) fn decode(s: &str, base: usize, what: &'static str) -> Result<String, LocationError> {
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while let Some(off) = bytes[i..].iter().position(|&b| b == b'%') {
-        let at = i + off;
-        let ok = bytes.len() >= at + 3 && bytes[at + 1].is_ascii_hexdigit() && bytes[at + 2].is_ascii_hexdigit();
-        if !ok {
-            return Err(LocationError::InvalidPercentEncoding(base + at));
-        }
-        i = at + 3;
-    }
-    percent_decode_str(s).decode_utf8().map(|c| c.into_owned()).map_err(|_| LocationError::NotUtf8(what))
 }
 
 /// Checks the S3 bucket naming rules: 3–63 characters of `a-z 0-9 . -`, starting and ending with a
@@ -205,14 +174,27 @@ mod tests {
     }
 
     #[test]
-    fn percent_decoding_once() {
-        assert_eq!(p("s3://bucket/a%20b").key(), "a b");
-        assert_eq!(p("s3://bucket/a%2520b").key(), "a%20b");
-        assert_eq!(p("s3://bucket/caf%C3%A9").key(), "café");
-        assert_eq!(p("s3://bucket/a%2520b").to_string(), "s3://bucket/a%2520b");
-        assert!(matches!(Location::parse("s3://bucket/a%zz"), Err(LocationError::InvalidPercentEncoding(13))));
-        assert!(matches!(Location::parse("s3://bucket/a%"), Err(LocationError::InvalidPercentEncoding(_))));
-        assert!(matches!(Location::parse("s3://bucket/%FF"), Err(LocationError::NotUtf8("key"))));
+    fn keys_are_taken_literally() {
+        // What Hive, S3 and users put in keys: no sequence is decoded, none is an error.
+        for key in [
+            "a%20b",
+            "x%2Fy/secret/f",
+            "100%off.csv",
+            "a%",
+            "%FF",
+            "caf%C3%A9",
+            "dt=2026-01-01 00%3A00/p",
+            "a+b c",
+            "café/été",
+            "a
+b",
+        ] {
+            let l = p(&format!("s3://bucket/{key}"));
+            assert_eq!(l.key(), key);
+            assert_eq!(l.to_string(), format!("s3://bucket/{key}"));
+            assert_eq!(p(&l.to_string()), l);
+        }
+        assert_ne!(p("s3://bucket/x%2Fy"), p("s3://bucket/x/y"));
     }
 
     #[test]
@@ -230,10 +212,14 @@ mod tests {
     }
 
     #[test]
-    fn display_reencodes_percent_and_controls() {
-        let l = p("s3://bucket/a%0Ab%25");
-        assert_eq!(l.key(), "a\nb%");
-        assert_eq!(l.to_string(), "s3://bucket/a%0Ab%25");
+    fn controls_are_part_of_the_key() {
+        let l = p("s3://bucket/a
+b%25");
+        assert_eq!(
+            l.key(),
+            "a
+b%25"
+        );
         assert_eq!(p(&l.to_string()), l);
     }
 }

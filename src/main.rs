@@ -32,6 +32,12 @@ enum Command {
     Check {
         #[arg(long, env = "EMRFS_ROLE_AGENT_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Check these mappings in place of the file the config's mappings_file names (before uploading them).
+        #[arg(long, value_name = "FILE")]
+        mappings: Option<PathBuf>,
+        /// Hadoop site files to look for EMR's own role mappings in (a warning when one is active).
+        #[arg(long = "hadoop-site", value_name = "FILE", default_values = cli::EMR_SITE_FILES)]
+        hadoop_sites: Vec<PathBuf>,
     },
     /// Show which rule decides a request, and why; makes no STS call.
     Explain {
@@ -47,6 +53,9 @@ enum Command {
         /// (which sees no location).
         #[arg(long, value_enum, default_value = "api")]
         via: Via,
+        /// Decide with these mappings in place of the file the config's mappings_file names.
+        #[arg(long, value_name = "FILE")]
+        mappings: Option<PathBuf>,
         /// The S3 location asked for, e.g. s3://bucket/key.
         location: Option<String>,
     },
@@ -80,9 +89,11 @@ fn main() -> ExitCode {
             };
             (e.to_string(), code)
         }),
-        Command::Check { config } => cli::check(&config, &mut out).map_err(failed),
-        Command::Explain { config, user, groups, via, location } => {
-            cli::explain(&config, user, groups, via, location.as_deref(), &mut out).map_err(failed)
+        Command::Check { config, mappings, hadoop_sites } => {
+            cli::check(&config, mappings.as_deref(), &hadoop_sites, &mut out).map_err(failed)
+        }
+        Command::Explain { config, user, groups, via, mappings, location } => {
+            cli::explain(&config, mappings.as_deref(), user, groups, via, location.as_deref(), &mut out).map_err(failed)
         }
         Command::ImdsRedirect { action, config, backend, agent_user } => {
             match cli::imds_redirect(action, &config, backend, &agent_user, &mut out) {

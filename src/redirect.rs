@@ -78,27 +78,39 @@ pub struct Exemptions {
     pub exempt: Vec<Exempt>,
     /// Every uid below this is exempt (0: none).
     pub exempt_uids_below: u32,
-    /// Named users that are not exempt because this node does not know them (yet).
+    /// `[imds] exempt_users` that are not exempt because this node does not know them (yet).
     pub unknown: Vec<String>,
+    /// The agent's user, when this node does not know it (yet: the bootstrap creates it before it installs
+    /// the rules). Not an exemption a user can lack: an agent running as a user that does not exist runs
+    /// as another one, which `--agent-user` must name.
+    pub agent_user_absent: Option<String>,
 }
 
 impl Exemptions {
-    /// Root, `agent_user` (the user the agent runs as), `[imds] exempt_users` and `exempt_uids_below`.
+    /// Root, `agent_user` (the user the agent runs as), `[imds] exempt_users` and `exempt_uids_below`,
+    /// looked up in this node's user database.
     pub fn of(config: &Config, agent_user: &str) -> Exemptions {
+        Exemptions::of_with(config, agent_user, |user| caller::lookup_name(user).ok().and_then(|identity| identity.uid))
+    }
+
+    /// As [`Exemptions::of`], with `uid_of` resolving a user name (pure, for tests).
+    pub fn of_with(config: &Config, agent_user: &str, uid_of: impl Fn(&str) -> Option<u32>) -> Exemptions {
         let mut exempt = vec![Exempt { uid: 0, why: "root".into() }];
         let mut unknown = Vec::new();
+        let mut agent_user_absent = None;
         let named = std::iter::once((agent_user, "agent user"))
             .chain(config.imds.exempt_users.iter().map(|u| (u.as_str(), "exempt user")));
-        for (user, role) in named {
-            match caller::lookup_name(user).ok().and_then(|identity| identity.uid) {
+        for (n, (user, role)) in named.enumerate() {
+            match uid_of(user) {
                 Some(uid) if !exempt.iter().any(|e| e.uid == uid) => {
                     exempt.push(Exempt { uid, why: format!("{role} {user}") })
                 }
                 Some(_) => {}
+                None if n == 0 => agent_user_absent = Some(user.to_owned()),
                 None => unknown.push(user.to_owned()),
             }
         }
-        Exemptions { exempt, exempt_uids_below: config.imds.exempt_uids_below, unknown }
+        Exemptions { exempt, exempt_uids_below: config.imds.exempt_uids_below, unknown, agent_user_absent }
     }
 
     /// Why the rules leave `uid` alone, or `None` when its metadata traffic is redirected.
@@ -374,6 +386,7 @@ mod tests {
                 ],
                 exempt_uids_below: 1000,
                 unknown: vec![],
+                agent_user_absent: None,
             },
         }
     }
@@ -415,5 +428,29 @@ mod tests {
         assert!(lines[5].ends_with("-j DNAT --to-destination 127.0.0.1:9945"));
         assert_eq!(lines[6], "COMMIT");
         assert!(lines.iter().filter(|l| l.starts_with("-A")).all(|l| l.starts_with("-A EMRFS-ROLE-AGENT ")));
+    }
+
+    #[test]
+    fn the_agents_user_missing_is_said_so_not_reported_as_an_unknown_exempt_user() {
+        let config = Config::parse(
+            "[imds]\nlisten = \"127.0.0.1:9945\"\nexempt_users = [\"hive\", \"ghost\"]\n",
+            std::path::Path::new("/etc/emrfs-role-agent/config.toml"),
+            None,
+        )
+        .unwrap();
+        let users = |name: &str| match name {
+            "emrfs-role-agent" => Some(998),
+            "hive" => Some(1005),
+            _ => None,
+        };
+        let present = Exemptions::of_with(&config, "emrfs-role-agent", users);
+        assert_eq!(present.agent_user_absent, None);
+        assert_eq!(present.unknown, vec!["ghost".to_owned()]);
+        assert_eq!(present.why(998).as_deref(), Some("agent user emrfs-role-agent"));
+
+        let absent = Exemptions::of_with(&config, "emrfs-role-agent", |name| (name == "hive").then_some(1005));
+        assert_eq!(absent.agent_user_absent.as_deref(), Some("emrfs-role-agent"));
+        assert_eq!(absent.unknown, vec!["ghost".to_owned()], "the agent's user is not an unknown exempt user");
+        assert_eq!(absent.why(998), None);
     }
 }

@@ -13,6 +13,8 @@ use std::fmt;
 use std::time::Duration;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use regex_automata::dfa::{dense, Automaton};
+use regex_automata::{Anchored, Input};
 
 use crate::location::{self, Location, LocationError};
 
@@ -139,6 +141,9 @@ pub struct Prefix {
     bucket: String,
     key: String,
     glob: Option<GlobSet>,
+    /// The glob's patterns as one anchored DFA, to tell when no location beginning with a given prefix
+    /// can match (how far an answer holds, `scope`).
+    automaton: Option<std::sync::Arc<dense::DFA<Vec<u32>>>>,
 }
 
 impl PartialEq for Prefix {
@@ -173,10 +178,15 @@ impl Prefix {
             _ => key,
         };
         if !bucket_glob && !key_plain.contains(GLOB_CHARS) {
-            let bucket = location::decode(bucket_part, 0, "bucket").map_err(|e| e.to_string())?;
-            let key = location::decode(key_plain, 0, "key").map_err(|e| e.to_string())?;
-            let loc = Location::new(&bucket, &key).map_err(|e: LocationError| e.to_string())?;
-            return Ok(Prefix { source: loc.to_string(), bucket, key, glob: None });
+            // Taken literally, as locations are: keys are bytes.
+            let loc = Location::new(bucket_part, key_plain).map_err(|e: LocationError| e.to_string())?;
+            return Ok(Prefix {
+                source: loc.to_string(),
+                bucket: bucket_part.to_owned(),
+                key: key_plain.to_owned(),
+                glob: None,
+                automaton: None,
+            });
         }
         Self::parse_glob(bucket_part, key_part.unwrap_or("**"))
     }
@@ -196,16 +206,32 @@ impl Prefix {
             }
         }
         let mut set = GlobSetBuilder::new();
+        let mut regexes = Vec::new();
         for p in &patterns {
             let glob = GlobBuilder::new(p)
                 .literal_separator(true)
                 .backslash_escape(true)
                 .build()
                 .map_err(|e| format!("invalid glob '{full}': {}", e.kind()))?;
+            regexes.push(glob.regex().to_owned());
             set.add(glob);
         }
         let set = set.build().map_err(|e| format!("invalid glob '{full}': {}", e.kind()))?;
-        Ok(Prefix { source: full, bucket: bucket.to_owned(), key: key.to_owned(), glob: Some(set) })
+        // Byte-oriented like globset's own matcher; a glob the DFA cannot take is still a valid rule, its
+        // answers only hold for less (no automaton: the scope treats it as in doubt).
+        let automaton = dense::Builder::new()
+            .syntax(regex_automata::util::syntax::Config::new().utf8(false))
+            .thompson(regex_automata::nfa::thompson::Config::new().utf8(false))
+            // All matches, not leftmost-first: the DFA must not stop (go dead) after a first match.
+            .configure(
+                dense::Config::new()
+                    .start_kind(regex_automata::dfa::StartKind::Anchored)
+                    .match_kind(regex_automata::MatchKind::All),
+            )
+            .build_many(&regexes)
+            .ok()
+            .map(std::sync::Arc::new);
+        Ok(Prefix { source: full, bucket: bucket.to_owned(), key: key.to_owned(), glob: Some(set), automaton })
     }
 
     /// The normalised form: `s3://bucket/key-prefix` (trailing `*` dropped, key re-encoded as in
@@ -223,6 +249,27 @@ impl Prefix {
         }
     }
 
+    /// For a glob: the length of the shortest prefix of `raw` (a location's `s3://bucket/key`) such that no
+    /// string beginning with it matches the glob; `None` when every prefix of `raw` may still be followed
+    /// by a match (or the glob has no automaton). Exact in one direction: a length returned is never too
+    /// short. `Some(len)` for a plain prefix is not defined: use the key comparison instead.
+    pub fn glob_excludes_from(&self, raw: &str) -> Option<usize> {
+        let dfa = self.automaton.as_deref()?;
+        let mut state = dfa.start_state_forward(&Input::new(raw).anchored(Anchored::Yes)).ok()?;
+        for (i, &byte) in raw.as_bytes().iter().enumerate() {
+            if dfa.is_dead_state(state) {
+                return Some(i);
+            }
+            state = dfa.next_state(state, byte);
+        }
+        dfa.is_dead_state(state).then_some(raw.len())
+    }
+
+    /// Whether this glob has an automaton for [`Prefix::glob_excludes_from`].
+    pub fn has_automaton(&self) -> bool {
+        self.automaton.is_some()
+    }
+
     /// Whether this is a glob (otherwise a plain S3 key prefix).
     pub fn is_glob(&self) -> bool {
         self.glob.is_some()
@@ -233,7 +280,7 @@ impl Prefix {
         &self.bucket
     }
 
-    /// The key prefix (decoded) or the key pattern of a glob, without a leading `/`.
+    /// The key prefix (literal) or the key pattern of a glob, without a leading `/`.
     pub fn key_part(&self) -> &str {
         &self.key
     }

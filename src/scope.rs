@@ -10,8 +10,10 @@
 //!
 //! - A plain prefix `s3://b/kp` matches nothing under `s3://b/q` when neither of `q`, `kp` begins with
 //!   the other, and everything when `q` begins with `kp`: exact.
-//! - A glob is judged by its literal part (the pattern before its first glob character): it matches
-//!   nothing under `P` when neither of `P`, the literal begins with the other. It matches everything under
+//! - A glob matches nothing under `P` when its automaton (the glob's patterns as one DFA) is dead after
+//!   reading `P`: no string beginning with `P` can match (`s3://lake/*/secret/**` matches nothing under
+//!   `s3://lake/teamA/x`). Without an automaton it is judged by its literal part (the pattern before its
+//!   first glob character): it matches nothing under `P` when neither of `P`, the literal begins with the other. It matches everything under
 //!   `P` only in the form `<literal>/**` with `P` inside `<literal>/`. Otherwise the glob is in doubt.
 //!
 //! When no prefix of the location qualifies (a deeper rule's prefix extends the location itself, or a
@@ -36,7 +38,7 @@ impl Scope {
         self.0.bucket()
     }
 
-    /// The key prefix (decoded).
+    /// The key prefix, as literal as the location it was cut from.
     pub fn key_prefix(&self) -> &str {
         self.0.key()
     }
@@ -93,6 +95,10 @@ fn matches_nothing_from(prefix: &Prefix, location: &Location, raw: &str, base: u
         // A prefix of the key up to the common part is itself a prefix of the rule's: too short.
         let common = common_prefix_len(key, prefix.key_part());
         return (common < key.len() && common < prefix.key_part().len()).then_some(common + 1);
+    }
+    if prefix.has_automaton() {
+        // Exact: the first prefix of the location after which the glob can match nothing.
+        return prefix.glob_excludes_from(raw).map(|end| end.saturating_sub(base));
     }
     let literal = prefix.literal_prefix();
     let common = common_prefix_len(raw, literal);
@@ -187,6 +193,23 @@ mod tests {
         // `<literal>/**` holds for everything under the literal.
         assert_eq!(scope(&rules, "u", "s3://bkt/curated/gold/a").as_deref(), Some("s3://bkt/curated/"));
         assert_eq!(scope(&rules, "u", "s3://bkt/raw/a").as_deref(), Some("s3://bkt/r"));
+    }
+
+    #[test]
+    fn a_glob_matches_nothing_past_the_point_its_automaton_dies() {
+        let rules = RuleSet::new(vec![
+            rule(0, Effect::Deny, &[], &["s3://lake/*/secret/**"]),
+            rule(1, Effect::Allow, &[], &["s3://lake/teamA/"]),
+            rule(2, Effect::Deny, &[], &["s3://{lake,pond}/**/*.tmp"]),
+        ])
+        .unwrap();
+        // Past `teamA/x` the second segment is not `secret`: the deny can match nothing there.
+        assert_eq!(scope(&rules, "u", "s3://lake/teamA/x/part-0").as_deref(), Some("s3://lake/teamA/x"));
+        // Under `teamA/s` it still could (`teamA/secret/...`): the scope goes on to where it cannot.
+        assert_eq!(scope(&rules, "u", "s3://lake/teamA/sales/p").as_deref(), Some("s3://lake/teamA/sa"));
+        // A location the glob can still reach by appending (`a.json` + `.tmp`) has no scope at all.
+        assert_eq!(scope(&rules, "u", "s3://lake/other/a.json"), None);
+        assert_eq!(scope(&rules, "u", "s3://lake/x%2Fy/secret/f"), None);
     }
 
     #[test]

@@ -116,6 +116,100 @@ fn check_prints_the_rules_in_order() {
 }
 
 #[test]
+fn check_warns_when_emr_role_mappings_are_active_beside_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = std::fs::read_to_string(root().join("tests/fixtures/emr/emrfs-site-rolemapping.txt")).unwrap();
+    let core = dir.path().join("core-site.xml");
+    std::fs::write(
+        &core,
+        format!(
+            "<?xml version=\"1.0\"?>\n<configuration>\n  <property><name>fs.s3a.authorization.roleMapping</name>\
+             <value>{}</value></property>\n</configuration>\n",
+            mapping.trim()
+        ),
+    )
+    .unwrap();
+    let quiet = dir.path().join("emrfs-site.xml");
+    std::fs::write(
+        &quiet,
+        "<configuration><property><name>fs.s3.consistent</name><value>false</value></property></configuration>",
+    )
+    .unwrap();
+    let missing = dir.path().join("nonexistent.xml");
+    let args = |sites: &[&Path]| {
+        let mut a = vec!["check".to_owned(), "--config".into(), example().to_str().unwrap().into()];
+        for s in sites {
+            a.extend(["--hadoop-site".to_owned(), s.to_str().unwrap().to_owned()]);
+        }
+        a
+    };
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_emrfs-role-agent")).args(args(&[&core, &quiet, &missing])).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "a warning is not an error: {}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{out}");
+    assert!(warnings[0].contains(&format!("{}:3: fs.s3a.authorization.roleMapping is set", core.display())), "{out}");
+    // What the warning says to run works on that very file.
+    let imported = run(&["import", core.to_str().unwrap()]);
+    assert_eq!(imported.status.code(), Some(0), "{}", String::from_utf8_lossy(&imported.stderr));
+    assert_eq!(stdout(&imported).matches("[[mapping]]").count(), 3);
+    let o = Command::new(env!("CARGO_BIN_EXE_emrfs-role-agent")).args(args(&[&quiet])).output().unwrap();
+    assert!(!stdout(&o).contains("warning:"), "{}", stdout(&o));
+}
+
+#[test]
+fn check_with_mappings_checks_the_local_file_in_place_of_the_installed_one() {
+    // The guide's config names the path the bootstrap installs the mappings at, which a workstation lacks.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "mappings_file = \"/etc/emrfs-role-agent/mappings\"\n").unwrap();
+    let good = root().join("tests/fixtures/emr/security-configuration.json");
+    let o = run(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(78), "without --mappings the installed path is read: {}", stdout(&o));
+    let o = run(&["check", "--config", config.to_str().unwrap(), "--mappings", good.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("mappings_file: /etc/emrfs-role-agent/mappings (checked: {})", good.display())),
+        "{out}"
+    );
+    assert!(out.contains("emr-0"), "{out}");
+    // explain decides with them the same way.
+    let o = run(&[
+        "explain",
+        "--config",
+        config.to_str().unwrap(),
+        "--mappings",
+        good.to_str().unwrap(),
+        "--user",
+        "nobody",
+        "--groups",
+        "analysts",
+        "s3://any-bucket/k",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("decision:  rule 1 'emr-1'"), "{}", stdout(&o));
+    // A mistake in the mappings is named in the file that was checked.
+    let bad = dir.path().join("mappings.json");
+    std::fs::write(&bad, "arn:aws:iam::1:role/x=u:alice").unwrap();
+    let o = run(&["check", "--config", config.to_str().unwrap(), "--mappings", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("{}:1:1: roleMapping[0].Role", bad.display())), "{err}");
+    // Mappings the config would never read are an error, not a silent pass.
+    let bare = dir.path().join("bare.toml");
+    std::fs::write(&bare, "").unwrap();
+    let o = run(&["check", "--config", bare.to_str().unwrap(), "--mappings", good.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("mappings_file: not set"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
 fn check_of_a_missing_file_exits_78() {
     let o = run(&["check", "--config", "/nonexistent/config.toml"]);
     assert_eq!(o.status.code(), Some(78));

@@ -74,7 +74,10 @@ fn explain(h: &TestAgent, user: &str, location: Option<&str>) -> Said {
         policy: field("policy:"),
         external_id: field("external:"),
         duration: field("duration:"),
-        scope: field("scope:").filter(|s| !s.contains(" only (")).map(|s| s.split(' ').next().unwrap().to_owned()),
+        // "<scope> (every location …)": a key may hold spaces, so the note is cut off at its own " (".
+        scope: field("scope:")
+            .filter(|s| !s.contains(" only ("))
+            .map(|s| s.rsplit_once(" (every location").map_or(s.clone(), |(scope, _)| scope.to_owned())),
     }
 }
 

@@ -396,3 +396,55 @@ async fn fairness_with_the_default_shares() {
     );
     h.stop().await;
 }
+
+/// `key` as a client sends it: the whole location percent-encoded once (SPEC §5).
+fn location_query(bucket: &str, key: &str, access: &str) -> String {
+    let location: String = url_encode(&format!("s3://{bucket}/{key}"));
+    format!("location={location}&access={access}")
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_is_decided_for_its_literal_bytes_and_encoding_cannot_bypass_a_deny() {
+    let rules = "[fallback]\nmode = \"deny\"\n\
+        [[mapping]]\nname = \"cafe\"\neffect = \"deny\"\nprefixes = [\"s3://lake/café/\"]\n\
+        [[mapping]]\nname = \"any-secret\"\neffect = \"deny\"\nprefixes = [\"s3://lake/*/secret/**\"]\n";
+    let mut h = TestAgent::builder().sts(StsPeer::Unreachable).config(rules).start().await;
+    // (key, the rule that must decide it: None is the fallback)
+    let cases = [
+        ("x%2Fy/secret/f", Some("any-secret")),
+        ("x/secret/f", Some("any-secret")),
+        ("x/y/secret/f", None),
+        ("100%off.csv", None),
+        ("dt=2026-01-01 00%3A00/a+b c", None),
+        ("café/x", Some("cafe")),
+        ("caf%C3%A9/x", None),
+    ];
+    for (key, _) in &cases {
+        let answer = h.get(&location_query("lake", key, "read")).await;
+        assert_eq!((answer.status, answer.body["code"].as_str()), (403, Some("AccessDenied")), "{key}: {:?}", answer);
+        if *key == "café/x" {
+            // The scope is literal too: a client compares it with the key it holds.
+            assert_eq!(answer.body["Scope"].as_str(), Some("s3://lake/café/"), "{:?}", answer);
+        }
+    }
+    let records = h.stop_and_read_audit().await;
+    let decided: Vec<&Value> = records.iter().filter(|r| r["event"] == "credentials").collect();
+    assert_eq!(decided.len(), cases.len(), "{decided:?}");
+    for ((key, rule), record) in cases.iter().zip(&decided) {
+        assert_eq!(record["location"].as_str(), Some(format!("s3://lake/{key}").as_str()), "{record}");
+        assert_eq!(record["rule_name"].as_str(), *rule, "{key}: {record}");
+        assert_eq!(record["access"], "read", "{record}");
+    }
+}

@@ -315,6 +315,14 @@ impl fmt::Display for ConfigError {
 impl Config {
     /// Reads and validates the configuration at `path` and, when it names one, its `mappings_file`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_mappings(path, None)
+    }
+
+    /// As [`Config::load`], with the mappings read from `mappings` instead of the file `mappings_file`
+    /// names (`check --mappings`: config and mappings checked together before they are installed where
+    /// `mappings_file` points). The configuration must name a `mappings_file`, or the agent would never
+    /// read them. `mappings_file` in the result is still the configured path.
+    pub fn load_with_mappings(path: &Path, mappings: Option<&Path>) -> Result<Config, ConfigError> {
         let io_err = |file: &Path, key: &str, e: std::io::Error| ConfigError {
             file: file.to_owned(),
             line: None,
@@ -325,17 +333,42 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| io_err(path, "(file)", e))?;
         let ctx = Ctx { text: &text, file: path };
         let raw = raw::parse_raw(&ctx)?;
-        let mappings = match raw.mappings_file.as_ref().filter(|m| !m.get_ref().is_empty()) {
-            None => None,
-            Some(m) => {
+        let configured = raw.mappings_file.as_ref().filter(|m| !m.get_ref().is_empty());
+        let content = match (configured, mappings) {
+            (None, None) => None,
+            (None, Some(given)) => {
+                return Err(ConfigError {
+                    file: path.to_owned(),
+                    line: None,
+                    column: None,
+                    key: "mappings_file".into(),
+                    message: format!(
+                        "not set, so the agent would never read {}: name the path the mappings will be installed \
+                         at (the bootstrap's --mappings installs them as /etc/emrfs-role-agent/mappings)",
+                        given.display()
+                    ),
+                })
+            }
+            (Some(m), None) => {
                 let file = validate::resolve(path, m.get_ref());
                 let content = std::fs::read_to_string(&file).map_err(|e| {
                     ctx.err(m.span(), "mappings_file", format!("cannot read '{}': {e}", file.display()))
                 })?;
                 Some((file, content))
             }
+            (Some(m), Some(given)) => {
+                let content = std::fs::read_to_string(given).map_err(|e| io_err(given, "(file)", e))?;
+                Some((validate::resolve(path, m.get_ref()), content))
+            }
         };
-        validate::build(&ctx, raw, mappings.as_ref().map(|(f, c)| (f.as_path(), c.as_str())))
+        let checked = mappings.map(Path::to_path_buf).or_else(|| content.as_ref().map(|(f, _)| f.clone()));
+        // Errors in the mappings name the file that was read.
+        let read = content.as_ref().map(|(_, c)| (checked.as_deref().expect("read from a file"), c.as_str()));
+        let mut config = validate::build(&ctx, raw, read)?;
+        if let Some((configured, _)) = &content {
+            config.mappings_file = Some(configured.clone());
+        }
+        Ok(config)
     }
 
     /// Validates configuration text (pure). `source` names the file in errors and anchors relative paths;

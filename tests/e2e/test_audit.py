@@ -27,7 +27,7 @@ from helpers.osusers import require_root
 # listener it came through).
 CREDENTIAL_FIELDS = {
     "v", "time", "event", "request_id", "via", "outcome", "status", "caller_uid", "caller_user", "user", "asserted",
-    "groups", "location", "rule_index", "rule_name", "effect", "role_arn", "session_name", "source_identity",
+    "groups", "location", "access", "rule_index", "rule_name", "effect", "role_arn", "session_name", "source_identity",
     "access_key_id", "expiration", "source", "sts_request_id", "error_code", "latency_us",
 }
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

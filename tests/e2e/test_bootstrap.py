@@ -83,7 +83,7 @@ class S3Dir:
         return f"s3://{BUCKET}/{key}"
 
 
-def package(tmp, version_text="emrfs-role-agent 0.0.0-test", jar=True, real_binary=False):
+def package(tmp, version_text="emrfs-role-agent 0.0.0-test", jar=True, real_binary=False, hooks_jar=True):
     """A release tarball around a stand-in binary (and a stand-in provider jar). With `real_binary`, the
     stand-in passes every command but --version to the agent binary under test (the bootstrap asks it
     whether [imds] listen is set)."""
@@ -102,6 +102,10 @@ def package(tmp, version_text="emrfs-role-agent 0.0.0-test", jar=True, real_bina
         jar_path = tmp / "emrfs-role-agent-provider.jar"
         jar_path.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip
         args += ["--jar", str(jar_path)]
+        if hooks_jar:
+            hooks_path = tmp / "emrfs-role-agent-hooks.jar"
+            hooks_path.write_bytes(b"PK\x05\x06" + b"\0" * 18 + b"hooks")  # a stand-in, told apart by its bytes
+            args += ["--hooks-jar", str(hooks_path)]
     else:
         args += ["--no-jar"]
     r = subprocess.run(args, capture_output=True, text=True, timeout=300)
@@ -132,11 +136,11 @@ def ancestors(pid):
 class Node:
     """One --root install target and the S3 stand-in it installs from."""
 
-    def __init__(self, tmp_path, jar=True, config=CONFIG, real_binary=False):
+    def __init__(self, tmp_path, jar=True, config=CONFIG, real_binary=False, hooks_jar=True):
         self.tmp = tmp_path
         self.root = tmp_path / "root"
         self.s3 = S3Dir(str(tmp_path / "s3"))
-        tarball = package(tmp_path / "build", jar=jar, real_binary=real_binary)
+        tarball = package(tmp_path / "build", jar=jar, real_binary=real_binary, hooks_jar=hooks_jar)
         with open(tarball, "rb") as f:
             self.tarball_bytes = f.read()
         self.release_uri = self.s3.put(os.path.basename(tarball), self.tarball_bytes)
@@ -281,6 +285,7 @@ def test_installs_every_file_with_its_mode(node):
         "etc/emrfs-role-agent/mappings-sync.env": "0o640",
         "etc/emrfs-role-agent/token": "0o440",
         "usr/share/aws/emr/emrfs/auxlib/emrfs-role-agent-provider.jar": "0o644",
+        "etc/emrfs-role-agent/client.properties": "0o644",
     }
     for path, mode in expected.items():
         assert path in files, path
@@ -290,6 +295,39 @@ def test_installs_every_file_with_its_mode(node):
     assert node.path("/etc/emrfs-role-agent/mappings").read_text() == MAPPINGS
     with open(os.path.join(REPO, "systemd", "emrfs-role-agent.service"), "rb") as f:
         assert files["etc/systemd/system/emrfs-role-agent.service"][1] == hashlib.sha256(f.read()).hexdigest()
+
+
+def test_client_properties_tell_the_hooks_where_the_agent_is(node):
+    node.install("--port", "9955")
+    props = dict(
+        line.split("=", 1)
+        for line in node.path("/etc/emrfs-role-agent/client.properties").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert props == {"endpoint": "http://127.0.0.1:9955", "token-file": "/etc/emrfs-role-agent/token"}
+    assert node.owners()["/etc/emrfs-role-agent/client.properties"] == "root:root"
+
+
+def test_jvm_hooks_are_installed_on_request_and_removed_without_it(node):
+    hooks = "usr/share/aws/emr/emrfs/auxlib/emrfs-role-agent-hooks.jar"
+    node.install()
+    assert hooks not in node.files()
+    r = node.install("--jvm-hooks")
+    assert node.files()[hooks][0] == "0o644"
+    assert node.path("/" + hooks).read_bytes().endswith(b"hooks")
+    assert "JVM hooks" in r.stderr
+    node.install()
+    assert hooks not in node.files()
+
+
+def test_jvm_hooks_need_the_jar_in_the_release(tmp_path):
+    n = Node(tmp_path, hooks_jar=False)
+    try:
+        r = n.install("--jvm-hooks", check=False)
+        assert r.returncode != 0
+        assert "--jvm-hooks: the release has no lib/emrfs-role-agent-hooks.jar" in r.stderr
+    finally:
+        n.stop_waiters()
 
 
 def test_owners_and_system_changes(node):
@@ -892,6 +930,30 @@ def test_waiter_with_another_port(node):
     assert spark["spark.executorEnv.AWS_CONTAINER_CREDENTIALS_FULL_URI"] == ["http://127.0.0.1:9955/v1/credentials"]
 
 
+def test_s3_via_s3a_makes_s3a_serve_s3_uris(node):
+    node.install("--s3-via-s3a")
+    write_client_files(node)
+    wait_until(lambda: "all clients wired" in node.waiter_log(), 20, "the wiring")
+    assert_wired(node)
+    core = xml_props(node.path(CLIENT_FILES["core-site"]))
+    assert core["fs.s3.impl"] == ["org.apache.hadoop.fs.s3a.S3AFileSystem"]
+    assert core["fs.AbstractFileSystem.s3.impl"] == ["org.apache.hadoop.fs.s3a.S3A"]
+    # Without the flag, s3:// stays with EMRFS.
+    assert "fs.s3.impl" not in emr_conf.settings()["core-site"]
+
+
+def test_the_waiter_gives_up_after_its_timeout(node):
+    # Under --root no node ever finishes provisioning: the waiter must not linger for two hours.
+    node.install()
+    waiter = [a for a in node.runs()[-1] if a.startswith("start-waiter ")]
+    assert len(waiter) == 1 and waiter[0].endswith(" --timeout 60"), waiter
+    node.stop_waiters()
+    wait_until(lambda: not node.waiters(), 20, "the first waiter to stop")
+    node.install("--wire-timeout", "1")
+    wait_until(lambda: "gave up after 1s" in node.waiter_log(), 30, "the waiter to give up")
+    wait_until(lambda: not node.waiters(), 20, "the waiter to exit")
+
+
 def test_only_one_waiter_at_a_time(node):
     node.install()
     wait_until(lambda: len(node.waiters()) == 1, 10, "one waiter")
@@ -1022,6 +1084,7 @@ def test_mappings_sync_keeps_the_old_mappings_when_the_new_ones_are_invalid(sync
     r, reloads = run(uri)
     assert r.returncode != 0
     assert "rejected" in r.stderr and "not-a-role-arn" in r.stderr, r.stderr
+    assert f"{uri}:" in r.stderr and ".mappings.new" not in r.stderr, r.stderr  # named by where it came from
     assert reloads == 0
     assert mappings.read_text() == MAPPINGS
     assert not [p for p in os.listdir(mappings.parent) if p.startswith(".")]

@@ -83,6 +83,10 @@ def test_wire_clients_root_mode_by_release(tmp_path, label, expected):
                               "--poll", "1", "--timeout", "30"], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
     assert "unchanged" in out.stderr and "changed " not in out.stderr.replace("unchanged", ""), out.stderr
+    # Which SDK, and why, is logged (once: nothing changed between the passes).
+    why = [line for line in out.stderr.splitlines() if "S3A uses the AWS SDK" in line]
+    assert why == [f"wire-clients: S3A uses the AWS SDK for Java {'v2' if expected is V2 else 'v1'}: release {label} "
+                   f"({root}/mnt/var/lib/info/extraInstanceData.json)"], out.stderr
     core = props(root / "etc/hadoop/conf/core-site.xml")
     for k, v in expected.items():
         assert core.get(k) == v, (k, core)
@@ -91,3 +95,45 @@ def test_wire_clients_root_mode_by_release(tmp_path, label, expected):
     assert core["fs.defaultFS"] == "hdfs://ip-10-0-0-1:8020"
     emrfs = props(root / "usr/share/aws/emr/emrfs/conf/emrfs-site.xml")
     assert emrfs["fs.s3.customAWSCredentialsProvider"] == "io.emrfsroleagent.emrfs.RoleAgentCredentialsProvider"
+
+
+def test_wire_clients_logs_the_sdk_choice_once_per_change(tmp_path):
+    # EMR installs Hadoop after the waiter starts: the choice changes once, and is logged once per change,
+    # not on every pass.
+    root = tmp_path / "node"
+    for rel, text in {
+        "etc/spark/conf/spark-defaults.conf": "spark.master yarn\n",
+        "usr/share/aws/emr/emrfs/auxlib/emrfs-role-agent-provider.jar": "",
+    }.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    p = subprocess.Popen([os.path.join(REPO, "bootstrap", "wire-clients.sh"), "--root", str(root), "--poll", "0.05",
+                          "--timeout", "60"], stderr=subprocess.PIPE, text=True)
+    lines, passes = [], 0
+    try:
+        for line in p.stderr:
+            lines.append(line.rstrip("\n"))
+            if "unchanged" in line:  # one per pass: spark-defaults is there, wired, and left alone
+                passes += 1
+                if passes == 3:
+                    jars = root / "usr/lib/hadoop"
+                    jars.mkdir(parents=True)
+                    (jars / "hadoop-aws-3.4.1-amzn-2.jar").write_bytes(b"")
+                if passes == 8:
+                    for rel in ("etc/hadoop/conf/core-site.xml", "usr/share/aws/emr/emrfs/conf/emrfs-site.xml"):
+                        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                        (root / rel).write_text("<configuration>\n</configuration>\n")
+        assert p.wait(30) == 0, lines
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    why = [line for line in lines if "S3A uses the AWS SDK" in line]
+    jar = root / "usr/lib/hadoop/hadoop-aws-3.4.1-amzn-2.jar"
+    assert why == [
+        "wire-clients: S3A uses the AWS SDK for Java v1: no release label or hadoop-aws jar found",
+        f"wire-clients: S3A uses the AWS SDK for Java v2: {jar}",
+    ], lines
+    assert "wire-clients: all clients wired" in lines
+    assert props(root / "etc/hadoop/conf/core-site.xml")["fs.s3a.audit.execution.interceptors"] == V2[
+        "fs.s3a.audit.execution.interceptors"]
