@@ -114,12 +114,15 @@ class World:
         self.outputs = []
 
     def run(self, argv, env=None, **kw):
-        r = subprocess.run(argv, env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=300, **kw)
+        """argv with the world's environment, updated by `env` (None removes a variable)."""
+        full = {**self.env, **(env or {})}
+        full = {k: v for k, v in full.items() if v is not None}
+        r = subprocess.run(argv, env=full, capture_output=True, text=True, timeout=300, **kw)
         self.outputs += [r.stdout, r.stderr]
         return r
 
-    def python(self, code, *args):
-        r = self.run([sys.executable, "-c", code, *args])
+    def python(self, code, *args, env=None):
+        r = self.run([sys.executable, "-c", code, *args], env=env)
         assert "DONE" in r.stdout.splitlines(), r.stdout + r.stderr[-6000:]
         return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")], r
 
@@ -312,7 +315,13 @@ print("DONE")
 
 
 def test_s3fs_signs_each_request_with_the_role_of_its_key(world, moto):
-    results, run = world.python(S3FS, world.recorder.endpoint, BUCKET, ODD_KEYS[4])
+    """s3fs finds the agent through the client properties file, as the bootstrap writes it."""
+    properties = world.tmp / "client.properties"
+    properties.write_text("# Written by the emrfs-role-agent bootstrap action: where the client hooks find the agent.\n"
+                          f"endpoint={world.agent.url}\ntoken-file={world.agent.token_path}\n")
+    results, run = world.python(S3FS, world.recorder.endpoint, BUCKET, ODD_KEYS[4], env={
+        "EMRFS_ROLE_AGENT_ENDPOINT": None, "EMRFS_ROLE_AGENT_TOKEN_FILE": None,
+        "EMRFS_ROLE_AGENT_CLIENT_PROPERTIES": str(properties)})
     got = by_op(results)
     for i in range(3):
         assert got[("pipe", f"teamA/s3fs/part-{i}")]["ok"], got
