@@ -1,0 +1,73 @@
+package io.emrfsroleagent.emrfs;
+
+import com.amazonaws.AmazonWebServiceRequest;
+import com.amazonaws.SdkClientException;
+import com.amazonaws.auth.AWSCredentialsProvider;
+import com.amazonaws.handlers.RequestHandler2;
+import io.emrfsroleagent.agent.AgentException;
+import io.emrfsroleagent.agent.GlobalHooks;
+import io.emrfsroleagent.agent.RequestLocation;
+
+/**
+ * Per-request credentials for every AWS SDK for Java v1 S3 client in the JVM ({@code AmazonS3} clients in job
+ * code, S3A on Hadoop 3.3): the SDK loads it for each client it builds, from the global list
+ * {@code com/amazonaws/global/handlers/request.handler2s} that emrfs-role-agent-hooks.jar puts on the class
+ * path. Before each S3 request runs it asks the agent (through the {@link GlobalHooks} scope cache of the
+ * calling thread's user) for the request's own location and sets the answer as the request's credentials, as
+ * {@link RoleAgentRequestHandler} does.
+ *
+ * <ul>
+ *   <li>S3 only (request classes of {@code com.amazonaws.services.s3.model}): requests of other services keep
+ *       their clients' credentials.</li>
+ *   <li>Never a second decision: a request S3A's own {@link RoleAgentRequestHandler} has claimed
+ *       ({@link RequestOwner}) is left to it.</li>
+ *   <li>Requests without a location (see {@link V1RequestLocations}) keep the client's credentials.</li>
+ *   <li>Settings: {@link io.emrfsroleagent.agent.ClientProperties}; they and the scope caches are shared by
+ *       every client of the JVM.</li>
+ * </ul>
+ * No Hadoop needed.
+ */
+public final class RoleAgentGlobalRequestHandler extends RequestHandler2 {
+  /** Whether a request class is one of S3's (its own or a superclass in S3's model package). */
+  private static final ClassValue<Boolean> S3_REQUEST = new ClassValue<Boolean>() {
+    @Override
+    protected Boolean computeValue(Class<?> type) {
+      for (Class<?> c = type; c != null; c = c.getSuperclass()) {
+        if (c.getName().startsWith("com.amazonaws.services.s3.model.")) {
+          return Boolean.TRUE;
+        }
+      }
+      return Boolean.FALSE;
+    }
+  };
+
+  /** Created at the first S3 request of the JVM, not when an SDK client (of any service) is built. */
+  private static final class Shared {
+    static final GlobalHooks<AWSCredentialsProvider> HOOKS = GlobalHooks.forThisJvm(
+        V1Credentials::provider, RoleAgentGlobalRequestHandler.class.getClassLoader());
+  }
+
+  @Override
+  public AmazonWebServiceRequest beforeExecution(AmazonWebServiceRequest request) {
+    if (!S3_REQUEST.get(request.getClass()) || RequestOwner.owner(request) != null) {
+      return request;
+    }
+    RequestLocation where = V1RequestLocations.of(request);
+    if (where == null) {
+      return request;
+    }
+    GlobalHooks<AWSCredentialsProvider> hooks = Shared.HOOKS;
+    try {
+      request.setRequestCredentialsProvider(where.resolve(hooks.cache()).value());
+    } catch (AgentException e) {
+      AgentException explained = hooks.explain(e);
+      throw new SdkClientException(explained.getMessage(), explained);
+    }
+    return request;
+  }
+
+  @Override
+  public String toString() {
+    return "RoleAgentGlobalRequestHandler";
+  }
+}
