@@ -63,7 +63,227 @@ public final class ScopeCacheSelfTest {
     check("JSON: escapes, skipped members, errors that echo nothing", ScopeCacheSelfTest::json);
     check("locations: s3a/s3n become s3; bucket roots; common prefixes", ScopeCacheSelfTest::locations);
     check("toString and exception messages never contain secrets", ScopeCacheSelfTest::noSecrets);
+    check("keys are bytes: each location is encoded once and arrives literally", ScopeCacheSelfTest::keysAreBytes);
+    check("a literal Scope covers literal keys, and only those", ScopeCacheSelfTest::literalScopes);
+    check("access is sent, and a scope holds for its access only", ScopeCacheSelfTest::scopesPerAccess);
+    check("a copy asks read for its source and write for its destination", ScopeCacheSelfTest::copyAccess);
+    check("a refresh whose answer no longer covers the location asks for the location",
+        ScopeCacheSelfTest::refreshNarrowed);
+    check("a refresh refused for the old scope as a whole still asks for the location",
+        ScopeCacheSelfTest::refreshRefusedScope);
+    check("a refresh refused by a deny over the location fails, and the old credentials are gone",
+        ScopeCacheSelfTest::refreshDenied);
+    check("errors sorted by what the caller does next", ScopeCacheSelfTest::errorKinds);
+    check("a deny Scope that does not contain the location is not remembered for it",
+        ScopeCacheSelfTest::foreignDenyScope);
+    check("per-request hook wiring read from the Hadoop configuration", ScopeCacheSelfTest::hookWiring);
     finish();
+  }
+
+  static ScopeCache.Entry<AgentCredentials> read(ScopeCache<AgentCredentials> cache, String location) {
+    return cache.get(location, Access.READ);
+  }
+
+  static void keysAreBytes() throws Exception {
+    Instant exp = T0.plus(Duration.ofHours(1));
+    String[] keys = {"x%2Fy/secret/f", "100%off.csv", "a%25b", "a b+c", "caf\u00e9/r\u00e9sum\u00e9.txt",
+        "t/dt=2026-01-01 00%3A00/part-0", "q?x=1&y=#z", "tab\tand\u00a0nbsp"};
+    try (FakeAgent agent = new FakeAgent(loc -> creds("ASIAK", exp, null))) {
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
+      for (String k : keys) {
+        read(cache, "s3://lake/" + k);
+      }
+      for (int i = 0; i < keys.length; i++) {
+        expectEquals("s3://lake/" + keys[i], agent.locations.get(i), "the location the agent decoded");
+      }
+      String all = String.join("\n", agent.rawQueries);
+      for (String encoded : new String[] {"x%252Fy", "100%25off.csv", "a%2525b", "a%20b%2Bc", "caf%C3%A9",
+          "00%253A00", "q%3Fx%3D1%26y%3D%23z"}) {
+        expect(all.contains(encoded), "raw query has " + encoded + ": " + all);
+      }
+      expect(!all.contains("+"), "no '+' in a raw query (a form parser reads it as a space): " + all);
+      expectEquals("s3%3A%2F%2Flake%2Fa%20b%2Bc", AgentClient.encode("s3://lake/a b+c"), "encode");
+    }
+  }
+
+  static void literalScopes() throws Exception {
+    Instant exp = T0.plus(Duration.ofHours(1));
+    try (FakeAgent agent = new FakeAgent(loc -> loc.startsWith("s3://lake/caf\u00e9/")
+        ? creds("ASIACAFE", exp, "s3://lake/caf\u00e9/")
+        : loc.startsWith("s3://lake/x%2Fy/") ? creds("ASIAXY", exp, "s3://lake/x%2Fy/")
+        : creds("ASIAOTHER", exp, loc))) {
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
+      expectEquals("ASIACAFE", read(cache, "s3://lake/caf\u00e9/a").value().accessKeyId(), "caf\u00e9");
+      expectEquals("ASIACAFE", read(cache, "s3://lake/caf\u00e9/b/c").value().accessKeyId(), "under caf\u00e9");
+      expectEquals(1, agent.requests.get(), "a non-ASCII scope is a hit for the next key under it");
+      expectEquals("ASIAXY", read(cache, "s3://lake/x%2Fy/secret/f").value().accessKeyId(), "x%2Fy");
+      expectEquals("ASIAOTHER", read(cache, "s3://lake/x/y/secret/f").value().accessKeyId(),
+          "s3://lake/x%2Fy/ does not cover s3://lake/x/y/");
+      expectEquals(3, agent.requests.get(), "agent requests");
+      expectEquals("s3://lake/caf\u00e9/", S3Locations.normalise("s3a://lake/caf\u00e9/"), "normalise keeps");
+      expectEquals("s3://lake/x%2Fy/%25/", S3Locations.normalise("S3://lake/x%2Fy/%25/"), "normalise decodes nothing");
+    }
+  }
+
+  static void scopesPerAccess() throws Exception {
+    Instant exp = T0.plus(Duration.ofHours(1));
+    try (FakeAgent agent = new FakeAgent()) {
+      agent.answerQuery = q -> creds("write".equals(q.get("access")) ? "ASIAWRITE" : "read".equals(q.get("access"))
+          ? "ASIAREAD" : "ASIAANY", exp, "s3://b/teamA/");
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
+      expectEquals("ASIAREAD", cache.get("s3://b/teamA/x", Access.READ).value().accessKeyId(), "read");
+      expectEquals("ASIAWRITE", cache.get("s3://b/teamA/y", Access.WRITE).value().accessKeyId(),
+          "a read scope does not serve a write");
+      expectEquals("ASIAREAD", cache.get("s3://b/teamA/z", Access.READ).value().accessKeyId(), "read again");
+      expectEquals("ASIAWRITE", cache.get("s3://b/teamA/w", Access.WRITE).value().accessKeyId(), "write again");
+      expectEquals("ASIAANY", cache.get("s3://b/teamA/v").value().accessKeyId(), "no access: its own scope");
+      expectEquals(3, agent.requests.get(), "one request per access");
+      expectEquals(Arrays.asList("read", "write", null), agent.accesses, "access sent");
+      expect(agent.rawQueries.get(0).endsWith("&user=analyst&access=read"), agent.rawQueries.get(0));
+      expect(!agent.rawQueries.get(2).contains("access="), agent.rawQueries.get(2));
+      expectEquals(Access.READ, Access.ofOperation("GetObject"), "GetObject");
+      expectEquals(Access.READ, Access.ofOperation("HeadObject"), "HeadObject");
+      expectEquals(Access.READ, Access.ofOperation("ListObjectsV2"), "ListObjectsV2");
+      expectEquals(Access.READ, Access.ofOperation("GetObjectTagging"), "GetObjectTagging");
+      expectEquals(Access.WRITE, Access.ofOperation("PutObject"), "PutObject");
+      expectEquals(Access.WRITE, Access.ofOperation("DeleteObjects"), "DeleteObjects");
+      expectEquals(Access.WRITE, Access.ofOperation("CompleteMultipartUpload"), "CompleteMultipartUpload");
+      expectEquals(Access.WRITE, Access.ofOperation(null), "unknown");
+    }
+  }
+
+  static void copyAccess() throws Exception {
+    Instant exp = T0.plus(Duration.ofHours(1));
+    try (FakeAgent agent = new FakeAgent(loc -> creds("ASIATEAMA", exp, "s3://b/teamA/"))) {
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
+      RequestLocation copy = RequestLocation.copy("CopyObject", "b", "teamA/x", "b", "teamA/y");
+      expectEquals(Access.WRITE, copy.access(), "destination access");
+      copy.resolve(cache);
+      expectEquals(Arrays.asList("s3://b/teamA/y", "s3://b/teamA/x"), agent.locations, "asked");
+      expectEquals(Arrays.asList("write", "read"), agent.accesses, "destination write, source read");
+      RequestLocation delete = RequestLocation.bulk("DeleteObjects", "b", Arrays.asList("teamA/1", "teamA/2"));
+      expectEquals(Access.WRITE, delete.access(), "a bulk delete writes");
+    }
+  }
+
+  static void refreshNarrowed() throws Exception {
+    MovableClock clock = new MovableClock(T0);
+    AtomicInteger reloaded = new AtomicInteger(0);
+    try (FakeAgent agent = new FakeAgent(loc -> {
+      Instant exp = clock.instant().plus(Duration.ofHours(1));
+      if (reloaded.get() == 0) {
+        return creds("ASIAA", exp, "s3://b/exports/"); // allow roleA s3://b/exports/
+      }
+      // After a reload added deny s3://b/exports/secret/ above it:
+      if (loc.startsWith("s3://b/exports/secret/")) {
+        return deny("s3://b/exports/secret/");
+      }
+      if (loc.equals("s3://b/exports/")) {
+        return creds("ASIAA2", exp, null); // no prefix of it is decided one way any more
+      }
+      return creds("ASIAA2", exp, "s3://b/exports/2");
+    })) {
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, clock);
+      expectEquals("ASIAA", read(cache, "s3://b/exports/secret/f").value().accessKeyId(), "before the reload");
+      expectEquals("ASIAA", read(cache, "s3://b/exports/2026/a").value().accessKeyId(), "same scope");
+      expectEquals(1, agent.requests.get(), "one scope");
+      reloaded.set(1);
+      clock.advance(Duration.ofMinutes(45));
+      AgentException e = expectAgentException(() -> read(cache, "s3://b/exports/secret/f"));
+      expect(e.isDenial() && e.getMessage().contains("HTTP 403 AccessDenied"), e.getMessage());
+      expectEquals(Arrays.asList("s3://b/exports/secret/f", "s3://b/exports/", "s3://b/exports/secret/f"),
+          agent.locations, "the refresh asked for the scope, then for the location");
+      expectEquals("ASIAA2", read(cache, "s3://b/exports/2026/b").value().accessKeyId(), "the rest: new answer");
+      expectEquals("ASIAA2", read(cache, "s3://b/exports/2027/c").value().accessKeyId(), "under its scope");
+      expectAgentException(() -> read(cache, "s3://b/exports/secret/g"));
+      expectEquals(4, agent.requests.get(), "the old scope is gone: no refresh per request");
+    }
+  }
+
+  static void refreshRefusedScope() throws Exception {
+    MovableClock clock = new MovableClock(T0);
+    AtomicInteger reloaded = new AtomicInteger(0);
+    try (FakeAgent agent = new FakeAgent(loc -> {
+      Instant exp = clock.instant().plus(Duration.ofHours(1));
+      if (reloaded.get() == 0) {
+        return creds("ASIAOLD", exp, "s3://b/data/");
+      }
+      // The reload denies s3://b/data/ itself (a deny on exactly that key), allows what is under it.
+      return loc.equals("s3://b/data/") ? deny(null) : creds("ASIANEW", exp, "s3://b/data/x/");
+    })) {
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, clock);
+      expectEquals("ASIAOLD", read(cache, "s3://b/data/x/1").value().accessKeyId(), "before");
+      reloaded.set(1);
+      clock.advance(Duration.ofMinutes(45));
+      expectEquals("ASIANEW", read(cache, "s3://b/data/x/2").value().accessKeyId(), "asked for the location");
+      expectEquals(Arrays.asList("s3://b/data/x/1", "s3://b/data/", "s3://b/data/x/2"), agent.locations, "asked");
+    }
+  }
+
+  static void refreshDenied() throws Exception {
+    MovableClock clock = new MovableClock(T0);
+    AtomicInteger reloaded = new AtomicInteger(0);
+    try (FakeAgent agent = new FakeAgent(loc -> reloaded.get() == 0
+        ? creds("ASIAOLD", clock.instant().plus(Duration.ofHours(1)), "s3://b/data/")
+        : deny("s3://b/"))) {
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, clock);
+      read(cache, "s3://b/data/1");
+      reloaded.set(1);
+      clock.advance(Duration.ofMinutes(45));
+      expectAgentException(() -> read(cache, "s3://b/data/2"));
+      expectAgentException(() -> read(cache, "s3://b/data/3"));
+      expectEquals(2, agent.requests.get(), "the deny for s3://b/ is remembered; the old credentials are not served");
+      clock.advance(Duration.ofSeconds(31));
+      reloaded.set(2);
+      agent.answer = loc -> new Reply(401, "{\"code\":\"Unauthorized\",\"message\":\"token\"}");
+      expectAgentException(() -> read(cache, "s3://b/data/4"));
+    }
+  }
+
+  static void errorKinds() {
+    expectEquals(AgentException.Kind.REFUSED, new AgentException("m", 403, "AccessDenied", null, null).kind(), "403");
+    expectEquals(AgentException.Kind.REFUSED, new AgentException("m", 403, "ImpersonationDenied", null, null).kind(),
+        "403 ImpersonationDenied");
+    expectEquals(AgentException.Kind.REFUSED, new AgentException("m", 401, "Unauthorized", null, null).kind(), "401");
+    expectEquals(AgentException.Kind.REFUSED,
+        new AgentException("m", 0, AgentException.CROSS_SCOPE_COPY, null, null).kind(), "a copy across sessions");
+    expectEquals(AgentException.Kind.INVALID, new AgentException("m", 400, "InvalidRequest", null, null).kind(),
+        "400");
+    for (int status : new int[] {0, 200, 404, 429, 500, 503, 504}) {
+      expectEquals(AgentException.Kind.UNAVAILABLE, new AgentException("m", status, null, null, null).kind(),
+          "status " + status);
+    }
+  }
+
+  static void foreignDenyScope() throws Exception {
+    try (FakeAgent agent = new FakeAgent(loc -> deny("s3://b/other/"))) {
+      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
+      AgentException e = expectAgentException(() -> read(cache, "s3://b/mine/x"));
+      expectEquals(null, e.scope(), "a deny scope not containing the location");
+      expectAgentException(() -> read(cache, "s3://b/other/y"));
+      expectEquals(2, agent.requests.get(), "nothing remembered for s3://b/other/ from it");
+    }
+  }
+
+  static void hookWiring() throws Exception {
+    String handler = "io.emrfsroleagent.emrfs.RoleAgentRequestHandler";
+    java.net.URI s3a = new java.net.URI("s3a://lake/");
+    java.net.URI s3 = new java.net.URI("s3://lake/");
+    Configuration conf = new Configuration(false);
+    expect(!HookWiring.perRequestHook(conf, s3a, HookWiring.V1_HANDLERS_KEY, handler), "nothing configured");
+    conf.set(HookWiring.V1_HANDLERS_KEY, "some.Other, " + handler);
+    expect(HookWiring.perRequestHook(conf, s3a, HookWiring.V1_HANDLERS_KEY, handler), "listed, audit default on");
+    expect(!HookWiring.perRequestHook(conf, s3a, HookWiring.V2_INTERCEPTORS_KEY, handler), "the other key");
+    expect(!HookWiring.perRequestHook(conf, s3, HookWiring.V1_HANDLERS_KEY, handler), "s3 without an impl");
+    conf.set("fs.s3.impl", "com.amazon.ws.emr.hadoop.fs.EmrFileSystem");
+    expect(!HookWiring.perRequestHook(conf, s3, HookWiring.V1_HANDLERS_KEY, handler), "EMRFS");
+    conf.set("fs.s3.impl", "org.apache.hadoop.fs.s3a.S3AFileSystem");
+    expect(HookWiring.perRequestHook(conf, s3, HookWiring.V1_HANDLERS_KEY, handler), "s3 through S3A (EMR 7.10)");
+    conf.setBoolean(HookWiring.AUDIT_ENABLED_KEY, false);
+    expect(!HookWiring.perRequestHook(conf, s3a, HookWiring.V1_HANDLERS_KEY, handler), "auditing off");
+    expect(!HookWiring.perRequestHook(conf, null, HookWiring.V1_HANDLERS_KEY, handler), "no URI");
+    expect(!HookWiring.placeholderSecret().isEmpty()
+        && HookWiring.placeholderSecret().equals(HookWiring.placeholderSecret()), "one secret per JVM");
   }
 
   static String key(ScopeCache<AgentCredentials> cache, String location) {
@@ -241,7 +461,9 @@ public final class ScopeCacheSelfTest {
       AgentException e = expectAgentException(() -> mixed.resolve(cache));
       expect(e.getMessage().startsWith("DeleteObjects of 2 objects under s3://b/team needs one set of credentials"),
           e.getMessage());
-      expect(RequestLocation.of("HeadBucket", "b", "") == null, "no key: bucket level");
+      expectEquals("s3://b/", RequestLocation.of("HeadBucket", "b", "").location(), "no key: the bucket root");
+      expectEquals(Access.READ, RequestLocation.of("HeadBucket", "b", null).access(), "HeadBucket reads");
+      expect(RequestLocation.of("ListBuckets", null, null) == null, "no bucket: nothing to decide");
     }
   }
 

@@ -7,39 +7,70 @@ import static io.emrfsroleagent.testing.SelfTest.finish;
 import com.amazonaws.AmazonWebServiceRequest;
 import com.amazonaws.services.s3.model.CopyObjectRequest;
 import com.amazonaws.services.s3.model.CopyPartRequest;
+import com.amazonaws.services.s3.model.CreateBucketRequest;
+import com.amazonaws.services.s3.model.DeleteObjectRequest;
 import com.amazonaws.services.s3.model.DeleteObjectsRequest;
+import com.amazonaws.services.s3.model.GetBucketAclRequest;
 import com.amazonaws.services.s3.model.GetObjectMetadataRequest;
 import com.amazonaws.services.s3.model.GetObjectRequest;
+import com.amazonaws.services.s3.model.GetObjectTaggingRequest;
 import com.amazonaws.services.s3.model.HeadBucketRequest;
 import com.amazonaws.services.s3.model.InitiateMultipartUploadRequest;
+import com.amazonaws.services.s3.model.ListBucketsRequest;
+import com.amazonaws.services.s3.model.ListObjectsRequest;
 import com.amazonaws.services.s3.model.ListObjectsV2Request;
+import com.amazonaws.services.s3.model.ListPartsRequest;
+import com.amazonaws.services.s3.model.ObjectTagging;
 import com.amazonaws.services.s3.model.PutObjectRequest;
+import com.amazonaws.services.s3.model.SetObjectTaggingRequest;
 import com.amazonaws.services.s3.model.UploadPartRequest;
 import java.io.ByteArrayInputStream;
+import java.util.Collections;
 import java.util.Objects;
 
-/** Where SDK v1 S3 requests are located. Prints "N passed, N failed"; exits non-zero on any failure. */
+/**
+ * Where SDK v1 S3 requests are located, with which access; keys taken literally. Prints "N passed, N failed";
+ * exits non-zero on any failure.
+ */
 public final class V1LocationsSelfTest {
   public static void main(String[] args) {
-    expect("GetObject b/k", "GetObject s3://b/teamA/k", new GetObjectRequest("b", "teamA/k"));
-    expect("HeadObject", "GetObjectMetadata s3://b/teamA/k", new GetObjectMetadataRequest("b", "teamA/k"));
-    expect("PutObject", "PutObject s3://b/teamB/o",
+    expect("GetObject b/k", "GetObject s3://b/teamA/k (read)", new GetObjectRequest("b", "teamA/k"));
+    expect("HeadObject", "GetObjectMetadata s3://b/teamA/k (read)", new GetObjectMetadataRequest("b", "teamA/k"));
+    expect("GetObjectTagging", "GetObjectTagging s3://b/teamA/k (read)", new GetObjectTaggingRequest("b", "teamA/k"));
+    expect("SetObjectTagging", "SetObjectTagging s3://b/teamA/k (write)",
+        new SetObjectTaggingRequest("b", "teamA/k", new ObjectTagging(Collections.emptyList())));
+    expect("PutObject", "PutObject s3://b/teamB/o (write)",
         new PutObjectRequest("b", "teamB/o", new ByteArrayInputStream(new byte[0]), null));
-    expect("InitiateMultipartUpload", "InitiateMultipartUpload s3://b/teamB/big",
+    expect("DeleteObject", "DeleteObject s3://b/teamB/o (write)", new DeleteObjectRequest("b", "teamB/o"));
+    expect("InitiateMultipartUpload", "InitiateMultipartUpload s3://b/teamB/big (write)",
         new InitiateMultipartUploadRequest("b", "teamB/big"));
-    expect("UploadPart", "UploadPart s3://b/teamB/big",
+    expect("UploadPart", "UploadPart s3://b/teamB/big (write)",
         new UploadPartRequest().withBucketName("b").withKey("teamB/big"));
-    expect("ListObjectsV2 with a prefix", "ListObjectsV2 s3://b/teamA/dir/",
+    expect("ListParts", "ListParts s3://b/teamB/big (read)", new ListPartsRequest("b", "teamB/big", "u"));
+    expect("ListObjectsV2 with a prefix", "ListObjectsV2 s3://b/teamA/dir/ (read)",
         new ListObjectsV2Request().withBucketName("b").withPrefix("teamA/dir/"));
-    expect("ListObjectsV2 of the root: bucket level", null, new ListObjectsV2Request().withBucketName("b"));
-    expect("HeadBucket: bucket level", null, new HeadBucketRequest("b"));
-    expect("DeleteObjects: common prefix", "DeleteObjects s3://b/teamA/d",
+    expect("ListObjectsV2 of the root: the bucket root", "ListObjectsV2 s3://b/ (read)",
+        new ListObjectsV2Request().withBucketName("b"));
+    expect("ListObjects of the root", "ListObjects s3://b/ (read)", new ListObjectsRequest().withBucketName("b"));
+    expect("HeadBucket: the bucket root", "HeadBucket s3://b/ (read)", new HeadBucketRequest("b"));
+    expect("GetBucketAcl (S3A 3.3's bucket probe): the bucket root", "GetBucketAcl s3://b/ (read)",
+        new GetBucketAclRequest("b"));
+    expect("CreateBucket: the bucket root, write", "CreateBucket s3://b/ (write)", new CreateBucketRequest("b"));
+    expect("ListBuckets: no bucket, nothing", null, new ListBucketsRequest());
+    expect("DeleteObjects: common prefix", "DeleteObjects s3://b/teamA/d (write)",
         new DeleteObjectsRequest("b").withKeys("teamA/dir/1", "teamA/dir/2", "teamA/d"));
-    expect("CopyObject", "CopyObject s3://b/teamA/x -> s3://b/teamB/y",
+    expect("CopyObject", "CopyObject s3://b/teamA/x (read) -> s3://b/teamB/y (write)",
         new CopyObjectRequest("b", "teamA/x", "b", "teamB/y"));
-    expect("UploadPartCopy", "UploadPartCopy s3://b/teamA/x -> s3://b/teamA/y",
+    expect("UploadPartCopy", "UploadPartCopy s3://b/teamA/x (read) -> s3://b/teamA/y (write)",
         new CopyPartRequest().withSourceBucketName("b").withSourceKey("teamA/x").withDestinationBucketName("b")
             .withDestinationKey("teamA/y"));
+    // Keys are bytes: what the request names, never decoded.
+    expect("a key with %2F stays %2F", "GetObject s3://lake/x%2Fy/secret/f (read)",
+        new GetObjectRequest("lake", "x%2Fy/secret/f"));
+    expect("a bare %, +, spaces, non-ASCII", "PutObject s3://lake/a b+c/100%off café.csv (write)",
+        new PutObjectRequest("lake", "a b+c/100%off café.csv", new ByteArrayInputStream(new byte[0]), null));
+    expect("Hive-escaped partition", "ListObjectsV2 s3://lake/t/dt=2026-01-01 00%3A00/ (read)",
+        new ListObjectsV2Request().withBucketName("lake").withPrefix("t/dt=2026-01-01 00%3A00/"));
     finish();
   }
 

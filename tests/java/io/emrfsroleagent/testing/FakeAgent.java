@@ -21,8 +21,9 @@ import java.util.function.Function;
 
 /**
  * An agent on a loopback port for the JVM clients' self-tests and benchmark: answers each request as
- * {@link #answer} says for its {@code location} parameter (null when there is none), after {@link #delayMs};
- * counts the requests and keeps what the last one sent.
+ * {@link #answer} says for its {@code location} parameter (null when there is none), or as
+ * {@link #answerQuery} says for all its parameters when set, after {@link #delayMs}; counts the requests and
+ * keeps what each sent. Query values are decoded once, as form parameters, as the agent does.
  */
 public final class FakeAgent implements AutoCloseable {
   /** One answer: HTTP status and JSON body. */
@@ -40,7 +41,13 @@ public final class FakeAgent implements AutoCloseable {
   public final AtomicInteger requests = new AtomicInteger();
   /** The location of each request, in order. */
   public final List<String> locations = Collections.synchronizedList(new ArrayList<String>());
+  /** The access of each request ({@code read}, {@code write}, null), in order. */
+  public final List<String> accesses = Collections.synchronizedList(new ArrayList<String>());
+  /** The raw query string of each request, in order. */
+  public final List<String> rawQueries = Collections.synchronizedList(new ArrayList<String>());
   public volatile Function<String, Reply> answer;
+  /** When set, answers instead of {@link #answer}, from every query parameter. */
+  public volatile Function<Map<String, String>, Reply> answerQuery;
   public volatile long delayMs;
   public volatile Map<String, String> lastQuery = new HashMap<>();
   public volatile String lastRawQuery;
@@ -77,6 +84,8 @@ public final class FakeAgent implements AutoCloseable {
     lastQuery = query;
     lastAuthorization = exchange.getRequestHeaders().getFirst("Authorization");
     locations.add(query.get("location"));
+    accesses.add(query.get("access"));
+    rawQueries.add(String.valueOf(lastRawQuery));
     if (delayMs > 0) {
       try {
         Thread.sleep(delayMs);
@@ -84,7 +93,8 @@ public final class FakeAgent implements AutoCloseable {
         Thread.currentThread().interrupt();
       }
     }
-    Reply reply = answer.apply(query.get("location"));
+    Function<Map<String, String>, Reply> byQuery = answerQuery;
+    Reply reply = byQuery != null ? byQuery.apply(query) : answer.apply(query.get("location"));
     byte[] bytes = reply.body.getBytes(StandardCharsets.UTF_8);
     exchange.getResponseHeaders().set("Content-Type", "application/json");
     try {

@@ -13,9 +13,14 @@ import java.time.format.DateTimeParseException;
 import java.util.Map;
 
 /**
- * One request to the agent: {@code GET <endpoint>/v1/credentials?location=..&user=..} with the token, and its
- * answer as {@link Answer} or an {@link AgentException}. No caching here (see {@link ScopeCache}).
+ * One request to the agent: {@code GET <endpoint>/v1/credentials?location=..&user=..&access=..} with the token,
+ * and its answer as {@link Answer} or an {@link AgentException}. No caching here (see {@link ScopeCache}).
  * Never puts the answer's body into an exception: it carries the secret key.
+ *
+ * <p>Keys are bytes (SPEC §5): the location is {@code s3://bucket/<key exactly as S3 has it>}, percent-encoded
+ * once as a query value ({@code %} as {@code %25}, {@code +} as {@code %2B}, a space as {@code %20}, non-ASCII
+ * as UTF-8 bytes); the agent decodes it once. {@code Scope} comes back in the same literal form and is compared
+ * literally.
  */
 public final class AgentClient {
   private static final int MAX_BODY_BYTES = 64 * 1024;
@@ -41,15 +46,22 @@ public final class AgentClient {
     }
   }
 
-  /**
-   * Asks for {@code location} (a normalised S3 URI, or null) on behalf of {@code user} (or null: the
-   * caller's own OS user). {@code now} only checks that the answer has not expired already.
-   */
+  /** {@link #fetch(String, String, Access, Instant)} without {@code access}, as the bucket-level providers ask. */
   public Answer fetch(String location, String user, Instant now) {
-    String who = "credentials" + (location == null ? "" : " for " + location)
+    return fetch(location, user, null, now);
+  }
+
+  /**
+   * Asks for {@code location} (a normalised S3 URI with the literal key, or null) on behalf of {@code user}
+   * (or null: the caller's own OS user), for {@code access} (or null: any). {@code now} only checks that the
+   * answer has not expired already.
+   */
+  public Answer fetch(String location, String user, Access access, Instant now) {
+    String who = "credentials"
+        + (location == null ? "" : (access == null ? " for " : " to " + access.wire() + " ") + location)
         + (user == null ? "" : " (user " + user + ")");
     String where = "emrfs-role-agent at " + settings.endpoint;
-    URL url = url(location, user);
+    URL url = url(location, user, access);
     HttpURLConnection http = null;
     int status;
     String body;
@@ -85,7 +97,7 @@ public final class AgentClient {
         Map<String, String> error = Json.stringMembers(body);
         code = error.get("code");
         message = error.get("message");
-        scope = S3Locations.normalise(error.get("Scope"));
+        scope = trusted(S3Locations.normalise(error.get("Scope")), location);
       } catch (IllegalArgumentException notJson) {
         // An error body that is not the agent's JSON: report the status alone.
       }
@@ -115,17 +127,21 @@ public final class AgentClient {
       throw new AgentException(where + " answered " + who + " with credentials that expired at " + expirationText,
           status, null, null, null);
     }
-    String scope = S3Locations.normalise(json.get("Scope"));
-    if (scope != null && location != null && !location.startsWith(scope)) {
-      // A scope that does not contain the request cannot be trusted for anything but the request itself.
-      scope = null;
-    }
+    String scope = trusted(S3Locations.normalise(json.get("Scope")), location);
     AgentCredentials credentials = new AgentCredentials(accessKeyId, secretAccessKey,
         token == null || token.isEmpty() ? null : token, expiration, json.get("RoleArn"));
     return new Answer(credentials, scope);
   }
 
-  private URL url(String location, String user) {
+  /** A scope that does not contain the location asked for holds for nothing but that location: null. */
+  private static String trusted(String scope, String location) {
+    if (scope == null || location == null || !location.startsWith(scope)) {
+      return null;
+    }
+    return scope;
+  }
+
+  private URL url(String location, String user, Access access) {
     StringBuilder url = new StringBuilder(settings.endpoint).append("/v1/credentials");
     char sep = '?';
     if (location != null) {
@@ -134,6 +150,10 @@ public final class AgentClient {
     }
     if (user != null) {
       url.append(sep).append("user=").append(encode(user));
+      sep = '&';
+    }
+    if (access != null) {
+      url.append(sep).append("access=").append(access.wire());
     }
     try {
       return new URL(url.toString());
@@ -151,9 +171,14 @@ public final class AgentClient {
     return value;
   }
 
-  private static String encode(String value) {
+  /**
+   * A query value, percent-encoded once: every byte but {@code A-Z a-z 0-9 . - * _} as {@code %XX} of its UTF-8
+   * encoding. URLEncoder writes a space as {@code +}; that becomes {@code %20}, which every query parser reads
+   * as a space ({@code +} in the value itself is {@code %2B} by then).
+   */
+  public static String encode(String value) {
     try {
-      return URLEncoder.encode(value, "UTF-8");
+      return URLEncoder.encode(value, "UTF-8").replace("+", "%20");
     } catch (UnsupportedEncodingException e) {
       throw new AssertionError(e);
     }

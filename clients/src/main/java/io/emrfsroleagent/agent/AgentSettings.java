@@ -89,6 +89,11 @@ public final class AgentSettings {
     if (!conf.getBoolean(SEND_USER_KEY, true)) {
       return null;
     }
+    return currentHadoopUser();
+  }
+
+  /** The current {@code UserGroupInformation}'s short name, whatever {@value #SEND_USER_KEY} says. */
+  public static String currentHadoopUser() {
     try {
       return UserGroupInformation.getCurrentUser().getShortUserName();
     } catch (IOException e) {

@@ -15,18 +15,21 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The agent's answers for one user, kept by the {@code Scope} they hold for (SPEC §5), so that one answer
- * serves every S3 request under its scope.
+ * The agent's answers for one user, kept by the access and the {@code Scope} they hold for (SPEC §5), so that
+ * one answer serves every S3 request under its scope with the same access.
  *
  * <ul>
- *   <li>Lookup: the longest cached scope that the location starts with. An answer without {@code Scope} (an
- *       agent that predates it) holds for exactly the location asked for.</li>
- *   <li>A miss asks the agent; concurrent misses for one location share that one request (they wait on its
- *       future, no polling).</li>
+ *   <li>Lookup: the longest cached scope of the request's access that the location starts with, compared as
+ *       literal strings (keys are bytes: {@code s3://b/x%2Fy/} is not {@code s3://b/x/y/}). An answer without
+ *       {@code Scope} holds for exactly the location asked for.</li>
+ *   <li>A miss asks the agent; concurrent misses for one location and access share that one request (they wait
+ *       on its future, no polling).</li>
  *   <li>Credentials are asked for again {@code refresh-before-expiry} ahead of expiry (at least a minute after
  *       they arrived, as the bucket-level provider does); one caller refreshes (asking with the scope as the
- *       location), the others keep using the current ones meanwhile. If the refresh fails, the current ones
- *       are served until they expire.</li>
+ *       location), the others keep using the current ones meanwhile. The refreshed answer replaces the old one;
+ *       if its scope no longer covers the location being asked for (a reload narrowed a rule, or denies the old
+ *       scope), the location itself is asked for and that answer served. If the agent cannot be reached or
+ *       fails, the current credentials are served until they expire; if it refuses, they are dropped.</li>
  *   <li>A deny for a scope ({@code 403 AccessDenied} carrying {@code Scope}) is remembered for
  *       {@code deny-cache}, so a job hammering a denied prefix does not hammer the agent.</li>
  * </ul>
@@ -54,6 +57,7 @@ public final class ScopeCache<T> {
 
   /** A cached answer: credentials, or a deny. */
   public static final class Entry<T> {
+    final Access access;
     final String scope;
     /** No {@code Scope} came with the answer: it holds for exactly {@link #scope} and nothing under it. */
     final boolean exact;
@@ -63,8 +67,9 @@ public final class ScopeCache<T> {
     final Instant refreshAt;
     final Instant expiresAt;
 
-    Entry(String scope, boolean exact, AgentCredentials credentials, T value, AgentException denial,
-        Instant refreshAt, Instant expiresAt) {
+    Entry(Access access, String scope, boolean exact, AgentCredentials credentials, T value,
+        AgentException denial, Instant refreshAt, Instant expiresAt) {
+      this.access = access;
       this.scope = scope;
       this.exact = exact;
       this.credentials = credentials;
@@ -76,6 +81,11 @@ public final class ScopeCache<T> {
 
     public String scope() {
       return scope;
+    }
+
+    /** The access this answer holds for (null: asked without one). */
+    public Access access() {
+      return access;
     }
 
     /** Whether this answer holds for {@code location}. */
@@ -94,7 +104,8 @@ public final class ScopeCache<T> {
 
     @Override
     public String toString() {
-      return "Entry{scope=" + scope + ", " + (credentials == null ? "denied" : credentials.toString()) + "}";
+      return "Entry{scope=" + scope + (access == null ? "" : ", " + access.wire()) + ", "
+          + (credentials == null ? "denied" : credentials.toString()) + "}";
     }
   }
 
@@ -113,15 +124,20 @@ public final class ScopeCache<T> {
     return user;
   }
 
-  /**
-   * Credentials for {@code location} (normalised, {@code s3://bucket/key}); throws {@link AgentException} when
-   * the agent cannot be reached or refuses.
-   */
+  /** {@link #get(String, Access)} without an access: the bucket-level providers' requests. */
   public Entry<T> get(String location) {
+    return get(location, null);
+  }
+
+  /**
+   * Credentials for {@code location} (normalised, {@code s3://bucket/<literal key>}) and {@code access} (null:
+   * any); throws {@link AgentException} when the agent cannot be reached or refuses.
+   */
+  public Entry<T> get(String location, Access access) {
     Instant now = clock.instant();
-    Entry<T> cached = lookup(location, now);
+    Entry<T> cached = lookup(location, access, now);
     if (cached == null) {
-      return fetch(location, null, now);
+      return fetch(location, access, null, now);
     }
     if (cached.denial != null) {
       throw copyOf(cached.denial);
@@ -129,7 +145,21 @@ public final class ScopeCache<T> {
     if (now.isBefore(cached.refreshAt)) {
       return cached;
     }
-    return fetch(cached.scope, cached, now);
+    Entry<T> fresh;
+    try {
+      fresh = fetch(cached.scope, access, cached, now);
+    } catch (AgentException e) {
+      if (e.kind() == AgentException.Kind.UNAVAILABLE || (e.scope() != null && location.startsWith(e.scope()))) {
+        throw e;
+      }
+      // The old scope is refused as a whole now; the location may not be (a deny deeper in it).
+      return fetch(location, access, null, now);
+    }
+    if (fresh == cached || fresh.covers(location)) {
+      return fresh;
+    }
+    // A reload narrowed the rule: the answer for the old scope no longer holds for this location.
+    return fetch(location, access, null, now);
   }
 
   /** How many scopes are cached (for tests and metrics). */
@@ -141,13 +171,13 @@ public final class ScopeCache<T> {
     return n;
   }
 
-  private Entry<T> lookup(String location, Instant now) {
+  private Entry<T> lookup(String location, Access access, Instant now) {
     Entry<T>[] entries = byBucket.get(S3Locations.bucketOf(location));
     if (entries == null) {
       return null;
     }
     for (Entry<T> e : entries) {
-      if (e.covers(location) && now.isBefore(e.expiresAt)) {
+      if (e.access == access && e.covers(location) && now.isBefore(e.expiresAt)) {
         return e; // longest first: the first match is the longest
       }
     }
@@ -156,11 +186,13 @@ public final class ScopeCache<T> {
 
   /**
    * Asks the agent for {@code location}, or waits for the request already asking; {@code current} (when
-   * refreshing) is served to everyone but the one caller that asks, and if the asking fails.
+   * refreshing) is served to everyone but the one caller that asks, and if the agent cannot be reached or fails.
+   * The answer replaces {@code current}; so does a refusal.
    */
-  private Entry<T> fetch(String location, Entry<T> current, Instant now) {
+  private Entry<T> fetch(String location, Access access, Entry<T> current, Instant now) {
+    String flightKey = access == null ? location : access.wire() + ' ' + location;
     CompletableFuture<Entry<T>> mine = new CompletableFuture<>();
-    CompletableFuture<Entry<T>> running = inFlight.putIfAbsent(location, mine);
+    CompletableFuture<Entry<T>> running = inFlight.putIfAbsent(flightKey, mine);
     if (running != null) {
       if (current != null) {
         return current;
@@ -175,49 +207,71 @@ public final class ScopeCache<T> {
       }
     }
     try {
-      Entry<T> fresh = load(location, now);
+      Entry<T> fresh = load(location, access, current, now);
       mine.complete(fresh);
       return fresh;
     } catch (AgentException e) {
-      if (e.isDenial()) {
-        store(new Entry<T>(e.scope(), false, null, null, e, now.plus(denyCache), now.plus(denyCache)));
-      }
       mine.completeExceptionally(e);
-      if (current != null && !e.isDenial() && now.isBefore(current.credentials.expiration())) {
-        LOG.warn("Refreshing credentials for {} failed; serving cached credentials {} until they expire at {}: {}",
-            current.scope, current.credentials.accessKeyId(), current.credentials.expiration(), e.getMessage());
-        return current;
+      if (e.isDenial()) {
+        store(new Entry<T>(access, e.scope(), false, null, null, e, now.plus(denyCache), now.plus(denyCache)),
+            current);
+      } else if (current != null) {
+        if (e.kind() == AgentException.Kind.UNAVAILABLE && now.isBefore(current.credentials.expiration())) {
+          LOG.warn("Refreshing credentials for {} failed; serving cached credentials {} until they expire at {}:"
+              + " {}", current.scope, current.credentials.accessKeyId(), current.credentials.expiration(),
+              e.getMessage());
+          return current;
+        }
+        remove(current); // refused: what the agent no longer hands out is not served either
       }
       throw e;
     } catch (RuntimeException | Error e) {
       mine.completeExceptionally(e);
       throw e;
     } finally {
-      inFlight.remove(location, mine);
+      inFlight.remove(flightKey, mine);
     }
   }
 
-  private Entry<T> load(String location, Instant now) {
-    AgentClient.Answer answer = client.fetch(location, user, now);
+  private Entry<T> load(String location, Access access, Entry<T> replacing, Instant now) {
+    AgentClient.Answer answer = client.fetch(location, user, access, now);
     String scope = answer.scope != null ? answer.scope : location;
     AgentCredentials creds = answer.credentials;
-    Entry<T> entry = new Entry<>(scope, answer.scope == null, creds, convert.apply(creds), null,
+    Entry<T> entry = new Entry<>(access, scope, answer.scope == null, creds, convert.apply(creds), null,
         refreshAt(now, creds.expiration(), refreshBefore), creds.expiration());
-    LOG.debug("Credentials {} for {} (user {}), scope {}, expiring at {}", creds.describe(), location, user,
-        scope, creds.expiration());
-    store(entry);
+    LOG.debug("Credentials {} for {} ({}, user {}), scope {}, expiring at {}", creds.describe(), location,
+        access == null ? "any access" : access.wire(), user, scope, creds.expiration());
+    store(entry, replacing);
     return entry;
   }
 
-  @SuppressWarnings("unchecked")
-  private synchronized void store(Entry<T> entry) {
+  private synchronized void remove(Entry<T> entry) {
+    String bucket = S3Locations.bucketOf(entry.scope);
+    Entry<T>[] old = byBucket.get(bucket);
+    if (old == null) {
+      return;
+    }
+    List<Entry<T>> kept = new ArrayList<>(old.length);
+    for (Entry<T> e : old) {
+      if (e != entry) {
+        kept.add(e);
+      }
+    }
+    if (kept.size() != old.length) {
+      put(bucket, kept);
+    }
+  }
+
+  /** Adds {@code entry}, dropping expired entries, any for the same access and scope, and {@code replacing}. */
+  private synchronized void store(Entry<T> entry, Entry<T> replacing) {
     String bucket = S3Locations.bucketOf(entry.scope);
     Entry<T>[] old = byBucket.get(bucket);
     Instant now = clock.instant();
     List<Entry<T>> kept = new ArrayList<>();
     if (old != null) {
       for (Entry<T> e : old) {
-        if (!(e.scope.equals(entry.scope) && e.exact == entry.exact) && now.isBefore(e.expiresAt)) {
+        boolean same = e.access == entry.access && e.scope.equals(entry.scope) && e.exact == entry.exact;
+        if (!same && e != replacing && now.isBefore(e.expiresAt)) {
           kept.add(e);
         }
       }
@@ -233,7 +287,12 @@ public final class ScopeCache<T> {
       kept.remove(first);
     }
     kept.add(entry);
-    Entry<T>[] fresh = kept.toArray((Entry<T>[]) new Entry<?>[0]);
+    put(bucket, kept);
+  }
+
+  @SuppressWarnings("unchecked")
+  private void put(String bucket, List<Entry<T>> entries) {
+    Entry<T>[] fresh = entries.toArray((Entry<T>[]) new Entry<?>[0]);
     Arrays.sort(fresh, Comparator.comparingInt((Entry<T> e) -> e.scope.length()).reversed());
     byBucket.put(bucket, fresh);
   }

@@ -9,8 +9,8 @@ import io.emrfsroleagent.agent.AgentClient;
 import io.emrfsroleagent.agent.AgentCredentials;
 import io.emrfsroleagent.agent.AgentException;
 import io.emrfsroleagent.agent.AgentSettings;
+import io.emrfsroleagent.agent.HookWiring;
 import io.emrfsroleagent.agent.ScopeCache;
-import java.io.IOException;
 import java.net.URI;
 import java.time.Clock;
 import java.time.Duration;
@@ -19,7 +19,6 @@ import java.util.Locale;
 import java.util.concurrent.TimeUnit;
 import org.apache.hadoop.conf.Configurable;
 import org.apache.hadoop.conf.Configuration;
-import org.apache.hadoop.security.UserGroupInformation;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -47,6 +46,18 @@ import org.slf4j.LoggerFactory;
  *       the Hadoop user</li>
  * </ul>
  *
+ * <p>The Hadoop user is the one that creates the provider (the user that creates the filesystem), fixed for
+ * the provider's life: a refresh from a thread running as someone else (a pool thread, {@code doAs}) still asks
+ * for the filesystem's user.
+ *
+ * <p><b>With the per-request hook.</b> When the filesystem is S3A with {@link RoleAgentRequestHandler} in
+ * {@code fs.s3a.audit.request.handlers} (and {@code fs.s3a.audit.enabled} not false), the handler decides every
+ * S3 request for its own location, keyless ones for the bucket root, and this provider never asks the agent:
+ * it returns a placeholder ({@link HookWiring#PLACEHOLDER_ACCESS_KEY_ID}, a random secret) that the handler
+ * replaces on every request and that S3 would refuse if anything ever signed with it. A job with rules only for
+ * prefixes inside a bucket (and {@code fallback = "deny"}) so needs no credentials for the bucket root. Without
+ * the hook (EMRFS, or S3A with this provider alone) it asks for the bucket as described above.
+ *
  * <p>Thread-safe: concurrent callers share one fetch. Neither exceptions nor {@link #toString()} ever contain
  * the secret key, the session token or the agent token. The HTTP exchange is {@link AgentClient}'s. This class
  * decides per bucket; S3A per request adds {@link RoleAgentRequestHandler}.
@@ -69,6 +80,9 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
   private final URI fsUri;
   private final Clock clock;
   private final Object fetchLock = new Object();
+  /** The Hadoop user that created this provider, or null when it could not be told ({@link #userError}). */
+  private final String creationUser;
+  private final String userError;
 
   private volatile Settings settings;
   private volatile Configuration conf;
@@ -88,6 +102,15 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
   RoleAgentCredentialsProvider(URI fsUri, Configuration conf, Clock clock) {
     this.fsUri = fsUri;
     this.clock = clock;
+    String user = null;
+    String error = null;
+    try {
+      user = AgentSettings.currentHadoopUser();
+    } catch (AgentException e) {
+      error = e.getMessage(); // reported when a fetch needs the user (send-user may be off)
+    }
+    this.creationUser = user;
+    this.userError = error;
     setConf(conf == null ? new Configuration() : conf);
   }
 
@@ -97,6 +120,10 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
       this.conf = conf;
       this.settings = Settings.from(conf, fsUri);
       this.cached = null;
+      if (settings.placeholder != null) {
+        LOG.debug("{} runs {} per request: the bucket-level provider hands out a placeholder, never asks the agent",
+            fsUri, RoleAgentRequestHandler.class.getName());
+      }
     }
   }
 
@@ -107,6 +134,10 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
 
   @Override
   public AWSCredentials getCredentials() {
+    AWSCredentials placeholder = settings.placeholder;
+    if (placeholder != null) {
+      return placeholder;
+    }
     Cached current = cached;
     Instant now = clock.instant();
     if (current != null && now.isBefore(current.refreshAt)) {
@@ -145,11 +176,19 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
   public String toString() {
     Settings s = settings;
     return "RoleAgentCredentialsProvider{endpoint=" + s.client.settings().endpoint() + ", location=" + s.location
-        + ", tokenFile=" + s.tokenFile + "}";
+        + ", user=" + (s.sendUser ? creationUser : null) + ", tokenFile=" + s.tokenFile
+        + (s.placeholder != null ? ", per-request hook: placeholder only" : "") + "}";
   }
 
   private Cached fetch(Settings s, Instant now) {
-    String user = s.sendUser ? currentUser(s) : null;
+    String user = null;
+    if (s.sendUser) {
+      if (creationUser == null) {
+        throw new SdkClientException("emrfs-role-agent provider could not determine the Hadoop user for a request"
+            + " to " + s.client.settings().endpoint() + ": " + userError);
+      }
+      user = creationUser;
+    }
     AgentClient.Answer answer;
     try {
       answer = s.client.fetch(s.location, user, now);
@@ -163,15 +202,6 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
         ? new BasicAWSCredentials(c.accessKeyId(), c.secretAccessKey())
         : new BasicSessionCredentials(c.accessKeyId(), c.secretAccessKey(), c.sessionToken());
     return new Cached(credentials, c.expiration(), ScopeCache.refreshAt(now, c.expiration(), s.refreshBeforeExpiry));
-  }
-
-  private static String currentUser(Settings s) {
-    try {
-      return UserGroupInformation.getCurrentUser().getShortUserName();
-    } catch (IOException e) {
-      throw new SdkClientException("emrfs-role-agent provider could not determine the Hadoop user for a request"
-          + " to " + s.client.settings().endpoint() + ": " + e, e);
-    }
   }
 
   /** The bucket URI sent as {@code location}: the filesystem's scheme and bucket, or null without one. */
@@ -202,14 +232,17 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
     final String location;
     final boolean sendUser;
     final String tokenFile;
+    /** Non-null when the per-request handler decides every request of this filesystem. */
+    final AWSCredentials placeholder;
 
     private Settings(AgentClient client, Duration refreshBeforeExpiry, String location, boolean sendUser,
-        String tokenFile) {
+        String tokenFile, AWSCredentials placeholder) {
       this.client = client;
       this.refreshBeforeExpiry = refreshBeforeExpiry;
       this.location = location;
       this.sendUser = sendUser;
       this.tokenFile = tokenFile;
+      this.placeholder = placeholder;
     }
 
     static Settings from(Configuration conf, URI fsUri) {
@@ -220,7 +253,10 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
               TimeUnit.MILLISECONDS)),
           conf.getBoolean(SEND_LOCATION_KEY, true) ? locationOf(fsUri) : null,
           conf.getBoolean(SEND_USER_KEY, true),
-          conf.getTrimmed(TOKEN_FILE_KEY, DEFAULT_TOKEN_FILE));
+          conf.getTrimmed(TOKEN_FILE_KEY, DEFAULT_TOKEN_FILE),
+          HookWiring.perRequestHook(conf, fsUri, HookWiring.V1_HANDLERS_KEY, RoleAgentRequestHandler.class.getName())
+              ? new BasicAWSCredentials(HookWiring.PLACEHOLDER_ACCESS_KEY_ID, HookWiring.placeholderSecret())
+              : null);
     }
   }
 

@@ -1,7 +1,6 @@
 package io.emrfsroleagent.emrfs;
 
 import com.amazonaws.AmazonWebServiceRequest;
-import com.amazonaws.SdkClientException;
 import com.amazonaws.auth.AWSCredentialsProvider;
 import com.amazonaws.auth.AWSStaticCredentialsProvider;
 import com.amazonaws.auth.BasicAWSCredentials;
@@ -19,8 +18,8 @@ import org.apache.hadoop.conf.Configuration;
 
 /**
  * Per-request credentials for the AWS SDK for Java v1 S3 client (Hadoop S3A 3.3.x, EMR 6.x - 7.9): before each
- * S3 request runs, asks the agent (through a {@link ScopeCache}) for the request's own location and sets the
- * answer as the request's credentials, so that prefix rules inside a bucket apply request by request.
+ * S3 request runs, asks the agent (through a {@link ScopeCache}) for the request's own location and access and
+ * sets the answer as the request's credentials, so that prefix rules inside a bucket apply request by request.
  *
  * <p>S3A loads it with {@code fs.s3a.audit.enabled=true} and
  * {@code fs.s3a.audit.request.handlers=io.emrfsroleagent.emrfs.RoleAgentRequestHandler}; S3A constructs it
@@ -28,9 +27,14 @@ import org.apache.hadoop.conf.Configuration;
  * Hadoop configuration files on the class path (core-site.xml), unless a caller hands it a configuration
  * through {@link #setConf}. The Hadoop user is the one that created the filesystem.
  *
- * <p>Requests without a key (HeadBucket, listing a bucket's root, bucket operations) keep the client's own
- * credentials: the bucket-level {@link RoleAgentCredentialsProvider}. Where a request is located:
+ * <p>Every S3 request that names a bucket is decided here, requests without a key (HeadBucket, listing a
+ * bucket's root, bucket operations) for the bucket root {@code s3://bucket/}; so the bucket-level
+ * {@link RoleAgentCredentialsProvider} of the same filesystem hands out only a placeholder and never asks the
+ * agent (see {@link io.emrfsroleagent.agent.HookWiring}). Where a request is located and with which access:
  * {@link V1RequestLocations}.
+ *
+ * <p>A refusal fails the request at once as S3's own access-denied error, with the agent's message
+ * ({@link V1Errors}); S3A reports it as {@code java.nio.file.AccessDeniedException} and does not retry it.
  */
 public class RoleAgentRequestHandler extends RequestHandler2 implements Configurable {
 
@@ -70,7 +74,7 @@ public class RoleAgentRequestHandler extends RequestHandler2 implements Configur
     try {
       request.setRequestCredentialsProvider(where.resolve(cache).value());
     } catch (AgentException e) {
-      throw new SdkClientException(e.getMessage(), e);
+      throw V1Errors.translate(e);
     }
     return request;
   }

@@ -16,28 +16,34 @@ import java.util.List;
 /**
  * Where an SDK v1 S3 request is located: bucket and key for object requests (GetObject, PutObject, HeadObject,
  * multipart upload parts, ...); bucket and prefix for listings; the keys' common prefix for DeleteObjects;
- * source and destination for CopyObject and UploadPartCopy. Null for requests without a key.
+ * source and destination for CopyObject and UploadPartCopy; the bucket root for requests without a key
+ * (HeadBucket, GetBucketAcl, listing the root, ...). The access is the operation's ({@code Get*},
+ * {@code List*}, {@code Head*}: read; the rest write). Null only for requests that name no bucket.
  */
 final class V1RequestLocations {
 
   private V1RequestLocations() {}
 
-  /** Per request class: its {@code getBucketName()} and {@code getKey()}, or null when it has no key. */
+  /**
+   * Per request class: its {@code getBucketName()} and {@code getKey()} (null when it has no key), or null when
+   * it names no bucket.
+   */
   private static final ClassValue<Method[]> ACCESSORS = new ClassValue<Method[]>() {
     @Override
     protected Method[] computeValue(Class<?> type) {
-      try {
-        Method bucket = type.getMethod("getBucketName");
-        Method key = type.getMethod("getKey");
-        if (bucket.getReturnType() == String.class && key.getReturnType() == String.class) {
-          return new Method[] {bucket, key};
-        }
-      } catch (NoSuchMethodException | SecurityException e) {
-        // Not an object request.
-      }
-      return null;
+      Method bucket = accessor(type, "getBucketName");
+      return bucket == null ? null : new Method[] {bucket, accessor(type, "getKey")};
     }
   };
+
+  private static Method accessor(Class<?> type, String name) {
+    try {
+      Method m = type.getMethod(name);
+      return m.getReturnType() == String.class ? m : null;
+    } catch (NoSuchMethodException | SecurityException e) {
+      return null;
+    }
+  }
 
   static RequestLocation of(AmazonWebServiceRequest request) {
     if (request instanceof ListObjectsV2Request) {
@@ -80,7 +86,7 @@ final class V1RequestLocations {
     }
     try {
       return RequestLocation.of(operation(request), (String) accessors[0].invoke(request),
-          (String) accessors[1].invoke(request));
+          accessors[1] == null ? null : (String) accessors[1].invoke(request));
     } catch (ReflectiveOperationException e) {
       throw new IllegalStateException("cannot read bucket and key of " + request.getClass().getName(), e);
     }

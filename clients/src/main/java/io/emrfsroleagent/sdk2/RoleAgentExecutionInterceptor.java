@@ -13,7 +13,6 @@ import software.amazon.awssdk.auth.credentials.StaticCredentialsProvider;
 import software.amazon.awssdk.awscore.AwsRequest;
 import software.amazon.awssdk.awscore.AwsRequestOverrideConfiguration;
 import software.amazon.awssdk.core.SdkRequest;
-import software.amazon.awssdk.core.exception.SdkClientException;
 import software.amazon.awssdk.core.interceptor.Context;
 import software.amazon.awssdk.core.interceptor.ExecutionAttribute;
 import software.amazon.awssdk.core.interceptor.ExecutionAttributes;
@@ -22,8 +21,8 @@ import software.amazon.awssdk.http.SdkHttpRequest;
 
 /**
  * Per-request credentials for the AWS SDK for Java v2 S3 clients (Hadoop S3A 3.4.x, EMR 7.10 and later):
- * for each S3 request, asks the agent (through a {@link ScopeCache}) for the request's own location and signs
- * the request with the answer, so that prefix rules inside a bucket apply request by request.
+ * for each S3 request, asks the agent (through a {@link ScopeCache}) for the request's own location and access
+ * and signs the request with the answer, so that prefix rules inside a bucket apply request by request.
  *
  * <p>S3A loads it with {@code fs.s3a.audit.enabled=true} and
  * {@code fs.s3a.audit.execution.interceptors=io.emrfsroleagent.sdk2.RoleAgentExecutionInterceptor} and hands
@@ -37,8 +36,14 @@ import software.amazon.awssdk.http.SdkHttpRequest;
  * replaces the identity of the auth scheme those versions chose. Later versions re-resolve the identity from
  * the override after that hook, so both paths sign with the same credentials.
  *
- * <p>Requests without a key keep the client's own credentials (the bucket-level provider). Where a request is
- * located: {@link V2RequestLocations}.
+ * <p>Every S3 request that names a bucket is decided here, requests without a key (HeadBucket, listing the
+ * root, bucket operations) for the bucket root {@code s3://bucket/}. The client's own credentials never sign an
+ * S3 request, which is why {@link RoleAgentAwsCredentialsProvider} on the same filesystem hands out only a
+ * placeholder (SDK 2.24.x resolves it before this hook runs; see {@link io.emrfsroleagent.agent.HookWiring}).
+ * Where a request is located and with which access: {@link V2RequestLocations}.
+ *
+ * <p>A refusal fails the request at once as S3's own access-denied error, with the agent's message
+ * ({@link V2Errors}); S3A reports it as {@code java.nio.file.AccessDeniedException} and does not retry it.
  */
 public class RoleAgentExecutionInterceptor implements ExecutionInterceptor, Configurable {
   /** The credentials chosen for this request in {@link #modifyRequest}. */
@@ -92,7 +97,7 @@ public class RoleAgentExecutionInterceptor implements ExecutionInterceptor, Conf
     try {
       credentials = where.resolve(cache).value();
     } catch (AgentException e) {
-      throw SdkClientException.create(e.getMessage(), e);
+      throw V2Errors.translate(e);
     }
     executionAttributes.putAttribute(SCOPED_CREDENTIALS, credentials);
     AwsRequest aws = (AwsRequest) request;

@@ -19,7 +19,9 @@ import software.amazon.awssdk.services.s3.model.UploadPartCopyRequest;
 /**
  * Where an SDK v2 S3 request is located: its {@code Bucket} and {@code Key} fields for object requests; bucket
  * and prefix for listings; the keys' common prefix for DeleteObjects; source and destination for CopyObject
- * and UploadPartCopy. Null for requests without a key and for other services.
+ * and UploadPartCopy; the bucket root for requests without a key (HeadBucket, listing the root, bucket
+ * operations). The access is the operation's ({@code Get*}, {@code List*}, {@code Head*}: read; the rest
+ * write). Null for S3 requests that name no bucket (ListBuckets) and for other services.
  */
 final class V2RequestLocations {
   private V2RequestLocations() {}
