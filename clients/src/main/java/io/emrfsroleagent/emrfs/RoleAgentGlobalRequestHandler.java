@@ -1,7 +1,6 @@
 package io.emrfsroleagent.emrfs;
 
 import com.amazonaws.AmazonWebServiceRequest;
-import com.amazonaws.SdkClientException;
 import com.amazonaws.auth.AWSCredentialsProvider;
 import com.amazonaws.handlers.RequestHandler2;
 import io.emrfsroleagent.agent.AgentException;
@@ -21,7 +20,9 @@ import io.emrfsroleagent.agent.RequestLocation;
  *       their clients' credentials.</li>
  *   <li>Never a second decision: a request S3A's own {@link RoleAgentRequestHandler} has claimed
  *       ({@link RequestOwner}) is left to it.</li>
- *   <li>Requests without a location (see {@link V1RequestLocations}) keep the client's credentials.</li>
+ *   <li>Requests with a bucket are decided for their own location, keyless ones for the bucket root
+ *       ({@link V1RequestLocations}); requests without a bucket (ListBuckets) keep the client's credentials.</li>
+ *   <li>A refusal fails the request as S3's own access-denied error ({@link V1Errors}).</li>
  *   <li>Settings: {@link io.emrfsroleagent.agent.ClientProperties}; they and the scope caches are shared by
  *       every client of the JVM.</li>
  * </ul>
@@ -60,8 +61,7 @@ public final class RoleAgentGlobalRequestHandler extends RequestHandler2 {
     try {
       request.setRequestCredentialsProvider(where.resolve(hooks.cache()).value());
     } catch (AgentException e) {
-      AgentException explained = hooks.explain(e);
-      throw new SdkClientException(explained.getMessage(), explained);
+      throw V1Errors.translate(hooks.explain(e));
     }
     return request;
   }

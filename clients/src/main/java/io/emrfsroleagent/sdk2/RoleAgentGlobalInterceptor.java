@@ -5,7 +5,6 @@ import io.emrfsroleagent.agent.GlobalHooks;
 import io.emrfsroleagent.agent.RequestLocation;
 import software.amazon.awssdk.auth.credentials.AwsCredentials;
 import software.amazon.awssdk.core.SdkRequest;
-import software.amazon.awssdk.core.exception.SdkClientException;
 import software.amazon.awssdk.core.interceptor.Context;
 import software.amazon.awssdk.core.interceptor.ExecutionAttributes;
 import software.amazon.awssdk.core.interceptor.ExecutionInterceptor;
@@ -24,7 +23,9 @@ import software.amazon.awssdk.http.SdkHttpRequest;
  *   <li>S3 only: requests of other services (STS, Glue, DynamoDB, ...) keep their clients' credentials.</li>
  *   <li>Never a second decision: a request S3A's own {@link RoleAgentExecutionInterceptor} has claimed
  *       ({@link RequestOwner}) is left to it.</li>
- *   <li>Requests without a location (see {@link V2RequestLocations}) keep the client's credentials.</li>
+ *   <li>Requests with a bucket are decided for their own location, keyless ones for the bucket root
+ *       ({@link V2RequestLocations}); requests without a bucket (ListBuckets) keep the client's credentials.</li>
+ *   <li>A refusal fails the request as S3's own access-denied error ({@link V2Errors}).</li>
  *   <li>Settings: {@link io.emrfsroleagent.agent.ClientProperties}; they and the scope caches are shared by
  *       every client of the JVM.</li>
  * </ul>
@@ -58,8 +59,7 @@ public final class RoleAgentGlobalInterceptor implements ExecutionInterceptor {
     try {
       credentials = where.resolve(hooks.cache()).value();
     } catch (AgentException e) {
-      AgentException explained = hooks.explain(e);
-      throw SdkClientException.create(explained.getMessage(), explained);
+      throw V2Errors.translate(hooks.explain(e));
     }
     return RequestCredentials.override(request, credentials, executionAttributes);
   }
