@@ -82,8 +82,9 @@ def wrongly_signed(moto, agent, recorder):
 
 
 def asked(agent, prefix):
-    """(access, user) of each credentials request the agent answered for a location under `prefix`."""
-    return [(r.get("access"), r.get("user")) for r in agent.audit_records()
+    """(access, user, whether the client named the user) of each credentials request for a location under
+    `prefix`."""
+    return [(r.get("access"), r.get("user"), r.get("asserted")) for r in agent.audit_records()
             if r.get("event") == "credentials" and (r.get("location") or "").startswith(prefix)]
 
 
@@ -114,11 +115,12 @@ def test_plain_sdk_v1_and_v2_clients_sign_each_s3_request_with_its_prefix_role_a
     seen = {(r.method, expected_role(moto, r.location)) for r in recorder.snapshot()}
     team_a, team_b = moto.role("team-a")["arn"], moto.role("team-b")["arn"]
     assert {("PUT", team_a), ("GET", team_a), ("PUT", team_b), ("GET", team_b), ("PUT", None)} <= seen, seen
-    # One agent request per scope and access: the listing rides on the read's scope. The user is the OS
-    # user (no Hadoop on this class path), so no user= is sent.
+    # One agent request per scope and access: the listing rides on the read's scope. No Hadoop on this class
+    # path, so no user= is sent: the agent decides for the OS user.
+    me = pwd.getpwuid(os.getuid()).pw_name
     for prefix in (f"s3://{BUCKET}/teamA/", f"s3://{BUCKET}/teamB/"):
         requests = asked(agent, prefix)
-        assert sorted(requests) == [("read", None), ("write", None)], (prefix, requests)
+        assert sorted(requests) == [("read", me, False), ("write", me, False)], (prefix, requests)
 
     # No secret in anything the JVM printed, with the clients' debug logging on.
     assert "DEBUG" in out.stderr, "the clients' debug logging is off"
@@ -143,7 +145,9 @@ def test_a_denied_prefix_fails_as_access_denied_on_both_sdks_and_nothing_reaches
     for op in ops[:3]:
         status, message = results.get(op, ("missing", ""))
         assert status == "FAIL" and message.startswith(exceptions[op[:2]]), (op, results, out.stderr[-4000:])
-        assert f"emrfs-role-agent at {agent.url} refused credentials for s3://{BUCKET}/secret/" in message, message
+        verb = "read" if "-get:" in op else "write"
+        assert f"emrfs-role-agent at {agent.url} refused credentials to {verb} s3://{BUCKET}/secret/" in message, \
+            message
         assert expect["message"] in message, (message, expect)
     assert results.get(ops[3], ("",))[0] == "OK", (results, out.stderr[-4000:])
     leaked = [str(r) for r in recorder.snapshot() if r.location and "/secret/" in r.location]
@@ -183,7 +187,7 @@ def test_without_a_reachable_agent_s3_requests_fail_naming_the_settings_and_are_
     for op in ops[:2]:
         status, message = results.get(op, ("missing", ""))
         assert status == "FAIL", (results, out.stderr[-4000:])
-        assert f"emrfs-role-agent at {nowhere} could not be reached for credentials for s3://{BUCKET}/teamA/" \
+        assert f"emrfs-role-agent at {nowhere} could not be reached for credentials to write s3://{BUCKET}/teamA/" \
                in message, message
         assert f"endpoint from {path} (endpoint)" in message, message
     assert results.get("v2-sts") == ("OK", own_arn(moto)), results
@@ -206,7 +210,8 @@ def test_iceberg_s3fileio_writes_and_reads_tables_under_two_prefixes_each_reques
     tables = {"orders": f"s3://{BUCKET}/teamA/warehouse/db/orders", "events": f"s3://{BUCKET}/teamB/lake/events"}
     ops = [f"table:{name}={location}" for name, location in tables.items()]
     cp = jvm.global_classpath(java_build, "jvm-global")
-    out = jvm.run(cp, ICEBERG, [recorder.endpoint, admin["access_key_id"], admin["secret_access_key"], *ops],
+    out = jvm.run(cp, ICEBERG, [recorder.endpoint, admin["access_key_id"], admin["secret_access_key"],
+                                f"jdbc:sqlite:{tmp_path / 'catalog.db'}", *ops],
                   env_extra=properties_env(agent, tmp_path))
     results = parse(out)
     for op, (name, location) in zip(ops, tables.items()):
@@ -222,12 +227,13 @@ def test_iceberg_s3fileio_writes_and_reads_tables_under_two_prefixes_each_reques
         written = {r.key[len(key) + 1:].split("/")[0] for r in requests if r.method == "PUT" and r.key.startswith(key)}
         read = {r.key[len(key) + 1:].split("/")[0] for r in requests if r.method == "GET" and r.key.startswith(key)}
         # Data files and metadata files (metadata JSON, manifest list, manifest) both ways.
-        assert written == {"data", "metadata"} and read == {"data", "metadata"}, (location, written, read)
+        assert written == {"data", "metadata"} and read == {"data", "metadata"}, \
+            (location, written, read, [(r.method, r.bucket, r.key) for r in requests])
         kinds = {r.key.rsplit(".", 1)[-1] for r in requests if r.key.startswith(key + "/metadata/")}
         assert {"json", "avro"} <= kinds, kinds
     for prefix in (f"s3://{BUCKET}/teamA/", f"s3://{BUCKET}/teamB/"):
         requests = asked(agent, prefix)
-        assert len(requests) == len(set(requests)) and {a for a, _ in requests} == {"read", "write"}, requests
+        assert len(requests) == len(set(requests)) and {r[0] for r in requests} == {"read", "write"}, requests
 
 
 # S3A with its own per-request hook and the JVM-wide one: S3A's decides, the agent is asked once per scope.
@@ -256,7 +262,7 @@ def test_s3a_with_its_own_hook_and_the_jvm_wide_one_asks_the_agent_once_per_scop
     for prefix in (f"s3://{BUCKET}/teamA/", f"s3://{BUCKET}/teamB/"):
         requests = asked(agent, prefix)
         assert len(requests) == len(set(requests)), (prefix, requests)
-    assert {a for a, _ in asked(agent, f"s3://{BUCKET}/teamA/")} == {"read"}
+    assert {r[0] for r in asked(agent, f"s3://{BUCKET}/teamA/")} == {"read"}
 
 
 @pytest.mark.parametrize("runtime", ["hadoop-3.3.6", "hadoop-3.4.1-sdk-current"])
@@ -264,7 +270,8 @@ def test_s3a_with_only_the_bucket_level_provider_gets_per_request_decisions_from
         java_build, moto, agent_factory, recorder, tmp_path, runtime):
     """S3A wired per bucket only (EMR 6.x style), the hooks jar on the class path: the JVM-wide hook decides
     each request, for the Hadoop user of the calling thread."""
-    agent = agent_factory(mappings=mappings(moto))
+    me = pwd.getpwuid(os.getuid()).pw_name
+    agent = agent_factory(mappings=mappings(moto), config={"identity": {"trusted_proxy_users": [me]}})
     moto.client("s3").put_object(Bucket=BUCKET, Key="teamA/input/part-0", Body=b"rows of team A")
     provider = jvm.RUNTIME_SETTINGS[runtime]["fs.s3a.aws.credentials.provider"]
     conf_dir = str(tmp_path / "conf")
@@ -272,11 +279,11 @@ def test_s3a_with_only_the_bucket_level_provider_gets_per_request_decisions_from
                                           {"fs.s3a.endpoint.region": "us-east-1"}))
     cp = jvm.global_classpath(java_build, runtime, conf_dir)
     ops = [f"read:s3a://{BUCKET}/teamA/input/part-0", f"write:s3a://{BUCKET}/teamB/out/part-0"]
-    out = jvm.run(cp, SESSION, [f"s3a://{BUCKET}/", *ops], env_extra=properties_env(agent, tmp_path))
+    out = jvm.run(cp, SESSION, [f"s3a://{BUCKET}/", *ops],
+                  env_extra={**properties_env(agent, tmp_path), "HADOOP_USER_NAME": "analyst"})
     results = parse(out)
     assert results.get(ops[0]) == ("OK", "rows of team A"), (results, out.stderr[-6000:])
     assert results.get(ops[1], ("",))[0] == "OK", (results, out.stderr[-6000:])
     wrong = wrongly_signed(moto, agent, recorder)
     assert not wrong, "requests signed with the wrong credentials:\n" + "\n".join(wrong)
-    me = pwd.getpwuid(os.getuid()).pw_name
-    assert asked(agent, f"s3://{BUCKET}/teamA/") == [("read", me)], agent.audit_records()
+    assert asked(agent, f"s3://{BUCKET}/teamA/") == [("read", "analyst", True)], agent.audit_records()

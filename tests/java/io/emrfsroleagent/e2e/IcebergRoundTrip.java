@@ -21,7 +21,7 @@ import org.apache.iceberg.avro.AvroSchemaUtil;
 import org.apache.iceberg.avro.GenericAvroWriter;
 import org.apache.iceberg.catalog.Namespace;
 import org.apache.iceberg.catalog.TableIdentifier;
-import org.apache.iceberg.inmemory.InMemoryCatalog;
+import org.apache.iceberg.jdbc.JdbcCatalog;
 import org.apache.iceberg.io.CloseableIterable;
 import org.apache.iceberg.io.FileAppender;
 import org.apache.iceberg.io.OutputFile;
@@ -29,11 +29,11 @@ import org.apache.iceberg.types.Types;
 
 /**
  * Iceberg tables on S3 through Iceberg's own {@code S3FileIO} (iceberg-aws, AWS SDK for Java v2), as a job
- * without Hadoop uses them: an in-memory catalog whose tables keep their metadata files (metadata JSON, manifest
- * lists, manifests) and data files (Avro) under the locations given, all written and read by S3FileIO.
+ * without Hadoop uses them: a JDBC catalog (SQLite) whose tables keep their metadata files (metadata JSON,
+ * manifest lists, manifests) and data files (Avro) under the locations given, all written and read by S3FileIO.
  *
  * <pre>
- * IcebergRoundTrip S3_ENDPOINT ACCESS_KEY_ID SECRET_ACCESS_KEY OP...
+ * IcebergRoundTrip S3_ENDPOINT ACCESS_KEY_ID SECRET_ACCESS_KEY JDBC_URI OP...
  *   table:NAME=LOCATION   create table db.NAME at LOCATION (s3://bucket/prefix), write a data file of three
  *                         rows, commit; load the table again, plan its files and read them back
  * </pre>
@@ -54,10 +54,12 @@ public final class IcebergRoundTrip {
     props.put("s3.access-key-id", args[1]);
     props.put("s3.secret-access-key", args[2]);
     props.put("client.region", "us-east-1");
-    try (InMemoryCatalog catalog = new InMemoryCatalog()) {
+    props.put("uri", args[3]);
+    props.put("warehouse", "s3://unused-warehouse/");
+    try (JdbcCatalog catalog = new JdbcCatalog()) {
       catalog.initialize("lake", props);
       catalog.createNamespace(Namespace.of("db"));
-      for (int i = 3; i < args.length; i++) {
+      for (int i = 4; i < args.length; i++) {
         String op = args[i];
         try {
           System.out.println("OK " + op + " " + run(catalog, op));
@@ -71,7 +73,7 @@ public final class IcebergRoundTrip {
     System.out.println("DONE");
   }
 
-  static String run(InMemoryCatalog catalog, String op) throws Exception {
+  static String run(JdbcCatalog catalog, String op) throws Exception {
     if (!op.startsWith("table:")) {
       throw new IllegalArgumentException("unknown operation " + op);
     }
