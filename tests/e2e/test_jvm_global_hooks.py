@@ -287,3 +287,82 @@ def test_s3a_with_only_the_bucket_level_provider_gets_per_request_decisions_from
     wrong = wrongly_signed(moto, agent, recorder)
     assert not wrong, "requests signed with the wrong credentials:\n" + "\n".join(wrong)
     assert asked(agent, f"s3://{BUCKET}/teamA/") == [("read", "analyst", True)], agent.audit_records()
+
+
+SPARK_JOB = r"""
+import json, sys
+from pyspark.sql import SparkSession
+
+endpoint, key_id, secret, catalog_db, orders, events = sys.argv[1:7]
+lake = "spark.sql.catalog.lake"
+spark = (SparkSession.builder.master("local[2]").appName("emrfs-role-agent-iceberg")
+         .config("spark.driver.host", "127.0.0.1")
+         .config("spark.driver.bindAddress", "127.0.0.1")
+         .config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", "2")
+         .config(lake, "org.apache.iceberg.spark.SparkCatalog")
+         .config(lake + ".type", "jdbc")
+         .config(lake + ".uri", "jdbc:sqlite:" + catalog_db)
+         .config(lake + ".warehouse", "s3://unused-warehouse/")
+         .config(lake + ".io-impl", "org.apache.iceberg.aws.s3.S3FileIO")
+         .config(lake + ".http-client.type", "urlconnection")
+         .config(lake + ".client.region", "us-east-1")
+         .config(lake + ".s3.endpoint", endpoint)
+         .config(lake + ".s3.path-style-access", "true")
+         .config(lake + ".s3.access-key-id", key_id)
+         .config(lake + ".s3.secret-access-key", secret)
+         .getOrCreate())
+spark.sql("CREATE NAMESPACE lake.db")
+spark.sql(f"CREATE TABLE lake.db.orders (id INT, item STRING) USING iceberg LOCATION '{orders}'")
+spark.sql(f"CREATE TABLE lake.db.events (id INT, item STRING) USING iceberg LOCATION '{events}'")
+spark.sql("INSERT INTO lake.db.orders VALUES (1, 'apple'), (2, 'pear'), (3, 'plum')")
+spark.sql("INSERT INTO lake.db.events SELECT id, upper(item) FROM lake.db.orders")
+items = sorted(r.item for r in spark.table("lake.db.events").collect())
+print("RESULT " + json.dumps({"events": items, "orders": spark.table("lake.db.orders").count(),
+                              "user": spark.sparkContext.sparkUser()}))
+spark.stop()
+"""
+
+
+def test_spark_job_writes_and_reads_iceberg_tables_through_s3fileio_each_request_with_its_prefix_role(
+        java_build, moto, agent_factory, recorder, tmp_path):
+    """pyspark 3.5.9 (Hadoop 3.3.4) with the Iceberg 1.12.0 Spark runtime and SDK v2 modules; the hooks jar on
+    the driver's class path, as the bootstrap puts it on spark.driver/executor.extraClassPath. Tables on a JDBC
+    (SQLite) catalog with S3FileIO, one under teamA/ and one under teamB/; the job runs as Hadoop user analyst."""
+    python = jvm.spark_python()
+    me = pwd.getpwuid(os.getuid()).pw_name
+    agent = agent_factory(mappings=mappings(moto), config={"identity": {"trusted_proxy_users": [me]}})
+    classpath = ":".join([os.path.join(java_build, "emrfs-role-agent-hooks.jar"),
+                          os.path.join(java_build, "emrfs-role-agent-provider.jar"),
+                          *jvm.runtime_jars(java_build, "spark-3.5-iceberg")])
+    job = tmp_path / "job.py"
+    job.write_text(SPARK_JOB)
+    orders, events = f"s3://{BUCKET}/teamA/warehouse/orders", f"s3://{BUCKET}/teamB/lake/events"
+    env = jvm.env({
+        **properties_env(agent, tmp_path),
+        "HADOOP_USER_NAME": "analyst",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": python,
+        "PYSPARK_SUBMIT_ARGS": f"--driver-class-path {classpath} pyspark-shell",
+    })
+    admin = moto.admin
+    run = subprocess.run([python, str(job), recorder.endpoint, admin["access_key_id"], admin["secret_access_key"],
+                          str(tmp_path / "catalog.db"), orders, events],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    result = next((line for line in run.stdout.splitlines() if line.startswith("RESULT ")), None)
+    assert run.returncode == 0 and result, f"Spark job failed:\n{run.stdout}\n{run.stderr[-8000:]}"
+    assert json.loads(result[len("RESULT "):]) == {"events": ["APPLE", "PEAR", "PLUM"], "orders": 3,
+                                                   "user": "analyst"}
+
+    wrong = wrongly_signed(moto, agent, recorder)
+    assert not wrong, "requests signed with the wrong credentials:\n" + "\n".join(wrong)
+    requests = recorder.snapshot()
+    for location in (orders, events):
+        key = location[len(f"s3://{BUCKET}/"):]
+        for method in ("PUT", "GET"):
+            parts = {r.key[len(key) + 1:].split("/")[0] for r in requests
+                     if r.method == method and r.key.startswith(key + "/")}
+            assert parts == {"data", "metadata"}, (location, method, [str(r) for r in requests])
+    for prefix in (f"s3://{BUCKET}/teamA/", f"s3://{BUCKET}/teamB/"):
+        asked_for = asked(agent, prefix)
+        assert asked_for and {(u, a) for _, u, a in asked_for} == {("analyst", True)}, asked_for
