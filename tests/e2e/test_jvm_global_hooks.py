@@ -349,6 +349,7 @@ def test_spark_job_writes_and_reads_iceberg_tables_through_s3fileio_each_request
     run = subprocess.run([python, str(job), recorder.endpoint, admin["access_key_id"], admin["secret_access_key"],
                           str(tmp_path / "catalog.db"), orders, events],
                          capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    (tmp_path / "spark.stderr").write_text(run.stderr)
     result = next((line for line in run.stdout.splitlines() if line.startswith("RESULT ")), None)
     assert run.returncode == 0 and result, f"Spark job failed:\n{run.stdout}\n{run.stderr[-8000:]}"
     assert json.loads(result[len("RESULT "):]) == {"events": ["APPLE", "PEAR", "PLUM"], "orders": 3,
