@@ -188,7 +188,9 @@ def test_denied_prefix_fails_with_the_agents_code_and_message(
     expect = agent.credentials(location=f"s3://{BUCKET}/secret/plans.txt").json()
     status, message = results.get(denied, ("missing", ""))
     assert status == "FAIL", (results, out.stderr[-4000:])
-    assert f"emrfs-role-agent at {agent.url} refused credentials for s3://{BUCKET}/secret/" in message, message
+    # S3A's own access-denied error (never retried), with the agent's words; the create's first request reads.
+    assert message.startswith("java.nio.file.AccessDeniedException"), message
+    assert f"emrfs-role-agent at {agent.url} refused credentials to read s3://{BUCKET}/secret/" in message, message
     assert "HTTP 403 AccessDenied" in message and expect["message"] in message, (message, expect)
     assert results.get(fine, ("",))[0] == "OK", (results, out.stderr[-4000:])
     # Nothing under secret/ reached S3.
@@ -267,7 +269,11 @@ def test_moto_rejects_sdk_v1_signatures_and_why(java_build, moto, moto_server, a
     ("hadoop-3.3.6", "io.emrfsroleagent.emrfs.V1LocationsSelfTest"),
     ("hadoop-3.4.1", "io.emrfsroleagent.sdk2.V2LocationsSelfTest"),
     ("hadoop-3.4.1-sdk-current", "io.emrfsroleagent.sdk2.V2LocationsSelfTest"),
-], ids=["scope-cache", "sdk-v1-locations", "sdk-v2-locations-2.24", "sdk-v2-locations-current"])
+    ("hadoop-3.3.6", "io.emrfsroleagent.emrfs.V1HooksSelfTest"),
+    ("hadoop-3.4.1", "io.emrfsroleagent.sdk2.V2HooksSelfTest"),
+    ("hadoop-3.4.1-sdk-current", "io.emrfsroleagent.sdk2.V2HooksSelfTest"),
+], ids=["scope-cache", "sdk-v1-locations", "sdk-v2-locations-2.24", "sdk-v2-locations-current", "sdk-v1-hooks",
+        "sdk-v2-hooks-2.24", "sdk-v2-hooks-current"])
 def test_client_self_tests(java_build, runtime, main):
     out = jvm.run(jvm.classpath(java_build, runtime), main, [], timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr[-4000:]

@@ -22,8 +22,9 @@ import org.apache.hadoop.fs.Path;
  *   delete:PATH       delete PATH recursively
  * </pre>
  *
- * Prints {@code OK OP [result]} or {@code FAIL OP: exception} per operation, then {@code DONE}; the
- * configuration is the site files on the class path (core-site.xml) plus the {@code --conf} settings.
+ * Prints {@code OK OP [result]} or {@code FAIL OP: exception} per operation, each followed by
+ * {@code TOOK <milliseconds> OP}, then {@code DONE}; the configuration is the site files on the class path
+ * (core-site.xml) plus the {@code --conf} settings.
  */
 public final class S3aSession {
 
@@ -40,12 +41,14 @@ public final class S3aSession {
     try (FileSystem fs = FileSystem.get(fsUri, conf)) {
       for (; i < args.length; i++) {
         String op = args[i];
+        long start = System.nanoTime();
         try {
           System.out.println("OK " + op + run(fs, op));
         } catch (Exception e) {
           System.out.println("FAIL " + op + ": " + oneLine(e));
           e.printStackTrace(System.err);
         }
+        System.out.println("TOOK " + (System.nanoTime() - start) / 1_000_000 + " " + op);
         System.out.flush();
       }
     }

@@ -20,7 +20,7 @@ import java.util.List;
  * (HeadBucket, GetBucketAcl, listing the root, ...). The access is the operation's ({@code Get*},
  * {@code List*}, {@code Head*}: read; the rest write). Null only for requests that name no bucket.
  */
-final class V1RequestLocations {
+public final class V1RequestLocations {
 
   private V1RequestLocations() {}
 
@@ -45,7 +45,7 @@ final class V1RequestLocations {
     }
   }
 
-  static RequestLocation of(AmazonWebServiceRequest request) {
+  public static RequestLocation of(AmazonWebServiceRequest request) {
     if (request instanceof ListObjectsV2Request) {
       ListObjectsV2Request r = (ListObjectsV2Request) request;
       return RequestLocation.of("ListObjectsV2", r.getBucketName(), r.getPrefix());

@@ -23,10 +23,10 @@ import software.amazon.awssdk.services.s3.model.UploadPartCopyRequest;
  * operations). The access is the operation's ({@code Get*}, {@code List*}, {@code Head*}: read; the rest
  * write). Null for S3 requests that name no bucket (ListBuckets) and for other services.
  */
-final class V2RequestLocations {
+public final class V2RequestLocations {
   private V2RequestLocations() {}
 
-  static RequestLocation of(SdkRequest request) {
+  public static RequestLocation of(SdkRequest request) {
     if (!(request instanceof S3Request)) {
       return null;
     }
