@@ -265,11 +265,12 @@ def test_s3a_with_its_own_hook_and_the_jvm_wide_one_asks_the_agent_once_per_scop
     assert {r[0] for r in asked(agent, f"s3://{BUCKET}/teamA/")} == {"read"}
 
 
-@pytest.mark.parametrize("runtime", ["hadoop-3.3.6", "hadoop-3.4.1-sdk-current"])
+@pytest.mark.parametrize("runtime", ["hadoop-3.3.6", "hadoop-3.4.1", "hadoop-3.4.1-sdk-current"])
 def test_s3a_with_only_the_bucket_level_provider_gets_per_request_decisions_from_the_jvm_wide_hook(
         java_build, moto, agent_factory, recorder, tmp_path, runtime):
     """S3A wired per bucket only (EMR 6.x style), the hooks jar on the class path: the JVM-wide hook decides
-    each request, for the Hadoop user of the calling thread."""
+    each request, for the Hadoop user of the calling thread; on SDK 2.24.6 too, which signs with what the hook
+    puts into the chosen auth scheme."""
     me = pwd.getpwuid(os.getuid()).pw_name
     agent = agent_factory(mappings=mappings(moto), config={"identity": {"trusted_proxy_users": [me]}})
     moto.client("s3").put_object(Bucket=BUCKET, Key="teamA/input/part-0", Body=b"rows of team A")
