@@ -29,7 +29,8 @@ public final class HadoopUser implements Supplier<String> {
 
   /**
    * The Hadoop user of the calling thread as {@link #get} answers it, or a supplier of null when {@code loader}
-   * (and the context class loader) have no Hadoop.
+   * (and the context class loader) have no Hadoop; one that fails each call when that Hadoop has no
+   * {@code getCurrentUser().getShortUserName()}.
    */
   public static Supplier<String> find(ClassLoader loader) {
     Class<?> ugi = load(loader);
@@ -47,7 +48,12 @@ public final class HadoopUser implements Supplier<String> {
           lookup.findVirtual(ugi, "getShortUserName", MethodType.methodType(String.class))
               .asType(MethodType.methodType(String.class, Object.class)));
     } catch (ReflectiveOperationException e) {
-      throw new IllegalStateException("unexpected " + UGI + " on the class path: " + e, e);
+      // Fail each request that needs the user, not the hooks' creation.
+      AgentException unusable = new AgentException("emrfs-role-agent client cannot ask " + UGI
+          + " on the class path for the Hadoop user: " + e, 0, null, null, e);
+      return () -> {
+        throw unusable;
+      };
     }
   }
 
