@@ -269,7 +269,7 @@ def test_s3a_with_its_own_hook_and_the_jvm_wide_one_asks_the_agent_once_per_scop
 def test_s3a_with_only_the_bucket_level_provider_gets_per_request_decisions_from_the_jvm_wide_hook(
         java_build, moto, agent_factory, recorder, tmp_path, runtime):
     """S3A wired per bucket only (EMR 6.x style), the hooks jar on the class path: the JVM-wide hook decides
-    each request, for the Hadoop user of the calling thread; on SDK 2.24.6 too, which signs with what the hook
+    each request, for the Hadoop user that built S3A's client; on SDK 2.24.6 too, which signs with what the hook
     puts into the chosen auth scheme."""
     me = pwd.getpwuid(os.getuid()).pw_name
     agent = agent_factory(mappings=mappings(moto), config={"identity": {"trusted_proxy_users": [me]}})
@@ -375,7 +375,9 @@ def test_spark_job_writes_and_reads_iceberg_tables_through_s3fileio_each_request
 @pytest.mark.parametrize("runtime,main", [
     ("jvm-global", "io.emrfsroleagent.agent.GlobalHooksSelfTest"),
     ("hadoop-3.4.1", "io.emrfsroleagent.agent.HadoopUserSelfTest"),
-], ids=["settings-and-caches-without-hadoop", "hadoop-user"])
+    ("hadoop-3.4.1", "io.emrfsroleagent.sdk2.GlobalInterceptorSelfTest"),
+    ("hadoop-3.4.1-sdk-current", "io.emrfsroleagent.sdk2.GlobalInterceptorSelfTest"),
+], ids=["settings-and-caches-without-hadoop", "hadoop-user", "client-user-2.24", "client-user-current"])
 def test_global_hooks_self_tests(java_build, runtime, main):
     out = jvm.run(jvm.classpath(java_build, runtime), main, [], timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr[-4000:]

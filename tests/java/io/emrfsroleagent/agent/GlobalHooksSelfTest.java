@@ -33,6 +33,7 @@ public final class GlobalHooksSelfTest {
     check("an invalid endpoint names its source", GlobalHooksSelfTest::invalidEndpoint);
     check("an unreadable file fails naming it", GlobalHooksSelfTest::unreadableFile);
     check("one cache per user, the OS user's without user=", GlobalHooksSelfTest::cachePerUser);
+    check("a client whose user cannot be determined fails its requests", GlobalHooksSelfTest::unknownUser);
     check("invalid settings fail each S3 request, not the hooks' creation", GlobalHooksSelfTest::invalidSettings);
     check("a failure to reach the agent says where the settings came from", GlobalHooksSelfTest::explain);
     check("without Hadoop on the class path, no user (the agent takes the OS user)", GlobalHooksSelfTest::noHadoop);
@@ -141,7 +142,11 @@ public final class GlobalHooksSelfTest {
   }
 
   static ClientProperties.Resolved settingsFor(FakeAgent agent) {
-    return ClientProperties.resolve(props("emrfs-role-agent.endpoint", agent.endpoint(),
+    return settingsAt(agent.endpoint());
+  }
+
+  static ClientProperties.Resolved settingsAt(String endpoint) {
+    return ClientProperties.resolve(props("emrfs-role-agent.endpoint", endpoint,
         "emrfs-role-agent.token-file", ""), env(), file(DEFAULT, null));
   }
 
@@ -151,33 +156,51 @@ public final class GlobalHooksSelfTest {
       agent.reply(200, "{\"AccessKeyId\":\"ASIAONE\",\"SecretAccessKey\":\"secret\",\"Token\":\"token\","
           + "\"Expiration\":\"" + t0.plusSeconds(3600) + "\",\"Scope\":\"s3://b/teamA/\"}");
       AtomicReference<String> user = new AtomicReference<>();
-      GlobalHooks<AgentCredentials> hooks = new GlobalHooks<>(() -> settingsFor(agent), user::get, c -> c,
+      GlobalHooks<AgentCredentials> hooks = new GlobalHooks<>(() -> settingsFor(agent), c -> c,
           new MovableClock(t0));
-      ScopeCache<AgentCredentials> os = hooks.cache();
+      ScopeCache<AgentCredentials> os = hooks.cache(ClientUser.of(user::get));
       expectEquals(null, os.user(), "no Hadoop user: the OS user's cache");
       os.get("s3://b/teamA/x", Access.READ);
       expect(!agent.lastQuery.containsKey("user"), "no user= without a Hadoop user: " + agent.lastQuery);
-      expect(hooks.cache() == os, "the same cache again");
+      expect(hooks.cache(ClientUser.of(user::get)) == os, "the same cache again");
 
       user.set("alice");
-      ScopeCache<AgentCredentials> alice = hooks.cache();
+      ClientUser alicesClient = ClientUser.of(user::get);
+      ScopeCache<AgentCredentials> alice = hooks.cache(alicesClient);
       expect(alice != os && "alice".equals(alice.user()), "alice has her own cache");
       alice.get("s3://b/teamA/y", Access.READ);
       expectEquals("alice", agent.lastQuery.get("user"), "user= for alice");
       user.set("bob");
-      expect(hooks.cache() != alice && "bob".equals(hooks.cache().user()), "bob has his own cache");
-      user.set("alice");
-      expect(hooks.cache() == alice, "alice's cache is kept");
+      ScopeCache<AgentCredentials> bob = hooks.cache(ClientUser.of(user::get));
+      expect(bob != alice && "bob".equals(bob.user()), "bob has his own cache");
+      expect(hooks.cache(alicesClient) == alice, "a client keeps the user it was built by");
+      expect(hooks.cache(ClientUser.of(() -> "alice")) == alice, "alice's cache is shared by her clients");
       expectEquals(2, agent.requests.get(), "one agent request per user and scope");
+    }
+  }
+
+  static void unknownUser() {
+    ClientUser user = ClientUser.of(() -> {
+      throw new AgentException("emrfs-role-agent client could not determine the Hadoop user: login failed", 0,
+          null, null, null);
+    });
+    GlobalHooks<AgentCredentials> hooks = new GlobalHooks<>(() -> settingsAt("http://127.0.0.1:9"), c -> c,
+        new MovableClock(Instant.parse("2030-01-01T00:00:00Z")));
+    try {
+      hooks.cache(user);
+      throw new AssertionError("a client without a user got a cache");
+    } catch (AgentException e) {
+      expectEquals("emrfs-role-agent client could not determine the Hadoop user: login failed", e.getMessage(),
+          "message");
     }
   }
 
   static void invalidSettings() {
     GlobalHooks<AgentCredentials> hooks = new GlobalHooks<>(() -> {
       throw new IllegalArgumentException("emrfs-role-agent endpoint from x must be an http:// URL, got ftp://y");
-    }, () -> null, c -> c, new MovableClock(Instant.parse("2030-01-01T00:00:00Z")));
+    }, c -> c, new MovableClock(Instant.parse("2030-01-01T00:00:00Z")));
     try {
-      hooks.cache();
+      hooks.cache(ClientUser.of(() -> null));
       throw new AssertionError("invalid settings served a cache");
     } catch (AgentException e) {
       expectEquals("emrfs-role-agent JVM-wide S3 hooks (emrfs-role-agent-hooks.jar) cannot ask the agent:"
@@ -188,10 +211,10 @@ public final class GlobalHooksSelfTest {
   static void explain() throws IOException {
     FakeAgent agent = new FakeAgent();
     agent.close(); // nothing listens there any more
-    GlobalHooks<AgentCredentials> hooks = new GlobalHooks<>(() -> settingsFor(agent), () -> null, c -> c,
+    GlobalHooks<AgentCredentials> hooks = new GlobalHooks<>(() -> settingsFor(agent), c -> c,
         new MovableClock(Instant.parse("2030-01-01T00:00:00Z")));
     try {
-      hooks.cache().get("s3://b/teamA/x", Access.WRITE);
+      hooks.cache(ClientUser.of(() -> null)).get("s3://b/teamA/x", Access.WRITE);
       throw new AssertionError("a closed agent answered");
     } catch (AgentException e) {
       String message = hooks.explain(e).getMessage();

@@ -8,7 +8,7 @@ import java.util.function.Supplier;
 /**
  * What the JVM-wide hooks of one SDK share (the SDK creates a hook per client; a job may build many clients):
  * the settings, read once from {@link ClientProperties}, and one {@link ScopeCache} per user, the user being the
- * calling thread's Hadoop user ({@link HadoopUser}) or, without Hadoop, the process's OS user.
+ * one a client was built by ({@link ClientUser}: its Hadoop user, or without Hadoop the process's OS user).
  *
  * <p>Invalid settings (an endpoint that is not an http URL, an unreadable properties file) do not stop the SDK
  * from building clients: every S3 request that needs the agent fails with the reason instead (fail closed: the
@@ -18,14 +18,13 @@ public final class GlobalHooks<T> {
   private final ClientProperties.Resolved resolved;
   private final RuntimeException invalid;
   private final AgentClient client;
-  private final Supplier<String> user;
   private final Function<AgentCredentials, T> convert;
   private final Clock clock;
   private final ScopeCache<T> processUser;
   private final ConcurrentHashMap<String, ScopeCache<T>> byUser = new ConcurrentHashMap<>();
 
-  public GlobalHooks(Supplier<ClientProperties.Resolved> settings, Supplier<String> user,
-      Function<AgentCredentials, T> convert, Clock clock) {
+  public GlobalHooks(Supplier<ClientProperties.Resolved> settings, Function<AgentCredentials, T> convert,
+      Clock clock) {
     ClientProperties.Resolved r = null;
     RuntimeException bad = null;
     try {
@@ -36,27 +35,26 @@ public final class GlobalHooks<T> {
     this.resolved = r;
     this.invalid = bad;
     this.client = r == null ? null : new AgentClient(r.settings);
-    this.user = user;
     this.convert = convert;
     this.clock = clock;
     this.processUser = client == null ? null : new ScopeCache<>(client, null, convert, clock);
   }
 
-  /** Settings from this process ({@link ClientProperties#load}), the Hadoop user as {@code loader} finds it. */
-  public static <T> GlobalHooks<T> forThisJvm(Function<AgentCredentials, T> convert, ClassLoader loader) {
-    return new GlobalHooks<>(ClientProperties::load, HadoopUser.find(loader), convert, Clock.systemUTC());
+  /** Settings from this process ({@link ClientProperties#load}). */
+  public static <T> GlobalHooks<T> forThisJvm(Function<AgentCredentials, T> convert) {
+    return new GlobalHooks<>(ClientProperties::load, convert, Clock.systemUTC());
   }
 
   /**
-   * The cache of the calling thread's user. Throws {@link AgentException} when the settings are invalid or the
-   * Hadoop user cannot be determined.
+   * The cache of {@code user}'s client. Throws {@link AgentException} when the settings are invalid or the
+   * client's Hadoop user could not be determined.
    */
-  public ScopeCache<T> cache() {
+  public ScopeCache<T> cache(ClientUser user) {
     if (invalid != null) {
       throw new AgentException("emrfs-role-agent JVM-wide S3 hooks (emrfs-role-agent-hooks.jar) cannot ask the"
           + " agent: " + invalid.getMessage(), 0, "InvalidSettings", null, null);
     }
-    String u = user.get();
+    String u = user.name();
     if (u == null) {
       return processUser;
     }

@@ -11,10 +11,8 @@ import java.util.function.Supplier;
  * {@code doAs} the impersonated one) when Hadoop is on the class path, found by reflection so that the hooks
  * need no Hadoop; else null, meaning the OS user of the process (the agent learns it from the kernel).
  *
- * <p>Asked per S3 request, so that a client shared by threads of several users (a {@code doAs} in a service,
- * Spark's task threads) asks for each request's own user. It costs what Hadoop's lookup costs, about 1 µs,
- * nearly all of it the JDK's {@code AccessController.getContext()} stack walk that finds the {@code doAs}
- * subject; nothing cheaper can tell whether the thread runs inside a {@code doAs}.
+ * <p>Each call costs what Hadoop's lookup costs, which grows with the depth of the calling thread's stack
+ * ({@code AccessController.getContext()}); the hooks ask once per client ({@link ClientUser}).
  */
 public final class HadoopUser implements Supplier<String> {
   static final String UGI = "org.apache.hadoop.security.UserGroupInformation";

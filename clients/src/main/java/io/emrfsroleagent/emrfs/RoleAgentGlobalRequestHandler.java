@@ -4,16 +4,19 @@ import com.amazonaws.AmazonWebServiceRequest;
 import com.amazonaws.auth.AWSCredentialsProvider;
 import com.amazonaws.handlers.RequestHandler2;
 import io.emrfsroleagent.agent.AgentException;
+import io.emrfsroleagent.agent.ClientUser;
 import io.emrfsroleagent.agent.GlobalHooks;
+import io.emrfsroleagent.agent.HadoopUser;
 import io.emrfsroleagent.agent.RequestLocation;
+import java.util.function.Supplier;
 
 /**
  * Per-request credentials for every AWS SDK for Java v1 S3 client in the JVM ({@code AmazonS3} clients in job
  * code, S3A on Hadoop 3.3): the SDK loads it for each client it builds, from the global list
  * {@code com/amazonaws/global/handlers/request.handler2s} that emrfs-role-agent-hooks.jar puts on the class
  * path. Before each S3 request runs it asks the agent (through the {@link GlobalHooks} scope cache of the
- * calling thread's user) for the request's own location and sets the answer as the request's credentials, as
- * {@link RoleAgentRequestHandler} does.
+ * user that built the client, {@link ClientUser}) for the request's own location and sets the answer as the
+ * request's credentials, as {@link RoleAgentRequestHandler} does.
  *
  * <ul>
  *   <li>S3 only (request classes of {@code com.amazonaws.services.s3.model}): requests of other services keep
@@ -42,10 +45,22 @@ public final class RoleAgentGlobalRequestHandler extends RequestHandler2 {
     }
   };
 
+  /** Finds Hadoop (or its absence) once, when the first client is built. */
+  private static final class Users {
+    static final Supplier<String> CURRENT = HadoopUser.find(RoleAgentGlobalRequestHandler.class.getClassLoader());
+  }
+
   /** Created at the first S3 request of the JVM, not when an SDK client (of any service) is built. */
   private static final class Shared {
-    static final GlobalHooks<AWSCredentialsProvider> HOOKS = GlobalHooks.forThisJvm(
-        V1Credentials::provider, RoleAgentGlobalRequestHandler.class.getClassLoader());
+    static final GlobalHooks<AWSCredentialsProvider> HOOKS = GlobalHooks.forThisJvm(V1Credentials::provider);
+  }
+
+  /** Whose credentials this client's S3 requests ask for. */
+  private final ClientUser user;
+
+  /** The SDK calls it for each client it builds, on the thread that builds the client. */
+  public RoleAgentGlobalRequestHandler() {
+    this.user = ClientUser.of(() -> Users.CURRENT.get()); // a failure here fails S3 requests, not the build
   }
 
   @Override
@@ -59,7 +74,7 @@ public final class RoleAgentGlobalRequestHandler extends RequestHandler2 {
     }
     GlobalHooks<AWSCredentialsProvider> hooks = Shared.HOOKS;
     try {
-      request.setRequestCredentialsProvider(where.resolve(hooks.cache()).value());
+      request.setRequestCredentialsProvider(where.resolve(hooks.cache(user)).value());
     } catch (AgentException e) {
       throw V1Errors.translate(hooks.explain(e));
     }
@@ -68,6 +83,6 @@ public final class RoleAgentGlobalRequestHandler extends RequestHandler2 {
 
   @Override
   public String toString() {
-    return "RoleAgentGlobalRequestHandler";
+    return "RoleAgentGlobalRequestHandler{user=" + user + "}";
   }
 }

@@ -1,8 +1,11 @@
 package io.emrfsroleagent.sdk2;
 
 import io.emrfsroleagent.agent.AgentException;
+import io.emrfsroleagent.agent.ClientUser;
 import io.emrfsroleagent.agent.GlobalHooks;
+import io.emrfsroleagent.agent.HadoopUser;
 import io.emrfsroleagent.agent.RequestLocation;
+import java.util.function.Supplier;
 import software.amazon.awssdk.auth.credentials.AwsCredentials;
 import software.amazon.awssdk.core.SdkRequest;
 import software.amazon.awssdk.core.interceptor.Context;
@@ -16,8 +19,8 @@ import software.amazon.awssdk.http.SdkHttpRequest;
  * {@code S3Client}s in job code, S3A): the SDK loads it for each client it builds, from the global list
  * {@code software/amazon/awssdk/global/handlers/execution.interceptors} that emrfs-role-agent-hooks.jar puts on
  * the class path. For each S3 request it asks the agent (through the {@link GlobalHooks} scope cache of the
- * calling thread's user) for the request's own location and signs the request with the answer, as
- * {@link RequestCredentials} does.
+ * user that built the client, {@link ClientUser}) for the request's own location and signs the request with
+ * the answer, as {@link RequestCredentials} does.
  *
  * <ul>
  *   <li>S3 only: requests of other services (STS, Glue, DynamoDB, ...) keep their clients' credentials.</li>
@@ -36,10 +39,23 @@ import software.amazon.awssdk.http.SdkHttpRequest;
 public final class RoleAgentGlobalInterceptor implements ExecutionInterceptor {
   static final String OWNER = "jvm-wide";
 
+  /** Finds Hadoop (or its absence) once, when the first client is built. */
+  private static final class Users {
+    static final Supplier<String> CURRENT = HadoopUser.find(RoleAgentGlobalInterceptor.class.getClassLoader());
+  }
+
   /** Created at the first S3 request of the JVM, not when an SDK client (of any service) is built. */
   private static final class Shared {
     static final GlobalHooks<AwsCredentials> HOOKS =
-        GlobalHooks.forThisJvm(Sdk2Credentials::of, RoleAgentGlobalInterceptor.class.getClassLoader());
+        GlobalHooks.forThisJvm(Sdk2Credentials::of);
+  }
+
+  /** Whose credentials this client's S3 requests ask for. */
+  private final ClientUser user;
+
+  /** The SDK calls it for each client it builds, on the thread that builds the client. */
+  public RoleAgentGlobalInterceptor() {
+    this.user = ClientUser.of(() -> Users.CURRENT.get()); // a failure here fails S3 requests, not the build
   }
 
   @Override
@@ -57,7 +73,7 @@ public final class RoleAgentGlobalInterceptor implements ExecutionInterceptor {
     GlobalHooks<AwsCredentials> hooks = Shared.HOOKS;
     AwsCredentials credentials;
     try {
-      credentials = where.resolve(hooks.cache()).value();
+      credentials = where.resolve(hooks.cache(user)).value();
     } catch (AgentException e) {
       throw V2Errors.translate(hooks.explain(e));
     }
@@ -73,6 +89,6 @@ public final class RoleAgentGlobalInterceptor implements ExecutionInterceptor {
 
   @Override
   public String toString() {
-    return "RoleAgentGlobalInterceptor";
+    return "RoleAgentGlobalInterceptor{user=" + user + "}";
   }
 }
