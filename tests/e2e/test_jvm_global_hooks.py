@@ -208,7 +208,8 @@ def test_iceberg_s3fileio_writes_and_reads_tables_under_two_prefixes_each_reques
     agent = agent_factory(mappings=mappings(moto))
     admin = moto.admin
     tables = {"orders": f"s3://{BUCKET}/teamA/warehouse/db/orders", "events": f"s3://{BUCKET}/teamB/lake/events"}
-    ops = [f"table:{name}={location}" for name, location in tables.items()]
+    denied = f"table:plans=s3://{BUCKET}/secret/db/plans"
+    ops = [f"table:{name}={location}" for name, location in tables.items()] + [denied]
     cp = jvm.global_classpath(java_build, "jvm-global")
     out = jvm.run(cp, ICEBERG, [recorder.endpoint, admin["access_key_id"], admin["secret_access_key"],
                                 f"jdbc:sqlite:{tmp_path / 'catalog.db'}", *ops],
@@ -218,10 +219,15 @@ def test_iceberg_s3fileio_writes_and_reads_tables_under_two_prefixes_each_reques
         status, rest = results.get(op, ("missing", ""))
         assert status == "OK", (results, out.stderr[-6000:])
         assert rest.startswith("rows=3 files=1 metadata=" + location + "/metadata/"), rest
+    # A denied prefix: Iceberg gets S3's own AccessDenied, and nothing under it reaches S3.
+    status, rest = results.get(denied, ("missing", ""))
+    assert status == "FAIL" and "S3Exception status=403 code=AccessDenied" in rest, (rest, out.stderr[-4000:])
+    assert f"refused credentials to write s3://{BUCKET}/secret/db/plans/metadata/" in rest, rest
 
     wrong = wrongly_signed(moto, agent, recorder)
     assert not wrong, "requests signed with the wrong credentials:\n" + "\n".join(wrong)
     requests = recorder.snapshot()
+    assert not [str(r) for r in requests if "/secret/" in (r.location or "")]
     for location in tables.values():
         key = location[len(f"s3://{BUCKET}/"):]
         written = {r.key[len(key) + 1:].split("/")[0] for r in requests if r.method == "PUT" and r.key.startswith(key)}
