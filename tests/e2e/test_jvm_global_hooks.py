@@ -132,6 +132,22 @@ def test_plain_sdk_v1_and_v2_clients_sign_each_s3_request_with_its_prefix_role_a
     assert not leaked, f"secrets in the JVM's output: {leaked}"
 
 
+def test_the_hooks_jar_alone_on_the_class_path_finds_the_provider_jar_beside_it(
+        java_build, moto, agent_factory, recorder, tmp_path):
+    """Its manifest's Class-Path names emrfs-role-agent-provider.jar in its own directory."""
+    agent = agent_factory(mappings=mappings(moto))
+    cp = ":".join([os.path.join(java_build, "test-classes"), os.path.join(java_build, "emrfs-role-agent-hooks.jar"),
+                   *jvm.runtime_jars(java_build, "jvm-global")])
+    ops = [f"v1-put:{BUCKET}/teamA/alone-v1.txt", f"v2-put:{BUCKET}/teamB/alone-v2.txt"]
+    admin = moto.admin
+    out = jvm.run(cp, SDK, [recorder.endpoint, moto.endpoint, admin["access_key_id"], admin["secret_access_key"],
+                            *ops], env_extra=properties_env(agent, tmp_path))
+    results = parse(out)
+    assert all(results.get(op, ("",))[0] == "OK" for op in ops), (results, out.stderr[-4000:])
+    assert len(recorder.snapshot()) == 2 and not wrongly_signed(moto, agent, recorder), \
+        [str(r) for r in recorder.snapshot()]
+
+
 def test_a_denied_prefix_fails_as_access_denied_on_both_sdks_and_nothing_reaches_s3(
         java_build, moto, agent_factory, recorder, tmp_path):
     agent = agent_factory(mappings=mappings(moto))
