@@ -17,15 +17,13 @@
 #   bootstrap/                         the EMR bootstrap action (install.sh) and its helpers
 #   config/                            example config, EMR Configurations JSON, logrotate file
 #   lib/emrfs-role-agent-provider.jar  the EMRFS/S3A credentials provider, when it could be built
-#   lib/emrfs-role-agent-hooks.jar     the JVM-wide S3 hooks (needs the provider jar beside it), when built with it
 #   docs/, README.md
 # It is reproducible: sorted entries, owner 0, mtime of the last commit, gzip without a name.
 #
 # Options:
 #   --out DIR      where the tarball and .sha256 go (default <repo>/target/dist)
 #   --binary PATH  package this binary instead of building one (its GLIBC check still applies)
-#   --jar PATH     package this provider jar instead of running scripts/build-emrfs-provider.sh (and the
-#                  emrfs-role-agent-hooks.jar beside it, if there is one)
+#   --jar PATH     package this provider jar instead of running scripts/build-emrfs-provider.sh
 #   --no-jar       package no provider jar
 # The last line of standard output is the tarball's path.
 set -euo pipefail
@@ -37,7 +35,6 @@ ZIGLANG_VERSION=0.17.1
 TARGET=x86_64-unknown-linux-gnu
 GLIBC_MAX=2.26
 JAR_NAME=emrfs-role-agent-provider.jar
-HOOKS_JAR_NAME=emrfs-role-agent-hooks.jar
 
 log() { printf 'release: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -147,10 +144,6 @@ done
 if [[ -n $JAR ]]; then
     mkdir -p "$top/lib"
     install -m 0644 "$JAR" "$top/lib/$JAR_NAME"
-    hooks_jar=$(dirname "$JAR")/$HOOKS_JAR_NAME
-    if [[ -f $hooks_jar ]]; then
-        install -m 0644 "$hooks_jar" "$top/lib/$HOOKS_JAR_NAME"
-    fi
 fi
 printf '%s\n' "$VERSION" >"$top/VERSION"
 
