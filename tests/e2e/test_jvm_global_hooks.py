@@ -64,9 +64,9 @@ def properties_env(agent, tmp_path, extra_options=""):
     return {"JAVA_TOOL_OPTIONS": f"-Demrfs-role-agent.client-properties={path} {extra_options}".strip()}
 
 
-def run_sdk(java_build, moto, recorder, ops, env):
+def run_sdk(java_build, moto, recorder, ops, env, runtime="jvm-global"):
     admin = moto.admin
-    cp = jvm.global_classpath(java_build, "jvm-global")
+    cp = jvm.global_classpath(java_build, runtime)
     out = jvm.run(cp, SDK, [recorder.endpoint, moto.endpoint, admin["access_key_id"], admin["secret_access_key"],
                             *ops], env_extra=env)
     return out, parse(out)
@@ -130,6 +130,22 @@ def test_plain_sdk_v1_and_v2_clients_sign_each_s3_request_with_its_prefix_role_a
         secrets += [creds["SecretAccessKey"], creds["Token"]]
     leaked = [s[:4] + "…" for s in secrets if s in out.stdout + out.stderr]
     assert not leaked, f"secrets in the JVM's output: {leaked}"
+
+
+def test_a_plain_sdk_v2_2_24_client_signs_each_s3_request_with_its_prefix_role(
+        java_build, moto, agent_factory, recorder, tmp_path):
+    """SDK 2.24.6 (the hadoop-3.4.1 runtime) resolves the client's own identity before any interceptor runs and
+    signs with what the hook puts into the chosen auth scheme."""
+    agent = agent_factory(mappings=mappings(moto))
+    ops = [f"v2-put:{BUCKET}/teamA/old-sdk.txt", f"v2-get:{BUCKET}/teamA/old-sdk.txt", f"v2-put:{BUCKET}/teamB/x.txt",
+           f"v2-list:{BUCKET}/teamB/", "v2-sts"]
+    out, results = run_sdk(java_build, moto, recorder, ops, properties_env(agent, tmp_path), runtime="hadoop-3.4.1")
+    failed = {op: r for op, r in results.items() if r[0] != "OK"}
+    assert not failed and len(results) == len(ops), (results, out.stderr[-6000:])
+    assert results[ops[1]] == ("OK", "written by v2 to teamA/old-sdk.txt")
+    assert results["v2-sts"] == ("OK", own_arn(moto)), results
+    assert len(recorder.snapshot()) == 4 and not wrongly_signed(moto, agent, recorder), \
+        (wrongly_signed(moto, agent, recorder), [str(r) for r in recorder.snapshot()])
 
 
 def test_the_hooks_jar_alone_on_the_class_path_finds_the_provider_jar_beside_it(

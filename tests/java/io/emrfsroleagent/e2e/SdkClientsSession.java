@@ -30,12 +30,19 @@ public final class SdkClientsSession {
     String stsEndpoint = args[1];
     String keyId = args[2];
     String secret = args[3];
-    V1 v1 = new V1(s3Endpoint, stsEndpoint, keyId, secret);
-    V2 v2 = new V2(s3Endpoint, stsEndpoint, keyId, secret);
+    V1 v1 = null;
+    V2 v2 = null;
     for (int i = 4; i < args.length; i++) {
       String op = args[i];
       try {
-        String result = op.startsWith("v1-") ? v1.run(op.substring(3)) : v2.run(op.substring(3));
+        String result;
+        if (op.startsWith("v1-")) { // built at first use: a runtime may have one SDK only
+          v1 = v1 != null ? v1 : new V1(s3Endpoint, stsEndpoint, keyId, secret);
+          result = v1.run(op.substring(3));
+        } else {
+          v2 = v2 != null ? v2 : new V2(s3Endpoint, stsEndpoint, keyId, secret);
+          result = v2.run(op.substring(3));
+        }
         System.out.println("OK " + op + (result.isEmpty() ? "" : " " + result));
       } catch (Exception e) {
         System.out.println("FAIL " + op + ": " + describe(e));
