@@ -66,6 +66,7 @@ public class RoleAgentRequestHandler extends RequestHandler2 implements Configur
 
   @Override
   public AmazonWebServiceRequest beforeExecution(AmazonWebServiceRequest request) {
+    RequestOwner.claim(request, "s3a"); // the JVM-wide handler (RoleAgentGlobalRequestHandler) leaves it to us
     RequestLocation where = V1RequestLocations.of(request);
     if (where == null) {
       return request;

@@ -76,6 +76,12 @@ public class RoleAgentExecutionInterceptor implements ExecutionInterceptor, Conf
     return conf;
   }
 
+  /** Claims the request, so that the JVM-wide hook ({@link RoleAgentGlobalInterceptor}) leaves it to this one. */
+  @Override
+  public void beforeExecution(Context.BeforeExecution context, ExecutionAttributes executionAttributes) {
+    RequestOwner.claim(executionAttributes, "s3a");
+  }
+
   /**
    * Resolves the request's credentials and sets them as the request's credentials override: SDK 2.47 and
    * later resolve the identity after this hook and honour it.
