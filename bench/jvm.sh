@@ -4,11 +4,15 @@
 #   bench/jvm.sh                      # ~7 min on 2 cores (BENCHMARKS.md: what the last run used)
 #   BENCH_ONLY=hooks bench/jvm.sh
 #
-# Sections (BENCH_ONLY, space-separated; default both):
+# Sections (BENCH_ONLY, space-separated; default all three):
 #   hooks   tests/java/io/emrfsroleagent/bench/PerRequestBench.java, SDK v1 on the hadoop-3.3.6 runtime and
 #           SDK v2 on hadoop-3.4.1 (and on the current SDK v2 with BENCH_SDK_CURRENT=1): agent requests for
 #           the first N S3 requests under one scope and over all rounds; CPU per S3 request with the
 #           handler / interceptor and without, the hook alone and in a real S3 client against a loopback stub
+#   global  tests/java/io/emrfsroleagent/bench/GlobalHookBench.java: the JVM-wide SDK v2 hook (what
+#           emrfs-role-agent-hooks.jar puts on every S3 client, e.g. Iceberg's S3FileIO) per request on a scope
+#           hit, alone and in an S3FileIO-like S3Client, against the same without it; without Hadoop on the class
+#           path (jvm-global: the OS user) and with it (the calling thread's Hadoop user per request)
 #   spark   bench/spark_scopes.py: a Spark local job over 1,000 objects in 10 prefixes (moto's S3 behind a
 #           recording proxy, the running agent), per-request hook against the bucket-level provider alone
 #
@@ -20,7 +24,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${EMRFS_TEST_VENV:-$HOME/.cache/emrfs-role-agent/venv}
-ONLY=${BENCH_ONLY:-hooks spark}
+ONLY=${BENCH_ONLY:-hooks global spark}
 N=${BENCH_N:-10000}
 ROUNDS=${BENCH_ROUNDS:-20}
 OUT=${BENCH_OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -55,6 +59,16 @@ if want hooks; then
         cmd=(java -Xss4m -XX:+UseSerialGC -cp "$cp" io.emrfsroleagent.bench.PerRequestBench "$sdk" "$N" "$ROUNDS")
         record "# runtime=$runtime: nice -n 10 java -Xss4m -XX:+UseSerialGC -cp <runtime> io.emrfsroleagent.bench.PerRequestBench $sdk $N $ROUNDS"
         nice -n 10 "${cmd[@]}" 2>"$OUT/hooks-$runtime.stderr" | sed "s/^RESULT /RESULT runtime=$runtime /" | tee -a "$RAW"
+    done
+fi
+
+if want global; then
+    for runtime in jvm-global hadoop-3.4.1 hadoop-3.4.1-sdk-current; do
+        log "GlobalHookBench on $runtime: $ROUNDS rounds of $N requests a side"
+        cp="$BUILD/test-classes:$BUILD/emrfs-role-agent-provider.jar:$(cat "$BUILD/runtimes/$runtime.txt")"
+        record "# runtime=$runtime: nice -n 10 java -Xss4m -XX:+UseSerialGC -cp <runtime> io.emrfsroleagent.bench.GlobalHookBench $N $ROUNDS"
+        nice -n 10 java -Xss4m -XX:+UseSerialGC -cp "$cp" io.emrfsroleagent.bench.GlobalHookBench "$N" "$ROUNDS" \
+            2>"$OUT/global-$runtime.stderr" | sed "s/^RESULT /RESULT runtime=$runtime /" | tee -a "$RAW"
     done
 fi
 

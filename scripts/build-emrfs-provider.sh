@@ -17,6 +17,8 @@
 #
 # Output (last line of stdout: the build directory):
 #   <build>/emrfs-role-agent-provider.jar   the clients, Java 8 bytecode, no dependencies bundled
+#   <build>/emrfs-role-agent-hooks.jar      the JVM-wide S3 hooks switch (clients/hooks): the SDKs' global hook
+#                                           lists, naming classes of the provider jar
 #   <build>/test-classes/                   the test drivers
 #   <build>/runtimes/<name>.txt             ':'-separated class path per runtime (tests/java/runtimes/pom.xml)
 #   <build>/runtime-classpath.txt           the hadoop-3.3.6 runtime (Hadoop S3A + SDK v1)
@@ -44,7 +46,7 @@ for tool in javac "$mvn_bin"; do
   fi
 done
 
-runtimes=(hadoop-3.3.6 hadoop-3.4.1 hadoop-3.4.1-sdk-current spark-3.5)
+runtimes=(hadoop-3.3.6 hadoop-3.4.1 hadoop-3.4.1-sdk-current spark-3.5 jvm-global spark-3.5-iceberg)
 
 # mvn ARGS...: quiet, batch mode, output only on failure.
 run_mvn() {
@@ -61,7 +63,8 @@ run_mvn() {
 
 stamp="$build/.up-to-date"
 outputs_present() {
-  [[ -f "$build/emrfs-role-agent-provider.jar" && -d "$build/test-classes" ]] || return 1
+  [[ -f "$build/emrfs-role-agent-provider.jar" && -f "$build/emrfs-role-agent-hooks.jar" &&
+    -d "$build/test-classes" ]] || return 1
   local r
   for r in "${runtimes[@]}"; do [[ -s "$build/runtimes/$r.txt" ]] || return 1; done
 }
@@ -79,6 +82,9 @@ else
   mkdir -p "$build"
   cp "$maven_dir/emrfs-role-agent-provider.jar" "$build/emrfs-role-agent-provider.jar"
   cp -r "$maven_dir/test-classes" "$build/test-classes"
+  run_mvn -f "$repo/clients/hooks/pom.xml" -Dhooks.build.dir="$build/maven-hooks" -Dagent.version="${version:-0}" \
+    clean package
+  cp "$build/maven-hooks/emrfs-role-agent-hooks.jar" "$build/emrfs-role-agent-hooks.jar"
 
   log "resolving the test runtimes: ${runtimes[*]}"
   rm -rf "$build/runtimes"
@@ -90,7 +96,7 @@ else
   cp "$build/runtimes/hadoop-3.3.6.txt" "$build/runtime-classpath.txt"
   touch "$stamp"
 fi
-log "jar: $build/emrfs-role-agent-provider.jar"
+log "jars: $build/emrfs-role-agent-provider.jar $build/emrfs-role-agent-hooks.jar"
 
 if ((want_spark)); then
   spark_version=3.5.9

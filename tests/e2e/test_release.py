@@ -146,8 +146,10 @@ def test_tarball_contents(release):
     assert all(n == name or n.startswith(name + "/") for n in members)
     assert not [n for n in members if "__pycache__" in n or n.endswith(".pyc")]
     if shutil.which("javac"):
-        # The provider jar is built whenever a JDK is there (scripts/build-emrfs-provider.sh).
+        # The provider jar is built whenever a JDK is there (scripts/build-emrfs-provider.sh), the hooks jar
+        # beside it.
         assert f"{name}/lib/emrfs-role-agent-provider.jar" in members
+        assert f"{name}/lib/emrfs-role-agent-hooks.jar" in members
 
 
 def test_sha256_file(release):

@@ -5,6 +5,7 @@
     jvm.write_site(conf_dir, jvm.s3a_site(s3_endpoint, agent, jvm.SDK_V2_SETTINGS))   # core-site.xml
     out = jvm.run(cp, "io.emrfsroleagent.e2e.S3aSession", [...], env_extra={...})
     python = jvm.spark_python(); cp = jvm.spark_classpath(build)   # a pyspark job's interpreter and jars
+    cp = jvm.global_classpath(build, "jvm-global")  # with emrfs-role-agent-hooks.jar: every S3 client per request
 
 Runtimes are the modules of tests/java/runtimes/pom.xml (real Hadoop and AWS SDK artefacts).
 """
@@ -109,3 +110,20 @@ def spark_python():
 def spark_classpath(build_dir):
     """What a Spark job adds to pyspark's own Hadoop client: the clients jar, hadoop-aws and its SDK."""
     return ":".join([os.path.join(build_dir, "emrfs-role-agent-provider.jar"), *runtime_jars(build_dir, "spark-3.5")])
+
+
+def global_classpath(build_dir, runtime, *first):
+    """classpath() with emrfs-role-agent-hooks.jar in it too: every S3 client of the JVM asks per request."""
+    return ":".join([*first, os.path.join(build_dir, "test-classes"),
+                     os.path.join(build_dir, "emrfs-role-agent-hooks.jar"),
+                     os.path.join(build_dir, "emrfs-role-agent-provider.jar"), *runtime_jars(build_dir, runtime)])
+
+
+def client_properties(directory, agent, **extra):
+    """Writes client.properties (what the bootstrap writes for the JVM-wide hooks) naming `agent`; its path."""
+    path = os.path.join(directory, "client.properties")
+    os.makedirs(directory, exist_ok=True)
+    settings = {"endpoint": agent.url, "token-file": agent.token_path, **extra}
+    with open(path, "w") as f:
+        f.writelines(f"{k}={v}\n" for k, v in settings.items())
+    return path

@@ -2,12 +2,8 @@ package io.emrfsroleagent.emrfs;
 
 import com.amazonaws.AmazonWebServiceRequest;
 import com.amazonaws.auth.AWSCredentialsProvider;
-import com.amazonaws.auth.AWSStaticCredentialsProvider;
-import com.amazonaws.auth.BasicAWSCredentials;
-import com.amazonaws.auth.BasicSessionCredentials;
 import com.amazonaws.handlers.RequestHandler2;
 import io.emrfsroleagent.agent.AgentClient;
-import io.emrfsroleagent.agent.AgentCredentials;
 import io.emrfsroleagent.agent.AgentException;
 import io.emrfsroleagent.agent.AgentSettings;
 import io.emrfsroleagent.agent.RequestLocation;
@@ -55,7 +51,7 @@ public class RoleAgentRequestHandler extends RequestHandler2 implements Configur
   @Override
   public void setConf(Configuration conf) {
     AgentClient client = new AgentClient(AgentSettings.from(conf));
-    this.cache = new ScopeCache<>(client, AgentSettings.hadoopUser(conf), RoleAgentRequestHandler::provider, clock);
+    this.cache = new ScopeCache<>(client, AgentSettings.hadoopUser(conf), V1Credentials::provider, clock);
     this.conf = conf;
   }
 
@@ -66,6 +62,7 @@ public class RoleAgentRequestHandler extends RequestHandler2 implements Configur
 
   @Override
   public AmazonWebServiceRequest beforeExecution(AmazonWebServiceRequest request) {
+    RequestOwner.claim(request, "s3a"); // the JVM-wide handler (RoleAgentGlobalRequestHandler) leaves it to us
     RequestLocation where = V1RequestLocations.of(request);
     if (where == null) {
       return request;
@@ -76,12 +73,6 @@ public class RoleAgentRequestHandler extends RequestHandler2 implements Configur
       throw V1Errors.translate(e);
     }
     return request;
-  }
-
-  static AWSCredentialsProvider provider(AgentCredentials c) {
-    return new AWSStaticCredentialsProvider(c.sessionToken() == null
-        ? new BasicAWSCredentials(c.accessKeyId(), c.secretAccessKey())
-        : new BasicSessionCredentials(c.accessKeyId(), c.secretAccessKey(), c.sessionToken()));
   }
 
   @Override

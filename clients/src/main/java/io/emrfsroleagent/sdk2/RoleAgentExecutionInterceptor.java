@@ -9,12 +9,9 @@ import java.time.Clock;
 import org.apache.hadoop.conf.Configurable;
 import org.apache.hadoop.conf.Configuration;
 import software.amazon.awssdk.auth.credentials.AwsCredentials;
-import software.amazon.awssdk.auth.credentials.StaticCredentialsProvider;
 import software.amazon.awssdk.awscore.AwsRequest;
-import software.amazon.awssdk.awscore.AwsRequestOverrideConfiguration;
 import software.amazon.awssdk.core.SdkRequest;
 import software.amazon.awssdk.core.interceptor.Context;
-import software.amazon.awssdk.core.interceptor.ExecutionAttribute;
 import software.amazon.awssdk.core.interceptor.ExecutionAttributes;
 import software.amazon.awssdk.core.interceptor.ExecutionInterceptor;
 import software.amazon.awssdk.http.SdkHttpRequest;
@@ -46,10 +43,6 @@ import software.amazon.awssdk.http.SdkHttpRequest;
  * ({@link V2Errors}); S3A reports it as {@code java.nio.file.AccessDeniedException} and does not retry it.
  */
 public class RoleAgentExecutionInterceptor implements ExecutionInterceptor, Configurable {
-  /** The credentials chosen for this request in {@link #modifyRequest}. */
-  private static final ExecutionAttribute<AwsCredentials> SCOPED_CREDENTIALS =
-      new ExecutionAttribute<>("emrfs-role-agent.ScopedCredentials");
-
   private final Clock clock;
   private volatile Configuration conf;
   private volatile ScopeCache<AwsCredentials> cache;
@@ -76,6 +69,12 @@ public class RoleAgentExecutionInterceptor implements ExecutionInterceptor, Conf
     return conf;
   }
 
+  /** Claims the request, so that the JVM-wide hook ({@link RoleAgentGlobalInterceptor}) leaves it to this one. */
+  @Override
+  public void beforeExecution(Context.BeforeExecution context, ExecutionAttributes executionAttributes) {
+    RequestOwner.claim(executionAttributes, "s3a");
+  }
+
   /**
    * Resolves the request's credentials and sets them as the request's credentials override: SDK 2.47 and
    * later resolve the identity after this hook and honour it.
@@ -93,14 +92,7 @@ public class RoleAgentExecutionInterceptor implements ExecutionInterceptor, Conf
     } catch (AgentException e) {
       throw V2Errors.translate(e);
     }
-    executionAttributes.putAttribute(SCOPED_CREDENTIALS, credentials);
-    AwsRequest aws = (AwsRequest) request;
-    AwsRequestOverrideConfiguration.Builder override = aws.overrideConfiguration()
-        .map(AwsRequestOverrideConfiguration::toBuilder)
-        .orElseGet(AwsRequestOverrideConfiguration::builder);
-    return aws.toBuilder()
-        .overrideConfiguration(override.credentialsProvider(StaticCredentialsProvider.create(credentials)).build())
-        .build();
+    return RequestCredentials.override(request, credentials, executionAttributes);
   }
 
   /**
@@ -108,14 +100,9 @@ public class RoleAgentExecutionInterceptor implements ExecutionInterceptor, Conf
    * identity in {@code beforeExecution}, ignoring the override) take them from.
    */
   @Override
-  @SuppressWarnings("deprecation") // AWS_CREDENTIALS: what signs the request on SDKs before 2.47
   public SdkHttpRequest modifyHttpRequest(Context.ModifyHttpRequest context,
       ExecutionAttributes executionAttributes) {
-    AwsCredentials credentials = executionAttributes.getAttribute(SCOPED_CREDENTIALS);
-    if (credentials != null) {
-      executionAttributes.putAttribute(
-          software.amazon.awssdk.auth.signer.AwsSignerExecutionAttribute.AWS_CREDENTIALS, credentials);
-    }
+    RequestCredentials.sign(executionAttributes);
     return context.httpRequest();
   }
 

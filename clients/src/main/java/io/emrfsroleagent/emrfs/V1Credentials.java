@@ -1,0 +1,18 @@
+package io.emrfsroleagent.emrfs;
+
+import com.amazonaws.auth.AWSCredentialsProvider;
+import com.amazonaws.auth.AWSStaticCredentialsProvider;
+import com.amazonaws.auth.BasicAWSCredentials;
+import com.amazonaws.auth.BasicSessionCredentials;
+import io.emrfsroleagent.agent.AgentCredentials;
+
+/** The agent's credentials as an SDK v1 credentials provider (no Hadoop needed, unlike the S3A classes). */
+final class V1Credentials {
+  private V1Credentials() {}
+
+  static AWSCredentialsProvider provider(AgentCredentials c) {
+    return new AWSStaticCredentialsProvider(c.sessionToken() == null
+        ? new BasicAWSCredentials(c.accessKeyId(), c.secretAccessKey())
+        : new BasicSessionCredentials(c.accessKeyId(), c.secretAccessKey(), c.sessionToken()));
+  }
+}
