@@ -83,3 +83,12 @@ def test_credentials_never_print_their_secrets(agent, settings):
     text = repr(creds) + str(creds) + creds.describe()
     assert "ASIALAKE0000" in text and "arn:aws:iam::111111111111:role/lake" in text
     assert not [s for s in agent.secrets()[1:] if s in text]
+
+
+def test_a_named_user_is_asked_for(agent, settings):
+    agent.rule("s3://lake/", role="lake")
+    named = Settings(**{**settings.__dict__, "user": "alice w"})
+    AgentClient(named).fetch("s3://lake/k", "read", T0)
+    assert agent.requests[-1][0] == "location=s3%3A%2F%2Flake%2Fk&access=read&user=alice%20w"
+    AgentClient(settings).fetch("s3://lake/k", "read", T0)
+    assert "user=" not in agent.requests[-1][0]

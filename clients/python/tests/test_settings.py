@@ -39,3 +39,13 @@ def test_bad_settings_name_the_variable(key, value, words):
 def test_properties_syntax():
     assert parse_properties("a=1\nb: 2\nc 3\n  # x\n!y\nd=\ne = x=y\n") == {"a": "1", "b": "2", "c": "3", "d": "",
                                                                           "e": "x=y"}
+
+
+def test_whose_credentials_explicit_user_then_spark_user_else_none(tmp_path):
+    base = {"EMRFS_ROLE_AGENT_CLIENT_PROPERTIES": str(tmp_path / "missing.properties")}
+    assert from_environment(base).user is None
+    # Spark's executors and drivers carry the application's user; their Python workers inherit it.
+    assert from_environment({**base, "SPARK_USER": "alice"}).user == "alice"
+    s = from_environment({**base, "SPARK_USER": "alice", "EMRFS_ROLE_AGENT_USER": "bob"})
+    assert s.user == "bob" and "EMRFS_ROLE_AGENT_USER" in s.source and "user=bob" in str(s)
+    assert from_environment({**base, "SPARK_USER": "  "}).user is None

@@ -133,6 +133,9 @@ class AgentClient:
         if location:
             query.append("location=" + urllib.parse.quote(location, safe=""))
         query.append("access=" + access)
+        if self.settings.user:
+            query.append("user=" + urllib.parse.quote(self.settings.user, safe=""))
+            who += f" (user {self.settings.user})"
         path = f"{self._base}/v1/credentials?" + "&".join(query)
         headers = {"Accept": "application/json"}
         token = self._token(where)

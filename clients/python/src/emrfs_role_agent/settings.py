@@ -11,6 +11,13 @@ default (properties key, environment variable, [default]):
 - ``deny-cache`` (EMRFS_ROLE_AGENT_DENY_CACHE) [30s]: how long a deny for a scope is remembered
 - ``max-scopes`` (EMRFS_ROLE_AGENT_MAX_SCOPES) [1000]: scopes kept per bucket and access
 
+Whose credentials: ``EMRFS_ROLE_AGENT_USER``, else ``SPARK_USER`` (Spark sets it to the application's user in
+its driver and executors, whose Python workers inherit it), is sent as ``user=``; without either, none (the
+process's OS user, from the kernel). In YARN containers on a cluster without Kerberos every process runs as
+``yarn``, which the agent's ``identity.trusted_proxy_users`` must then list for the named user to count; a
+process whose OS user may not act for that user is refused (403 ``ImpersonationDenied``), never served as
+itself.
+
 The properties file is /etc/emrfs-role-agent/client.properties, or the file EMRFS_ROLE_AGENT_CLIENT_PROPERTIES
 names; a missing file is no error (the defaults hold). Durations are seconds, with an optional unit suffix
 ``ms``, ``s``, ``m`` or ``h`` (``15m``), as the Java clients read them. ``parse_properties`` and
@@ -54,6 +61,7 @@ class Settings:
     refresh_before_expiry: float = 900.0
     deny_cache: float = 30.0
     max_scopes: int = 1000
+    user: Optional[str] = None
     source: str = "defaults"
 
     @classmethod
@@ -83,11 +91,16 @@ class Settings:
                 kw[field] = int(raw)
             else:
                 kw[field] = _seconds(raw, where)
+        for env in ("EMRFS_ROLE_AGENT_USER", "SPARK_USER"):
+            if (environ.get(env) or "").strip():
+                kw["user"], origins["user"] = environ[env].strip(), env
+                break
         sources = sorted(set(origins.values()))
         return cls(**kw, source=", ".join(sources) if sources else "defaults")
 
     def __str__(self):
-        return f"endpoint={self.endpoint}, token-file={self.token_file} (from {self.source})"
+        user = f", user={self.user}" if self.user else ""
+        return f"endpoint={self.endpoint}, token-file={self.token_file}{user} (from {self.source})"
 
 
 def _seconds(raw: str, where: str) -> float:
