@@ -14,6 +14,10 @@
                              get; see helpers/four_rules.py
     os_users      (session)  OS users emrfs-alice, emrfs-bob, emrfs-yarn and their groups (root only);
                              os_users.run_as(user, argv, env) / python_as(user, code, env)
+    java_build    (session)  the JVM clients' jars and test drivers (scripts/build-emrfs-provider.sh); the build
+                             directory, see helpers/jvm.py
+    recorder      (function) a recording proxy in front of moto's S3 (helpers/s3_recorder.py): the access key
+                             that signed each S3 request
 
 A test that needs root calls helpers.osusers.require_root: without root it fails when CI=true and is
 skipped otherwise, and the summary at the end names every test skipped that way.
@@ -21,10 +25,12 @@ skipped otherwise, and the summary at the end names every test skipped that way.
 
 import pytest
 
+from helpers import jvm
 from helpers.agent import AgentFactory
 from helpers.four_rules import FourRuleWorld
 from helpers.moto_server import MotoServer
 from helpers.osusers import NEEDS_ROOT, OsUsers, require_root
+from helpers.s3_recorder import S3Recorder
 from helpers.sts_proxy import StsProxy
 
 
@@ -93,3 +99,15 @@ def os_users():
     users = OsUsers()
     yield users
     users.cleanup()
+
+
+@pytest.fixture(scope="session")
+def java_build():
+    return jvm.build()
+
+
+@pytest.fixture
+def recorder(moto):
+    r = S3Recorder(moto.endpoint)
+    yield r
+    r.stop()

@@ -26,7 +26,6 @@ import pytest
 
 from helpers.agent import agent_binary
 from helpers import moto_server as moto_helpers
-from helpers.net import wait_until
 from test_bootstrap import ancestors, package
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

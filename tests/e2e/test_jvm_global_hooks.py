@@ -23,7 +23,6 @@ import pytest
 
 from helpers import jvm
 from helpers.net import free_port
-from helpers.s3_recorder import S3Recorder
 from test_s3a_scopes import BUCKET, expected_role, keys_by_role, mappings
 
 SDK = "io.emrfsroleagent.e2e.SdkClientsSession"
@@ -33,18 +32,6 @@ SESSION = "io.emrfsroleagent.e2e.S3aSession"
 pytestmark = pytest.mark.moto(
     roles=[{"name": "team-a", "bucket": BUCKET}, {"name": "team-b", "bucket": BUCKET}], enforce_iam=False
 )
-
-
-@pytest.fixture(scope="module")
-def java_build():
-    return jvm.build()
-
-
-@pytest.fixture
-def recorder(moto):
-    r = S3Recorder(moto.endpoint)
-    yield r
-    r.stop()
 
 
 def parse(out):

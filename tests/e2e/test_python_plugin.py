@@ -20,7 +20,6 @@ import zipfile
 import pytest
 
 from helpers import moto_server
-from helpers.s3_recorder import S3Recorder
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGE = os.path.join(REPO, "clients", "python")
@@ -79,13 +78,6 @@ def plugin_site(tmp_path_factory):
                               str(dist / wheels[0])], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     return str(site)
-
-
-@pytest.fixture
-def recorder(moto):
-    r = S3Recorder(moto.endpoint)
-    yield r
-    r.stop()
 
 
 @pytest.fixture

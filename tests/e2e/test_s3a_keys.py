@@ -19,7 +19,7 @@ import sys
 import pytest
 
 from helpers import jvm
-from helpers.s3_recorder import S3Recorder
+from test_s3a_scopes import keys_by_role
 
 BUCKET = "lake"
 RUNTIMES = ["hadoop-3.3.6", "hadoop-3.4.1", "hadoop-3.4.1-sdk-current"]
@@ -38,18 +38,6 @@ CAFE = "café/"
 HIVE = "t/dt=2026-01-01 00%3A00/"    # Hive's escaping of "2026-01-01 00:00"
 
 
-@pytest.fixture(scope="module")
-def java_build():
-    return jvm.build()
-
-
-@pytest.fixture
-def recorder(moto):
-    r = S3Recorder(moto.endpoint)
-    yield r
-    r.stop()
-
-
 def run_session(java_build, runtime, site, tmp_path, ops):
     conf_dir = str(tmp_path / "conf")
     jvm.write_site(conf_dir, site)
@@ -65,12 +53,6 @@ def run_session(java_build, runtime, site, tmp_path, ops):
             elif line.startswith("TOOK ") and line.endswith(f" {op}"):
                 took[op] = int(line.split(" ", 2)[1])
     return out, results, took
-
-
-def keys_by_role(agent):
-    """access key id -> role ARN, from the agent's audit log."""
-    return {r["access_key_id"]: r["role_arn"] for r in agent.audit_records()
-            if r.get("event") == "credentials" and r.get("access_key_id")}
 
 
 def credential_records(agent):

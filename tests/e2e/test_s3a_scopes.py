@@ -15,7 +15,6 @@ import json
 import pytest
 
 from helpers import jvm
-from helpers.s3_recorder import S3Recorder
 
 BUCKET = "shared-bucket"
 RUNTIMES = ["hadoop-3.3.6", "hadoop-3.4.1", "hadoop-3.4.1-sdk-current"]
@@ -24,18 +23,6 @@ SESSION = "io.emrfsroleagent.e2e.S3aSession"
 pytestmark = pytest.mark.moto(
     roles=[{"name": "team-a", "bucket": BUCKET}, {"name": "team-b", "bucket": BUCKET}], enforce_iam=False
 )
-
-
-@pytest.fixture(scope="module")
-def java_build():
-    return jvm.build()
-
-
-@pytest.fixture
-def recorder(moto):
-    r = S3Recorder(moto.endpoint)
-    yield r
-    r.stop()
 
 
 def mappings(moto, **team_options):

@@ -56,11 +56,6 @@ def js_client():
     return ["node", os.path.join(pkg, "whoami.mjs")]
 
 
-@pytest.fixture(scope="module")
-def java_build():
-    return jvm.build()
-
-
 def java_client(build, runtime):
     return ["java", "-cp", jvm.classpath(build, runtime), "io.emrfsroleagent.e2e.ContainerCredentialsProbe"]
 

@@ -47,11 +47,6 @@ def spark_python():
     return jvm.spark_python()
 
 
-@pytest.fixture(scope="module")
-def java_build():
-    return jvm.build()
-
-
 def test_spark_job_reads_team_a_writes_team_b_each_request_signed_by_its_prefix_role(
         java_build, spark_python, moto, agent_factory, tmp_path):
     agent = agent_factory(mappings=mappings(moto),
