@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
+use emrfs_role_agent::api::parse_query;
 use emrfs_role_agent::cli::{describe_rule, import_text};
 use emrfs_role_agent::config::Config;
 use emrfs_role_agent::emr;
-use emrfs_role_agent::handler::parse_query;
 use emrfs_role_agent::location::{Location, MAX_KEY_BYTES};
 
 /// `Location::parse` never panics, and a parsed location's normalised form parses back to the

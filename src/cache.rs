@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use crate::clock::Clock;
 use crate::decision::SessionKey;
 use crate::refresh::{is_idle, Freshness, Timing};
-use crate::share::CallerLimiter;
+use crate::share::{CallerLimiter, Sharer};
 use crate::sts::{call_with_retries, Attempt, CallLimiter, Session, Sts, StsError};
 
 /// What a cached session is for.
@@ -67,8 +67,8 @@ pub enum CacheError {
     #[error(transparent)]
     Unavailable(StsError),
     /// This caller's requests have caused their share of STS calls for now: 429.
-    #[error("the requests of uid {0} caused their share of STS calls (sts.max_calls_per_caller); retry in a moment")]
-    Throttled(u32),
+    #[error("the requests of {0} caused their share of STS calls (sts.max_calls_per_caller); retry in a moment")]
+    Throttled(Sharer),
 }
 
 /// Told about every STS call and refresh (audit log, metrics).
@@ -86,7 +86,7 @@ pub struct CacheSettings {
     pub negative_cache: Duration,
     pub call_timeout: Duration,
     pub max_calls_per_second: u32,
-    /// STS calls the requests of one caller uid may cause per second (and at once).
+    /// STS calls the requests of one caller (uid, and user a proxy acts for) may cause per second (and at once).
     pub max_calls_per_caller: u32,
 }
 
@@ -167,7 +167,7 @@ impl<S: Sts> SessionCache<S> {
 
     /// Credentials for `key`: cached, fetched, or stale during an STS outage. A fetch made for
     /// `caller` counts against its share of STS calls; requests waiting on it do not.
-    pub async fn get(&self, key: &CacheKey, caller: Option<u32>) -> Result<Served, CacheError> {
+    pub async fn get(&self, key: &CacheKey, caller: Option<&Sharer>) -> Result<Served, CacheError> {
         let now = self.clock.now();
         let slot = self.slots.get_with_by_ref(key, || Arc::new(Slot::default()));
         *slot.last_used.lock().expect("slot lock") = Some(now);
@@ -181,7 +181,12 @@ impl<S: Sts> SessionCache<S> {
     }
 
     /// The slow path of [`SessionCache::get`]: one STS call per key, whoever asks.
-    async fn get_in_flight(&self, key: &CacheKey, slot: Arc<Slot>, caller: Option<u32>) -> Result<Served, CacheError> {
+    async fn get_in_flight(
+        &self,
+        key: &CacheKey,
+        slot: Arc<Slot>,
+        caller: Option<&Sharer>,
+    ) -> Result<Served, CacheError> {
         let queued_after = slot.fetches.load(Ordering::Acquire);
         let _flight = slot.fetching.lock().await;
         // Whoever held the lock before us may have fetched what we need, or found STS down:
@@ -199,9 +204,9 @@ impl<S: Sts> SessionCache<S> {
                 }
                 // One caller cannot spend the account's whole STS budget on sessions of its own:
                 // beyond its share it is told to come back, instead of queueing everyone behind it.
-                if let Some(uid) = caller {
-                    if !self.per_caller.allows(uid) {
-                        return Err(CacheError::Throttled(uid));
+                if let Some(sharer) = caller {
+                    if !self.per_caller.allows(sharer) {
+                        return Err(CacheError::Throttled(sharer.clone()));
                     }
                 }
                 self.fetch(key, &slot, now).await

@@ -11,6 +11,7 @@ use crate::caller::{self, Identity};
 use crate::config::{Config, ConfigError, FallbackMode};
 use crate::decision::{self, Verdict};
 use crate::emr;
+use crate::impersonation;
 use crate::location::Location;
 use crate::node::NodeInfo;
 use crate::redirect::{self, Backend, RedirectError};
@@ -127,7 +128,7 @@ fn write_summary(c: &Config, checked_mappings: Option<&Path>, out: &mut dyn Writ
 /// One line describing a rule: name, effect, role, conditions, options.
 pub fn describe_rule(r: &Rule) -> String {
     let mut s = format!("{}  {}", r.name, r.effect);
-    if let Some(role) = &r.role {
+    if let Some(role) = r.effect.role() {
         s.push_str(&format!(" {role}"));
     }
     s.push_str(" when ");
@@ -168,13 +169,16 @@ pub fn describe_rule(r: &Rule) -> String {
 
 /// `explain`: which rule decides a request, with the session it gets, and why each earlier rule did
 /// not match. `user` defaults to the OS user running the command; `groups` to the user's OS groups,
-/// looked up as `serve` looks them up.
+/// looked up as `serve` looks them up. `as_proxy`: the request comes from that user asking for `user`
+/// (`user=`), and whether it may is decided first, by the rules `serve` applies.
+#[allow(clippy::too_many_arguments)]
 pub fn explain(
     config: &Path,
     mappings: Option<&Path>,
     user: Option<String>,
     groups: Option<Vec<String>>,
     via: Via,
+    as_proxy: Option<&str>,
     location: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
@@ -188,11 +192,30 @@ pub fn explain(
         None => None,
         Some(l) => Some(Location::parse(l).map_err(|e| CliError::Usage(format!("invalid location: {e}")))?),
     };
-    let looked_up = match &user {
-        Some(name) => caller::lookup_name(name),
-        None => caller::lookup_uid(nix::unistd::getuid().as_raw()),
+    let mut identity = match (as_proxy, &user) {
+        (Some(_), _) if via == Via::Imds => {
+            return Err(CliError::Usage("the instance-metadata path takes no user=: leave out --as-proxy".into()))
+        }
+        (Some(_), None) => return Err(CliError::Usage("--as-proxy needs --user, the user the proxy asks for".into())),
+        (Some(proxy), Some(asserted)) if proxy != asserted => {
+            match impersonation::act_for(&c.identity, proxy, asserted, caller::lookup_name) {
+                Ok(identity) => {
+                    writeln!(out, "proxy:     {proxy} may act for {asserted}").map_err(io)?;
+                    identity
+                }
+                Err(refusal) => {
+                    writeln!(out, "proxy:     {proxy} asks for {asserted}").map_err(io)?;
+                    writeln!(out, "decision:  refused, {} ({})", refusal.code.as_str(), refusal.message).map_err(io)?;
+                    return Ok(());
+                }
+            }
+        }
+        (_, Some(name)) => {
+            caller::lookup_name(name).map_err(|e| CliError::Other(format!("cannot look up the user: {e}")))?
+        }
+        (None, None) => caller::lookup_uid(nix::unistd::getuid().as_raw())
+            .map_err(|e| CliError::Other(format!("cannot look up the user: {e}")))?,
     };
-    let mut identity = looked_up.map_err(|e| CliError::Other(format!("cannot look up the user: {e}")))?;
     if let Some(groups) = groups {
         identity.groups = groups.into_iter().map(|g| g.trim().to_owned()).filter(|g| !g.is_empty()).collect();
     }
@@ -458,7 +481,7 @@ pub fn import_text(text: &str) -> Result<String, emr::EmrError> {
             .map(|r| ImportMapping {
                 name: r.name.clone(),
                 effect: r.effect.to_string(),
-                role: r.role.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default(),
+                role: r.effect.role().map(|a| a.as_str().to_owned()).unwrap_or_default(),
                 users: r.users.clone(),
                 groups: r.groups.clone(),
                 prefixes: r.prefixes.iter().map(|p| p.as_str().to_owned()).collect(),

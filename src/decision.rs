@@ -47,14 +47,13 @@ pub fn decide<'c>(config: &'c Config, node: &NodeInfo, request: &Request<'_>) ->
     let scope = scope_of(&config.rules, request, &decision);
     let verdict = match decision {
         Decision::Fallback => Verdict::Fallback(config.fallback),
-        Decision::Rule { rule, matched_prefix } => match (rule.effect, &rule.role) {
-            (Effect::Allow, Some(role)) => Verdict::Allow {
+        Decision::Rule { rule, matched_prefix } => match &rule.effect {
+            Effect::Allow(role) => Verdict::Allow {
                 rule,
                 matched: matched_prefix,
                 key: session_key(config, node, request.user, rule, role, matched_prefix),
             },
-            // Validation gives every allow rule a role.
-            _ => Verdict::Deny { rule, matched: matched_prefix },
+            Effect::Deny => Verdict::Deny { rule, matched: matched_prefix },
         },
     };
     (verdict, scope)

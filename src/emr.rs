@@ -211,8 +211,7 @@ pub fn to_rules(mappings: &[EmrMapping], first_index: usize) -> Result<Vec<Rule>
             let mut rule = Rule {
                 index: first_index + n,
                 name: format!("emr-{n}"),
-                effect: Effect::Allow,
-                role: Some(role),
+                effect: Effect::Allow(role),
                 users: vec![],
                 groups: vec![],
                 prefixes: vec![],
@@ -223,15 +222,17 @@ pub fn to_rules(mappings: &[EmrMapping], first_index: usize) -> Result<Vec<Rule>
             };
             for (i, id) in m.identifiers.iter().enumerate() {
                 let field = format!("Identifiers[{i}]");
-                if id.is_empty() || id.trim() != id {
-                    return Err(err(&field, format!("empty or space-padded identifier '{id}'")));
-                }
                 match m.identifier_type {
                     IdentifierType::User => rule.users.push(id.clone()),
                     IdentifierType::Group => rule.groups.push(id.clone()),
                     IdentifierType::Prefix => rule.prefixes.push(Prefix::parse(id).map_err(|e| err(&field, e))?),
                 }
             }
+            // Validated where every rule is; a user or group entry is the identifier at that position.
+            rule.validate().map_err(|(field, message)| {
+                let item = field.split_once('[').map_or("", |(_, rest)| rest.trim_end_matches(']'));
+                err(&format!("Identifiers[{item}]"), message)
+            })?;
             Ok(rule)
         })
         .collect()

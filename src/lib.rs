@@ -12,6 +12,7 @@
 //! - [`access`]: `access=read|write`, the kind of S3 access a request is for.
 //! - [`rules`]: ordered rule set + (user, groups, location) → [`rules::Decision`]; globs compiled once.
 //! - [`scope`]: how far an answer holds: the shortest prefix under which every location decides alike.
+//! - [`impersonation`]: whether a caller may act for another user (`user=`, `explain --as-proxy`).
 //! - [`decision`]: the whole decision `serve` and `explain` share: rule (or fallback) and the session key.
 //! - [`emr`]: EMR security configuration / `describe-security-configuration` / emrfs-site formats → rules.
 //! - [`template`]: session-name templates and STS sanitisation.
@@ -29,20 +30,25 @@
 //! I/O at the edges:
 //! - [`clock`]: the one source of time, injectable for tests.
 //! - [`sts`]: the one trait between the agent and AWS, and its `aws-sdk-sts` implementation.
-//! - [`share`]: each caller uid's share of a budget (requests, STS calls).
+//! - [`share`]: each caller's share of a budget (requests, STS calls), per uid and per user a proxy acts for.
 //! - [`cache`]: moka-backed session cache; one STS call per key however many wait; stale serving.
 //! - [`caller`]: kernel-verified caller identity: the peer's uid (`caller::peer`, netlink `sock_diag`)
 //!   and its user and groups (`caller::directory`, passwd/group, cached).
-//! - [`audit`]: versioned JSON-lines audit records, a single writer task with group commit.
-//! - [`refusals`]: refusals before any decision, counted per caller and written once a second.
+//! - [`audit`]: the audit log: the versioned record, its single writer with group commit, and the
+//!   per-caller tally of refusals before any decision.
 //! - [`metrics`]: the Prometheus registry.
-//! - [`handler`]: caller → decision → cache → response; one function writes audit, metrics and response.
+//! - [`path`]: the credential path both doors share: admit → caller → rule → cache → one exit
+//!   ([`path::finish`]) that writes the audit record, the metrics and the response.
+//! - [`api`]: the HTTP API door: `/v1/credentials` parsed and answered; the admin endpoints.
 //! - [`token`]: the `Authorization` token file, re-read when it changes, compared in constant time.
-//! - [`imds`]: the instance-metadata listener: the same decision for SDK default chains, the rest forwarded.
+//! - [`imds`]: the instance-metadata door: the same path for SDK default chains; an allow-list forwarded
+//!   upstream; its own session tokens.
+//! - [`respond`]: the HTTP answers both doors write.
 //! - [`server`]: the listener (limits, shutdown, drain) and a handler per connection.
 //! - [`daemon`]: wiring for `serve`: start-up errors, signals, reload, systemd notification.
 
 pub mod access;
+pub mod api;
 pub mod audit;
 pub mod cache;
 pub mod caller;
@@ -52,16 +58,17 @@ pub mod config;
 pub mod daemon;
 pub mod decision;
 pub mod emr;
-pub mod handler;
 pub mod imds;
+pub mod impersonation;
 pub mod location;
 pub mod metrics;
 pub mod node;
+pub mod path;
 pub mod policy;
 pub mod redirect;
 pub mod refresh;
 pub mod refusal;
-pub mod refusals;
+pub mod respond;
 pub mod rules;
 pub mod scope;
 pub mod server;

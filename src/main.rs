@@ -53,6 +53,10 @@ enum Command {
         /// (which sees no location).
         #[arg(long, value_enum, default_value = "api")]
         via: Via,
+        /// The request comes from this user (a proxy such as yarn or hive) asking for --user: whether
+        /// it may is decided first, as `serve` decides `user=`.
+        #[arg(long, value_name = "PROXY")]
+        as_proxy: Option<String>,
         /// Decide with these mappings in place of the file the config's mappings_file names.
         #[arg(long, value_name = "FILE")]
         mappings: Option<PathBuf>,
@@ -92,9 +96,17 @@ fn main() -> ExitCode {
         Command::Check { config, mappings, hadoop_sites } => {
             cli::check(&config, mappings.as_deref(), &hadoop_sites, &mut out).map_err(failed)
         }
-        Command::Explain { config, user, groups, via, mappings, location } => {
-            cli::explain(&config, mappings.as_deref(), user, groups, via, location.as_deref(), &mut out).map_err(failed)
-        }
+        Command::Explain { config, user, groups, via, as_proxy, mappings, location } => cli::explain(
+            &config,
+            mappings.as_deref(),
+            user,
+            groups,
+            via,
+            as_proxy.as_deref(),
+            location.as_deref(),
+            &mut out,
+        )
+        .map_err(failed),
         Command::ImdsRedirect { action, config, backend, agent_user } => {
             match cli::imds_redirect(action, &config, backend, &agent_user, &mut out) {
                 Ok(true) => Ok(()),

@@ -19,31 +19,35 @@ use regex_automata::{Anchored, Input};
 use crate::location::{self, Location, LocationError};
 
 /// What a matching rule does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
-    /// Hand out credentials for the rule's role.
-    Allow,
+    /// Hand out credentials for this role.
+    Allow(RoleArn),
     /// Refuse with 403 `AccessDenied`.
     Deny,
 }
 
-impl fmt::Display for Effect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Effect::Allow => "allow",
+impl Effect {
+    /// `effect` as the configuration writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Effect::Allow(_) => "allow",
             Effect::Deny => "deny",
-        })
+        }
+    }
+
+    /// The role an allow rule hands out.
+    pub fn role(&self) -> Option<&RoleArn> {
+        match self {
+            Effect::Allow(role) => Some(role),
+            Effect::Deny => None,
+        }
     }
 }
 
-impl std::str::FromStr for Effect {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "allow" => Ok(Effect::Allow),
-            "deny" => Ok(Effect::Deny),
-            _ => Err(format!("must be \"allow\" or \"deny\", not '{s}'")),
-        }
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -312,9 +316,8 @@ pub struct Rule {
     pub index: usize,
     /// Shown in audit records, metrics and `explain`; default `mapping-<index>`.
     pub name: String,
+    /// Allow (with the role to assume) or deny.
     pub effect: Effect,
-    /// The role to assume; `Some` exactly for allow rules.
-    pub role: Option<RoleArn>,
     /// Any of these users (empty: any user).
     pub users: Vec<String>,
     /// Any of these groups (empty: any groups, including none).
@@ -394,41 +397,42 @@ impl Rule {
         self.prefixes.iter().find(|p| p.matches_raw(loc, raw)).map(Some).ok_or(Mismatch::Prefix)
     }
 
-    /// Checks the rule on its own: an allow rule needs a role; a deny rule takes no role or session settings;
-    /// no empty user, group or name. Returns the offending field and a message.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        validate_name(&self.name).map_err(|m| ("name", m))?;
+    /// Checks the rule on its own — the one place rules are validated, whichever format they came
+    /// from: a deny rule takes no session settings; no empty or space-padded user or group; a valid
+    /// name; `scope_to_prefix` only with prefixes and without `session_policy`. Returns the offending
+    /// field (`users[1]`) and a message.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        validate_name(&self.name).map_err(|m| ("name".to_owned(), m))?;
         match self.effect {
-            Effect::Allow if self.role.is_none() => {
-                return Err(("role", "an allow rule needs a role".into()));
-            }
             Effect::Deny => {
                 let extra = [
-                    ("role", self.role.is_some()),
                     ("external_id", self.external_id.is_some()),
                     ("duration", self.duration.is_some()),
                     ("session_policy", self.session_policy.is_some()),
                     ("scope_to_prefix", self.scope_to_prefix),
                 ];
                 if let Some((field, _)) = extra.iter().find(|(_, set)| *set) {
-                    return Err((field, format!("a deny rule assumes no role, so {field} has no meaning here")));
+                    return Err((
+                        (*field).to_owned(),
+                        format!("a deny rule assumes no role, so {field} has no meaning here"),
+                    ));
                 }
             }
-            Effect::Allow => {}
+            Effect::Allow(_) => {}
         }
         for (field, list) in [("users", &self.users), ("groups", &self.groups)] {
-            if let Some(v) = list.iter().find(|v| v.is_empty() || v.trim() != v.as_str()) {
-                return Err((field, format!("empty or space-padded entry '{v}' can never match")));
+            if let Some((i, v)) = list.iter().enumerate().find(|(_, v)| v.is_empty() || v.trim() != v.as_str()) {
+                return Err((format!("{field}[{i}]"), format!("empty or space-padded entry '{v}' can never match")));
             }
         }
         if self.scope_to_prefix && self.prefixes.is_empty() {
-            return Err(("scope_to_prefix", "needs prefixes to scope the credentials to".into()));
+            return Err(("scope_to_prefix".into(), "needs prefixes to scope the credentials to".into()));
         }
         // STS takes one inline session policy, and two policies cannot be merged into one that
         // allows only what both allow: the rule must say which one it means.
         if self.scope_to_prefix && self.session_policy.is_some() {
             return Err((
-                "scope_to_prefix",
+                "scope_to_prefix".into(),
                 "cannot be combined with session_policy (STS takes one inline policy): put the prefix limits \
                  into session_policy, or drop it"
                     .into(),
@@ -476,7 +480,8 @@ pub struct RuleSet {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleSetError {
     pub index: usize,
-    pub field: &'static str,
+    /// The offending field, with its item where it is a list (`users[1]`).
+    pub field: String,
     pub message: String,
 }
 
@@ -486,12 +491,12 @@ impl RuleSet {
     pub fn new(rules: Vec<Rule>) -> Result<RuleSet, RuleSetError> {
         let mut catch_all: Option<&Rule> = None;
         for (i, rule) in rules.iter().enumerate() {
-            let err = |field, message| Err(RuleSetError { index: i, field, message });
+            let err = |field: &str, message| Err(RuleSetError { index: i, field: field.to_owned(), message });
             if rule.index != i {
                 return err("index", format!("rule at position {i} has index {}", rule.index));
             }
             if let Err((field, message)) = rule.validate() {
-                return err(field, message);
+                return err(&field, message);
             }
             if let Some(prev) = rules[..i].iter().find(|r| r.name == rule.name) {
                 return err("name", format!("duplicate rule name '{}' (also rule {})", rule.name, prev.index));

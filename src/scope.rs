@@ -131,12 +131,15 @@ mod tests {
     use super::*;
     use crate::rules::{Effect, RoleArn, Rule};
 
+    fn allow() -> Effect {
+        Effect::Allow(RoleArn::parse("arn:aws:iam::111111111111:role/r").unwrap())
+    }
+
     fn rule(index: usize, effect: Effect, users: &[&str], prefixes: &[&str]) -> Rule {
         Rule {
             index,
             name: format!("r{index}"),
             effect,
-            role: (effect == Effect::Allow).then(|| RoleArn::parse("arn:aws:iam::111111111111:role/r").unwrap()),
             users: users.iter().map(|u| u.to_string()).collect(),
             groups: vec![],
             prefixes: prefixes.iter().map(|p| Prefix::parse(p).unwrap()).collect(),
@@ -157,7 +160,7 @@ mod tests {
     fn a_scope_stops_short_of_a_deeper_rule() {
         let rules = RuleSet::new(vec![
             rule(0, Effect::Deny, &[], &["s3://bkt/exports/secret/"]),
-            rule(1, Effect::Allow, &[], &["s3://bkt/exports/"]),
+            rule(1, allow(), &[], &["s3://bkt/exports/"]),
         ])
         .unwrap();
         assert_eq!(scope(&rules, "u", "s3://bkt/exports/2026/a").as_deref(), Some("s3://bkt/exports/2"));
@@ -173,7 +176,7 @@ mod tests {
     fn rules_for_other_users_do_not_shorten_a_scope() {
         let rules = RuleSet::new(vec![
             rule(0, Effect::Deny, &["eve"], &["s3://bkt/team/eve/"]),
-            rule(1, Effect::Allow, &[], &["s3://bkt/team/"]),
+            rule(1, allow(), &[], &["s3://bkt/team/"]),
         ])
         .unwrap();
         assert_eq!(scope(&rules, "ann", "s3://bkt/team/eve/x").as_deref(), Some("s3://bkt/team/"));
@@ -184,7 +187,7 @@ mod tests {
     fn globs_are_judged_by_their_literal_part() {
         let rules = RuleSet::new(vec![
             rule(0, Effect::Deny, &[], &["s3://bkt/landing/*/*.csv"]),
-            rule(1, Effect::Allow, &[], &["s3://bkt/curated/**"]),
+            rule(1, allow(), &[], &["s3://bkt/curated/**"]),
         ])
         .unwrap();
         // The deny glob is in doubt for everything under its literal part.
@@ -199,7 +202,7 @@ mod tests {
     fn a_glob_matches_nothing_past_the_point_its_automaton_dies() {
         let rules = RuleSet::new(vec![
             rule(0, Effect::Deny, &[], &["s3://lake/*/secret/**"]),
-            rule(1, Effect::Allow, &[], &["s3://lake/teamA/"]),
+            rule(1, allow(), &[], &["s3://lake/teamA/"]),
             rule(2, Effect::Deny, &[], &["s3://{lake,pond}/**/*.tmp"]),
         ])
         .unwrap();
@@ -214,7 +217,7 @@ mod tests {
 
     #[test]
     fn no_location_no_scope() {
-        let rules = RuleSet::new(vec![rule(0, Effect::Allow, &["u"], &[])]).unwrap();
+        let rules = RuleSet::new(vec![rule(0, allow(), &["u"], &[])]).unwrap();
         let req = Request { user: "u", groups: &[], location: None };
         assert_eq!(scope_of(&rules, &req, &rules.decide(&req)), None);
         assert_eq!(scope(&rules, "u", "s3://bkt/any/key").as_deref(), Some("s3://bkt/"));

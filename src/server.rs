@@ -21,8 +21,10 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_io_timeout::TimeoutStream;
 
+use crate::api;
 use crate::caller;
-use crate::handler::{self, App, Conn, Endpoint};
+use crate::imds::{self, Imds};
+use crate::path::{App, Body, Conn, Endpoint};
 use crate::sts::Sts;
 
 /// Answer on a connection beyond `max_connections` or `max_connections_per_caller`, written without
@@ -46,6 +48,8 @@ pub struct Listener<S> {
 /// What every connection of one server shares.
 struct Shared<S> {
     app: Arc<App<S>>,
+    /// The metadata door's token key and upstream client.
+    imds: Arc<Imds>,
     /// One permit per open connection (`max_connections`).
     slots: Arc<Semaphore>,
     /// Open connections per caller uid (`None`: not attributed), at most `max_connections_per_caller`.
@@ -74,6 +78,7 @@ impl<S: Sts> Listener<S> {
             write_stall: config.server.request_timeout,
             inflight,
             app,
+            imds: Arc::new(Imds::default()),
         };
         Listener { sockets, shared: Arc::new(shared), graceful: Arc::new(GracefulShutdown::new()), settled }
     }
@@ -199,8 +204,9 @@ impl<S: Sts> Handler<S> {
     fn spawn(self, stream: TcpStream, graceful: &GracefulShutdown) {
         let shared = self.shared.clone();
         shared.app.metrics.connections_open.inc();
-        let (app, conn, inflight) = (shared.app.clone(), self.conn.clone(), shared.inflight.clone());
-        let service = service_fn(move |req| respond(app.clone(), conn.clone(), inflight.clone(), req));
+        let (app, imds, conn, inflight) =
+            (shared.app.clone(), shared.imds.clone(), self.conn.clone(), shared.inflight.clone());
+        let service = service_fn(move |req| respond(app.clone(), imds.clone(), conn.clone(), inflight.clone(), req));
         // A write that makes no progress for `write_stall` fails the connection and frees its
         // slot: answers a client never reads cannot pin it forever.
         let mut stream = TimeoutStream::new(stream);
@@ -221,13 +227,17 @@ impl<S: Sts> Handler<S> {
 /// completes. Boxed, so that handing it to the task moves a pointer.
 async fn respond<S: Sts>(
     app: Arc<App<S>>,
+    imds: Arc<Imds>,
     conn: Arc<Conn>,
     inflight: mpsc::Sender<()>,
     req: hyper::Request<hyper::body::Incoming>,
-) -> Result<hyper::Response<handler::Body>, Infallible> {
+) -> Result<hyper::Response<Body>, Infallible> {
     let mut request = Box::pin(async move {
         let _inflight = inflight;
-        handler::handle(&app, &conn, req).await
+        match conn.endpoint {
+            Endpoint::Api => api::handle(&app, &conn, req).await,
+            Endpoint::Imds => imds::handle(&app, &imds, &conn, req).await,
+        }
     });
     let first = std::future::poll_fn(|cx| Poll::Ready(request.as_mut().poll(cx))).await;
     Ok(match first {
@@ -237,8 +247,8 @@ async fn respond<S: Sts>(
 }
 
 /// The answer when a request task panicked.
-fn internal_error() -> hyper::Response<handler::Body> {
-    let mut response = hyper::Response::new(handler::Body::new(bytes::Bytes::new()));
+fn internal_error() -> hyper::Response<Body> {
+    let mut response = hyper::Response::new(Body::new(bytes::Bytes::new()));
     *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
     response
 }

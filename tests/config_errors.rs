@@ -92,7 +92,7 @@ fn parse_err(text: &str) -> ConfigError {
 
 #[test]
 fn display_has_file_line_column_key_message() {
-    let e = parse_err("[[mapping]]\nname = \"a\"\n[[mapping]]\nrole = \"arn:aws:iam::12:role/x\"\n");
+    let e = parse_err("[[mapping]]\neffect = \"deny\"\n[[mapping]]\nrole = \"arn:aws:iam::12:role/x\"\n");
     assert!(
         e.to_string().starts_with("/etc/emrfs-role-agent/config.toml:4:8: mapping[1].role: not an IAM role ARN"),
         "{e}"

@@ -265,6 +265,36 @@ async fn one_caller_cannot_spend_the_whole_sts_budget() {
     h.stop().await;
 }
 
+/// On a cluster without Kerberos every tenant's executors run as `yarn`: one tenant flooding through the
+/// proxy spends its own share of requests, not the others'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_behind_a_proxy_cannot_starve_another() {
+    let me = support::current_user();
+    let h = TestAgent::builder()
+        .sts(StsPeer::Unreachable)
+        .config(&format!(
+            "[identity]\ntrusted_proxy_users = [\"{me}\"]\n[server]\nmax_requests_per_caller = 30\n\
+             [fallback]\nmode = \"deny\""
+        ))
+        .start()
+        .await;
+    // Flood as tenant-a until the share is spent: from here on, the proxy uid's own share is empty too.
+    let mut flood = 0;
+    loop {
+        let statuses = burst(&h, vec!["user=tenant-a".to_owned(); 40]).await;
+        flood += statuses.len();
+        if statuses.contains(&429) {
+            break;
+        }
+        assert!(flood < 4000, "tenant-a was never throttled");
+    }
+    let statuses = burst(&h, vec!["user=tenant-b".to_owned(); 9]).await;
+    assert!(statuses.iter().all(|s| *s == 403), "tenant-b behind the same proxy: {statuses:?}");
+    let tenant_a = h.get("user=tenant-a").await;
+    assert_eq!(tenant_a.status, 429, "tenant-a's own share is still spent");
+    h.stop().await;
+}
+
 /// A proxy limited like Hadoop's `hadoop.proxyuser.<user>.users/groups` acts only for those.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_acts_only_for_the_users_and_groups_it_is_given() {

@@ -54,7 +54,7 @@ fn outcome(config: &Config, case: &Value) -> String {
             "{} {} {} {}",
             rule.name,
             rule.effect,
-            rule.role.as_ref().map_or("-", |r| r.as_str()),
+            rule.effect.role().map_or("-", |r| r.as_str()),
             matched_prefix.map_or("-", |p| p.as_str())
         ),
         Decision::Fallback => "fallback".into(),

@@ -51,12 +51,15 @@ fn rule() -> impl Strategy<Value = (bool, Option<&'static str>, Vec<String>)> {
 fn rule_set(specs: Vec<(bool, Option<&'static str>, Vec<String>)>) -> Option<RuleSet> {
     let mut rules = Vec::new();
     for (index, (allow, user, prefixes)) in specs.into_iter().enumerate() {
-        let effect = if allow { Effect::Allow } else { Effect::Deny };
+        let effect = if allow {
+            Effect::Allow(RoleArn::parse("arn:aws:iam::111111111111:role/r").unwrap())
+        } else {
+            Effect::Deny
+        };
         rules.push(Rule {
             index,
             name: format!("r{index}"),
             effect,
-            role: allow.then(|| RoleArn::parse("arn:aws:iam::111111111111:role/r").unwrap()),
             users: user.into_iter().map(str::to_owned).collect(),
             groups: vec![],
             prefixes: prefixes.iter().map(|p| Prefix::parse(p)).collect::<Result<_, _>>().ok()?,

@@ -460,7 +460,7 @@ fn rules(
     let rules = RuleSet::new(rules).map_err(|e| {
         if e.index < inline {
             let m = &mapping[e.index];
-            ctx.err(field_span(m, e.field), format!("mapping[{}].{}", e.index, e.field), e.message)
+            ctx.err(field_span(m, &e.field), format!("mapping[{}].{}", e.index, e.field), e.message)
         } else {
             let (key, position) = emr_keys[e.index - inline].clone();
             ConfigError {
@@ -539,6 +539,12 @@ fn check_session_duration(
 /// The span of a mapping's field, or of the whole `[[mapping]]` table when the field is absent.
 fn field_span(m: &S<RawMapping>, field: &str) -> Range<usize> {
     let r = m.get_ref();
+    // `users[1]`: the list's item.
+    let (field, item) = match field.split_once('[') {
+        Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+        None => (field, None),
+    };
+    let nth = |list: &Option<Vec<S<String>>>| list.as_ref().and_then(|v| v.get(item.unwrap_or(0))).map(Spanned::span);
     let s = match field {
         "name" => r.name.as_ref().map(Spanned::span),
         "effect" => r.effect.as_ref().map(Spanned::span),
@@ -547,9 +553,9 @@ fn field_span(m: &S<RawMapping>, field: &str) -> Range<usize> {
         "duration" => r.duration.as_ref().map(Spanned::span),
         "session_policy" => r.session_policy.as_ref().map(Spanned::span),
         "scope_to_prefix" => r.scope_to_prefix.as_ref().map(Spanned::span),
-        "users" => r.users.as_ref().and_then(|v| v.first()).map(Spanned::span),
-        "groups" => r.groups.as_ref().and_then(|v| v.first()).map(Spanned::span),
-        "prefixes" => r.prefixes.as_ref().and_then(|v| v.first()).map(Spanned::span),
+        "users" => nth(&r.users),
+        "groups" => nth(&r.groups),
+        "prefixes" => nth(&r.prefixes),
         _ => None,
     };
     // Absent field: point at the `[[mapping]]` table itself.
@@ -563,34 +569,27 @@ fn build_rule(ctx: &Ctx<'_>, i: usize, m: &S<RawMapping>, sts: &StsConfig) -> Re
         None => format!("mapping-{i}"),
         Some(n) => n.get_ref().clone(),
     };
-    let effect = match &r.effect {
-        None => Effect::Allow,
-        Some(e) => e.get_ref().parse::<Effect>().map_err(|msg| ctx.err(e.span(), key("effect"), msg))?,
-    };
-    let role = match &r.role {
-        Some(a) if !a.get_ref().is_empty() => {
-            Some(RoleArn::parse(a.get_ref()).map_err(|msg| ctx.err(a.span(), key("role"), msg))?)
+    // The effect and its role are one value: an allow rule carries its role, a deny rule none.
+    let role = r.role.as_ref().filter(|a| !a.get_ref().is_empty());
+    let effect = match (r.effect.as_ref().map(|e| e.get_ref().as_str()), role) {
+        (None | Some("allow"), Some(a)) => {
+            Effect::Allow(RoleArn::parse(a.get_ref()).map_err(|msg| ctx.err(a.span(), key("role"), msg))?)
         }
-        Some(a) if effect == Effect::Allow => return Err(ctx.err(a.span(), key("role"), "an allow rule needs a role")),
-        _ => None,
-    };
-    let names = |field: &str, list: &Option<Vec<S<String>>>| -> Result<Vec<String>, ConfigError> {
-        let mut out = Vec::new();
-        for (j, v) in list.iter().flatten().enumerate() {
-            let s = v.get_ref();
-            if s.is_empty() || s.trim() != s {
-                return Err(ctx.err(
-                    v.span(),
-                    format!("mapping[{i}].{field}[{j}]"),
-                    format!("empty or space-padded entry '{s}' can never match"),
-                ));
-            }
-            out.push(s.clone());
+        (None | Some("allow"), None) => {
+            return Err(ctx.err(field_span(m, "role"), key("role"), "an allow rule needs a role"));
         }
-        Ok(out)
+        (Some("deny"), None) => Effect::Deny,
+        (Some("deny"), Some(a)) => {
+            return Err(ctx.err(a.span(), key("role"), "a deny rule assumes no role, so role has no meaning here"));
+        }
+        (Some(other), _) => {
+            let span = r.effect.as_ref().map_or(m.span(), Spanned::span);
+            return Err(ctx.err(span, key("effect"), format!("must be \"allow\" or \"deny\", not '{other}'")));
+        }
     };
-    let users = names("users", &r.users)?;
-    let groups = names("groups", &r.groups)?;
+    let names = |list: &Option<Vec<S<String>>>| list.iter().flatten().map(|v| v.get_ref().clone()).collect();
+    let users: Vec<String> = names(&r.users);
+    let groups: Vec<String> = names(&r.groups);
     let mut prefixes = Vec::new();
     for (j, p) in r.prefixes.iter().flatten().enumerate() {
         prefixes.push(
@@ -654,23 +653,11 @@ fn build_rule(ctx: &Ctx<'_>, i: usize, m: &S<RawMapping>, sts: &StsConfig) -> Re
         _ => None,
     };
     let scope_to_prefix = r.scope_to_prefix.as_ref().is_some_and(|s| *s.get_ref());
-    if let (true, Some(role)) = (scope_to_prefix, &role) {
+    if let (true, Some(role)) = (scope_to_prefix, effect.role()) {
         for (j, (prefix, raw)) in prefixes.iter().zip(r.prefixes.iter().flatten()).enumerate() {
             policy::check(role.partition(), prefix)
                 .map_err(|msg| ctx.err(raw.span(), format!("mapping[{i}].prefixes[{j}]"), msg))?;
         }
     }
-    Ok(Rule {
-        index: i,
-        name,
-        effect,
-        role,
-        users,
-        groups,
-        prefixes,
-        external_id,
-        duration,
-        session_policy,
-        scope_to_prefix,
-    })
+    Ok(Rule { index: i, name, effect, users, groups, prefixes, external_id, duration, session_policy, scope_to_prefix })
 }

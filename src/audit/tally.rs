@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use crate::audit::Event;
+use super::record::Event;
 use crate::refusal::ErrorCode;
 
 /// Whether a refusal with `code` is tallied rather than recorded on its own: it came before any rule
@@ -65,7 +65,7 @@ impl Tally {
             .map(|(caller_uid, c)| Event::Refused {
                 caller_uid,
                 caller_user: c.caller_user,
-                since: crate::audit::timestamp(c.since),
+                since: super::record::timestamp(c.since),
                 count: c.count,
                 codes: c.codes,
                 first_request_id: c.first_request_id,

@@ -1,6 +1,6 @@
-//! The audit log: versioned JSON lines, one writer thread, group commit.
+//! The audit log's writer: one thread, group commit.
 //!
-//! Every credentials request produces exactly one [`CredentialRecord`] before its response is
+//! Every credentials request produces exactly one [`super::CredentialRecord`] before its response is
 //! sent. With `durability = "sync"` the request waits until its record is on disk: the writer
 //! takes every record that arrived while the previous `fdatasync` ran, writes them in one
 //! `write`, syncs once and answers them all (group commit). With `"buffered"` records are
@@ -25,111 +25,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::access::Access;
 use crate::config::{AuditPath, Durability};
 use crate::metrics::Metrics;
-use crate::refusal::{ErrorCode, Outcome};
 
-/// The schema version written in every record's `v`.
-pub const VERSION: u8 = 1;
-
-/// `time` of a record: RFC 3339, UTC, milliseconds.
-pub fn timestamp(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// One credentials request (`event = "credentials"`). Absent values serialise as `null`.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct CredentialRecord {
-    pub request_id: String,
-    /// Which door the request came through.
-    pub via: Via,
-    pub outcome: Option<Outcome>,
-    pub status: u16,
-    pub caller_uid: Option<u32>,
-    pub caller_user: Option<String>,
-    pub user: Option<String>,
-    pub asserted: bool,
-    pub groups: Option<Vec<String>>,
-    pub location: Option<String>,
-    /// `access=` of the request; `None`: read and write.
-    pub access: Option<Access>,
-    pub rule_index: Option<usize>,
-    pub rule_name: Option<String>,
-    pub effect: Option<&'static str>,
-    pub role_arn: Option<String>,
-    pub session_name: Option<String>,
-    pub source_identity: Option<String>,
-    pub access_key_id: Option<String>,
-    pub expiration: Option<String>,
-    pub source: Option<&'static str>,
-    pub sts_request_id: Option<String>,
-    pub error_code: Option<ErrorCode>,
-    pub latency_us: u64,
-}
-
-/// `via` of a credentials record: the HTTP API (SPEC §5) or the instance-metadata listener (§5.1).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Via {
-    #[default]
-    Api,
-    Imds,
-}
-
-/// Every event the log carries; `event` names the variant.
-#[derive(Clone, Debug, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event<'a> {
-    /// Lent by the request, which keeps it for its metrics.
-    Credentials(&'a CredentialRecord),
-    Start {
-        version: &'static str,
-        pid: u32,
-        config: String,
-    },
-    Stop {
-        reason: String,
-    },
-    ConfigLoaded {
-        config: String,
-        rules: usize,
-    },
-    ConfigRejected {
-        config: String,
-        error: String,
-    },
-    /// Refusals that reached no decision, of one caller since `since` (see [`crate::refusals`]).
-    Refused {
-        caller_uid: Option<u32>,
-        caller_user: Option<String>,
-        since: String,
-        count: u64,
-        codes: std::collections::BTreeMap<&'static str, u64>,
-        first_request_id: String,
-        last_request_id: String,
-    },
-    StsAssumeRole {
-        role_arn: String,
-        session_name: String,
-        result: &'static str,
-        sts_request_id: Option<String>,
-        access_key_id: Option<String>,
-        error_code: Option<String>,
-        duration_us: u64,
-    },
-}
-
-#[derive(Serialize)]
-struct Line<'a> {
-    v: u8,
-    time: String,
-    #[serde(flatten)]
-    event: &'a Event<'a>,
-}
+#[cfg(test)]
+use super::record::CredentialRecord;
+use super::record::{timestamp, Event, Line, VERSION};
 
 /// The record could not be written.
 #[derive(Clone, Debug, thiserror::Error)]
