@@ -263,6 +263,10 @@ pub async fn finish<S>(
     started: Instant,
 ) -> Response<Body> {
     let now = app.clock.now();
+    // Every record names its caller, however early the request ended.
+    if let (Some(uid), None) = (record.caller_uid, &record.caller_user) {
+        record.caller_user = app.directory.by_uid(uid, Instant::now()).ok().map(|identity| identity.user);
+    }
     let mut response = match &result {
         Ok(served) => {
             let session = &served.session;
