@@ -291,6 +291,48 @@ fn explain_deny_and_fallback() {
     );
 }
 
+/// `explain --as-proxy` decides `user=` as `serve` does: who may act for whom, then the rules for that user.
+#[test]
+fn explain_as_proxy_decides_the_impersonation_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let example = std::fs::read_to_string(example()).unwrap();
+    std::fs::write(
+        &config,
+        example.replacen("trusted_proxy_users = []", "trusted_proxy_users = [\"yarn\", \"hive\"]", 1)
+            + "\n[identity.proxies.hive]\nusers = [\"etl\"]\n",
+    )
+    .unwrap();
+    let explain = |proxy: &str, user: &str| {
+        let o = run(&[
+            "explain",
+            "--config",
+            config.to_str().unwrap(),
+            "--as-proxy",
+            proxy,
+            "--user",
+            user,
+            "--groups",
+            "",
+            "s3://audit-logs-bucket/x",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        stdout(&o)
+    };
+    let out = explain("yarn", "etl");
+    assert!(
+        out.contains("proxy:     yarn may act for etl") && out.contains("rule 0 'no-audit-bucket' (deny)"),
+        "{out}"
+    );
+    for (proxy, user) in [("alice", "etl"), ("yarn", "root"), ("hive", "airflow")] {
+        let out = explain(proxy, user);
+        assert!(out.contains("decision:  refused, ImpersonationDenied"), "{proxy} for {user}: {out}");
+        assert!(!out.contains("rule 0"), "no rule is looked at for a refused proxy: {out}");
+    }
+    let o = run(&["explain", "--config", config.to_str().unwrap(), "--as-proxy", "yarn", "s3://b/k"]);
+    assert_eq!(o.status.code(), Some(2), "--as-proxy without --user");
+}
+
 #[test]
 fn explain_defaults_to_the_current_os_user() {
     let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().map(|u| u.name).unwrap();
