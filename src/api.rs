@@ -134,7 +134,7 @@ fn decide<S: Sts>(
         }
         _ => caller,
     };
-    let (key, scope) = path::rule_key(app, config, &identity, location.as_ref(), record)?;
+    let (key, scope) = path::rule_key(app, config, &identity, location.as_ref(), query.access, record)?;
     Ok(Decided { key, scope, sts_sharer: Sharer::uid(uid) })
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::access::Access;
 use crate::audit::Via;
 use crate::caller::{self, Identity};
 use crate::config::{Config, ConfigError, FallbackMode};
@@ -144,6 +145,9 @@ pub fn describe_rule(r: &Rule) -> String {
             r.prefixes.iter().map(|p| format!("{}{}", p, if p.is_glob() { " (glob)" } else { "" })).collect();
         conds.push(format!("location in [{}]", p.join(", ")));
     }
+    if let Some(access) = r.access {
+        conds.push(format!("access {access}"));
+    }
     if conds.is_empty() {
         conds.push("always".into());
     }
@@ -170,7 +174,8 @@ pub fn describe_rule(r: &Rule) -> String {
 /// `explain`: which rule decides a request, with the session it gets, and why each earlier rule did
 /// not match. `user` defaults to the OS user running the command; `groups` to the user's OS groups,
 /// looked up as `serve` looks them up. `as_proxy`: the request comes from that user asking for `user`
-/// (`user=`), and whether it may is decided first, by the rules `serve` applies.
+/// (`user=`), and whether it may is decided first, by the rules `serve` applies. `access`: the request's
+/// `access=` (`None`: read and write, as a request without it).
 #[allow(clippy::too_many_arguments)]
 pub fn explain(
     config: &Path,
@@ -179,10 +184,16 @@ pub fn explain(
     groups: Option<Vec<String>>,
     via: Via,
     as_proxy: Option<&str>,
+    access: Option<Access>,
     location: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let c = Config::load_with_mappings(config, mappings)?;
+    if via == Via::Imds && access.is_some() {
+        return Err(CliError::Usage(
+            "the instance-metadata path carries no access (its callers get read and write): leave out --access".into(),
+        ));
+    }
     let location = match location {
         Some(_) if via == Via::Imds => {
             return Err(CliError::Usage(
@@ -222,7 +233,7 @@ pub fn explain(
     if via == Via::Imds {
         return write_imds_explanation(&c, &NodeInfo::read(), &identity, out).map_err(io);
     }
-    write_explanation(&c, &NodeInfo::read(), &identity, location.as_ref(), out).map_err(io)
+    write_explanation_for(&c, &NodeInfo::read(), &identity, location.as_ref(), access, out).map_err(io)
 }
 
 /// `s` with control characters escaped (`\n`, `\u{1b}`): a key may hold any of them, a terminal should not
@@ -335,7 +346,8 @@ fn write_exempt(exemptions: &redirect::Exemptions, out: &mut dyn Write) -> std::
     Ok(())
 }
 
-/// The body of `explain`, separated from the OS lookups so that tests can drive it.
+/// The body of `explain` for a request that names no access (read and write), separated from the OS
+/// lookups so that tests can drive it.
 pub fn write_explanation(
     c: &Config,
     node: &NodeInfo,
@@ -343,11 +355,24 @@ pub fn write_explanation(
     location: Option<&Location>,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
+    write_explanation_for(c, node, identity, location, None, out)
+}
+
+/// The body of `explain` for a request for `access` (`None`: read and write).
+pub fn write_explanation_for(
+    c: &Config,
+    node: &NodeInfo,
+    identity: &Identity,
+    location: Option<&Location>,
+    access: Option<Access>,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let (user, groups) = (identity.user.as_str(), identity.groups.as_slice());
-    let req = Request { user, groups, location };
+    let req = Request { user, groups, location, access };
     writeln!(out, "user:      {user}")?;
     writeln!(out, "groups:    {}", if groups.is_empty() { "(none)".to_string() } else { groups.join(", ") })?;
     writeln!(out, "location:  {}", location.map_or("(none)".to_string(), |l| printable(&l.to_string())))?;
+    writeln!(out, "access:    {}", access.map_or("read and write (no access= given)", |a| a.as_str()))?;
     let (verdict, scope) = decision::decide(c, node, &req);
     let decided_at = match &verdict {
         Verdict::Allow { rule, matched, .. } | Verdict::Deny { rule, matched } => {
@@ -427,6 +452,11 @@ fn why_not(r: &Rule, m: Mismatch, req: &Request<'_>) -> String {
         Mismatch::Group => {
             format!("none of the groups [{}] is in groups [{}]", req.groups.join(", "), r.groups.join(", "))
         }
+        Mismatch::Access => format!(
+            "the rule is for {} only, the request for {}",
+            r.access.map_or("any", Access::as_str),
+            req.access.map_or("read and write", Access::as_str)
+        ),
         Mismatch::NoLocation => "the rule names prefixes and the request has no location".into(),
         Mismatch::Prefix => format!(
             "location {} matches none of [{}]",

@@ -116,7 +116,7 @@ scope_to_prefix = true
         );
         let loc = Location::parse("s3a://bkt/team/k").unwrap();
         let (Verdict::Allow { rule, key, .. }, scope) =
-            decide(&c, &node(), &Request { user: "ann", groups: &[], location: Some(&loc) })
+            decide(&c, &node(), &Request { user: "ann", groups: &[], location: Some(&loc), access: None })
         else {
             panic!("allow expected")
         };
@@ -133,9 +133,9 @@ scope_to_prefix = true
     fn deny_rules_and_the_fallback() {
         let c =
             config("[fallback]\nmode = \"deny\"\n[[mapping]]\nname = \"no\"\neffect = \"deny\"\nusers = [\"eve\"]\n");
-        let eve = Request { user: "eve", groups: &[], location: None };
+        let eve = Request { user: "eve", groups: &[], location: None, access: None };
         assert!(matches!(decide(&c, &node(), &eve), (Verdict::Deny { rule, .. }, None) if rule.name == "no"));
-        let ann = Request { user: "ann", groups: &[], location: None };
+        let ann = Request { user: "ann", groups: &[], location: None, access: None };
         assert!(matches!(decide(&c, &node(), &ann), (Verdict::Fallback(FallbackMode::Deny), None)));
     }
 }

@@ -215,6 +215,7 @@ pub fn to_rules(mappings: &[EmrMapping], first_index: usize) -> Result<Vec<Rule>
                 users: vec![],
                 groups: vec![],
                 prefixes: vec![],
+                access: None,
                 external_id: None,
                 duration: None,
                 session_policy: None,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use emrfs_role_agent::access::Access;
 use emrfs_role_agent::audit::Via;
 use emrfs_role_agent::cli::{self, CliError, RedirectAction};
 use emrfs_role_agent::daemon::{self, StartError};
@@ -57,6 +58,9 @@ enum Command {
         /// it may is decided first, as `serve` decides `user=`.
         #[arg(long, value_name = "PROXY")]
         as_proxy: Option<String>,
+        /// The access asked for (`access=`); without it, read and write, as a request that names none.
+        #[arg(long, value_enum)]
+        access: Option<Access>,
         /// Decide with these mappings in place of the file the config's mappings_file names.
         #[arg(long, value_name = "FILE")]
         mappings: Option<PathBuf>,
@@ -96,13 +100,14 @@ fn main() -> ExitCode {
         Command::Check { config, mappings, hadoop_sites } => {
             cli::check(&config, mappings.as_deref(), &hadoop_sites, &mut out).map_err(failed)
         }
-        Command::Explain { config, user, groups, via, as_proxy, mappings, location } => cli::explain(
+        Command::Explain { config, user, groups, via, as_proxy, access, mappings, location } => cli::explain(
             &config,
             mappings.as_deref(),
             user,
             groups,
             via,
             as_proxy.as_deref(),
+            access,
             location.as_deref(),
             &mut out,
         )

@@ -18,6 +18,7 @@ use http::header::HeaderValue;
 use http::Response;
 use http_body_util::Full;
 
+use crate::access::Access;
 use crate::audit::{AuditLog, CredentialRecord, Event, Tally, Via};
 use crate::cache::{CacheError, CacheKey, Served, SessionCache, Source};
 use crate::caller::{Directory, Identity};
@@ -166,19 +167,20 @@ pub fn caller<S>(app: &App<S>, uid: u32, instant: Instant, record: &mut Credenti
     Ok(caller)
 }
 
-/// What the rules give `identity` for `location`: the key of the credentials it gets and how far
-/// that answer holds, or the rules' refusal. Fills in `record`.
+/// What the rules give `identity` for `location` and `access` (`None`: read and write): the key of the
+/// credentials it gets and how far that answer holds, or the rules' refusal. Fills in `record`.
 pub fn rule_key<S>(
     app: &App<S>,
     config: &Config,
     identity: &Identity,
     location: Option<&Location>,
+    access: Option<Access>,
     record: &mut CredentialRecord,
 ) -> Result<(CacheKey, Option<Scope>), Refusal> {
     record.user = Some(identity.user.clone());
     record.groups = Some(identity.groups.clone());
 
-    let request = RuleRequest { user: &identity.user, groups: &identity.groups, location };
+    let request = RuleRequest { user: &identity.user, groups: &identity.groups, location, access };
     let (verdict, scope) = decision::decide(config, &app.node, &request);
     // A refusal by the rules holds as far as the decision does.
     let denied = |message: String| Refusal {

@@ -16,6 +16,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use regex_automata::dfa::{dense, Automaton};
 use regex_automata::{Anchored, Input};
 
+use crate::access::Access;
 use crate::location::{self, Location, LocationError};
 
 /// What a matching rule does.
@@ -324,6 +325,9 @@ pub struct Rule {
     pub groups: Vec<String>,
     /// Any of these locations (empty: any location, or none).
     pub prefixes: Vec<Prefix>,
+    /// Only requests for this access (`access = ["read"]`); `None`: read and write. A request that names
+    /// no access is for both, so it matches only rules that cover both.
+    pub access: Option<Access>,
     pub external_id: Option<String>,
     /// Overrides `sts.session_duration` for this rule.
     pub duration: Option<Duration>,
@@ -333,13 +337,16 @@ pub struct Rule {
     pub scope_to_prefix: bool,
 }
 
-/// Why a rule did not match a request (first failing condition, in the order users, groups, prefixes).
+/// Why a rule did not match a request (first failing condition, in the order users, groups, access,
+/// prefixes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mismatch {
     /// The user is not in `users`.
     User,
     /// None of the user's groups is in `groups`.
     Group,
+    /// The rule is for one access and the request is for the other, or for both.
+    Access,
     /// The rule names prefixes and the request has no location.
     NoLocation,
     /// The location matches none of `prefixes`.
@@ -351,6 +358,7 @@ impl fmt::Display for Mismatch {
         f.write_str(match self {
             Mismatch::User => "user not in users",
             Mismatch::Group => "no group in groups",
+            Mismatch::Access => "the request's access is not the rule's",
             Mismatch::NoLocation => "the rule names prefixes and the request has no location",
             Mismatch::Prefix => "location matches none of prefixes",
         })
@@ -360,7 +368,7 @@ impl fmt::Display for Mismatch {
 impl Rule {
     /// A rule with no conditions: it matches every request.
     pub fn is_unconditional(&self) -> bool {
-        self.users.is_empty() && self.groups.is_empty() && self.prefixes.is_empty()
+        self.users.is_empty() && self.groups.is_empty() && self.prefixes.is_empty() && self.access.is_none()
     }
 
     /// Evaluates this rule alone: `Ok(matched prefix)` or the first condition that failed.
@@ -369,23 +377,26 @@ impl Rule {
         self.evaluate_raw(req, raw.as_deref())
     }
 
-    /// Whether the user and group conditions hold: the ones that do not depend on the location.
+    /// Whether the user, group and access conditions hold: the ones that do not depend on the location.
     pub fn applies_to(&self, req: &Request<'_>) -> bool {
-        self.identity_mismatch(req).is_none()
+        self.unlocated_mismatch(req).is_none()
     }
 
-    fn identity_mismatch(&self, req: &Request<'_>) -> Option<Mismatch> {
+    fn unlocated_mismatch(&self, req: &Request<'_>) -> Option<Mismatch> {
         if !self.users.is_empty() && !self.users.iter().any(|u| u == req.user) {
             return Some(Mismatch::User);
         }
         if !self.groups.is_empty() && !self.groups.iter().any(|g| req.groups.contains(g)) {
             return Some(Mismatch::Group);
         }
+        if self.access.is_some() && self.access != req.access {
+            return Some(Mismatch::Access);
+        }
         None
     }
 
     fn evaluate_raw<'r>(&'r self, req: &Request<'_>, raw: Option<&str>) -> Result<Option<&'r Prefix>, Mismatch> {
-        if let Some(mismatch) = self.identity_mismatch(req) {
+        if let Some(mismatch) = self.unlocated_mismatch(req) {
             return Err(mismatch);
         }
         if self.prefixes.is_empty() {
@@ -453,12 +464,14 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// What is asked: who, in which groups, for which location (if any).
+/// What is asked: who, in which groups, for which location (if any), for which access (`None`: read
+/// and write).
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
     pub user: &'a str,
     pub groups: &'a [String],
     pub location: Option<&'a Location>,
+    pub access: Option<Access>,
 }
 
 /// The outcome of [`RuleSet::decide`].

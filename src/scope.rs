@@ -143,6 +143,7 @@ mod tests {
             users: users.iter().map(|u| u.to_string()).collect(),
             groups: vec![],
             prefixes: prefixes.iter().map(|p| Prefix::parse(p).unwrap()).collect(),
+            access: None,
             external_id: None,
             duration: None,
             session_policy: None,
@@ -152,7 +153,7 @@ mod tests {
 
     fn scope(rules: &RuleSet, user: &str, location: &str) -> Option<String> {
         let location = Location::parse(location).unwrap();
-        let req = Request { user, groups: &[], location: Some(&location) };
+        let req = Request { user, groups: &[], location: Some(&location), access: None };
         scope_of(rules, &req, &rules.decide(&req)).map(|s| s.to_string())
     }
 
@@ -218,7 +219,7 @@ mod tests {
     #[test]
     fn no_location_no_scope() {
         let rules = RuleSet::new(vec![rule(0, allow(), &["u"], &[])]).unwrap();
-        let req = Request { user: "u", groups: &[], location: None };
+        let req = Request { user: "u", groups: &[], location: None, access: None };
         assert_eq!(scope_of(&rules, &req, &rules.decide(&req)), None);
         assert_eq!(scope(&rules, "u", "s3://bkt/any/key").as_deref(), Some("s3://bkt/"));
     }

@@ -48,7 +48,8 @@ fn outcome(config: &Config, case: &Value) -> String {
         Some(Ok(l)) => Some(l),
         Some(Err(_)) => return "invalid".into(),
     };
-    let req = Request { user: case["user"].as_str().unwrap(), groups: &groups, location: location.as_ref() };
+    let req =
+        Request { user: case["user"].as_str().unwrap(), groups: &groups, location: location.as_ref(), access: None };
     match config.rules.decide(&req) {
         Decision::Rule { rule, matched_prefix } => format!(
             "{} {} {} {}",
@@ -131,7 +132,7 @@ fn mappings_file_rules_follow_inline_rules() {
     let names: Vec<(usize, &str)> = c.rules.rules().iter().map(|r| (r.index, r.name.as_str())).collect();
     assert_eq!(names, [(0, "first"), (1, "emr-0"), (2, "emr-1"), (3, "emr-2")]);
     assert_eq!(c.mappings_file.as_deref(), Some(dir.path().join("m.txt").as_path()));
-    let req = Request { user: "etl", groups: &[], location: None };
+    let req = Request { user: "etl", groups: &[], location: None, access: None };
     assert!(matches!(c.rules.decide(&req), Decision::Rule { rule, .. } if rule.name == "first"));
 }
 

@@ -1,5 +1,6 @@
 //! The rule engine against the case table in tests/fixtures/rules.json, decided by the rule set in
-//! tests/fixtures/rules.toml. Each case: user, groups, location (or null) → the deciding rule's name,
+//! tests/fixtures/rules.toml. Each case: user, groups, location (or null), access (absent: read and
+//! write) → the deciding rule's name,
 //! "fallback", or "invalid" (the location does not parse).
 
 mod support;
@@ -26,7 +27,8 @@ fn decide(config: &Config, case: &Value) -> String {
             Err(_) => return "invalid".into(),
         },
     };
-    match config.rules.decide(&Request { user, groups: &groups, location: location.as_ref() }) {
+    let access = case.get("access").map(|a| a.as_str().expect("access").parse().expect("read or write"));
+    match config.rules.decide(&Request { user, groups: &groups, location: location.as_ref(), access }) {
         Decision::Rule { rule, .. } => rule.name.clone(),
         Decision::Fallback => "fallback".into(),
     }
@@ -70,7 +72,7 @@ fn matched_prefix_is_reported() {
     let config = Config::load(&fixture("rules.toml")).unwrap();
     let loc = Location::parse("s3n://shared-b/k").unwrap();
     let groups = vec![];
-    match config.rules.decide(&Request { user: "u", groups: &groups, location: Some(&loc) }) {
+    match config.rules.decide(&Request { user: "u", groups: &groups, location: Some(&loc), access: None }) {
         Decision::Rule { rule, matched_prefix: Some(p) } => {
             assert_eq!(rule.name, "multi-prefix");
             assert_eq!(p.as_str(), "s3://shared-b/");
@@ -78,7 +80,7 @@ fn matched_prefix_is_reported() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    match config.rules.decide(&Request { user: "u", groups: &["analysts".to_string()], location: None }) {
+    match config.rules.decide(&Request { user: "u", groups: &["analysts".to_string()], location: None, access: None }) {
         Decision::Rule { rule, matched_prefix: None } => assert_eq!(rule.name, "analysts-anywhere"),
         other => panic!("unexpected {other:?}"),
     }

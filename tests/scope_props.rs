@@ -63,6 +63,7 @@ fn rule_set(specs: Vec<(bool, Option<&'static str>, Vec<String>)>) -> Option<Rul
             users: user.into_iter().map(str::to_owned).collect(),
             groups: vec![],
             prefixes: prefixes.iter().map(|p| Prefix::parse(p)).collect::<Result<_, _>>().ok()?,
+            access: None,
             external_id: None,
             duration: None,
             session_policy: None,
@@ -74,7 +75,7 @@ fn rule_set(specs: Vec<(bool, Option<&'static str>, Vec<String>)>) -> Option<Rul
 
 /// Which rule and which of its prefixes decided.
 fn outcome(rules: &RuleSet, location: &Location) -> (Option<usize>, Option<String>) {
-    match rules.decide(&Request { user: "u", groups: &[], location: Some(location) }) {
+    match rules.decide(&Request { user: "u", groups: &[], location: Some(location), access: None }) {
         Decision::Rule { rule, matched_prefix } => (Some(rule.index), matched_prefix.map(|p| p.as_str().to_owned())),
         Decision::Fallback => (None, None),
     }
@@ -92,7 +93,7 @@ proptest! {
     ) {
         let Some(rules) = rule_set(specs) else { return Ok(()) };
         let location = Location::new(bucket, &key).unwrap();
-        let req = Request { user: "u", groups: &[], location: Some(&location) };
+        let req = Request { user: "u", groups: &[], location: Some(&location), access: None };
         let decision = rules.decide(&req);
         let Some(scope) = scope_of(&rules, &req, &decision) else { return Ok(()) };
         prop_assert!(scope.covers(&location), "{scope} does not cover {location}");
@@ -116,7 +117,7 @@ fn plain_prefix_scopes_are_the_shortest() {
     ])
     .unwrap();
     let location = Location::parse("s3://bkt/exports/2026/part-0").unwrap();
-    let req = Request { user: "u", groups: &[], location: Some(&location) };
+    let req = Request { user: "u", groups: &[], location: Some(&location), access: None };
     let scope = scope_of(&rules, &req, &rules.decide(&req)).unwrap();
     assert_eq!(scope.to_string(), "s3://bkt/exports/2");
     // One shorter: `s3://bkt/exports/` also holds `secret/`, which the deny rule decides.

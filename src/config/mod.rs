@@ -401,6 +401,21 @@ mod tests {
         assert!(c.rules.rules().is_empty());
     }
 
+    #[test]
+    fn a_rules_access_is_one_of_read_and_write_or_any() {
+        use crate::access::Access;
+        for (written, read_as) in [
+            ("", None),
+            ("access = []", None),
+            ("access = [\"read\"]", Some(Access::Read)),
+            ("access = [\"write\"]", Some(Access::Write)),
+            ("access = [\"write\", \"read\"]", None),
+        ] {
+            let c = parse(&format!("[[mapping]]\nrole = \"arn:aws:iam::123456789012:role/r\"\n{written}\n")).unwrap();
+            assert_eq!(c.rules.rules()[0].access, read_as, "{written}");
+        }
+    }
+
     /// The defaults SPEC §3 states, written out: comparing with the code's own `Default` would pass
     /// whatever the code says.
     #[test]

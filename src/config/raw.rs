@@ -118,6 +118,7 @@ pub(super) struct RawMapping {
     pub(super) users: Option<Vec<S<String>>>,
     pub(super) groups: Option<Vec<S<String>>>,
     pub(super) prefixes: Option<Vec<S<String>>>,
+    pub(super) access: Option<Vec<S<String>>>,
     pub(super) external_id: Option<S<String>>,
     pub(super) duration: Option<S<String>>,
     pub(super) session_policy: Option<S<String>>,

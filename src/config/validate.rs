@@ -14,6 +14,7 @@ use super::{
     AuditConfig, AuditPath, CacheConfig, Config, ConfigError, Durability, FallbackMode, IdentityConfig, ImdsConfig,
     ProxyScope, ServerConfig, StsConfig, Upstream,
 };
+use crate::access::Access;
 use crate::emr;
 use crate::policy;
 use crate::rules::{Effect, Prefix, RoleArn, Rule, RuleSet};
@@ -556,6 +557,7 @@ fn field_span(m: &S<RawMapping>, field: &str) -> Range<usize> {
         "users" => nth(&r.users),
         "groups" => nth(&r.groups),
         "prefixes" => nth(&r.prefixes),
+        "access" => nth(&r.access),
         _ => None,
     };
     // Absent field: point at the `[[mapping]]` table itself.
@@ -659,5 +661,40 @@ fn build_rule(ctx: &Ctx<'_>, i: usize, m: &S<RawMapping>, sts: &StsConfig) -> Re
                 .map_err(|msg| ctx.err(raw.span(), format!("mapping[{i}].prefixes[{j}]"), msg))?;
         }
     }
-    Ok(Rule { index: i, name, effect, users, groups, prefixes, external_id, duration, session_policy, scope_to_prefix })
+    let access = rule_access(ctx, i, m)?;
+    Ok(Rule {
+        index: i,
+        name,
+        effect,
+        users,
+        groups,
+        prefixes,
+        access,
+        external_id,
+        duration,
+        session_policy,
+        scope_to_prefix,
+    })
+}
+
+/// `access = ["read"]`, `["write"]`; both, or empty, is any access (the same as leaving it out): `None`.
+fn rule_access(ctx: &Ctx<'_>, i: usize, m: &S<RawMapping>) -> Result<Option<Access>, ConfigError> {
+    let Some(list) = &m.get_ref().access else { return Ok(None) };
+    let mut read_write = (false, false);
+    for (j, v) in list.iter().enumerate() {
+        let key = format!("mapping[{i}].access[{j}]");
+        let slot = match v.get_ref().parse::<Access>().map_err(|msg| ctx.err(v.span(), key.clone(), msg))? {
+            Access::Read => &mut read_write.0,
+            Access::Write => &mut read_write.1,
+        };
+        if std::mem::replace(slot, true) {
+            return Err(ctx.err(v.span(), key, format!("\"{}\" is listed twice", v.get_ref())));
+        }
+    }
+    match read_write {
+        (true, false) => Ok(Some(Access::Read)),
+        (false, true) => Ok(Some(Access::Write)),
+        // Empty, or both: any access (SPEC §3).
+        (true, true) | (false, false) => Ok(None),
+    }
 }

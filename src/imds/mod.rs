@@ -164,7 +164,8 @@ async fn route<S: Sts>(
 /// The rules' answer for the caller, with no location.
 fn decide<S>(app: &App<S>, config: &Config, uid: u32, record: &mut CredentialRecord) -> Result<CacheKey, Refusal> {
     let identity = path::caller(app, uid, Instant::now(), record)?;
-    path::rule_key(app, config, &identity, None, record).map(|(key, _scope)| key)
+    // Metadata callers use the credentials for anything: read and write.
+    path::rule_key(app, config, &identity, None, None, record).map(|(key, _scope)| key)
 }
 
 /// What a request path asks for. Credential paths are recognised however they are written — any
