@@ -388,16 +388,16 @@ pub fn status(backend: Backend) -> Result<Option<String>, RedirectError> {
             Backend::Nft => nft_listing(family)?,
             _ => {
                 let iptables = Iptables::find(family);
-                let jumps = iptables.our_jumps()?;
+                let jumps = iptables.our_jump_rules()?;
                 let Some(chain) = iptables.chain_listing()? else { return Ok(None) };
                 if jumps.is_empty() {
                     return Ok(None);
                 }
-                let positions = jumps.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-                Some(format!(
-                    "{} nat OUTPUT: jump to {IPTABLES_CHAIN} at position {positions}\n{chain}",
-                    iptables.iptables
-                ))
+                let mut listing = String::new();
+                for (position, rule) in jumps {
+                    listing.push_str(&format!("{} nat OUTPUT position {position}: {rule}\n", iptables.iptables));
+                }
+                Some(listing + &chain)
             }
         };
         match listing {
@@ -439,6 +439,11 @@ impl Iptables {
 
     /// 1-based positions in nat `OUTPUT` of the jumps to our chain.
     fn our_jumps(&self) -> Result<Vec<usize>, RedirectError> {
+        Ok(self.our_jump_rules()?.into_iter().map(|(i, _)| i).collect())
+    }
+
+    /// The jumps to our chain with their 1-based positions in nat `OUTPUT`, as `-S` lists them.
+    fn our_jump_rules(&self) -> Result<Vec<(usize, String)>, RedirectError> {
         let listing = self.run(&["-t", "nat", "-S", "OUTPUT"])?;
         let jump = format!("-j {IPTABLES_CHAIN}");
         Ok(listing
@@ -446,7 +451,7 @@ impl Iptables {
             .filter(|line| line.starts_with("-A OUTPUT"))
             .enumerate()
             .filter(|(_, line)| line.ends_with(&jump) || line.contains(&format!("{jump} ")))
-            .map(|(i, _)| i + 1)
+            .map(|(i, line)| (i + 1, line.to_owned()))
             .collect())
     }
 

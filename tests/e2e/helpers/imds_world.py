@@ -4,7 +4,8 @@
                          REGION, and the instance profile's credentials from moto
     127.0.0.1:5000       moto (STS, IAM), IAM enforcement off: the agent's source credentials are moto's
                          static instance-profile keys, which only an unenforcing moto accepts
-    127.0.0.1:9944       the agent's HTTP API;  127.0.0.1:254 and [::1]:254  its IMDS listener
+    127.0.0.1:9944       the agent's HTTP API;  IMDS_LISTEN and IMDS_LISTEN_V6 (the packaged socket unit's
+                         addresses, 127.0.0.1:254 and [::1]:254): its IMDS listener
     the agent            runs as root (exempt, so its own metadata calls reach the node's service), with
                          no source credentials but the SDK default chain's instance profile, and:
                            emrfs-alice -> role analytics, emrfs-bob -> role engineering,
@@ -34,9 +35,23 @@ REGION = "eu-north-1"  # the node's region, as only the metadata service knows i
 STANDIN = "imds-standin"
 MOTO_PORT = 5000
 API_LISTEN = "127.0.0.1:9944"
-# The packaged default (systemd/emrfs-role-agent-imds.socket): a port only root can bind. The agent binds it
-# itself here (it runs as root, with no socket unit), which it refuses for a port anyone could bind.
-IMDS_LISTEN = "127.0.0.1:254"
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+IMDS_SOCKET_UNIT = os.path.join(REPO, "systemd", "emrfs-role-agent-imds.socket")
+
+
+def packaged_imds_listen():
+    """The metadata listener's addresses as the product ships them: the packaged socket unit's ListenStream=
+    lines (the default the docs, example config and bootstrap use), IPv4 first, then [::1] at the same port."""
+    with open(IMDS_SOCKET_UNIT) as f:
+        addrs = re.findall(r"^ListenStream=(\S+)$", f.read(), re.M)
+    assert len(addrs) == 2 and addrs[1] == f"[::1]:{addrs[0].rsplit(':', 1)[1]}", addrs
+    return addrs
+
+
+# The packaged default. The agent binds it itself here (it runs as root, with no socket unit), which it
+# refuses for a port anyone could bind.
+IMDS_LISTEN, IMDS_LISTEN_V6 = packaged_imds_listen()
+IMDS_PORT = int(IMDS_LISTEN.rsplit(":", 1)[1])
 BACKENDS = ("nft", "iptables")
 NOT_INSTALLED = 3  # `imds-redirect status` exit code
 
