@@ -503,7 +503,7 @@ if [[ -n $IMDS_LISTEN ]]; then
             "no systemd/$IMDS_SOCKET to hold it: while the agent is down, that user would answer the users the" \
             "redirect sends there. Use a port only root can bind (127.0.0.1:254, the default) or a release" \
             "with the socket unit"
-        log "warning: [imds] listen $IMDS_LISTEN is on a port any local user may bind" \
+        log "warning: [imds] listen $IMDS_LISTEN: any local user may bind port $IMDS_PORT" \
             "(net.ipv4.ip_unprivileged_port_start = $UNPRIVILEGED_FROM): it is safe only while $IMDS_SOCKET" \
             "holds it; 127.0.0.1:254 (the default) is safe even when it does not"
     fi
