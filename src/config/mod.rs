@@ -475,6 +475,19 @@ mod tests {
     }
 
     #[test]
+    fn the_metadata_listener_listens_on_ipv6_loopback_at_its_port_too() {
+        let c = parse("[imds]\nlisten = \"127.0.0.1:254\"\n").unwrap();
+        let both: Vec<SocketAddr> = vec!["127.0.0.1:254".parse().unwrap(), "[::1]:254".parse().unwrap()];
+        assert_eq!(c.imds.listen_addrs(), both);
+        assert_eq!(c.imds.listen, Some(DEFAULT_IMDS_LISTEN));
+        assert!(parse("").unwrap().imds.listen_addrs().is_empty(), "off: no listener");
+        // The API on [::1] at that port would take the IPv6 redirect's connections.
+        let e = parse("[server]\nlisten = [\"[::1]:254\"]\n[imds]\nlisten = \"127.0.0.1:254\"\n").unwrap_err();
+        assert_eq!(e.key, "imds.listen");
+        assert!(e.message.contains("shares its port with [::1]:254 in server.listen"), "{}", e.message);
+    }
+
+    #[test]
     fn error_names_file_line_column_key() {
         let e = parse("[[mapping]]\nrole = \"arn:aws:iam::12:role/x\"\n").unwrap_err();
         assert_eq!(
