@@ -104,7 +104,8 @@ pub struct Running {
     pub app: Arc<App<AwsSts>>,
     /// Where the HTTP API listens.
     pub addrs: Vec<SocketAddr>,
-    /// Where the instance-metadata listener listens, when `[imds] listen` is set.
+    /// Where the instance-metadata listener listens (its IPv4 address; it listens on [::1] at the same port
+    /// too, when it can), when `[imds] listen` is set.
     pub imds_addr: Option<SocketAddr>,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<()>,
@@ -167,7 +168,8 @@ pub async fn start(config: Config, env: Environment) -> Result<Running, StartErr
     let bound =
         |wanted: Endpoint| listeners.iter().filter(move |(_, e)| *e == wanted).filter_map(|(l, _)| l.local_addr().ok());
     let addrs = bound(Endpoint::Api).collect::<Vec<_>>();
-    let imds_addr = bound(Endpoint::Imds).next();
+    // `imds.listen` itself, not [::1] at its port, whatever order the sockets were handed over in.
+    let imds_addr = bound(Endpoint::Imds).min_by_key(|addr| addr.is_ipv6());
 
     let sts = Arc::new(AwsSts::new(&sdk, config.sts.endpoint_url.as_deref(), config.sts.call_timeout, clock.clone()));
     let events = Arc::new(Recorder { audit: audit.clone(), metrics: metrics.clone(), clock: clock.clone() });

@@ -202,3 +202,24 @@ def test_the_handed_socket_on_imds_listen_is_the_metadata_listener(moto, agent_f
         api.close()
         imds.close()
         imds6.close()
+
+
+def test_without_ipv6_the_agent_serves_ipv4_and_says_the_ipv6_redirect_is_refused(moto, agent_factory):
+    """A node without IPv6 on its loopback (no [::1]): the metadata listener serves 127.0.0.1 at its port and says
+    that IPv6-redirected connections are refused; it does not fail to start. In a network namespace of its own."""
+    require_root("a network namespace")
+    v4, v6 = packaged_imds_listen()
+    port = int(v4.rsplit(":", 1)[1])
+    ns = Netns(prefix="emrfs-sock")
+    try:
+        ns.run(["sysctl", "-w", "net.ipv6.conf.lo.disable_ipv6=1"])
+        agent = agent_factory(config={"server": {"listen": ["127.0.0.1:9944"]}, "imds": {"listen": v4}},
+                              wrap=ns.wrap, wait_ready=False)  # fmt: skip
+        with ns.entered():
+            agent.wait_ready()
+            socket.create_connection(("127.0.0.1", port), timeout=10).close()
+        said = agent.stderr_text()
+        assert "no metadata listener for the IPv6 redirect" in said and v6 in said, said
+        assert agent.stop() == 0
+    finally:
+        ns.delete()
