@@ -83,7 +83,7 @@ path = "$WORK/audit.log"
 durability = "buffered"
 
 [imds]
-listen = "127.0.0.1:9945"
+listen = "127.0.0.1:254"
 # Only the credential paths are measured; nothing is forwarded.
 upstream = "http://127.0.0.1:1"
 

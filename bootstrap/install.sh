@@ -185,8 +185,8 @@ SYNC_ENV=$ETC/mappings-sync.env
 SOCKET_UNIT_LISTEN=127.0.0.1:9944
 IMDS_SOCKET=$PROG-imds.socket
 IMDS_REDIRECT=$PROG-imds-redirect.service
-# The address in systemd/$IMDS_SOCKET; another [imds] listen gets a drop-in.
-IMDS_UNIT_LISTEN=127.0.0.1:9945
+# The addresses in systemd/$IMDS_SOCKET; another [imds] listen (or a node without IPv6) gets a drop-in.
+IMDS_UNIT_LISTEN="127.0.0.1:254 [::1]:254"
 AUXLIB=/usr/share/aws/emr/emrfs/auxlib
 JAR_NAME=emrfs-role-agent-provider.jar
 HOOKS_JAR_NAME=emrfs-role-agent-hooks.jar
@@ -485,6 +485,29 @@ else
     run_check
 fi
 grep '^warning:' <<<"$out" >&2 || true
+# Instance-metadata interception is on exactly when the config sets [imds] listen. The binary parses the
+# config, so its summary is the authority: `check` prints "imds:          127.0.0.1:254, other paths
+# forwarded to ..." when it is on and "imds:          off" when it is not (a binary without the feature
+# prints no such line). Refused here, before anything changes: a port anyone may bind with nothing to
+# hold it.
+IMDS_LISTEN=$(sed -n 's/^imds:[[:space:]]*\([0-9][0-9.]*:[0-9][0-9]*\),.*/\1/p' <<<"$out" | head -n1)
+if [[ -n $IMDS_LISTEN ]]; then
+    # Whoever holds the metadata port while the agent is down answers the users the redirect sends there.
+    # A port below net.ipv4.ip_unprivileged_port_start only root can bind; any other is safe only while
+    # the socket unit holds it, and without one (a release that lacks it) nothing would.
+    IMDS_PORT=${IMDS_LISTEN##*:}
+    UNPRIVILEGED_FROM=$(cat "/proc/sys/net/ipv4/ip_unprivileged_port_start" 2>/dev/null || echo 1024)
+    if ((IMDS_PORT >= UNPRIVILEGED_FROM)); then
+        [[ -f $REL/systemd/$IMDS_SOCKET ]] || die "[imds] listen $IMDS_LISTEN: any local user may bind port" \
+            "$IMDS_PORT (net.ipv4.ip_unprivileged_port_start = $UNPRIVILEGED_FROM) and the release tarball has" \
+            "no systemd/$IMDS_SOCKET to hold it: while the agent is down, that user would answer the users the" \
+            "redirect sends there. Use a port only root can bind (127.0.0.1:254, the default) or a release" \
+            "with the socket unit"
+        log "warning: [imds] listen $IMDS_LISTEN: any local user may bind port $IMDS_PORT" \
+            "(net.ipv4.ip_unprivileged_port_start = $UNPRIVILEGED_FROM): it is safe only while $IMDS_SOCKET" \
+            "holds it; 127.0.0.1:254 (the default) is safe even when it does not"
+    fi
+fi
 step checked
 
 # ---- the state before this run -------------------------------------------------------------
@@ -570,7 +593,7 @@ put_keeping_previous() { # SRC DST MODE OWNER:GROUP
 socket_listen() { # UNIT UNIT_LISTEN ADDR...
     local unit=$1 unit_listen=$2
     shift 2
-    if [[ $# -eq 1 && $1 == "$unit_listen" ]]; then
+    if [[ "$*" == "$unit_listen" ]]; then
         socket_listen_remove "$unit"
         return
     fi
@@ -764,10 +787,7 @@ log "API socket: $API_LISTEN"
 socket_listen "$SOCKET" "$SOCKET_UNIT_LISTEN" "${API_ADDRS[@]}"
 
 # ---- instance-metadata interception ------------------------------------------------------
-# On exactly when the config sets [imds] listen. The binary parses the config, so its summary is the
-# authority: `check` prints "imds:          127.0.0.1:9945, other paths forwarded to ..." when it is
-# on and "imds:          off" when it is not (a binary without the feature prints no such line).
-IMDS_LISTEN=$(sed -n 's/^imds:[[:space:]]*\([0-9][0-9.]*:[0-9][0-9]*\),.*/\1/p' <<<"$out" | head -n1)
+# On exactly when the config sets [imds] listen ($IMDS_LISTEN, read from `check` above).
 if [[ -n $IMDS_LISTEN ]]; then
     log "instance-metadata interception: on, listener $IMDS_LISTEN"
     for f in systemd/$IMDS_SOCKET systemd/$IMDS_REDIRECT systemd/compat/$IMDS_REDIRECT; do
@@ -775,8 +795,11 @@ if [[ -n $IMDS_LISTEN ]]; then
     done
     # The socket holds the metadata port across agent restarts, as the API socket does for its own.
     put "$REL/systemd/$IMDS_SOCKET" "$UNIT_DIR/$IMDS_SOCKET" 0644 root:root
-    # The agent serves a handed socket as its metadata listener only if its address is imds.listen.
-    socket_listen "$IMDS_SOCKET" "$IMDS_UNIT_LISTEN" "$IMDS_LISTEN"
+    # The agent serves a handed socket as its metadata listener only if its address is imds.listen, or
+    # [::1] at its port (where the IPv6 redirect sends connections; left out on a node without IPv6).
+    IMDS_ADDRS=("$IMDS_LISTEN")
+    if [[ -e /proc/net/if_inet6 ]]; then IMDS_ADDRS+=("[::1]:$IMDS_PORT"); fi
+    socket_listen "$IMDS_SOCKET" "$IMDS_UNIT_LISTEN" "${IMDS_ADDRS[@]}"
     if ((SYSTEMD_VERSION >= 247)); then
         put "$REL/systemd/$IMDS_REDIRECT" "$UNIT_DIR/$IMDS_REDIRECT" 0644 root:root
     else

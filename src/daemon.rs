@@ -104,7 +104,8 @@ pub struct Running {
     pub app: Arc<App<AwsSts>>,
     /// Where the HTTP API listens.
     pub addrs: Vec<SocketAddr>,
-    /// Where the instance-metadata listener listens, when `[imds] listen` is set.
+    /// Where the instance-metadata listener listens (its IPv4 address; it listens on [::1] at the same port
+    /// too, when it can), when `[imds] listen` is set.
     pub imds_addr: Option<SocketAddr>,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<()>,
@@ -139,7 +140,8 @@ pub async fn start(config: Config, env: Environment) -> Result<Running, StartErr
     let bind = |addr: SocketAddr| {
         listen(addr, config.server.max_connections).map_err(StartError::system(format!("listening on {addr}")))
     };
-    // A handed-over socket on `imds.listen` is the metadata listener; every other one serves the API.
+    // A handed-over socket on `imds.listen` (or on [::1] at its port) is the metadata listener; every other
+    // one serves the API.
     let mut listeners = Vec::new();
     if inherited.is_empty() {
         for addr in &config.server.listen {
@@ -148,7 +150,7 @@ pub async fn start(config: Config, env: Environment) -> Result<Running, StartErr
     } else {
         for socket in adopt(inherited)? {
             let endpoint = match socket.local_addr() {
-                Ok(addr) if Some(addr) == config.imds.listen => Endpoint::Imds,
+                Ok(addr) if config.imds.listen_addrs().contains(&addr) => Endpoint::Imds,
                 Ok(addr) => {
                     if !config.server.listen.contains(&addr) {
                         tracing::warn!(%addr, "a handed-over socket that server.listen does not name serves the API");
@@ -160,15 +162,14 @@ pub async fn start(config: Config, env: Environment) -> Result<Running, StartErr
             listeners.push((socket, endpoint));
         }
     }
-    if let Some(addr) = config.imds.listen {
-        if !listeners.iter().any(|(_, endpoint)| *endpoint == Endpoint::Imds) {
-            listeners.push((bind(addr)?, Endpoint::Imds));
-        }
+    for socket in imds_listeners(&config, &listeners)? {
+        listeners.push((socket, Endpoint::Imds));
     }
     let bound =
         |wanted: Endpoint| listeners.iter().filter(move |(_, e)| *e == wanted).filter_map(|(l, _)| l.local_addr().ok());
     let addrs = bound(Endpoint::Api).collect::<Vec<_>>();
-    let imds_addr = bound(Endpoint::Imds).next();
+    // `imds.listen` itself, not [::1] at its port, whatever order the sockets were handed over in.
+    let imds_addr = bound(Endpoint::Imds).min_by_key(|addr| addr.is_ipv6());
 
     let sts = Arc::new(AwsSts::new(&sdk, config.sts.endpoint_url.as_deref(), config.sts.call_timeout, clock.clone()));
     let events = Arc::new(Recorder { audit: audit.clone(), metrics: metrics.clone(), clock: clock.clone() });
@@ -230,6 +231,55 @@ fn write_refusals(app: &App<AwsSts>) {
     for event in app.refusals.drain() {
         app.audit.emit(&event, now);
     }
+}
+
+/// The metadata listener's sockets the agent binds itself: `imds.listen` and `[::1]` at its port (where the
+/// IPv6 redirect sends connections), each unless the service manager handed it over in `handed`.
+///
+/// Only on a port no other local user can bind: while the agent is down, whoever holds the port answers
+/// the users the redirect sends there. A port any user may bind (`net.ipv4.ip_unprivileged_port_start`)
+/// is served only when its socket unit holds it; the agent refuses to start otherwise (exit 78). The
+/// IPv6 socket is left out, with a warning, where this node cannot have it (no IPv6, or a privileged port
+/// an unprivileged agent may not bind): redirected IPv6 connections are then refused, never served by
+/// someone else.
+fn imds_listeners(config: &Config, handed: &[(TcpListener, Endpoint)]) -> Result<Vec<TcpListener>, StartError> {
+    let held = |addr: &SocketAddr| {
+        handed.iter().any(|(socket, endpoint)| *endpoint == Endpoint::Imds && socket.local_addr().ok() == Some(*addr))
+    };
+    let unbound: Vec<SocketAddr> = config.imds.listen_addrs().into_iter().filter(|addr| !held(addr)).collect();
+    let unprivileged_from = crate::redirect::unprivileged_port_start();
+    if let Some((addr, why)) =
+        unbound.iter().find_map(|addr| crate::redirect::squattable(*addr, unprivileged_from).map(|why| (addr, why)))
+    {
+        return Err(StartError::Config(ConfigError {
+            file: config.source.clone(),
+            line: None,
+            column: None,
+            key: "imds.listen".into(),
+            message: format!("the agent does not listen on {addr} itself: {why}"),
+        }));
+    }
+    let mut sockets = Vec::new();
+    for addr in unbound {
+        match listen(addr, config.server.max_connections) {
+            Ok(socket) => sockets.push(socket),
+            Err(e)
+                if addr.is_ipv6()
+                    && (matches!(
+                        e.kind(),
+                        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::AddrNotAvailable
+                    ) || e.raw_os_error() == Some(nix::libc::EAFNOSUPPORT)) =>
+            {
+                tracing::warn!(
+                    %addr, error = %e,
+                    "no metadata listener for the IPv6 redirect: connections to [fd00:ec2::254] are refused \
+                     (let the socket unit listen on {addr} too)"
+                );
+            }
+            Err(e) => return Err(StartError::System { what: format!("listening on {addr}"), source: e }),
+        }
+    }
+    Ok(sockets)
 }
 
 /// The cache settings `[sts]` and `[cache]` give.

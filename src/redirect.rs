@@ -1,5 +1,8 @@
-//! `imds-redirect`: the NAT rules that send instance-metadata traffic (TCP to 169.254.169.254:80)
-//! from every uid but the exempt ones to the agent's metadata listener (SPEC §5.1).
+//! `imds-redirect`: the NAT rules that send instance-metadata traffic (TCP to 169.254.169.254:80, and
+//! to the service's IPv6 address [fd00:ec2::254]:80) from every uid but the exempt ones to the agent's
+//! metadata listener (SPEC §5.1): IPv4 to `[imds] listen`, IPv6 to the same port on `[::1]` (NAT keeps
+//! a connection in its family). On a node without IPv6 (no `/proc/net/if_inet6`) the IPv6 half is left
+//! out: nothing can reach the IPv6 address there.
 //!
 //! Exempt: root, the user the agent runs as (its own source credentials and forwarded requests must
 //! reach the real service), `[imds] exempt_users`, and every uid below `[imds] exempt_uids_below`.
@@ -8,24 +11,33 @@
 //!
 //! Two back ends, both tagged so that they can be listed and removed, both ahead of any DNAT already
 //! there for 169.254.169.254 (EMR's own metadata proxy):
-//! - `nft` (Amazon Linux 2023): a table of our own, `ip emrfs_role_agent`, whose output NAT chain runs
-//!   at priority -150, before iptables' NAT at -100 (the first NAT binding of a connection wins).
-//!   Installing replaces the table in one transaction.
+//! - `nft` (Amazon Linux 2023): tables of our own, `ip emrfs_role_agent` and `ip6 emrfs_role_agent`,
+//!   whose output NAT chains run at priority -150, before iptables' NAT at -100 (the first NAT binding
+//!   of a connection wins). Installing replaces both tables in one transaction.
 //! - `iptables` (iptables-legacy, Amazon Linux 2): a chain of our own, `EMRFS-ROLE-AGENT`, in the nat
-//!   table, filled in one `iptables-restore --noflush` transaction, and one jump to it, first in
-//!   `OUTPUT`, commented `emrfs-role-agent`.
+//!   table of `iptables` and of `ip6tables`, each filled in one `*-restore --noflush` transaction, and
+//!   one jump to it, first in `OUTPUT`, commented `emrfs-role-agent`.
 //!
 //! Installing twice leaves one set of rules; removing leaves none and touches nobody else's.
+//!
+//! The listener's port matters as much as the rules: while the agent is down, whoever holds it answers
+//! the redirected users. [`squattable`] says when a port is one any local user could bind.
 
 use std::io::Write;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::process::{Command, Stdio};
 
 use crate::caller;
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_IMDS_LISTEN};
 
 /// The metadata service's address and port, as the SDKs reach it.
-pub const METADATA: SocketAddrV4 = SocketAddrV4::new(std::net::Ipv4Addr::new(169, 254, 169, 254), 80);
+pub const METADATA: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(169, 254, 169, 254), 80);
+/// Its IPv6 address (Nitro instances with the IPv6 endpoint on), as the SDKs' IPv6 endpoint mode reaches it.
+pub const METADATA_V6: SocketAddrV6 = SocketAddrV6::new(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254), 80, 0, 0);
+/// Where the kernel says which ports unprivileged users may bind (per network namespace; both families).
+pub const UNPRIVILEGED_PORT_START: &str = "/proc/sys/net/ipv4/ip_unprivileged_port_start";
+/// The socket unit that holds the metadata listener's port.
+pub const IMDS_SOCKET_UNIT: &str = "emrfs-role-agent-imds.socket";
 /// The nft table holding our chain.
 pub const NFT_TABLE: &str = "emrfs_role_agent";
 /// The iptables chain holding our rules, and the comment on the jump to it.
@@ -125,8 +137,10 @@ impl Exemptions {
 /// What `install` puts in place.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
-    /// Where redirected connections go.
+    /// Where redirected IPv4 connections go.
     pub listen: SocketAddrV4,
+    /// Where redirected IPv6 connections go (`[::1]` at the same port); `None` on a node without IPv6.
+    pub listen_v6: Option<SocketAddrV6>,
     pub exemptions: Exemptions,
 }
 
@@ -152,12 +166,57 @@ pub fn plan(config: &Config, agent_user: &str) -> Result<Plan, RedirectError> {
             )))
         }
     };
-    Ok(Plan { listen, exemptions: Exemptions::of(config, agent_user) })
+    let listen_v6 = ipv6_available().then(|| SocketAddrV6::new(Ipv6Addr::LOCALHOST, listen.port(), 0, 0));
+    Ok(Plan { listen, listen_v6, exemptions: Exemptions::of(config, agent_user) })
 }
 
-/// The nft script that replaces our table with `plan`'s, in one transaction.
+/// Whether this node (network namespace) has an IPv6 stack, and so an IPv6 metadata address to cover.
+pub fn ipv6_available() -> bool {
+    std::path::Path::new("/proc/net/if_inet6").exists()
+}
+
+/// The lowest port an unprivileged user may bind here ([`UNPRIVILEGED_PORT_START`]; 1024, the kernel's
+/// default, when it cannot be read).
+pub fn unprivileged_port_start() -> u16 {
+    std::fs::read_to_string(UNPRIVILEGED_PORT_START).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(1024)
+}
+
+/// Why any local user could bind `addr` whenever nothing holds it (and then pose as the metadata service
+/// to every redirected user), given the lowest unprivileged port `unprivileged_from`; `None` when only
+/// root can bind it.
+pub fn squattable(addr: SocketAddr, unprivileged_from: u16) -> Option<String> {
+    (addr.port() >= unprivileged_from).then(|| {
+        format!(
+            "any local user may bind port {} (net.ipv4.ip_unprivileged_port_start = {unprivileged_from}) while \
+             nothing holds {addr}, and answer the users the redirect sends there: use a port only root can bind \
+             ({DEFAULT_IMDS_LISTEN}, the default), or let the socket unit {IMDS_SOCKET_UNIT} hold it",
+            addr.port()
+        )
+    })
+}
+
+/// For `check`: the warning that `config`'s metadata listener is on a port any local user could bind here
+/// (the agent then refuses to bind it itself and serves it only when the socket unit hands it over);
+/// `None` when interception is off or the port is one only root can bind.
+pub fn listener_squattable(config: &Config) -> Option<String> {
+    let start = unprivileged_port_start();
+    let addr = config.imds.listen?;
+    squattable(addr, start).map(|why| format!("imds.listen {addr}: {why}"))
+}
+
+/// The nft script that replaces our tables with `plan`'s, in one transaction: `ip`, then `ip6` when the
+/// plan covers IPv6.
 pub fn nft_script(plan: &Plan) -> String {
-    let to_metadata = format!("ip daddr {} tcp dport {}", METADATA.ip(), METADATA.port());
+    let mut script = nft_table("ip", &format!("ip daddr {}", METADATA.ip()), &plan.listen.to_string(), plan);
+    if let Some(v6) = plan.listen_v6 {
+        script.push_str(&nft_table("ip6", &format!("ip6 daddr {}", METADATA_V6.ip()), &v6.to_string(), plan));
+    }
+    script
+}
+
+/// One family's table: exemptions first, then the DNAT to `listen`.
+fn nft_table(family: &str, daddr: &str, listen: &str, plan: &Plan) -> String {
+    let to_metadata = format!("{daddr} tcp dport {}", METADATA.port());
     let mut rules = Vec::new();
     for e in &plan.exemptions.exempt {
         rules.push(format!("{to_metadata} meta skuid {} accept comment \"{}\"", e.uid, e.why));
@@ -166,8 +225,9 @@ pub fn nft_script(plan: &Plan) -> String {
         let below = plan.exemptions.exempt_uids_below;
         rules.push(format!("{to_metadata} meta skuid < {below} accept comment \"uids below {below}\""));
     }
-    rules.push(format!("{to_metadata} dnat to {} comment \"to the metadata listener\"", plan.listen));
-    let mut script = format!("table ip {NFT_TABLE}\ndelete table ip {NFT_TABLE}\ntable ip {NFT_TABLE} {{\n");
+    rules.push(format!("{to_metadata} dnat to {listen} comment \"to the metadata listener\""));
+    let mut script =
+        format!("table {family} {NFT_TABLE}\ndelete table {family} {NFT_TABLE}\ntable {family} {NFT_TABLE} {{\n");
     script.push_str("\tchain imds {\n\t\ttype nat hook output priority -150; policy accept;\n");
     for rule in rules {
         script.push_str(&format!("\t\t{rule}\n"));
@@ -179,6 +239,15 @@ pub fn nft_script(plan: &Plan) -> String {
 /// The `iptables-restore --noflush` input that fills our chain with `plan`'s rules (declaring the
 /// chain creates or empties it).
 pub fn iptables_restore_input(plan: &Plan) -> String {
+    restore_input(plan, &plan.listen.to_string())
+}
+
+/// The `ip6tables-restore --noflush` input for the IPv6 half, when the plan has one.
+pub fn ip6tables_restore_input(plan: &Plan) -> Option<String> {
+    plan.listen_v6.map(|v6| restore_input(plan, &v6.to_string()))
+}
+
+fn restore_input(plan: &Plan, listen: &str) -> String {
     let mut input = format!("*nat\n:{IPTABLES_CHAIN} - [0:0]\n");
     let exemptions = &plan.exemptions;
     let mut exempt: Vec<(String, &str)> =
@@ -193,18 +262,21 @@ pub fn iptables_restore_input(plan: &Plan) -> String {
         ));
     }
     input.push_str(&format!(
-        "-A {IPTABLES_CHAIN} -p tcp -m comment --comment \"to the metadata listener\" -j DNAT --to-destination {}\n",
-        plan.listen
+        "-A {IPTABLES_CHAIN} -p tcp -m comment --comment \"to the metadata listener\" -j DNAT --to-destination {listen}\n"
     ));
     input.push_str("COMMIT\n");
     input
 }
 
-/// The jump from `OUTPUT` to our chain, as `iptables` arguments after `-I OUTPUT 1`.
-fn iptables_jump() -> Vec<String> {
+/// The jump from `OUTPUT` to our chain, as `iptables` (or `ip6tables`) arguments after `-I OUTPUT 1`.
+fn iptables_jump(family: Family) -> Vec<String> {
+    let destination = match family {
+        Family::V4 => format!("{}/32", METADATA.ip()),
+        Family::V6 => format!("{}/128", METADATA_V6.ip()),
+    };
     [
         "-d",
-        &format!("{}/32", METADATA.ip()),
+        &destination,
         "-p",
         "tcp",
         "-m",
@@ -223,22 +295,51 @@ fn iptables_jump() -> Vec<String> {
     .collect()
 }
 
+/// An address family of the redirect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The families this node has: IPv4, and IPv6 when [`ipv6_available`].
+    fn here() -> Vec<Family> {
+        if ipv6_available() {
+            vec![Family::V4, Family::V6]
+        } else {
+            vec![Family::V4]
+        }
+    }
+
+    fn nft(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+}
+
 /// Puts `plan`'s rules in place, replacing ours if there are any.
 pub fn install(backend: Backend, plan: &Plan) -> Result<(), RedirectError> {
     match backend.resolve() {
         Backend::Nft => run("nft", &["-f", "-"], Some(&nft_script(plan))).map(drop),
         _ => {
-            let iptables = Iptables::find();
-            run(&iptables.restore, &["--noflush"], Some(&iptables_restore_input(plan)))?;
-            // Our jump first in OUTPUT, exactly once: inserted before any stale copy is deleted, so
-            // no connection slips past in between.
-            let ours = iptables.our_jumps()?;
-            if ours != [1] {
-                let mut args = vec!["-t".to_owned(), "nat".into(), "-I".into(), "OUTPUT".into(), "1".into()];
-                args.extend(iptables_jump());
-                iptables.run(&args)?;
-                for index in iptables.our_jumps()?.into_iter().filter(|&i| i > 1).rev() {
-                    iptables.run(&["-t", "nat", "-D", "OUTPUT", &index.to_string()])?;
+            let mut halves = vec![(Family::V4, iptables_restore_input(plan))];
+            halves.extend(ip6tables_restore_input(plan).map(|input| (Family::V6, input)));
+            for (family, input) in halves {
+                let iptables = Iptables::find(family);
+                run(&iptables.restore, &["--noflush"], Some(&input))?;
+                // Our jump first in OUTPUT, exactly once: inserted before any stale copy is deleted, so
+                // no connection slips past in between.
+                let ours = iptables.our_jumps()?;
+                if ours != [1] {
+                    let mut args = vec!["-t".to_owned(), "nat".into(), "-I".into(), "OUTPUT".into(), "1".into()];
+                    args.extend(iptables_jump(family));
+                    iptables.run(&args)?;
+                    for index in iptables.our_jumps()?.into_iter().filter(|&i| i > 1).rev() {
+                        iptables.run(&["-t", "nat", "-D", "OUTPUT", &index.to_string()])?;
+                    }
                 }
             }
             Ok(())
@@ -246,66 +347,88 @@ pub fn install(backend: Backend, plan: &Plan) -> Result<(), RedirectError> {
     }
 }
 
-/// Removes our rules; whether there were any.
+/// Removes our rules (both families); whether there were any.
 pub fn remove(backend: Backend) -> Result<bool, RedirectError> {
-    match backend.resolve() {
-        Backend::Nft => {
-            let installed = nft_listing()?.is_some();
-            if installed {
-                run("nft", &["delete", "table", "ip", NFT_TABLE], None)?;
+    let backend = backend.resolve();
+    let mut removed = false;
+    for family in Family::here() {
+        removed |= match backend {
+            Backend::Nft => {
+                let installed = nft_listing(family)?.is_some();
+                if installed {
+                    run("nft", &["delete", "table", family.nft(), NFT_TABLE], None)?;
+                }
+                installed
             }
-            Ok(installed)
-        }
-        _ => {
-            let iptables = Iptables::find();
-            let jumps = iptables.our_jumps()?;
-            for index in jumps.iter().rev() {
-                iptables.run(&["-t", "nat", "-D", "OUTPUT", &index.to_string()])?;
+            _ => {
+                let iptables = Iptables::find(family);
+                let jumps = iptables.our_jumps()?;
+                for index in jumps.iter().rev() {
+                    iptables.run(&["-t", "nat", "-D", "OUTPUT", &index.to_string()])?;
+                }
+                let chain = iptables.chain_listing()?.is_some();
+                if chain {
+                    iptables.run(&["-t", "nat", "-F", IPTABLES_CHAIN])?;
+                    iptables.run(&["-t", "nat", "-X", IPTABLES_CHAIN])?;
+                }
+                chain || !jumps.is_empty()
             }
-            let chain = iptables.chain_listing()?.is_some();
-            if chain {
-                iptables.run(&["-t", "nat", "-F", IPTABLES_CHAIN])?;
-                iptables.run(&["-t", "nat", "-X", IPTABLES_CHAIN])?;
-            }
-            Ok(chain || !jumps.is_empty())
-        }
+        };
     }
+    Ok(removed)
 }
 
-/// Our rules as the firewall lists them, or `None` when they are not (completely) installed.
+/// Our rules as the firewall lists them, or `None` when they are not (completely) installed: a node
+/// with IPv6 needs both families' rules.
 pub fn status(backend: Backend) -> Result<Option<String>, RedirectError> {
-    match backend.resolve() {
-        Backend::Nft => nft_listing(),
-        _ => {
-            let iptables = Iptables::find();
-            let jumps = iptables.our_jumps()?;
-            let Some(chain) = iptables.chain_listing()? else { return Ok(None) };
-            if jumps.is_empty() {
-                return Ok(None);
+    let backend = backend.resolve();
+    let mut listings = Vec::new();
+    for family in Family::here() {
+        let listing = match backend {
+            Backend::Nft => nft_listing(family)?,
+            _ => {
+                let iptables = Iptables::find(family);
+                let jumps = iptables.our_jump_rules()?;
+                let Some(chain) = iptables.chain_listing()? else { return Ok(None) };
+                if jumps.is_empty() {
+                    return Ok(None);
+                }
+                let mut listing = String::new();
+                for (position, rule) in jumps {
+                    listing.push_str(&format!("{} nat OUTPUT position {position}: {rule}\n", iptables.iptables));
+                }
+                Some(listing + &chain)
             }
-            let positions = jumps.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-            Ok(Some(format!("nat OUTPUT: jump to {IPTABLES_CHAIN} at position {positions}\n{chain}")))
+        };
+        match listing {
+            Some(listing) => listings.push(listing),
+            None => return Ok(None),
         }
     }
+    Ok(Some(listings.join("")))
 }
 
-fn nft_listing() -> Result<Option<String>, RedirectError> {
-    let output = command("nft", &["list", "table", "ip", NFT_TABLE], None)?;
+fn nft_listing(family: Family) -> Result<Option<String>, RedirectError> {
+    let output = command("nft", &["list", "table", family.nft(), NFT_TABLE], None)?;
     Ok(output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned()))
 }
 
-/// The iptables-legacy commands.
+/// The iptables-legacy commands of one family.
 struct Iptables {
     iptables: String,
     restore: String,
 }
 
 impl Iptables {
-    fn find() -> Iptables {
-        if on_path("iptables-legacy") {
-            Iptables { iptables: "iptables-legacy".into(), restore: "iptables-legacy-restore".into() }
+    fn find(family: Family) -> Iptables {
+        let name = match family {
+            Family::V4 => "iptables",
+            Family::V6 => "ip6tables",
+        };
+        if on_path(&format!("{name}-legacy")) {
+            Iptables { iptables: format!("{name}-legacy"), restore: format!("{name}-legacy-restore") }
         } else {
-            Iptables { iptables: "iptables".into(), restore: "iptables-restore".into() }
+            Iptables { iptables: name.into(), restore: format!("{name}-restore") }
         }
     }
 
@@ -316,6 +439,11 @@ impl Iptables {
 
     /// 1-based positions in nat `OUTPUT` of the jumps to our chain.
     fn our_jumps(&self) -> Result<Vec<usize>, RedirectError> {
+        Ok(self.our_jump_rules()?.into_iter().map(|(i, _)| i).collect())
+    }
+
+    /// The jumps to our chain with their 1-based positions in nat `OUTPUT`, as `-S` lists them.
+    fn our_jump_rules(&self) -> Result<Vec<(usize, String)>, RedirectError> {
         let listing = self.run(&["-t", "nat", "-S", "OUTPUT"])?;
         let jump = format!("-j {IPTABLES_CHAIN}");
         Ok(listing
@@ -323,7 +451,7 @@ impl Iptables {
             .filter(|line| line.starts_with("-A OUTPUT"))
             .enumerate()
             .filter(|(_, line)| line.ends_with(&jump) || line.contains(&format!("{jump} ")))
-            .map(|(i, _)| i + 1)
+            .map(|(i, line)| (i + 1, line.to_owned()))
             .collect())
     }
 
@@ -378,7 +506,8 @@ mod tests {
 
     fn plan() -> Plan {
         Plan {
-            listen: "127.0.0.1:9945".parse().unwrap(),
+            listen: "127.0.0.1:254".parse().unwrap(),
+            listen_v6: Some("[::1]:254".parse().unwrap()),
             exemptions: Exemptions {
                 exempt: vec![
                     Exempt { uid: 0, why: "root".into() },
@@ -405,8 +534,23 @@ mod tests {
         assert!(rules[0].contains("meta skuid 0 accept"));
         assert!(rules[1].contains("meta skuid 1005 accept"));
         assert!(rules[2].contains("meta skuid < 1000 accept"));
-        assert!(rules[3].ends_with("dnat to 127.0.0.1:9945 comment \"to the metadata listener\""), "{}", rules[3]);
+        assert!(rules[3].ends_with("dnat to 127.0.0.1:254 comment \"to the metadata listener\""), "{}", rules[3]);
         assert!(rules.iter().all(|r| r.starts_with("ip daddr 169.254.169.254 tcp dport 80 ")));
+
+        // The IPv6 address, with the same exemptions, to [::1] at the same port, in the same transaction.
+        let v6_table = lines.iter().position(|l| *l == "table ip6 emrfs_role_agent").expect("an ip6 table");
+        assert_eq!(
+            lines[v6_table + 1..v6_table + 3],
+            ["delete table ip6 emrfs_role_agent", "table ip6 emrfs_role_agent {"]
+        );
+        let v6: Vec<&&str> = lines.iter().filter(|l| l.starts_with("ip6 daddr")).collect();
+        assert_eq!(v6.len(), 4);
+        assert!(v6.iter().all(|r| r.starts_with("ip6 daddr fd00:ec2::254 tcp dport 80 ")), "{v6:?}");
+        assert!(v6[0].contains("meta skuid 0 accept") && v6[2].contains("meta skuid < 1000 accept"));
+        assert!(v6[3].ends_with("dnat to [::1]:254 comment \"to the metadata listener\""), "{}", v6[3]);
+
+        let without_ipv6 = nft_script(&Plan { listen_v6: None, ..plan() });
+        assert!(!without_ipv6.contains("ip6"), "{without_ipv6}");
     }
 
     #[test]
@@ -425,9 +569,30 @@ mod tests {
         assert_eq!(lines[..2], ["*nat", ":EMRFS-ROLE-AGENT - [0:0]"]);
         assert!(lines[2].contains("--uid-owner 0 ") && lines[2].ends_with("-j RETURN"));
         assert!(lines[4].contains("--uid-owner 0-999 "));
-        assert!(lines[5].ends_with("-j DNAT --to-destination 127.0.0.1:9945"));
+        assert!(lines[5].ends_with("-j DNAT --to-destination 127.0.0.1:254"));
         assert_eq!(lines[6], "COMMIT");
         assert!(lines.iter().filter(|l| l.starts_with("-A")).all(|l| l.starts_with("-A EMRFS-ROLE-AGENT ")));
+
+        let v6 = ip6tables_restore_input(&plan()).expect("an IPv6 half");
+        let v6: Vec<&str> = v6.lines().collect();
+        assert_eq!(v6[..5], lines[..5], "the same exemptions");
+        assert!(v6[5].ends_with("-j DNAT --to-destination [::1]:254"), "{}", v6[5]);
+        assert_eq!(ip6tables_restore_input(&Plan { listen_v6: None, ..plan() }), None);
+        assert!(iptables_jump(Family::V6).join(" ").starts_with("-d fd00:ec2::254/128 -p tcp -m tcp --dport 80 "));
+        assert!(iptables_jump(Family::V4).join(" ").starts_with("-d 169.254.169.254/32 -p tcp -m tcp --dport 80 "));
+    }
+
+    #[test]
+    fn a_port_any_user_may_bind_is_squattable_and_the_default_is_not() {
+        assert_eq!(DEFAULT_IMDS_LISTEN.port(), 254);
+        assert_eq!(squattable(DEFAULT_IMDS_LISTEN, 1024), None);
+        assert_eq!(squattable("[::1]:254".parse().unwrap(), 1024), None);
+        let why = squattable("127.0.0.1:9945".parse().unwrap(), 1024).expect("9945 is anyone's");
+        assert!(why.contains("port 9945") && why.contains("ip_unprivileged_port_start = 1024"), "{why}");
+        assert!(why.contains("127.0.0.1:254") && why.contains(IMDS_SOCKET_UNIT), "{why}");
+        // Where the node lets users bind low ports (some container runtimes set 0), no port is safe.
+        assert!(squattable(DEFAULT_IMDS_LISTEN, 0).is_some());
+        assert!(squattable(DEFAULT_IMDS_LISTEN, 255).is_none() && squattable(DEFAULT_IMDS_LISTEN, 254).is_some());
     }
 
     #[test]

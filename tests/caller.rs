@@ -8,7 +8,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use emrfs_role_agent::caller::{connection_owner, peer_uid, Directory, Identity};
+use emrfs_role_agent::caller::peer::original_destination;
+use emrfs_role_agent::caller::{connection_owner, peer_uid, redirected_connection_owner, Directory, Identity};
+use emrfs_role_agent::redirect::{self, Exemptions, Plan, METADATA, METADATA_V6};
 use nix::unistd::{geteuid, Uid, User};
 
 const NOBODY: u32 = 65534;
@@ -174,6 +176,68 @@ fn ipv4_client_running_as_another_user_is_that_user() {
 #[test]
 fn ipv6_client_running_as_another_user_is_that_user() {
     other_user_client("[::1]:0");
+}
+
+/// Set (to 1) for [`redirected_in_a_network_namespace`], which its caller runs inside `unshare --net`.
+const NETNS_ENV: &str = "EMRFS_CALLER_TEST_IN_NETNS";
+
+/// The instance-metadata redirect's connections, IPv4 and IPv6, in a network namespace of their own (this test
+/// binary again, under `unshare --net`, runs [`redirected_in_a_network_namespace`]): NAT rules are never
+/// changed in the machine's own namespace.
+#[test]
+fn redirected_connections_are_attributed_in_both_families() {
+    assert_eq!(euid(), 0, "this test makes a network namespace and NAT rules, and needs root");
+    let inner = "redirected_in_a_network_namespace";
+    let out = Command::new("unshare")
+        .arg("--net")
+        .arg(std::env::current_exe().unwrap())
+        .args([inner, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(NETNS_ENV, "1")
+        .output()
+        .expect("unshare runs");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("test result: ok. 1 passed"), "the inner test did not run: {said}");
+}
+
+/// The redirect's own nft rules (both families, no one exempt) send a client running as `nobody` from
+/// 169.254.169.254:80 and [fd00:ec2::254]:80 to listeners on 127.0.0.1:P and [::1]:P. Each connection's owner is
+/// found through its original destination; asked by the listener's own address, nobody is found.
+#[test]
+#[ignore = "run inside a network namespace by redirected_connections_are_attributed_in_both_families"]
+fn redirected_in_a_network_namespace() {
+    assert_eq!(std::env::var(NETNS_ENV).as_deref(), Ok("1"), "only inside the namespace its caller makes");
+    let sh = |command: &str| {
+        let out = Command::new("sh").args(["-c", command]).output().unwrap();
+        assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    sh("ip link set lo up");
+    sh(&format!("ip addr add {}/32 dev lo", METADATA.ip()));
+    sh(&format!("ip -6 addr add {}/128 dev lo nodad", METADATA_V6.ip()));
+    let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = v4.local_addr().unwrap().port();
+    let v6 = TcpListener::bind(("::1", port)).unwrap();
+    let plan = Plan {
+        listen: std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port),
+        listen_v6: Some(std::net::SocketAddrV6::new(std::net::Ipv6Addr::LOCALHOST, port, 0, 0)),
+        exemptions: Exemptions { exempt: vec![], exempt_uids_below: 0, unknown: vec![], agent_user_absent: None },
+    };
+    let mut nft = Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().expect("nft runs");
+    nft.stdin.take().unwrap().write_all(redirect::nft_script(&plan).as_bytes()).unwrap();
+    assert!(nft.wait().unwrap().success());
+
+    for (listener, metadata) in [(v4, SocketAddr::V4(METADATA)), (v6, SocketAddr::V6(METADATA_V6))] {
+        let mut client = Client::spawn(CONNECT_AND_HOLD, &[metadata.ip().to_string(), metadata.port().to_string()]);
+        let client_port: u16 = client.line().parse().unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        let local = server.local_addr().unwrap();
+        assert_eq!(peer.port(), client_port);
+        assert_eq!(local.port(), port, "redirected to the listener");
+        assert_eq!(original_destination(&server, local), metadata);
+        assert_eq!(redirected_connection_owner(&server, local, peer).unwrap(), NOBODY, "{metadata}");
+        let e = connection_owner(&server, local, peer).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{metadata}: {e}");
+    }
 }
 
 /// Binds the given local port (reusing it), connects to the given address and holds the connection.

@@ -16,9 +16,10 @@
 //! check names the owner of this very connection, or nobody.
 //!
 //! A connection that NAT redirected to us (the instance-metadata redirect sends 169.254.169.254:80
-//! to the agent's metadata listener) still has the client's socket addressed to the original
-//! destination: [`redirected_connection_owner`] asks conntrack for it ([`original_destination`],
-//! `SO_ORIGINAL_DST`) and looks the client up by that address pair; our own end is checked as accepted.
+//! to the agent's metadata listener, and [fd00:ec2::254]:80 to the same port on [::1]) still has the
+//! client's socket addressed to the original destination: [`redirected_connection_owner`] asks
+//! conntrack for it ([`original_destination`], `SO_ORIGINAL_DST` or `IP6T_SO_ORIGINAL_DST`) and looks
+//! the client up by that address pair, IPv4 or IPv6; our own end is checked as accepted.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -93,15 +94,24 @@ fn owner(stream: &impl AsFd, destination: SocketAddr, local: SocketAddr, peer: S
 }
 
 /// Where the client sent the connection accepted as `stream` on `local`: the destination before NAT
-/// rewrote it (`SO_ORIGINAL_DST`), or `local` itself when nothing did (or conntrack does not track it).
+/// rewrote it (`SO_ORIGINAL_DST` for IPv4, `IP6T_SO_ORIGINAL_DST` for IPv6), or `local` itself when
+/// nothing did (or conntrack does not track it).
 pub fn original_destination(stream: &impl AsFd, local: SocketAddr) -> SocketAddr {
-    if !local.is_ipv4() {
-        return local;
-    }
-    match getsockopt(stream, sockopt::OriginalDst) {
-        Ok(sin) => SocketAddr::from((Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)), u16::from_be(sin.sin_port))),
-        Err(_) => local,
-    }
+    let original = match local {
+        SocketAddr::V4(_) => getsockopt(stream, sockopt::OriginalDst).ok().map(|sin| {
+            SocketAddr::from((Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)), u16::from_be(sin.sin_port)))
+        }),
+        // A v4-mapped local address is an IPv4 connection on a dual-stack socket: conntrack has it as IPv4.
+        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
+            getsockopt(stream, sockopt::OriginalDst).ok().map(|sin| {
+                SocketAddr::from((Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)), u16::from_be(sin.sin_port)))
+            })
+        }
+        SocketAddr::V6(_) => getsockopt(stream, sockopt::Ip6tOriginalDst)
+            .ok()
+            .map(|sin6| SocketAddr::from((Ipv6Addr::from(sin6.sin6_addr.s6_addr), u16::from_be(sin6.sin6_port)))),
+    };
+    original.unwrap_or(local)
 }
 
 /// Sends `query` on the shared netlink socket (or a private one when it is busy).

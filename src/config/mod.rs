@@ -76,10 +76,18 @@ impl Default for ServerConfig {
     }
 }
 
+/// The metadata listener's address in the packaged socket unit, the examples and the docs: a port below
+/// 1024, which no user but root can bind (`net.ipv4.ip_unprivileged_port_start`), so that nobody can
+/// take it and pose as the metadata service while the agent is down. 254, as in 169.254.169.254 and
+/// fd00:ec2::254: nothing on an EMR node listens there, unlike 80.
+pub const DEFAULT_IMDS_LISTEN: SocketAddr =
+    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 254));
+
 /// `[imds]`: the instance-metadata listener and whom the redirect leaves alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImdsConfig {
-    /// An IPv4 loopback address (the redirect is IPv4 NAT); `None` (default): off.
+    /// An IPv4 loopback address, [`DEFAULT_IMDS_LISTEN`] in the packaged units; `None` (default): off.
+    /// The IPv6 redirect's connections arrive at [`ImdsConfig::listen_v6`], the same port on `::1`.
     pub listen: Option<SocketAddr>,
     /// Users whose metadata traffic is not redirected, besides root and the agent's own user.
     pub exempt_users: Vec<String>,
@@ -87,6 +95,19 @@ pub struct ImdsConfig {
     pub exempt_uids_below: u32,
     /// Where every path but the credential paths is forwarded; default `http://169.254.169.254`.
     pub upstream: Upstream,
+}
+
+impl ImdsConfig {
+    /// Where the IPv6 redirect sends connections to `[fd00:ec2::254]:80`: `[::1]` at the port of `listen`
+    /// (NAT keeps a connection in its address family).
+    pub fn listen_v6(&self) -> Option<SocketAddr> {
+        self.listen.map(|v4| SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v4.port())))
+    }
+
+    /// The listener's addresses: `listen`, then [`ImdsConfig::listen_v6`]; none when interception is off.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.listen.into_iter().chain(self.listen_v6()).collect()
+    }
 }
 
 impl Default for ImdsConfig {
@@ -466,6 +487,19 @@ mod tests {
         assert_eq!(c.imds.exempt_uids_below, 1000);
         assert_eq!(c.imds.upstream.to_string(), "http://127.0.0.1:8080");
         assert_eq!(parse("[imds]\nlisten = \"\"\n").unwrap().imds.listen, None, "empty: off");
+    }
+
+    #[test]
+    fn the_metadata_listener_listens_on_ipv6_loopback_at_its_port_too() {
+        let c = parse("[imds]\nlisten = \"127.0.0.1:254\"\n").unwrap();
+        let both: Vec<SocketAddr> = vec!["127.0.0.1:254".parse().unwrap(), "[::1]:254".parse().unwrap()];
+        assert_eq!(c.imds.listen_addrs(), both);
+        assert_eq!(c.imds.listen, Some(DEFAULT_IMDS_LISTEN));
+        assert!(parse("").unwrap().imds.listen_addrs().is_empty(), "off: no listener");
+        // The API on [::1] at that port would take the IPv6 redirect's connections.
+        let e = parse("[server]\nlisten = [\"[::1]:254\"]\n[imds]\nlisten = \"127.0.0.1:254\"\n").unwrap_err();
+        assert_eq!(e.key, "imds.listen");
+        assert!(e.message.contains("shares its port with [::1]:254 in server.listen"), "{}", e.message);
     }
 
     #[test]

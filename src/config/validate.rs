@@ -374,13 +374,19 @@ fn imds(ctx: &Ctx<'_>, ri: &RawImds, server: &ServerConfig) -> Result<ImdsConfig
         Some(s) => {
             let bad = |m: &str| ctx.err(s.span(), "imds.listen", format!("'{}' {m}", s.get_ref()));
             let addr: SocketAddr =
-                s.get_ref().parse().map_err(|_| bad("is not an address:port (e.g. 127.0.0.1:9945)"))?;
-            // The redirect rewrites IPv4 destinations; it cannot send them to an IPv6 socket.
+                s.get_ref().parse().map_err(|_| bad("is not an address:port (e.g. 127.0.0.1:254)"))?;
+            // The IPv4 redirect rewrites IPv4 destinations; the IPv6 one goes to [::1] at the same port.
             if !addr.is_ipv4() || !addr.ip().is_loopback() || addr.port() == 0 {
-                return Err(bad("is not an IPv4 loopback address with a port (e.g. 127.0.0.1:9945)"));
+                return Err(bad("is not an IPv4 loopback address with a port (e.g. 127.0.0.1:254)"));
             }
+            let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()));
             if server.listen.contains(&addr) {
                 return Err(bad("is also in server.listen: the metadata listener needs a port of its own"));
+            }
+            if server.listen.contains(&v6) {
+                return Err(bad(&format!(
+                    "shares its port with {v6} in server.listen: the metadata listener listens on {v6} too"
+                )));
             }
             Some(addr)
         }

@@ -495,7 +495,7 @@ name = "analysts"
 role = "arn:aws:iam::222222222222:role/analysts"
 groups = ["analysts"]
 """
-IMDS_CONFIG = IMDS_OFF_CONFIG.replace('listen = ""                          # empty: off', 'listen = "127.0.0.1:9945"')
+IMDS_CONFIG = IMDS_OFF_CONFIG.replace('listen = ""                          # empty: off', 'listen = "127.0.0.1:254"')
 IMDS_SOCKET = f"/etc/systemd/system/{PROG}-imds.socket"
 IMDS_REDIRECT = f"/etc/systemd/system/{PROG}-imds-redirect.service"
 IMDS_DROPIN = f"/etc/systemd/system/{PROG}-imds.socket.d/listen.conf"
@@ -522,14 +522,15 @@ def test_imds_units_are_installed_only_when_listen_is_set(imds_node):
 
     node.configure(IMDS_CONFIG)
     r = node.install(mappings=False)
-    assert "instance-metadata interception: on, listener 127.0.0.1:9945" in r.stderr, r.stderr
+    assert "instance-metadata interception: on, listener 127.0.0.1:254" in r.stderr, r.stderr
+    assert "any local user may bind" not in r.stderr, r.stderr
     installed = {IMDS_SOCKET: "emrfs-role-agent-imds.socket", IMDS_REDIRECT: "emrfs-role-agent-imds-redirect.service"}
     for p, unit in installed.items():
         with open(os.path.join(REPO, "systemd", unit)) as f:
             assert node.path(p).read_text() == f.read(), p
         assert oct(node.path(p).stat().st_mode & 0o777) == "0o644"
         assert node.owners()[p] == "root:root"
-    assert not node.path(IMDS_DROPIN).exists()  # the unit's own address is imds.listen
+    assert not node.path(IMDS_DROPIN).exists()  # the unit's own addresses are imds.listen and [::1] at its port
     run = node.runs()[-1]
     for unit in ("emrfs-role-agent-imds.socket", "emrfs-role-agent-imds-redirect.service"):
         assert f"systemctl enable {unit}" in run, run
@@ -601,10 +602,13 @@ def test_imds_listener_elsewhere_gets_a_socket_drop_in(imds_node):
     node = imds_node
     node.configure(IMDS_CONFIG)
     node.install(mappings=False)
-    node.configure(IMDS_CONFIG.replace("127.0.0.1:9945", "127.0.0.1:9950"))
+    node.configure(IMDS_CONFIG.replace("127.0.0.1:254", "127.0.0.1:950"))
     node.install(mappings=False)
-    # The agent takes a handed socket as its metadata listener only when its address is imds.listen.
-    assert node.path(IMDS_DROPIN).read_text() == "[Socket]\nListenStream=\nListenStream=127.0.0.1:9950\n"
+    # The agent takes a handed socket as its metadata listener only when its address is imds.listen (or
+    # [::1] at its port, where the IPv6 redirect goes).
+    assert node.path(IMDS_DROPIN).read_text() == (
+        "[Socket]\nListenStream=\nListenStream=127.0.0.1:950\nListenStream=[::1]:950\n"
+    )
     run = node.runs()[-1]
     # The running agent holds the old socket: it stops, the socket moves, the agent starts again.
     order = [run.index(a) for a in (
@@ -662,9 +666,48 @@ def test_imds_on_old_systemd_gets_the_compat_redirect(imds_node):
         assert node.path(IMDS_SOCKET).read_text() == f.read()
 
 
+SQUATTABLE = "any local user may bind port 9945"
+
+
+def without_imds_socket_unit(node):
+    """Repackages the node's release without systemd/emrfs-role-agent-imds.socket."""
+    work = node.tmp / "repack"
+    work.mkdir()
+    tarball = work / "release.tar.gz"
+    tarball.write_bytes(node.tarball_bytes)
+    subprocess.run(["tar", "-xzf", str(tarball), "-C", str(work)], check=True)
+    tarball.unlink()
+    units = [p for p in work.rglob(f"systemd/{PROG}-imds.socket")]
+    assert len(units) == 1, units
+    units[0].unlink()
+    top = [p.name for p in work.iterdir()]
+    subprocess.run(["tar", "-czf", str(tarball), "-C", str(work), *top], check=True)
+    node.tarball_bytes = tarball.read_bytes()
+    node.release_uri = node.s3.put("release-without-imds-socket.tar.gz", node.tarball_bytes)
+    node.sha256 = hashlib.sha256(node.tarball_bytes).hexdigest()
+
+
+def test_imds_on_a_port_anyone_may_bind_needs_its_socket_unit(imds_node):
+    """Interception on, a port any user may bind, and no socket unit to hold it: refused, with why, and
+    nothing installed. With the socket unit it goes on, with a warning; the default port needs neither."""
+    node = imds_node
+    node.configure(IMDS_CONFIG.replace("127.0.0.1:254", "127.0.0.1:9945"))
+    r = node.install(mappings=False)
+    assert SQUATTABLE in r.stderr and "warning" in r.stderr and "safe only while" in r.stderr, r.stderr
+    assert node.path(IMDS_SOCKET).exists()
+
+    without_imds_socket_unit(node)
+    before = node.files()
+    r = node.install(mappings=False, check=False)
+    assert r.returncode != 0, r.stderr
+    assert SQUATTABLE in r.stderr and f"no systemd/{PROG}-imds.socket to hold it" in r.stderr, r.stderr
+    assert "127.0.0.1:254" in r.stderr, r.stderr
+    assert node.files() == before, "a refused run changes nothing"
+
+
 def test_an_invalid_imds_config_fails_the_bootstrap(imds_node):
     node = imds_node
-    node.configure(IMDS_CONFIG.replace("127.0.0.1:9945", "0.0.0.0:9945"))
+    node.configure(IMDS_CONFIG.replace("127.0.0.1:254", "0.0.0.0:254"))
     r = node.install(mappings=False, check=False)
     assert r.returncode != 0
     assert "imds.listen" in r.stderr and "the configuration is invalid" in r.stderr, r.stderr
@@ -783,7 +826,9 @@ def test_api_and_metadata_sockets_each_get_their_drop_in(api_node):
     node.configure(API_CONFIG.replace("127.0.0.1:9944", "127.0.0.1:9950") + '\n[imds]\nlisten = "127.0.0.1:9951"\n')
     node.install("--port", "9950", mappings=False)
     assert node.path(API_DROPIN).read_text() == "[Socket]\nListenStream=\nListenStream=127.0.0.1:9950\n"
-    assert node.path(IMDS_DROPIN).read_text() == "[Socket]\nListenStream=\nListenStream=127.0.0.1:9951\n"
+    assert node.path(IMDS_DROPIN).read_text() == (
+        "[Socket]\nListenStream=\nListenStream=127.0.0.1:9951\nListenStream=[::1]:9951\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ what, who is exempt) is helpers/imds_world.py. Every test runs with both redirec
 Needs root: network namespaces, NAT rules, OS users.
 """
 
+import errno
 import json
 import os
 import re
@@ -22,9 +23,10 @@ import pytest
 
 from helpers.imds_standin import INSTANCE_ID
 from helpers.imds_world import (
-    BACKENDS, EXEMPT, IMDS_LISTEN, MAPPED, NOT_INSTALLED, REGION, STANDIN, UNMAPPED, ImdsWorld, assumed_role_arn,
+    BACKENDS, EXEMPT, IMDS_LISTEN, IMDS_LISTEN_V6, IMDS_PORT, MAPPED, NOT_INSTALLED, REGION, STANDIN, UNMAPPED,
+    ImdsWorld, assumed_role_arn,
 )
-from helpers.netns import METADATA_ADDRESS, Netns
+from helpers.netns import METADATA_ADDRESS, METADATA_ADDRESS_V6, Netns
 from helpers.osusers import require_root
 
 CREDS = "/latest/meta-data/iam/security-credentials/"
@@ -37,6 +39,40 @@ NODE_ROLE = "default-role"
 NODE_SECRETS = ("test-secret-key", "test-session-token")
 EMR_PROXY = "emr-metadata-proxy"
 EMR_PROXY_LISTEN = "127.0.0.1:9946"
+# The node's metadata service on its IPv6 address, and how an SDK in IPv6 endpoint mode reaches it.
+STANDIN_V6 = "imds-standin-v6"
+BASE_V6 = f"http://[{METADATA_ADDRESS_V6}]"
+IPV6_MODE = {"AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE": "IPv6"}
+
+# What a local user tries while the agent is down: bind the metadata listener's addresses and answer the
+# users the redirect sends there with credentials of its own. Prints one line per address: "bound" or the
+# errno's name; then, if it bound anything, serves until killed.
+SQUATTER = r"""
+import errno, socket, sys, threading
+port = int(sys.argv[1])
+bound = []
+for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    s = socket.socket(family)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((host, port))
+        s.listen(16)
+        bound.append(s)
+        print(host, "bound", flush=True)
+    except OSError as e:
+        print(host, errno.errorcode.get(e.errno, e.errno), flush=True)
+BODY = b'{"Code":"Success","AccessKeyId":"SQUATTED","SecretAccessKey":"x","Token":"x"}'
+def serve(s):
+    while True:
+        c, _ = s.accept()
+        c.recv(65536)
+        c.sendall(b"HTTP/1.1 200 OK\r\nX-Metadata-Server: squatter\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                  % len(BODY) + BODY)
+        c.close()
+for s in bound:
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
+sys.stdin.read()
+"""
 
 
 @pytest.fixture(params=BACKENDS)
@@ -235,21 +271,96 @@ def test_unmapped_user_gets_nothing_and_exempt_users_reach_the_node_service(worl
 
 
 def test_agent_stopped_means_a_connection_error_for_redirected_callers(world):
+    """The install guide's promise, on the product's own listener address (the packaged socket unit's, a port
+    only root can bind) with no socket unit holding it: while the agent is down, no local user can take the
+    port, and redirected users get a refused connection, IPv4 or IPv6 — never a squatter's answer, never the
+    node's credentials."""
+    assert IMDS_PORT < 1024, f"the packaged metadata listener {IMDS_LISTEN} is on a port any user may bind"
+    world.start_standin(f"[{METADATA_ADDRESS_V6}]:80", STANDIN_V6)
     world.install()
     before = world.probe("emrfs-alice", [CREDS])
     assert answered_by(before)[:2] == (200, "analytics")
 
     assert world.agent.stop() == 0
-    refused = world.probe("emrfs-alice", [CREDS])
-    assert refused["token"].get("error") == "ConnectionRefusedError", refused
-    assert refused["paths"][CREDS].get("error") == "ConnectionRefusedError", refused
-    me = world.whoami("emrfs-alice")
-    assert me["credentials"] is None, f"credentials while the agent is down: {me}"
+    # A local user (one the redirect sends here, and one it does not) tries to take the port.
+    for squatter in (UNMAPPED, "emrfs-bob"):
+        user = world.user(squatter)
+        process = subprocess.Popen(
+            [*world.ns.wrap, "setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups", "--",
+             world.os_users.python, "-c", SQUATTER, str(IMDS_PORT)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={"PATH": "/usr/sbin:/usr/bin:/bin"},
+        )  # fmt: skip
+        try:
+            said = [process.stdout.readline().strip() for _ in range(2)]
+            assert said == ["127.0.0.1 EACCES", "::1 EACCES"], f"{squatter} on port {IMDS_PORT}: {said}"
+            refused = world.probe("emrfs-alice", [CREDS])
+            assert refused["token"].get("error") == "ConnectionRefusedError", refused
+            assert refused["paths"][CREDS].get("error") == "ConnectionRefusedError", refused
+            refused = world.probe("emrfs-alice", [CREDS], base=BASE_V6)
+            assert refused["paths"][CREDS].get("error") == "ConnectionRefusedError", refused
+            for env in ({}, IPV6_MODE):
+                me = world.whoami("emrfs-alice", env=env)
+                assert me["credentials"] is None, f"credentials while the agent is down ({env}): {me}"
+        finally:
+            process.kill()
+            process.wait(10)
     # Still redirected, not let through to the node's credentials.
     out = world.redirect("status")
     assert out.returncode == 0, out.stdout + out.stderr
     # Exempt traffic is unaffected.
     assert answered_by(world.probe("root", [CREDS])) == (200, NODE_ROLE, STANDIN)
+    assert answered_by(world.probe("root", [CREDS], base=BASE_V6)) == (200, NODE_ROLE, STANDIN_V6)
+
+
+def test_the_ipv6_metadata_address_is_redirected_too(world, backend):
+    """[fd00:ec2::254] is the same service as 169.254.169.254 (Nitro, IPv6 endpoint on): boto3 in IPv6 endpoint
+    mode gets the user's mapped role from the agent, never the node's; exempt users and root still reach the
+    node's service there; `status` and `remove` cover it."""
+    world.start_standin(f"[{METADATA_ADDRESS_V6}]:80", STANDIN_V6)
+    # The side door, open before the redirect is installed: the node's own role, to anyone.
+    assert answered_by(world.probe("emrfs-alice", [CREDS], base=BASE_V6)) == (200, NODE_ROLE, STANDIN_V6)
+
+    world.install()
+    out = world.redirect("status")
+    assert out.returncode == 0, out.stdout + out.stderr
+    listed = out.stdout.lower()
+    assert METADATA_ADDRESS_V6 in listed and IMDS_LISTEN_V6 in listed, out.stdout
+    assert ("table ip6 emrfs_role_agent" if backend == "nft" else "ip6tables") in listed, out.stdout
+
+    secrets = []
+    for user, role in MAPPED.items():
+        me = world.whoami(user, env=IPV6_MODE)
+        assert me["env"] == ["AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"], me["env"]
+        assert me["credentials"] and me["credentials"]["method"] == "iam-role", me
+        assert me["credentials"]["access_key_id"] != "test-key", f"{user} got the node's credentials over IPv6"
+        assert me["arn"] == assumed_role_arn(role, user), me["arn"]
+        secrets += [me["credentials"]["secret"], me["credentials"]["token"]]
+
+    # Raw IMDSv2 over IPv6: the agent answers (no X-Metadata-Server), as the kernel-verified caller.
+    alice = world.probe("emrfs-alice", [CREDS, CREDS + "analytics", CREDS + NODE_ROLE, REGION_PATH], base=BASE_V6)
+    assert alice["token"]["status"] == 200 and alice["token"].get("server") is None, alice["token"]
+    assert answered_by(alice)[:3] == (200, "analytics", None)
+    status, body, server = answered_by(alice, CREDS + "analytics")
+    assert (status, server) == (200, None) and json.loads(body)["AccessKeyId"] != "test-key", body
+    assert answered_by(alice, CREDS + NODE_ROLE)[:3:2] == (404, None)
+    # Other paths are forwarded to the node's service (at its configured IPv4 upstream).
+    assert answered_by(alice, REGION_PATH)[:2] == (200, REGION)
+    nobody = world.probe(UNMAPPED, [CREDS, CREDS + NODE_ROLE], base=BASE_V6)
+    assert answered_by(nobody)[0] == 404 and answered_by(nobody, CREDS + NODE_ROLE)[0] == 404, nobody
+
+    for who in ("root", EXEMPT):
+        direct = world.probe(who, [CREDS], base=BASE_V6)
+        assert answered_by(direct) == (200, NODE_ROLE, STANDIN_V6), (who, direct)
+        me = world.whoami(who, env=IPV6_MODE)
+        assert me["credentials"]["access_key_id"] == "test-key", (who, me)
+
+    by_user = imds_records(world)
+    assert set(by_user) == {*MAPPED, UNMAPPED}, by_user
+    world.agent.assert_no_secrets(secrets)
+
+    world.remove()
+    assert world.our_rules() == []
+    assert answered_by(world.probe("emrfs-alice", [CREDS], base=BASE_V6)) == (200, NODE_ROLE, STANDIN_V6)
 
 
 def test_install_twice_remove_once_leaves_no_rule(world, backend):
@@ -258,14 +369,17 @@ def test_install_twice_remove_once_leaves_no_rule(world, backend):
     once = world.our_rules()
     assert once, "install left no rule"
     if backend == "nft":
-        # Ahead of any iptables DNAT (-100), so that ours decides first.
-        listing = json.loads(world.ns.run(["nft", "-j", "list", "table", "ip", "emrfs_role_agent"]).stdout)
-        chains = [c["chain"] for c in listing["nftables"] if "chain" in c]
-        assert [(c["type"], c["hook"], c["prio"]) for c in chains if "hook" in c] == [("nat", "output", -150)], chains
-        assert not [line for line in world.legacy_nat() if "EMRFS" in line]
+        # Ahead of any iptables DNAT (-100), so that ours decides first; IPv4 and IPv6 alike.
+        for family in ("ip", "ip6"):
+            listing = json.loads(world.ns.run(["nft", "-j", "list", "table", family, "emrfs_role_agent"]).stdout)
+            chains = [c["chain"] for c in listing["nftables"] if "chain" in c]
+            hooks = [(c["type"], c["hook"], c["prio"]) for c in chains if "hook" in c]
+            assert hooks == [("nat", "output", -150)], (family, chains)
+        assert not [line for line in world.legacy_nat() + world.legacy_nat6() if "EMRFS" in line]
     else:
-        output = [line for line in world.legacy_nat() if line.startswith("-A OUTPUT")]
-        assert output and "-j EMRFS-ROLE-AGENT" in output[0] and "emrfs-role-agent" in output[0], output
+        for nat in (world.legacy_nat(), world.legacy_nat6()):
+            output = [line for line in nat if line.startswith("-A OUTPUT")]
+            assert output and "-j EMRFS-ROLE-AGENT" in output[0] and "emrfs-role-agent" in output[0], output
         assert "emrfs_role_agent" not in world.nft_ruleset()
 
     world.install()

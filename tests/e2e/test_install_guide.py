@@ -208,7 +208,7 @@ def test_the_install_guide_runs_as_written(workstation, tmp_path):
     ws.write("config-imds.toml", files["config.toml"] + "\n" + fragment[3])
     out = ws.run("emrfs-role-agent check --config config-imds.toml --mappings security-configuration.json",
                  f"install-on-emr.md:{fragment[4]}")  # fmt: skip
-    assert re.search(r"^imds:\s+127\.0\.0\.1:9945,", out, re.M), out
+    assert re.search(r"^imds:\s+127\.0\.0\.1:254,", out, re.M), out
 
     # The README: its commands in the same working directory, its bootstrap action on another node.
     for _, _, _, script, line in of_kind(README, "run"):

@@ -202,8 +202,9 @@ def test_socket_with_a_listen_drop_in_verifies(unit_root, name):
 def test_imds_socket_holds_the_metadata_port_for_the_agent():
     unit = parse_unit(IMDS_SOCKET)
     socket_ = {k: v[-1] for k, v in unit["Socket"].items()}
-    # The [imds] listen default of the docs and example; the bootstrap writes a drop-in for another one.
-    assert unit["Socket"]["ListenStream"] == ["127.0.0.1:9945"]
+    # The [imds] listen default of the docs and example, a port only root can bind, and [::1] at the same port
+    # (the IPv6 redirect's target); the bootstrap writes a drop-in for another one.
+    assert unit["Socket"]["ListenStream"] == ["127.0.0.1:254", "[::1]:254"]
     # Handed to the agent with its API socket; the agent tells them apart by address.
     assert socket_["Service"] == "emrfs-role-agent.service"
     assert socket_.get("Accept", "no") == "no"
@@ -232,7 +233,7 @@ def test_imds_redirect_unit(path):
     assert one.get("AmbientCapabilities", "") == ""
     assert one["NoNewPrivileges"] == "yes"
     assert one.get("PrivateNetwork", "no") == "no"  # the host's firewall, not a private one
-    assert set(" ".join(service["RestrictAddressFamilies"]).split()) == {"AF_UNIX", "AF_NETLINK", "AF_INET"}
+    assert set(" ".join(service["RestrictAddressFamilies"]).split()) == {"AF_UNIX", "AF_NETLINK", "AF_INET", "AF_INET6"}
     # In place before the agent starts; after the network, and after anything that loads a whole rule set.
     assert "emrfs-role-agent.service" in " ".join(unit["Unit"]["Before"]).split()
     after = " ".join(unit["Unit"]["After"]).split()

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -125,9 +126,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body)
 
 
+class _ServerV6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 def serve(listen, name, region, moto):
     host, port = listen.rsplit(":", 1)
-    server = ThreadingHTTPServer((host, int(port)), _Handler)
+    if host.startswith("["):  # [fd00:ec2::254]:80
+        server = _ServerV6((host.strip("[]"), int(port)), _Handler)
+    else:
+        server = ThreadingHTTPServer((host, int(port)), _Handler)
     server.daemon_threads = True
     server.name = name
     server.moto = moto.rstrip("/")
@@ -174,7 +182,7 @@ class ImdsStandIn:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--listen", required=True, help="host:port, e.g. 169.254.169.254:80")
+    parser.add_argument("--listen", required=True, help="host:port, e.g. 169.254.169.254:80 or [fd00:ec2::254]:80")
     parser.add_argument("--name", required=True, help="sent back in X-Metadata-Server")
     parser.add_argument("--region", required=True)
     parser.add_argument("--moto", required=True, help="moto server URL for the credential paths")

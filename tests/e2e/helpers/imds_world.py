@@ -4,7 +4,8 @@
                          REGION, and the instance profile's credentials from moto
     127.0.0.1:5000       moto (STS, IAM), IAM enforcement off: the agent's source credentials are moto's
                          static instance-profile keys, which only an unenforcing moto accepts
-    127.0.0.1:9944       the agent's HTTP API;  127.0.0.1:9945  its IMDS listener
+    127.0.0.1:9944       the agent's HTTP API;  IMDS_LISTEN and IMDS_LISTEN_V6 (the packaged socket unit's
+                         addresses, 127.0.0.1:254 and [::1]:254): its IMDS listener
     the agent            runs as root (exempt, so its own metadata calls reach the node's service), with
                          no source credentials but the SDK default chain's instance profile, and:
                            emrfs-alice -> role analytics, emrfs-bob -> role engineering,
@@ -34,7 +35,23 @@ REGION = "eu-north-1"  # the node's region, as only the metadata service knows i
 STANDIN = "imds-standin"
 MOTO_PORT = 5000
 API_LISTEN = "127.0.0.1:9944"
-IMDS_LISTEN = "127.0.0.1:9945"
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+IMDS_SOCKET_UNIT = os.path.join(REPO, "systemd", "emrfs-role-agent-imds.socket")
+
+
+def packaged_imds_listen():
+    """The metadata listener's addresses as the product ships them: the packaged socket unit's ListenStream=
+    lines (the default the docs, example config and bootstrap use), IPv4 first, then [::1] at the same port."""
+    with open(IMDS_SOCKET_UNIT) as f:
+        addrs = re.findall(r"^ListenStream=(\S+)$", f.read(), re.M)
+    assert len(addrs) == 2 and addrs[1] == f"[::1]:{addrs[0].rsplit(':', 1)[1]}", addrs
+    return addrs
+
+
+# The packaged default. The agent binds it itself here (it runs as root, with no socket unit), which it
+# refuses for a port anyone could bind.
+IMDS_LISTEN, IMDS_LISTEN_V6 = packaged_imds_listen()
+IMDS_PORT = int(IMDS_LISTEN.rsplit(":", 1)[1])
 BACKENDS = ("nft", "iptables")
 NOT_INSTALLED = 3  # `imds-redirect status` exit code
 
@@ -75,7 +92,7 @@ print(json.dumps(out))
 #   {"token": {"status", "body"} or {"error"}, "paths": {path: {"status", "body", "server"} or {"error"}}}
 IMDS_PROBE = r"""
 import json, os, urllib.error, urllib.request
-BASE = "http://169.254.169.254"
+BASE = os.environ.get("PROBE_BASE", "http://169.254.169.254")
 spec = json.loads(os.environ["PROBE"])
 
 def call(method, path, headers):
@@ -184,9 +201,14 @@ class ImdsWorld:
         """`iptables-legacy -t nat -S` lines (chains and rules)."""
         return self.ns.run(["iptables-legacy", "-t", "nat", "-S"]).stdout.splitlines()
 
+    def legacy_nat6(self):
+        """`ip6tables-legacy -t nat -S` lines (chains and rules)."""
+        return self.ns.run(["ip6tables-legacy", "-t", "nat", "-S"]).stdout.splitlines()
+
     def our_rules(self):
-        """Every trace of the agent's redirect in either back end's NAT rules, as lines."""
-        lines = [line for line in self.legacy_nat() if "EMRFS-ROLE-AGENT" in line or "emrfs-role-agent" in line]
+        """Every trace of the agent's redirect in either back end's NAT rules (both families), as lines."""
+        lines = [line for line in self.legacy_nat() + self.legacy_nat6()
+                 if "EMRFS-ROLE-AGENT" in line or "emrfs-role-agent" in line]
         lines += [line for line in self.nft_ruleset().splitlines() if "emrfs_role_agent" in line]
         return lines
 
@@ -203,11 +225,12 @@ class ImdsWorld:
             return self.ns.run(argv, check=False, env=full, timeout=120)
         return self.os_users.run_as(self.users[who], argv, env={**base, **(env or {})}, wrap=self.ns.wrap)
 
-    def whoami(self, who):
+    def whoami(self, who, env=None):
         """boto3 with its default chain: {"env", "credentials": {method, access_key_id, secret, token} or
-        None, "arn" (STS GetCallerIdentity), "region" (botocore's IMDS region lookup)}."""
+        None, "arn" (STS GetCallerIdentity), "region" (botocore's IMDS region lookup)}. `env`: more variables
+        (e.g. AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE)."""
         out = self.client(who, [self.os_users.python, "-c", WHOAMI_BOTO3],
-                          env={"STS_ENDPOINT": self.moto.endpoint})
+                          env={"STS_ENDPOINT": self.moto.endpoint, **(env or {})})
         assert out.returncode == 0, f"boto3 as {who}: exit {out.returncode}\n{out.stderr[-3000:]}"
         return json.loads(out.stdout)
 
@@ -221,12 +244,14 @@ class ImdsWorld:
         assert out.returncode == 0, f"aws sts get-caller-identity as {who}: exit {out.returncode}\n{out.stderr}"
         return json.loads(out.stdout)["Arn"]
 
-    def probe(self, who, paths, token=None):
-        """Raw IMDSv2 requests to 169.254.169.254 as `who` (see IMDS_PROBE)."""
+    def probe(self, who, paths, token=None, base=None):
+        """Raw IMDSv2 requests to 169.254.169.254 (or `base`, e.g. "http://[fd00:ec2::254]") as `who`
+        (see IMDS_PROBE)."""
         spec = {"paths": list(paths)}
         if token is not None:
             spec["token"] = token
-        out = self.client(who, [self.os_users.python, "-c", IMDS_PROBE], env={"PROBE": json.dumps(spec)})
+        env = {"PROBE": json.dumps(spec), **({"PROBE_BASE": base} if base else {})}
+        out = self.client(who, [self.os_users.python, "-c", IMDS_PROBE], env=env)
         assert out.returncode == 0, f"IMDS probe as {who}: exit {out.returncode}\n{out.stderr[-3000:]}"
         return json.loads(out.stdout)
 
@@ -239,5 +264,6 @@ class ImdsWorld:
                 parts.append(f"--- {s.name} requests ---\n{s.log()[-3000:]}")
         parts.append("--- nft ruleset ---\n" + self.nft_ruleset())
         parts.append("--- iptables-legacy -t nat -S ---\n" + "\n".join(self.legacy_nat()))
+        parts.append("--- ip6tables-legacy -t nat -S ---\n" + "\n".join(self.legacy_nat6()))
         return "\n".join(parts)
 

@@ -1,8 +1,9 @@
 """A network namespace of the test's own, where 169.254.169.254 is a local address.
 
-Instance-metadata tests send traffic to 169.254.169.254, and redirect it with NAT rules. Both happen only in
+Instance-metadata tests send traffic to 169.254.169.254 (and to fd00:ec2::254, the service's IPv6 address), and
+redirect it with NAT rules. Both happen only in
 here, never in the machine's own namespace: a test creates the namespace, puts the metadata address on the
-namespace's loopback (this kernel has no `dummy` link type), and runs every process it needs under
+namespace's loopback (this kernel has no `dummy` link type), and fd00:ec2::254 too, and runs every process it needs under
 `ip netns exec` (`Netns.wrap`). NAT rules made in the namespace live and die with it.
 
 The test process itself talks to loopback servers in the namespace (readiness probes) inside
@@ -19,6 +20,8 @@ import subprocess
 from contextlib import contextmanager
 
 METADATA_ADDRESS = "169.254.169.254"
+# The metadata service's IPv6 address (Nitro instances with the IPv6 endpoint on).
+METADATA_ADDRESS_V6 = "fd00:ec2::254"
 
 _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -45,6 +48,7 @@ class Netns:
         try:
             self.run(["ip", "link", "set", "lo", "up"])
             self.run(["ip", "addr", "add", f"{METADATA_ADDRESS}/32", "dev", "lo"])
+            self.run(["ip", "-6", "addr", "add", f"{METADATA_ADDRESS_V6}/128", "dev", "lo", "nodad"])
         except Exception:
             self.delete()
             raise
