@@ -46,6 +46,9 @@ pub fn check(
 ) -> Result<(), CliError> {
     let c = Config::load_with_mappings(config, mappings)?;
     write_summary(&c, mappings, out).map_err(io)?;
+    if let Some(warning) = redirect::listener_squattable(&c) {
+        writeln!(out, "warning: {warning}").map_err(io)?;
+    }
     for site in hadoop_sites {
         write_site_warnings(site, out).map_err(io)?;
     }
@@ -250,7 +253,10 @@ fn write_imds_explanation(
     identity: &Identity,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
-    writeln!(out, "via:       instance metadata (169.254.169.254), redirected to the agent's [imds] listener")?;
+    writeln!(
+        out,
+        "via:       instance metadata (169.254.169.254, [fd00:ec2::254]), redirected to the agent's [imds] listener"
+    )?;
     if c.imds.listen.is_none() {
         writeln!(out, "note:      imds.listen is not set: the agent does not intercept instance metadata")?;
     }
@@ -307,6 +313,9 @@ pub fn imds_redirect(
             redirect::install(backend, &plan).map_err(failed)?;
             writeln!(out, "installed ({backend}): TCP to {} goes to {}", redirect::METADATA, plan.listen)
                 .map_err(io)?;
+            if let Some(v6) = plan.listen_v6 {
+                writeln!(out, "installed ({backend}): TCP to {} goes to {v6}", redirect::METADATA_V6).map_err(io)?;
+            }
             write_exempt(&plan.exemptions, out).map_err(io)?;
             Ok(true)
         }

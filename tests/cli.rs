@@ -209,6 +209,24 @@ fn check_with_mappings_checks_the_local_file_in_place_of_the_installed_one() {
     );
 }
 
+/// `check` says when the metadata listener is on a port any local user could bind (a squatter would take
+/// redirected users' tokens while the agent is down), and not for the default, which only root can bind.
+#[test]
+fn check_warns_of_a_metadata_port_any_user_could_bind() {
+    let unprivileged_from: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .map_or(1024, |s| s.trim().parse().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    for port in [9945u16, 254] {
+        let squattable = port >= unprivileged_from;
+        std::fs::write(&config, format!("[imds]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+        let o = run(&["check", "--config", config.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let warned = stdout(&o).lines().any(|l| l.starts_with("warning: imds.listen"));
+        assert_eq!(warned, squattable, "port {port}: {}", stdout(&o));
+    }
+}
+
 #[test]
 fn check_of_a_missing_file_exits_78() {
     let o = run(&["check", "--config", "/nonexistent/config.toml"]);
