@@ -7,9 +7,9 @@ class (clients/) or through the SDK's own container-credentials provider. moto's
 SDK v1's signatures (see test_s3a_scopes.py), so S3 runs without it and the audit log says which role each
 request got. Per-request credentials: test_s3a_scopes.py and test_spark_scopes.py.
 
-Java drivers (tests/java): io.emrfsroleagent.e2e.S3aRoundTrip (write + read back through S3AFileSystem),
-io.emrfsroleagent.e2e.ProviderProbe (one provider instance driven from stdin), and
-io.emrfsroleagent.emrfs.ProviderSelfTest (the provider against an in-process fake agent).
+Java drivers (tests/java): io.emrfsroleagent.e2e.S3aRoundTrip (write + read back through S3AFileSystem) and
+io.emrfsroleagent.e2e.ProviderProbe (one provider instance driven from stdin). The provider against an in-process
+fake agent: its unit tests (clients/src/test/java, RoleAgentCredentialsProviderTest), run by the build.
 """
 
 import json
@@ -115,12 +115,6 @@ def start_agent(agent_factory, moto, trusted_proxy=True, **kw):
     if trusted_proxy:
         config = {**config, "identity": {"trusted_proxy_users": [OS_USER]}}
     return agent_factory(mappings=[partner_mapping(moto)], config=config, **kw)
-
-
-def test_provider_self_test_against_fake_agent(java_build):
-    out = run_java(java_build, "io.emrfsroleagent.emrfs.ProviderSelfTest", [], timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr[-4000:]
-    assert "0 failed" in out.stdout.splitlines()[-1], out.stdout
 
 
 def test_s3a_with_provider_gets_partner_role_and_fallback(java_build, moto, agent_factory):

@@ -1,11 +1,8 @@
 package io.emrfsroleagent.agent;
 
-
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import org.junit.jupiter.api.DisplayName;
-import org.junit.jupiter.api.Test;
 import io.emrfsroleagent.testing.FakeAgent;
 import io.emrfsroleagent.testing.MovableClock;
 import java.io.IOException;
@@ -17,6 +14,8 @@ import java.util.HashMap;
 import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
 
 /**
  * The JVM-wide hooks' settings ({@link ClientProperties}: system property, then environment, then the

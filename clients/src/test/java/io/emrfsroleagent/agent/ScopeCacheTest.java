@@ -1,79 +1,38 @@
 package io.emrfsroleagent.agent;
 
-
+import static io.emrfsroleagent.agent.AgentAnswers.SECRET;
+import static io.emrfsroleagent.agent.AgentAnswers.SESSION_TOKEN;
+import static io.emrfsroleagent.agent.AgentAnswers.T0;
+import static io.emrfsroleagent.agent.AgentAnswers.creds;
+import static io.emrfsroleagent.agent.AgentAnswers.deny;
+import static io.emrfsroleagent.agent.AgentAnswers.expectAgentException;
+import static io.emrfsroleagent.agent.AgentAnswers.scopeCache;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import org.junit.jupiter.api.DisplayName;
-import org.junit.jupiter.api.Test;
-import io.emrfsroleagent.testing.FakeAgent;
 import io.emrfsroleagent.testing.FakeAgent.Reply;
+import io.emrfsroleagent.testing.FakeAgent;
 import io.emrfsroleagent.testing.MovableClock;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Collections;
 import java.util.List;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.apache.hadoop.conf.Configuration;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
 
 /**
- * The scope cache, the request locations and the agent client against an in-process fake agent that answers
- * with {@code Scope} (or without, as agents before it did), with a hand-moved clock.
+ * The scope cache against an in-process fake agent that answers with {@code Scope} (or without, as agents before
+ * it did), with a hand-moved clock: answers kept by access and scope, longest match, one request in flight,
+ * refresh ahead, denies remembered.
  */
 final class ScopeCacheTest {
-  static final String SECRET = "SECRETsecretSECRETsecret0123456789abcdefXY";
-  static final String SESSION_TOKEN = "SESSIONTOKENsessiontoken//++==";
-  static final Instant T0 = Instant.parse("2030-01-01T00:00:00Z");
-
-  static Reply creds(String keyId, Instant expiration, String scope) {
-    return new Reply(200, "{\"AccessKeyId\":\"" + keyId + "\",\"SecretAccessKey\":\"" + SECRET + "\",\"Token\":\""
-        + SESSION_TOKEN + "\",\"Expiration\":\"" + expiration + "\",\"RoleArn\":\"arn:aws:iam::222222222222:role/"
-        + keyId + "\",\"AccountId\":\"222222222222\"" + (scope == null ? "" : ",\"Scope\":\"" + scope + "\"") + "}");
-  }
-
-  static Reply deny(String scope) {
-    return new Reply(403, "{\"code\":\"AccessDenied\",\"message\":\"denied by rule secret (deny)\""
-        + (scope == null ? "" : ",\"Scope\":\"" + scope + "\"") + "}");
-  }
-
-  static ScopeCache<AgentCredentials> scopeCache(FakeAgent agent, MovableClock clock) {
-    Configuration conf = new Configuration(false);
-    conf.set(AgentSettings.ENDPOINT_KEY, agent.endpoint());
-    conf.set(AgentSettings.TOKEN_FILE_KEY, "");
-    return new ScopeCache<>(new AgentClient(AgentSettings.from(conf)), "analyst", c -> c, clock);
-  }
-
   static ScopeCache.Entry<AgentCredentials> read(ScopeCache<AgentCredentials> cache, String location) {
     return cache.get(location, Access.READ);
-  }
-
-  @Test
-  @DisplayName("keys are bytes: each location is encoded once and arrives literally")
-  void keysAreBytes() throws Exception {
-    Instant exp = T0.plus(Duration.ofHours(1));
-    String[] keys = {"x%2Fy/secret/f", "100%off.csv", "a%25b", "a b+c", "caf\u00e9/r\u00e9sum\u00e9.txt",
-        "t/dt=2026-01-01 00%3A00/part-0", "q?x=1&y=#z", "tab\tand\u00a0nbsp"};
-    try (FakeAgent agent = new FakeAgent(loc -> creds("ASIAK", exp, null))) {
-      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
-      for (String k : keys) {
-        read(cache, "s3://lake/" + k);
-      }
-      for (int i = 0; i < keys.length; i++) {
-        assertEquals("s3://lake/" + keys[i], agent.locations.get(i), "the location the agent decoded");
-      }
-      String all = String.join("\n", agent.rawQueries);
-      for (String encoded : new String[] {"x%252Fy", "100%25off.csv", "a%2525b", "a%20b%2Bc", "caf%C3%A9",
-          "00%253A00", "q%3Fx%3D1%26y%3D%23z"}) {
-        assertTrue(all.contains(encoded), "raw query has " + encoded + ": " + all);
-      }
-      assertTrue(!all.contains("+"), "no '+' in a raw query (a form parser reads it as a space): " + all);
-      assertEquals("s3%3A%2F%2Flake%2Fa%20b%2Bc", AgentClient.encode("s3://lake/a b+c"), "encode");
-    }
   }
 
   @Test
@@ -115,30 +74,6 @@ final class ScopeCacheTest {
       assertEquals(Arrays.asList("read", "write", null), agent.accesses, "access sent");
       assertTrue(agent.rawQueries.get(0).endsWith("&user=analyst&access=read"), agent.rawQueries.get(0));
       assertTrue(!agent.rawQueries.get(2).contains("access="), agent.rawQueries.get(2));
-      assertEquals(Access.READ, Access.ofOperation("GetObject"), "GetObject");
-      assertEquals(Access.READ, Access.ofOperation("HeadObject"), "HeadObject");
-      assertEquals(Access.READ, Access.ofOperation("ListObjectsV2"), "ListObjectsV2");
-      assertEquals(Access.READ, Access.ofOperation("GetObjectTagging"), "GetObjectTagging");
-      assertEquals(Access.WRITE, Access.ofOperation("PutObject"), "PutObject");
-      assertEquals(Access.WRITE, Access.ofOperation("DeleteObjects"), "DeleteObjects");
-      assertEquals(Access.WRITE, Access.ofOperation("CompleteMultipartUpload"), "CompleteMultipartUpload");
-      assertEquals(Access.WRITE, Access.ofOperation(null), "unknown");
-    }
-  }
-
-  @Test
-  @DisplayName("a copy asks read for its source and write for its destination")
-  void copyAccess() throws Exception {
-    Instant exp = T0.plus(Duration.ofHours(1));
-    try (FakeAgent agent = new FakeAgent(loc -> creds("ASIATEAMA", exp, "s3://b/teamA/"))) {
-      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
-      RequestLocation copy = RequestLocation.copy("CopyObject", "b", "teamA/x", "b", "teamA/y");
-      assertEquals(Access.WRITE, copy.access(), "destination access");
-      copy.resolve(cache);
-      assertEquals(Arrays.asList("s3://b/teamA/y", "s3://b/teamA/x"), agent.locations, "asked");
-      assertEquals(Arrays.asList("write", "read"), agent.accesses, "destination write, source read");
-      RequestLocation delete = RequestLocation.bulk("DeleteObjects", "b", Arrays.asList("teamA/1", "teamA/2"));
-      assertEquals(Access.WRITE, delete.access(), "a bulk delete writes");
     }
   }
 
@@ -223,23 +158,6 @@ final class ScopeCacheTest {
   }
 
   @Test
-  @DisplayName("errors sorted by what the caller does next")
-  void errorKinds() {
-    assertEquals(AgentException.Kind.REFUSED, new AgentException("m", 403, "AccessDenied", null, null).kind(), "403");
-    assertEquals(AgentException.Kind.REFUSED, new AgentException("m", 403, "ImpersonationDenied", null, null).kind(),
-        "403 ImpersonationDenied");
-    assertEquals(AgentException.Kind.REFUSED, new AgentException("m", 401, "Unauthorized", null, null).kind(), "401");
-    assertEquals(AgentException.Kind.REFUSED,
-        new AgentException("m", 0, AgentException.CROSS_SCOPE_COPY, null, null).kind(), "a copy across sessions");
-    assertEquals(AgentException.Kind.INVALID, new AgentException("m", 400, "InvalidRequest", null, null).kind(),
-        "400");
-    for (int status : new int[] {0, 200, 404, 429, 500, 503, 504}) {
-      assertEquals(AgentException.Kind.UNAVAILABLE, new AgentException("m", status, null, null, null).kind(),
-          "status " + status);
-    }
-  }
-
-  @Test
   @DisplayName("a deny Scope that does not contain the location is not remembered for it")
   void foreignDenyScope() throws Exception {
     try (FakeAgent agent = new FakeAgent(loc -> deny("s3://b/other/"))) {
@@ -251,40 +169,8 @@ final class ScopeCacheTest {
     }
   }
 
-  @Test
-  @DisplayName("per-request hook wiring read from the Hadoop configuration")
-  void hookWiring() throws Exception {
-    String handler = "io.emrfsroleagent.emrfs.RoleAgentRequestHandler";
-    java.net.URI s3a = new java.net.URI("s3a://lake/");
-    java.net.URI s3 = new java.net.URI("s3://lake/");
-    Configuration conf = new Configuration(false);
-    assertTrue(!HookWiring.perRequestHook(conf, s3a, HookWiring.V1_HANDLERS_KEY, handler), "nothing configured");
-    conf.set(HookWiring.V1_HANDLERS_KEY, "some.Other, " + handler);
-    assertTrue(HookWiring.perRequestHook(conf, s3a, HookWiring.V1_HANDLERS_KEY, handler), "listed, audit default on");
-    assertTrue(!HookWiring.perRequestHook(conf, s3a, HookWiring.V2_INTERCEPTORS_KEY, handler), "the other key");
-    assertTrue(!HookWiring.perRequestHook(conf, s3, HookWiring.V1_HANDLERS_KEY, handler), "s3 without an impl");
-    conf.set("fs.s3.impl", "com.amazon.ws.emr.hadoop.fs.EmrFileSystem");
-    assertTrue(!HookWiring.perRequestHook(conf, s3, HookWiring.V1_HANDLERS_KEY, handler), "EMRFS");
-    conf.set("fs.s3.impl", "org.apache.hadoop.fs.s3a.S3AFileSystem");
-    assertTrue(HookWiring.perRequestHook(conf, s3, HookWiring.V1_HANDLERS_KEY, handler), "s3 through S3A (EMR 7.10)");
-    conf.setBoolean(HookWiring.AUDIT_ENABLED_KEY, false);
-    assertTrue(!HookWiring.perRequestHook(conf, s3a, HookWiring.V1_HANDLERS_KEY, handler), "auditing off");
-    assertTrue(!HookWiring.perRequestHook(conf, null, HookWiring.V1_HANDLERS_KEY, handler), "no URI");
-    assertTrue(!HookWiring.placeholderSecret().isEmpty()
-        && HookWiring.placeholderSecret().equals(HookWiring.placeholderSecret()), "one secret per JVM");
-  }
-
   static String key(ScopeCache<AgentCredentials> cache, String location) {
     return cache.get(location).value().accessKeyId();
-  }
-
-  static AgentException expectAgentException(Runnable r) {
-    try {
-      r.run();
-    } catch (AgentException e) {
-      return e;
-    }
-    throw new AssertionError("expected an AgentException");
   }
 
   @Test
@@ -432,78 +318,6 @@ final class ScopeCacheTest {
       expectAgentException(() -> key(cache, "s3://b/secret/c"));
       assertEquals(2, agent.requests.get(), "asked again after deny-cache");
     }
-  }
-
-  @Test
-  @DisplayName("a copy across sessions fails naming both; within one it runs")
-  void copyAcrossSessions() throws Exception {
-    Instant exp = T0.plus(Duration.ofHours(1));
-    try (FakeAgent agent = new FakeAgent(loc -> loc.startsWith("s3://b/teamA/")
-        ? creds("ASIATEAMA", exp, "s3://b/teamA/") : creds("ASIATEAMB", exp, "s3://b/teamB/"))) {
-      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
-      RequestLocation within = RequestLocation.copy("CopyObject", "b", "teamA/x", "b", "teamA/y");
-      assertEquals("ASIATEAMA", within.resolve(cache).value().accessKeyId(), "copy within one scope");
-      RequestLocation across = RequestLocation.copy("CopyObject", "b", "teamA/x", "b", "teamB/y");
-      AgentException e = expectAgentException(() -> across.resolve(cache));
-      assertTrue(e.getMessage().startsWith("CopyObject from s3://b/teamA/x to s3://b/teamB/y needs one set of"
-          + " credentials for both"), e.getMessage());
-      assertTrue(e.getMessage().contains("ASIATEAMA (arn:aws:iam::222222222222:role/ASIATEAMA) for the source"),
-          e.getMessage());
-      assertTrue(e.getMessage().contains("ASIATEAMB (arn:aws:iam::222222222222:role/ASIATEAMB) for the destination"),
-          e.getMessage());
-    }
-  }
-
-  @Test
-  @DisplayName("a bulk delete across sessions fails")
-  void bulkAcrossSessions() throws Exception {
-    Instant exp = T0.plus(Duration.ofHours(1));
-    try (FakeAgent agent = new FakeAgent(loc -> loc.startsWith("s3://b/teamA/")
-        ? creds("ASIATEAMA", exp, "s3://b/teamA/") : creds("ASIAROOT", exp, null))) {
-      ScopeCache<AgentCredentials> cache = scopeCache(agent, new MovableClock(T0));
-      RequestLocation same = RequestLocation.bulk("DeleteObjects", "b", Arrays.asList("teamA/x/1", "teamA/x/2"));
-      assertEquals("s3://b/teamA/x/", same.location(), "located at the common prefix");
-      assertEquals("ASIATEAMA", same.resolve(cache).value().accessKeyId(), "one session");
-      RequestLocation mixed = RequestLocation.bulk("DeleteObjects", "b", Arrays.asList("teamA/x", "teamB/y"));
-      assertEquals("s3://b/team", mixed.location(), "common prefix");
-      AgentException e = expectAgentException(() -> mixed.resolve(cache));
-      assertTrue(e.getMessage().startsWith("DeleteObjects of 2 objects under s3://b/team needs one set of credentials"),
-          e.getMessage());
-      assertEquals("s3://b/", RequestLocation.of("HeadBucket", "b", "").location(), "no key: the bucket root");
-      assertEquals(Access.READ, RequestLocation.of("HeadBucket", "b", null).access(), "HeadBucket reads");
-      assertTrue(RequestLocation.of("ListBuckets", null, null) == null, "no bucket: nothing to decide");
-    }
-  }
-
-  @Test
-  @DisplayName("JSON: escapes, skipped members, errors that echo nothing")
-  void json() {
-    assertEquals("a\"b\\c/d\ne\u00e9", Json.stringMembers(
-        "{\"k\":\"a\\\"b\\\\c\\/d\\ne\\u00e9\",\"n\":12.5e3,\"t\":true,\"z\":null,\"o\":{\"x\":[1,\"y\"]}}")
-        .get("k"), "escapes");
-    assertEquals(1, Json.stringMembers(" { \"only\" : \"one\" } ").size(), "string members only");
-    for (String bad : new String[] {"", "[]", "{\"a\":}", "{\"a\":\"" + SECRET + "\"", "{\"a\":\"x\"} trailing",
-        "{\"a\":nope}"}) {
-      try {
-        Json.stringMembers(bad);
-        throw new AssertionError("accepted " + bad.length() + " chars of bad JSON");
-      } catch (IllegalArgumentException e) {
-        assertTrue(!e.getMessage().contains(SECRET), "the error echoes the input");
-      }
-    }
-  }
-
-  @Test
-  @DisplayName("locations: s3a/s3n become s3; bucket roots; common prefixes")
-  void locations() {
-    assertEquals("s3://b/k/x", S3Locations.normalise("S3A://b/k/x"), "s3a");
-    assertEquals("s3://b/", S3Locations.normalise("s3n://b"), "bucket only");
-    assertEquals(null, S3Locations.normalise("hdfs://b/x"), "not S3");
-    assertEquals(null, S3Locations.normalise("s3:///x"), "no bucket");
-    assertEquals("b", S3Locations.bucketOf("s3://b/k"), "bucket");
-    assertEquals("b", S3Locations.bucketOf("s3://b"), "bucket without slash");
-    assertEquals("dir/pa", S3Locations.commonPrefix(Arrays.asList("dir/part-1", "dir/pa", "dir/part-2")), "prefix");
-    assertEquals("", S3Locations.commonPrefix(Collections.<String>emptyList()), "none");
   }
 
   @Test

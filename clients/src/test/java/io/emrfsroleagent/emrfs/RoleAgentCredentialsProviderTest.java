@@ -1,13 +1,8 @@
 package io.emrfsroleagent.emrfs;
 
-
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.DisplayName;
-import org.junit.jupiter.api.Test;
 import com.amazonaws.SdkClientException;
 import com.amazonaws.auth.AWSCredentials;
 import com.amazonaws.auth.AWSSessionCredentials;
@@ -32,6 +27,10 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.security.UserGroupInformation;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
 
 /**
  * The SDK v1 bucket-level provider (EMRFS, S3A without the per-request hook): its HTTP, JSON, caching (a
@@ -203,7 +202,7 @@ final class RoleAgentCredentialsProviderTest {
   }
 
   @Test
-  @DisplayName("an answer is reused as far as its Scope says, and per access: one cache with the per-request hook's rules")
+  @DisplayName("an answer is reused as far as its Scope says, and per access (the provider's: none)")
   void scopeAndAccess() throws Exception {
     try (FakeAgent agent = new FakeAgent()) {
       agent.answerQuery = q -> new FakeAgent.Reply(200, "{\"AccessKeyId\":\"ASIA" + q.get("access")

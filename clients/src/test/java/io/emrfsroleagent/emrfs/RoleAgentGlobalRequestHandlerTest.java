@@ -61,7 +61,7 @@ final class RoleAgentGlobalRequestHandlerTest {
     s3.close();
   }
 
-  /** Keys named after the user and the access asked for (under a copy/ prefix: the user only); no Scope (each location asks). */
+  /** Keys named after the user and the access asked for (under copy/: the user only); no Scope: each location asks. */
   void answerByUserAndAccess() {
     agent.answerQuery = q -> new FakeAgent.Reply(200, "{\"AccessKeyId\":\"ASIA"
         + String.valueOf(q.get("user")).toUpperCase(Locale.ROOT)
@@ -115,7 +115,8 @@ final class RoleAgentGlobalRequestHandlerTest {
     assertEquals(Arrays.asList("s3://g1-loc/ read", "s3://g1-loc/teamA/x%2Fy/caf\u00e9 1+1.csv read",
         "s3://g1-loc/teamA/new write", "s3://g1-loc/teamA/old write", "s3://g1-loc/teamA/dir/ read",
         "s3://g1-loc/teamA/dir/ write",
-        "s3://g1-loc/teamA/dir/1 write", "s3://g1-loc/teamA/dir/2 write", "s3://g1-loc/copy/dst write", "s3://g1-loc/copy/src read"), asked(),
+        "s3://g1-loc/teamA/dir/1 write", "s3://g1-loc/teamA/dir/2 write", "s3://g1-loc/copy/dst write",
+        "s3://g1-loc/copy/src read"), asked(),
         "asked for");
     List<String> signed = new ArrayList<>();
     for (String r : s3.requests) {

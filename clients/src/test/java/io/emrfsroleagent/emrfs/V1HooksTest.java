@@ -1,11 +1,8 @@
 package io.emrfsroleagent.emrfs;
 
-
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import org.junit.jupiter.api.DisplayName;
-import org.junit.jupiter.api.Test;
 import com.amazonaws.AmazonServiceException;
 import com.amazonaws.SdkClientException;
 import com.amazonaws.auth.AWSCredentials;
@@ -16,8 +13,8 @@ import com.amazonaws.services.s3.model.AmazonS3Exception;
 import com.amazonaws.services.s3.model.CopyObjectRequest;
 import com.amazonaws.services.s3.model.GetObjectRequest;
 import io.emrfsroleagent.agent.HookWiring;
-import io.emrfsroleagent.testing.FakeAgent;
 import io.emrfsroleagent.testing.FakeAgent.Reply;
+import io.emrfsroleagent.testing.FakeAgent;
 import io.emrfsroleagent.testing.FakeS3;
 import io.emrfsroleagent.testing.MovableClock;
 import io.emrfsroleagent.testing.S3aErrors;
@@ -28,6 +25,8 @@ import java.time.Instant;
 import java.util.Arrays;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.security.UserGroupInformation;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
 
 /**
  * The SDK v1 hooks in a real SDK v1 S3 client against a fake agent and a fake S3 that records the signing key:
@@ -42,7 +41,8 @@ final class V1HooksTest {
 
   static Reply creds(String keyId, String scope) {
     return new Reply(200, "{\"AccessKeyId\":\"" + keyId + "\",\"SecretAccessKey\":\"" + SECRET
-        + "\",\"Token\":\"TOKEN\",\"Expiration\":\"" + T0.plus(Duration.ofHours(1)).truncatedTo(java.time.temporal.ChronoUnit.SECONDS)
+        + "\",\"Token\":\"TOKEN\",\"Expiration\":\""
+        + T0.plus(Duration.ofHours(1)).truncatedTo(java.time.temporal.ChronoUnit.SECONDS)
         + "\",\"RoleArn\":\"arn:aws:iam::222222222222:role/" + keyId + "\"" + (scope == null ? "" : ",\"Scope\":\""
         + scope + "\"") + "}");
   }

@@ -1,6 +1,5 @@
 package io.emrfsroleagent.emrfs;
 
-
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import com.amazonaws.AmazonWebServiceRequest;
@@ -38,8 +37,10 @@ final class V1RequestLocationsTest {
   static Stream<Arguments> requests() {
     return Stream.of(
         Arguments.of("GetObject b/k", "GetObject s3://b/teamA/k (read)", new GetObjectRequest("b", "teamA/k")),
-        Arguments.of("HeadObject", "GetObjectMetadata s3://b/teamA/k (read)", new GetObjectMetadataRequest("b", "teamA/k")),
-        Arguments.of("GetObjectTagging", "GetObjectTagging s3://b/teamA/k (read)", new GetObjectTaggingRequest("b", "teamA/k")),
+        Arguments.of("HeadObject", "GetObjectMetadata s3://b/teamA/k (read)",
+            new GetObjectMetadataRequest("b", "teamA/k")),
+        Arguments.of("GetObjectTagging", "GetObjectTagging s3://b/teamA/k (read)",
+            new GetObjectTaggingRequest("b", "teamA/k")),
         Arguments.of("SetObjectTagging", "SetObjectTagging s3://b/teamA/k (write)",
             new SetObjectTaggingRequest("b", "teamA/k", new ObjectTagging(Collections.emptyList()))),
         Arguments.of("PutObject", "PutObject s3://b/teamB/o (write)",
@@ -54,11 +55,13 @@ final class V1RequestLocationsTest {
             new ListObjectsV2Request().withBucketName("b").withPrefix("teamA/dir/")),
         Arguments.of("ListObjectsV2 of the root: the bucket root", "ListObjectsV2 s3://b/ (read)",
             new ListObjectsV2Request().withBucketName("b")),
-        Arguments.of("ListObjects of the root", "ListObjects s3://b/ (read)", new ListObjectsRequest().withBucketName("b")),
+        Arguments.of("ListObjects of the root", "ListObjects s3://b/ (read)",
+            new ListObjectsRequest().withBucketName("b")),
         Arguments.of("HeadBucket: the bucket root", "HeadBucket s3://b/ (read)", new HeadBucketRequest("b")),
         Arguments.of("GetBucketAcl (S3A 3.3's bucket probe): the bucket root", "GetBucketAcl s3://b/ (read)",
             new GetBucketAclRequest("b")),
-        Arguments.of("CreateBucket: the bucket root, write", "CreateBucket s3://b/ (write)", new CreateBucketRequest("b")),
+        Arguments.of("CreateBucket: the bucket root, write", "CreateBucket s3://b/ (write)",
+            new CreateBucketRequest("b")),
         Arguments.of("ListBuckets: no bucket, nothing", null, new ListBucketsRequest()),
         Arguments.of("DeleteObjects: common prefix", "DeleteObjects s3://b/teamA/d (write)",
             new DeleteObjectsRequest("b").withKeys("teamA/dir/1", "teamA/dir/2", "teamA/d")),

@@ -59,7 +59,7 @@ final class RoleAgentGlobalInterceptorTest {
     s3.close();
   }
 
-  /** Keys named after the user and the access asked for (under a copy/ prefix: the user only); {@code scope} (null: none) for every answer. */
+  /** Keys named after the user and the access asked for (under copy/: the user only), with {@code scope} (or none). */
   void answerByUserAndAccess(String scope) {
     agent.answerQuery = q -> new FakeAgent.Reply(200, "{\"AccessKeyId\":\"ASIA"
         + String.valueOf(q.get("user")).toUpperCase(Locale.ROOT)

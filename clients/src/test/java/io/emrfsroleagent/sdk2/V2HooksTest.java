@@ -1,16 +1,12 @@
 package io.emrfsroleagent.sdk2;
 
-
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import org.junit.jupiter.api.DisplayName;
-import org.junit.jupiter.api.Tag;
-import org.junit.jupiter.api.Test;
 import io.emrfsroleagent.agent.AgentSettings;
 import io.emrfsroleagent.agent.HookWiring;
-import io.emrfsroleagent.testing.FakeAgent;
 import io.emrfsroleagent.testing.FakeAgent.Reply;
+import io.emrfsroleagent.testing.FakeAgent;
 import io.emrfsroleagent.testing.FakeS3;
 import io.emrfsroleagent.testing.MovableClock;
 import io.emrfsroleagent.testing.S3aErrors;
@@ -20,6 +16,9 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.Arrays;
 import org.apache.hadoop.conf.Configuration;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
 import software.amazon.awssdk.auth.credentials.AwsCredentials;
 import software.amazon.awssdk.core.exception.SdkClientException;
 import software.amazon.awssdk.core.exception.SdkServiceException;
@@ -47,7 +46,8 @@ final class V2HooksTest {
 
   static Reply creds(String keyId, String scope) {
     return new Reply(200, "{\"AccessKeyId\":\"" + keyId + "\",\"SecretAccessKey\":\"" + SECRET
-        + "\",\"Token\":\"TOKEN\",\"Expiration\":\"" + T0.plus(Duration.ofHours(1)).truncatedTo(java.time.temporal.ChronoUnit.SECONDS)
+        + "\",\"Token\":\"TOKEN\",\"Expiration\":\""
+        + T0.plus(Duration.ofHours(1)).truncatedTo(java.time.temporal.ChronoUnit.SECONDS)
         + "\",\"RoleArn\":\"arn:aws:iam::222222222222:role/" + keyId + "\"" + (scope == null ? "" : ",\"Scope\":\""
         + scope + "\"") + "}");
   }

@@ -1,6 +1,5 @@
 package io.emrfsroleagent.sdk2;
 
-
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import java.util.Objects;
@@ -58,7 +57,8 @@ final class V2RequestLocationsTest {
             ListObjectsV2Request.builder().bucket("b").prefix("teamA/dir/").build()),
         Arguments.of("ListObjectsV2 of the root: the bucket root", "ListObjectsV2 s3://b/ (read)",
             ListObjectsV2Request.builder().bucket("b").build()),
-        Arguments.of("HeadBucket: the bucket root", "HeadBucket s3://b/ (read)", HeadBucketRequest.builder().bucket("b").build()),
+        Arguments.of("HeadBucket: the bucket root", "HeadBucket s3://b/ (read)",
+            HeadBucketRequest.builder().bucket("b").build()),
         Arguments.of("GetBucketLocation: the bucket root", "GetBucketLocation s3://b/ (read)",
             GetBucketLocationRequest.builder().bucket("b").build()),
         Arguments.of("CreateBucket: the bucket root, write", "CreateBucket s3://b/ (write)",
@@ -68,7 +68,8 @@ final class V2RequestLocationsTest {
             DeleteObjectsRequest.builder().bucket("b").delete(Delete.builder().objects(
                 ObjectIdentifier.builder().key("teamA/dir/1").build(),
                 ObjectIdentifier.builder().key("teamA/dir/2").build()).build()).build()),
-        Arguments.of("CopyObject with source bucket and key", "CopyObject s3://b/teamA/x (read) -> s3://b/teamB/y (write)",
+        Arguments.of("CopyObject with source bucket and key",
+            "CopyObject s3://b/teamA/x (read) -> s3://b/teamB/y (write)",
             CopyObjectRequest.builder().sourceBucket("b").sourceKey("teamA/x").destinationBucket("b")
                 .destinationKey("teamB/y").build()),
         Arguments.of("CopyObject with copySource, URL-encoded, with a version",
