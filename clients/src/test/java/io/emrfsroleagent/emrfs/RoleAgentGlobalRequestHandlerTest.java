@@ -143,6 +143,23 @@ final class RoleAgentGlobalRequestHandlerTest {
         "signed by the client's own key: " + s3.requests);
   }
 
+  /** A request of another service that names a bucket too (as Lightsail's CreateBucket does). */
+  static final class OtherServiceRequest extends com.amazonaws.AmazonWebServiceRequest {
+    public String getBucketName() {
+      return "g1-other";
+    }
+  }
+
+  @Test
+  @DisplayName("another service's request that names a bucket is not S3's: left alone")
+  void otherServicesBucketsLeftAlone() {
+    answerByUserAndAccess();
+    OtherServiceRequest request = new OtherServiceRequest();
+    new RoleAgentGlobalRequestHandler().beforeExecution(request);
+    assertEquals(0, agent.requests.get(), "the agent is not asked");
+    assertEquals(null, request.getRequestCredentialsProvider(), "the client's own credentials");
+  }
+
   @Test
   @DisplayName("a request S3A's own handler decides is left to it: one decision per request")
   void s3aRequestsLeftToS3a() throws Exception {

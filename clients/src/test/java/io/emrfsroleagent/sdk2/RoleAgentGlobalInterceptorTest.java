@@ -1,6 +1,7 @@
 package io.emrfsroleagent.sdk2;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -144,6 +145,20 @@ final class RoleAgentGlobalInterceptorTest {
     assertEquals(0, agent.requests.get(), "the agent is not asked for STS");
     assertEquals(1, s3.requests.size(), "the STS request went out");
     assertTrue(s3.requests.get(0).endsWith(" " + OWN_KEY), "signed by the client's own key: " + s3.requests);
+  }
+
+  @Test
+  @DisplayName("a request the SDK does not run for S3 is left alone, whatever its class")
+  void notS3sExecutionLeftAlone() {
+    answerByUserAndAccess(null);
+    software.amazon.awssdk.core.SdkRequest request =
+        software.amazon.awssdk.services.s3.model.HeadObjectRequest.builder().bucket("g2-other").key("k").build();
+    software.amazon.awssdk.core.interceptor.ExecutionAttributes attributes =
+        new software.amazon.awssdk.core.interceptor.ExecutionAttributes();
+    attributes.putAttribute(software.amazon.awssdk.core.interceptor.SdkExecutionAttribute.SERVICE_NAME, "S3Control");
+    software.amazon.awssdk.core.interceptor.Context.ModifyRequest context = () -> request;
+    assertSame(request, new RoleAgentGlobalInterceptor().modifyRequest(context, attributes), "unchanged");
+    assertEquals(0, agent.requests.get(), "the agent is not asked");
   }
 
   @Test
