@@ -5,7 +5,7 @@
 # (tests/java/runtimes: real Hadoop and AWS SDK artefacts).
 #
 # Everything comes from Maven Central through Maven, cached in the local repository ($HOME/.m2 by default;
-# MAVEN_OPTS / -Dmaven.repo.local move it). A first run downloads about 250 MB; later runs reuse the cache (no
+# MAVEN_OPTS / -Dmaven.repo.local move it). A first run downloads about 200 MB; later runs reuse the cache (no
 # network needed), and skip Maven entirely while no source, POM or this script changed since a green build.
 # The unit tests alone: mvn -f clients/pom.xml test (about a minute on a warm cache).
 #
