@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Builds the JVM clients jar (clients/, Maven) and the Java test drivers (tests/java), and resolves the class paths
-# the end-to-end tests run them on (tests/java/runtimes: real Hadoop and AWS SDK artefacts).
+# Builds the JVM clients jar (clients/, Maven) and the Java test drivers (tests/java), runs the clients' unit tests
+# (JUnit 5 in clients/src/test/java, by Surefire, on the three runtimes clients/pom.xml names; a failing test fails
+# this script, with Surefire's report), and resolves the class paths the end-to-end tests run the drivers on
+# (tests/java/runtimes: real Hadoop and AWS SDK artefacts).
 #
 # Everything comes from Maven Central through Maven, cached in the local repository ($HOME/.m2 by default;
-# MAVEN_OPTS / -Dmaven.repo.local move it). A first run downloads about 190 MB; later runs reuse the cache, and
-# skip Maven entirely while no source, POM or this script changed.
+# MAVEN_OPTS / -Dmaven.repo.local move it). A first run downloads about 200 MB; later runs reuse the cache (no
+# network needed), and skip Maven entirely while no source, POM or this script changed since a green build.
+# The unit tests alone: mvn -f clients/pom.xml test (about a minute on a warm cache).
 #
 # With --spark-venv it also makes sure a virtualenv with pyspark 3.5.9 (from PyPI, pinned by sha256) exists, for
 # the Spark end-to-end test, and prints its python as the last line instead.
@@ -19,7 +22,8 @@
 #   <build>/emrfs-role-agent-provider.jar   the clients, Java 8 bytecode, no dependencies bundled
 #   <build>/emrfs-role-agent-hooks.jar      the JVM-wide S3 hooks switch (clients/hooks): the SDKs' global hook
 #                                           lists, naming classes of the provider jar
-#   <build>/test-classes/                   the test drivers
+#   <build>/test-classes/                   the test drivers (and the unit tests)
+#   <build>/maven/surefire-reports/         the unit tests' reports
 #   <build>/runtimes/<name>.txt             ':'-separated class path per runtime (tests/java/runtimes/pom.xml)
 #   <build>/runtime-classpath.txt           the hadoop-3.3.6 runtime (Hadoop S3A + SDK v1)
 set -euo pipefail
@@ -76,8 +80,19 @@ else
   rm -f "$stamp"
   version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$repo/Cargo.toml" | head -n1)
   maven_dir="$build/maven"
-  log "building clients/ with Maven (first run downloads the dependencies into the local Maven repository)"
-  run_mvn -f "$repo/clients/pom.xml" -Dclients.build.dir="$maven_dir" -Dagent.version="${version:-0}" clean package
+  log "building and testing clients/ with Maven (first run downloads the dependencies into the local Maven repository)"
+  out=$(mktemp)
+  if ! nice -n 10 "$mvn_bin" -B -Dstyle.color=never -f "$repo/clients/pom.xml" -Dclients.build.dir="$maven_dir" \
+    -Dagent.version="${version:-0}" clean package >"$out" 2>&1; then
+    grep -v '^\[INFO\] Download' "$out" >&2
+    rm -f "$out"
+    log "the clients' build or unit tests failed (reports: $maven_dir/surefire-reports)"
+    exit 1
+  fi
+  # Surefire's summary per run (one line per execution of clients/pom.xml).
+  sed -n 's/^\[INFO\] --- maven-surefire-plugin:[^ ]* (\([^)]*\)).*/\1/p; s/^\[INFO\] \(Tests run: [0-9]*, Failures: [0-9]*, Errors: [0-9]*, Skipped: [0-9]*\)$/\1/p' \
+    "$out" | paste -d' ' - - | sed 's/^/build-emrfs-provider: client unit tests, /' >&2
+  rm -f "$out"
   rm -rf "$build/test-classes"
   mkdir -p "$build"
   cp "$maven_dir/emrfs-role-agent-provider.jar" "$build/emrfs-role-agent-provider.jar"

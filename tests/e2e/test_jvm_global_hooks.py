@@ -393,17 +393,3 @@ def test_spark_job_writes_and_reads_iceberg_tables_through_s3fileio_each_request
     for prefix in (f"s3://{BUCKET}/teamA/", f"s3://{BUCKET}/teamB/"):
         asked_for = asked(agent, prefix)
         assert asked_for and {(u, a) for _, u, a in asked_for} == {("analyst", True)}, asked_for
-
-
-# ---- the clients' own checks (tests/java) ----
-
-@pytest.mark.parametrize("runtime,main", [
-    ("jvm-global", "io.emrfsroleagent.agent.GlobalHooksSelfTest"),
-    ("hadoop-3.4.1", "io.emrfsroleagent.agent.HadoopUserSelfTest"),
-    ("hadoop-3.4.1", "io.emrfsroleagent.sdk2.GlobalInterceptorSelfTest"),
-    ("hadoop-3.4.1-sdk-current", "io.emrfsroleagent.sdk2.GlobalInterceptorSelfTest"),
-], ids=["settings-and-caches-without-hadoop", "hadoop-user", "client-user-2.24", "client-user-current"])
-def test_global_hooks_self_tests(java_build, runtime, main):
-    out = jvm.run(jvm.classpath(java_build, runtime), main, [], timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr[-4000:]
-    assert out.stdout.splitlines()[-1].endswith(" 0 failed"), out.stdout

@@ -247,21 +247,3 @@ def test_moto_rejects_sdk_v1_signatures_and_why(java_build, moto, moto_server, a
         [(str(r), r.signed_headers) for r in requests]
     roles = keys_by_role(agent)
     assert all(roles.get(r.access_key_id) == moto.role("team-a")["arn"] for r in requests), [str(r) for r in requests]
-
-
-# ---- the clients' own checks (tests/java), against a fake agent that sends Scope ----
-
-@pytest.mark.parametrize("runtime,main", [
-    ("hadoop-3.3.6", "io.emrfsroleagent.agent.ScopeCacheSelfTest"),
-    ("hadoop-3.3.6", "io.emrfsroleagent.emrfs.V1LocationsSelfTest"),
-    ("hadoop-3.4.1", "io.emrfsroleagent.sdk2.V2LocationsSelfTest"),
-    ("hadoop-3.4.1-sdk-current", "io.emrfsroleagent.sdk2.V2LocationsSelfTest"),
-    ("hadoop-3.3.6", "io.emrfsroleagent.emrfs.V1HooksSelfTest"),
-    ("hadoop-3.4.1", "io.emrfsroleagent.sdk2.V2HooksSelfTest"),
-    ("hadoop-3.4.1-sdk-current", "io.emrfsroleagent.sdk2.V2HooksSelfTest"),
-], ids=["scope-cache", "sdk-v1-locations", "sdk-v2-locations-2.24", "sdk-v2-locations-current", "sdk-v1-hooks",
-        "sdk-v2-hooks-2.24", "sdk-v2-hooks-current"])
-def test_client_self_tests(java_build, runtime, main):
-    out = jvm.run(jvm.classpath(java_build, runtime), main, [], timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr[-4000:]
-    assert out.stdout.splitlines()[-1].endswith(" 0 failed"), out.stdout

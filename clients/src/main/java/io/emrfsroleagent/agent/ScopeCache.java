@@ -7,6 +7,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
@@ -88,8 +89,11 @@ public final class ScopeCache<T> {
       return access;
     }
 
-    /** Whether this answer holds for {@code location}. */
+    /** Whether this answer holds for {@code location} (null: asked without one). */
     public boolean covers(String location) {
+      if (scope == null || location == null) {
+        return scope == location;
+      }
       return exact ? location.equals(scope) : location.startsWith(scope);
     }
 
@@ -124,14 +128,15 @@ public final class ScopeCache<T> {
     return user;
   }
 
-  /** {@link #get(String, Access)} without an access: the bucket-level providers' requests. */
+  /** {@link #get(String, Access)} without an access: the bucket-level providers' requests (any access). */
   public Entry<T> get(String location) {
     return get(location, null);
   }
 
   /**
-   * Credentials for {@code location} (normalised, {@code s3://bucket/<literal key>}) and {@code access} (null:
-   * any); throws {@link AgentException} when the agent cannot be reached or refuses.
+   * Credentials for {@code location} (normalised, {@code s3://bucket/<literal key>}; null asks without a location,
+   * and that answer holds for no location) and {@code access} (null: any); throws {@link AgentException} when the
+   * agent cannot be reached or refuses.
    */
   public Entry<T> get(String location, Access access) {
     Instant now = clock.instant();
@@ -149,8 +154,9 @@ public final class ScopeCache<T> {
     try {
       fresh = fetch(cached.scope, access, cached, now);
     } catch (AgentException e) {
-      if (e.kind() == AgentException.Kind.UNAVAILABLE || (e.scope() != null && location.startsWith(e.scope()))) {
-        throw e;
+      if (e.kind() == AgentException.Kind.UNAVAILABLE || Objects.equals(cached.scope, location)
+          || (e.scope() != null && location.startsWith(e.scope()))) {
+        throw e; // the location itself was refused (or no answer came): asking again for it says the same
       }
       // The old scope is refused as a whole now; the location may not be (a deny deeper in it).
       return fetch(location, access, null, now);
@@ -160,6 +166,11 @@ public final class ScopeCache<T> {
     }
     // A reload narrowed the rule: the answer for the old scope no longer holds for this location.
     return fetch(location, access, null, now);
+  }
+
+  /** Forgets every answer and deny: the next {@link #get} asks the agent. */
+  public synchronized void clear() {
+    byBucket.clear();
   }
 
   /** How many scopes are cached (for tests and metrics). */
@@ -172,7 +183,7 @@ public final class ScopeCache<T> {
   }
 
   private Entry<T> lookup(String location, Access access, Instant now) {
-    Entry<T>[] entries = byBucket.get(S3Locations.bucketOf(location));
+    Entry<T>[] entries = byBucket.get(bucketKey(location));
     if (entries == null) {
       return null;
     }
@@ -190,7 +201,8 @@ public final class ScopeCache<T> {
    * The answer replaces {@code current}; so does a refusal.
    */
   private Entry<T> fetch(String location, Access access, Entry<T> current, Instant now) {
-    String flightKey = access == null ? location : access.wire() + ' ' + location;
+    String where = location == null ? "" : location;
+    String flightKey = access == null ? where : access.wire() + ' ' + where;
     CompletableFuture<Entry<T>> mine = new CompletableFuture<>();
     CompletableFuture<Entry<T>> running = inFlight.putIfAbsent(flightKey, mine);
     if (running != null) {
@@ -246,7 +258,7 @@ public final class ScopeCache<T> {
   }
 
   private synchronized void remove(Entry<T> entry) {
-    String bucket = S3Locations.bucketOf(entry.scope);
+    String bucket = bucketKey(entry.scope);
     Entry<T>[] old = byBucket.get(bucket);
     if (old == null) {
       return;
@@ -264,13 +276,13 @@ public final class ScopeCache<T> {
 
   /** Adds {@code entry}, dropping expired entries, any for the same access and scope, and {@code replacing}. */
   private synchronized void store(Entry<T> entry, Entry<T> replacing) {
-    String bucket = S3Locations.bucketOf(entry.scope);
+    String bucket = bucketKey(entry.scope);
     Entry<T>[] old = byBucket.get(bucket);
     Instant now = clock.instant();
     List<Entry<T>> kept = new ArrayList<>();
     if (old != null) {
       for (Entry<T> e : old) {
-        boolean same = e.access == entry.access && e.scope.equals(entry.scope) && e.exact == entry.exact;
+        boolean same = e.access == entry.access && Objects.equals(e.scope, entry.scope) && e.exact == entry.exact;
         if (!same && e != replacing && now.isBefore(e.expiresAt)) {
           kept.add(e);
         }
@@ -293,8 +305,13 @@ public final class ScopeCache<T> {
   @SuppressWarnings("unchecked")
   private void put(String bucket, List<Entry<T>> entries) {
     Entry<T>[] fresh = entries.toArray((Entry<T>[]) new Entry<?>[0]);
-    Arrays.sort(fresh, Comparator.comparingInt((Entry<T> e) -> e.scope.length()).reversed());
+    Arrays.sort(fresh, Comparator.comparingInt((Entry<T> e) -> e.scope == null ? 0 : e.scope.length()).reversed());
     byBucket.put(bucket, fresh);
+  }
+
+  /** Where the entries of {@code location} are kept: its bucket; "" for the answer asked without a location. */
+  private static String bucketKey(String location) {
+    return location == null ? "" : S3Locations.bucketOf(location);
   }
 
   /**

@@ -4,19 +4,14 @@ import com.amazonaws.SdkClientException;
 import com.amazonaws.auth.AWSCredentials;
 import com.amazonaws.auth.AWSCredentialsProvider;
 import com.amazonaws.auth.BasicAWSCredentials;
-import com.amazonaws.auth.BasicSessionCredentials;
 import io.emrfsroleagent.agent.AgentClient;
-import io.emrfsroleagent.agent.AgentCredentials;
 import io.emrfsroleagent.agent.AgentException;
 import io.emrfsroleagent.agent.AgentSettings;
 import io.emrfsroleagent.agent.HookWiring;
+import io.emrfsroleagent.agent.S3Locations;
 import io.emrfsroleagent.agent.ScopeCache;
 import java.net.URI;
 import java.time.Clock;
-import java.time.Duration;
-import java.time.Instant;
-import java.util.Locale;
-import java.util.concurrent.TimeUnit;
 import org.apache.hadoop.conf.Configurable;
 import org.apache.hadoop.conf.Configuration;
 import org.slf4j.Logger;
@@ -26,13 +21,20 @@ import org.slf4j.LoggerFactory;
  * AWS credentials for EMRFS and S3A from the node-local emrfs-role-agent.
  *
  * <p>EMRFS ({@code fs.s3.customAWSCredentialsProvider}) and S3A ({@code fs.s3a.aws.credentials.provider})
- * construct it with the filesystem's URI and the Hadoop configuration. For each fetch it asks
- * {@code GET <endpoint>/v1/credentials?location=<scheme>://<bucket>/&user=<Hadoop short user name>} with the
- * token file's content in the {@code Authorization} header, so the agent can pick the role mapped to that user
- * and bucket. The answer becomes {@code BasicSessionCredentials} (or {@code BasicAWSCredentials} when the agent
- * hands out long-term keys without a token). Credentials are cached and refetched once they are within
- * {@code refresh-before-expiry} (15 minutes) of expiry; if a refetch fails while the cached credentials have not expired yet, those keep
- * being served (as the SDK's own container provider does).
+ * construct it with the filesystem's URI and the Hadoop configuration. It asks
+ * {@code GET <endpoint>/v1/credentials?location=s3://<bucket>/&user=<Hadoop short user name>} with the token
+ * file's content in the {@code Authorization} header, so the agent can pick the role mapped to that user and
+ * bucket, and sends no {@code access} (the credentials sign every request of the filesystem). The answer becomes
+ * {@code BasicSessionCredentials} (or {@code BasicAWSCredentials} when the agent hands out long-term keys without
+ * a token).
+ *
+ * <p>Answers are kept in a {@link ScopeCache}, as the per-request hooks keep theirs: reused as far as the agent's
+ * {@code Scope} says (for a bucket root, the bucket; without {@code Scope}, that location only), for the
+ * provider's access (none), asked again {@code refresh-before-expiry} (15 minutes) ahead of expiry, one request in
+ * flight. If a refresh cannot reach the agent or it fails (5xx, 429), the current credentials keep being served
+ * until they expire (as the SDK's own container provider does); if the agent refuses (a reload now denies the
+ * bucket), they are dropped and the refusal surfaces; a deny with {@code Scope} is remembered for
+ * {@code deny-cache}.
  *
  * <p>Hadoop configuration keys (defaults in brackets):
  * <ul>
@@ -42,6 +44,7 @@ import org.slf4j.LoggerFactory;
  *   <li>{@value #CONNECT_TIMEOUT_KEY} [2s] and {@value #READ_TIMEOUT_KEY} [15s]: HTTP timeouts (the agent itself
  *       answers 504 after its {@code request_timeout}, 10s by default)</li>
  *   <li>{@value #REFRESH_BEFORE_EXPIRY_KEY} [15m]: refetch when the credentials expire sooner than this</li>
+ *   <li>{@value AgentSettings#DENY_CACHE_KEY} [30s]: how long a deny for a scope is remembered</li>
  *   <li>{@value #SEND_LOCATION_KEY} [true] and {@value #SEND_USER_KEY} [true]: whether to send the bucket and
  *       the Hadoop user</li>
  * </ul>
@@ -79,14 +82,12 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
 
   private final URI fsUri;
   private final Clock clock;
-  private final Object fetchLock = new Object();
   /** The Hadoop user that created this provider, or null when it could not be told ({@link #userError}). */
   private final String creationUser;
   private final String userError;
 
   private volatile Settings settings;
   private volatile Configuration conf;
-  private volatile Cached cached;
 
   /** For tools that instantiate providers reflectively; asks without a location. */
   public RoleAgentCredentialsProvider() {
@@ -114,16 +115,14 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
     setConf(conf == null ? new Configuration() : conf);
   }
 
+  /** Reads the settings anew and starts an empty cache. */
   @Override
-  public void setConf(Configuration conf) {
-    synchronized (fetchLock) {
-      this.conf = conf;
-      this.settings = Settings.from(conf, fsUri);
-      this.cached = null;
-      if (settings.placeholder != null) {
-        LOG.debug("{} runs {} per request: the bucket-level provider hands out a placeholder, never asks the agent",
-            fsUri, RoleAgentRequestHandler.class.getName());
-      }
+  public synchronized void setConf(Configuration conf) {
+    this.settings = Settings.from(conf, fsUri, creationUser, clock);
+    this.conf = conf;
+    if (settings.placeholder != null) {
+      LOG.debug("{} runs {} per request: the bucket-level provider hands out a placeholder, never asks the agent",
+          fsUri, RoleAgentRequestHandler.class.getName());
     }
   }
 
@@ -134,42 +133,25 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
 
   @Override
   public AWSCredentials getCredentials() {
-    AWSCredentials placeholder = settings.placeholder;
-    if (placeholder != null) {
-      return placeholder;
+    Settings s = settings;
+    if (s.placeholder != null) {
+      return s.placeholder;
     }
-    Cached current = cached;
-    Instant now = clock.instant();
-    if (current != null && now.isBefore(current.refreshAt)) {
-      return current.credentials;
+    if (s.sendUser && creationUser == null) {
+      throw new SdkClientException("emrfs-role-agent provider could not determine the Hadoop user for a request"
+          + " to " + s.client.settings().endpoint() + ": " + userError);
     }
-    synchronized (fetchLock) {
-      current = cached;
-      now = clock.instant();
-      if (current != null && now.isBefore(current.refreshAt)) {
-        return current.credentials; // another thread fetched while we waited
-      }
-      try {
-        Cached fresh = fetch(settings, now);
-        cached = fresh;
-        return fresh.credentials;
-      } catch (SdkClientException e) {
-        if (current != null && now.isBefore(current.expiration)) {
-          LOG.warn("Refreshing credentials failed; serving cached credentials that expire at {}: {}",
-              current.expiration, e.getMessage());
-          return current.credentials;
-        }
-        throw e;
-      }
+    try {
+      return s.cache.get(s.location).value();
+    } catch (AgentException e) {
+      throw new SdkClientException(e.getMessage(), e.getCause());
     }
   }
 
   /** Drops the cached credentials: the next {@link #getCredentials()} asks the agent. */
   @Override
   public void refresh() {
-    synchronized (fetchLock) {
-      cached = null;
-    }
+    settings.cache.clear();
   }
 
   @Override
@@ -177,34 +159,13 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
     Settings s = settings;
     return "RoleAgentCredentialsProvider{endpoint=" + s.client.settings().endpoint() + ", location=" + s.location
         + ", user=" + (s.sendUser ? creationUser : null) + ", tokenFile=" + s.tokenFile
-        + (s.placeholder != null ? ", per-request hook: placeholder only" : "") + "}";
+        + (s.placeholder != null ? ", per-request hook: placeholder only" : ", scopes=" + s.cache.size()) + "}";
   }
 
-  private Cached fetch(Settings s, Instant now) {
-    String user = null;
-    if (s.sendUser) {
-      if (creationUser == null) {
-        throw new SdkClientException("emrfs-role-agent provider could not determine the Hadoop user for a request"
-            + " to " + s.client.settings().endpoint() + ": " + userError);
-      }
-      user = creationUser;
-    }
-    AgentClient.Answer answer;
-    try {
-      answer = s.client.fetch(s.location, user, now);
-    } catch (AgentException e) {
-      throw new SdkClientException(e.getMessage(), e.getCause());
-    }
-    AgentCredentials c = answer.credentials;
-    LOG.debug("Fetched credentials {} for {} from {}, expiring at {}", c.accessKeyId(), s.location,
-        s.client.settings().endpoint(), c.expiration());
-    AWSCredentials credentials = c.sessionToken() == null
-        ? new BasicAWSCredentials(c.accessKeyId(), c.secretAccessKey())
-        : new BasicSessionCredentials(c.accessKeyId(), c.secretAccessKey(), c.sessionToken());
-    return new Cached(credentials, c.expiration(), ScopeCache.refreshAt(now, c.expiration(), s.refreshBeforeExpiry));
-  }
-
-  /** The bucket URI sent as {@code location}: the filesystem's scheme and bucket, or null without one. */
+  /**
+   * The location asked for: the bucket root {@code s3://<bucket>/} of the filesystem ({@code s3a://} and
+   * {@code s3n://} are the same to the agent, SPEC §4), or null without a bucket.
+   */
   static String locationOf(URI fsUri) {
     if (fsUri == null) {
       return null;
@@ -218,57 +179,41 @@ public class RoleAgentCredentialsProvider implements AWSCredentialsProvider, Con
     if (at >= 0) {
       bucket = bucket.substring(at + 1); // never forward credentials embedded in a URI
     }
-    String scheme = fsUri.getScheme() == null ? "s3" : fsUri.getScheme().toLowerCase(Locale.ROOT);
-    if (!scheme.equals("s3") && !scheme.equals("s3a") && !scheme.equals("s3n")) {
-      scheme = "s3";
-    }
-    return scheme + "://" + bucket + "/";
+    return S3Locations.bucketRoot(bucket);
   }
 
-  /** Configuration as read once per {@link #setConf}. */
+  /** Configuration as read once per {@link #setConf}, with the cache of the answers asked with it. */
   private static final class Settings {
     final AgentClient client;
-    final Duration refreshBeforeExpiry;
     final String location;
     final boolean sendUser;
     final String tokenFile;
     /** Non-null when the per-request handler decides every request of this filesystem. */
     final AWSCredentials placeholder;
+    final ScopeCache<AWSCredentials> cache;
 
-    private Settings(AgentClient client, Duration refreshBeforeExpiry, String location, boolean sendUser,
-        String tokenFile, AWSCredentials placeholder) {
+    private Settings(AgentClient client, String location, boolean sendUser, String tokenFile,
+        AWSCredentials placeholder, ScopeCache<AWSCredentials> cache) {
       this.client = client;
-      this.refreshBeforeExpiry = refreshBeforeExpiry;
       this.location = location;
       this.sendUser = sendUser;
       this.tokenFile = tokenFile;
       this.placeholder = placeholder;
+      this.cache = cache;
     }
 
-    static Settings from(Configuration conf, URI fsUri) {
-      AgentSettings agent = AgentSettings.from(conf);
+    static Settings from(Configuration conf, URI fsUri, String creationUser, Clock clock) {
+      AgentClient client = new AgentClient(AgentSettings.from(conf));
+      boolean sendUser = conf.getBoolean(SEND_USER_KEY, true);
       return new Settings(
-          new AgentClient(agent),
-          Duration.ofMillis(conf.getTimeDuration(REFRESH_BEFORE_EXPIRY_KEY, TimeUnit.MINUTES.toMillis(15),
-              TimeUnit.MILLISECONDS)),
+          client,
           conf.getBoolean(SEND_LOCATION_KEY, true) ? locationOf(fsUri) : null,
-          conf.getBoolean(SEND_USER_KEY, true),
+          sendUser,
           conf.getTrimmed(TOKEN_FILE_KEY, DEFAULT_TOKEN_FILE),
           HookWiring.perRequestHook(conf, fsUri, HookWiring.V1_HANDLERS_KEY, RoleAgentRequestHandler.class.getName())
               ? new BasicAWSCredentials(HookWiring.PLACEHOLDER_ACCESS_KEY_ID, HookWiring.placeholderSecret())
-              : null);
-    }
-  }
-
-  private static final class Cached {
-    final AWSCredentials credentials;
-    final Instant expiration;
-    final Instant refreshAt;
-
-    Cached(AWSCredentials credentials, Instant expiration, Instant refreshAt) {
-      this.credentials = credentials;
-      this.expiration = expiration;
-      this.refreshAt = refreshAt;
+              : null,
+          new ScopeCache<>(client, sendUser ? creationUser : null, V1Credentials::credentials, clock));
     }
   }
 }

@@ -1,5 +1,6 @@
 package io.emrfsroleagent.emrfs;
 
+import com.amazonaws.auth.AWSCredentials;
 import com.amazonaws.auth.AWSCredentialsProvider;
 import com.amazonaws.auth.AWSStaticCredentialsProvider;
 import com.amazonaws.auth.BasicAWSCredentials;
@@ -10,9 +11,14 @@ import io.emrfsroleagent.agent.AgentCredentials;
 final class V1Credentials {
   private V1Credentials() {}
 
-  static AWSCredentialsProvider provider(AgentCredentials c) {
-    return new AWSStaticCredentialsProvider(c.sessionToken() == null
+  /** Session credentials, or basic ones for long-term keys (the agent's fallback fed by static keys). */
+  static AWSCredentials credentials(AgentCredentials c) {
+    return c.sessionToken() == null
         ? new BasicAWSCredentials(c.accessKeyId(), c.secretAccessKey())
-        : new BasicSessionCredentials(c.accessKeyId(), c.secretAccessKey(), c.sessionToken()));
+        : new BasicSessionCredentials(c.accessKeyId(), c.secretAccessKey(), c.sessionToken());
+  }
+
+  static AWSCredentialsProvider provider(AgentCredentials c) {
+    return new AWSStaticCredentialsProvider(credentials(c));
   }
 }

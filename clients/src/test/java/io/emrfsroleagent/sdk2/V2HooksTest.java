@@ -1,14 +1,12 @@
 package io.emrfsroleagent.sdk2;
 
-import static io.emrfsroleagent.testing.SelfTest.check;
-import static io.emrfsroleagent.testing.SelfTest.expect;
-import static io.emrfsroleagent.testing.SelfTest.expectEquals;
-import static io.emrfsroleagent.testing.SelfTest.finish;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.emrfsroleagent.agent.AgentSettings;
 import io.emrfsroleagent.agent.HookWiring;
-import io.emrfsroleagent.testing.FakeAgent;
 import io.emrfsroleagent.testing.FakeAgent.Reply;
+import io.emrfsroleagent.testing.FakeAgent;
 import io.emrfsroleagent.testing.FakeS3;
 import io.emrfsroleagent.testing.MovableClock;
 import io.emrfsroleagent.testing.S3aErrors;
@@ -18,6 +16,9 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.Arrays;
 import org.apache.hadoop.conf.Configuration;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
 import software.amazon.awssdk.auth.credentials.AwsCredentials;
 import software.amazon.awssdk.core.exception.SdkClientException;
 import software.amazon.awssdk.core.exception.SdkServiceException;
@@ -35,16 +36,18 @@ import software.amazon.awssdk.services.s3.model.S3Exception;
  * the client's identity before any interceptor runs, and a current one) against a fake agent and a fake S3 that
  * records the signing key: every request with a bucket decided per request (keyless ones for the bucket root),
  * never signed with the bucket-level provider's placeholder; refusals as S3's AccessDenied, which Hadoop S3A
- * 3.4's own translation and retry policy fail at once. Prints "N passed, N failed"; exits non-zero on any
- * failure.
+ * 3.4's own translation and retry policy fail at once (so only on Hadoop 3.4: tag {@code hadoop-3.4}).
  */
-public final class V2HooksSelfTest {
+@Tag("sdk-v2")
+@Tag("hadoop-3.4")
+final class V2HooksTest {
   static final String SECRET = "SECRETsecretSECRETsecret0123456789abcdefXY";
   static final Instant T0 = Instant.now(); // the SDK signs with the wall clock; credentials must not be expired
 
   static Reply creds(String keyId, String scope) {
     return new Reply(200, "{\"AccessKeyId\":\"" + keyId + "\",\"SecretAccessKey\":\"" + SECRET
-        + "\",\"Token\":\"TOKEN\",\"Expiration\":\"" + T0.plus(Duration.ofHours(1)).truncatedTo(java.time.temporal.ChronoUnit.SECONDS)
+        + "\",\"Token\":\"TOKEN\",\"Expiration\":\""
+        + T0.plus(Duration.ofHours(1)).truncatedTo(java.time.temporal.ChronoUnit.SECONDS)
         + "\",\"RoleArn\":\"arn:aws:iam::222222222222:role/" + keyId + "\"" + (scope == null ? "" : ",\"Scope\":\""
         + scope + "\"") + "}");
   }
@@ -94,55 +97,49 @@ public final class V2HooksSelfTest {
         .build();
   }
 
-  public static void main(String[] args) {
-    check("every request with a bucket is signed by its own location's key, keyless ones by the root's",
-        V2HooksSelfTest::everyRequestDecided);
-    check("a deny is S3's AccessDenied; S3A makes it AccessDeniedException and does not retry",
-        V2HooksSelfTest::denyFailsFast);
-    check("agent failures stay retryable; an invalid request fails as a bad request", V2HooksSelfTest::otherErrors);
-    check("a copy across sessions fails at once as AccessDenied", V2HooksSelfTest::crossSessionCopy);
-    check("the provider hands out a placeholder when the interceptor runs, asks the agent without it",
-        V2HooksSelfTest::placeholder);
-    finish();
-  }
-
-  static void everyRequestDecided() throws Exception {
-    try (FakeAgent agent = new FakeAgent(V2HooksSelfTest::rules); FakeS3 s3 = new FakeS3();
+  @Test
+  @DisplayName("every request with a bucket is signed by its own location's key, keyless ones by the root's")
+  void everyRequestDecided() throws Exception {
+    try (FakeAgent agent = new FakeAgent(V2HooksTest::rules); FakeS3 s3 = new FakeS3();
         S3Client client = client(s3, agent)) {
       client.headBucket(HeadBucketRequest.builder().bucket("b").build());
       client.headObject(HeadObjectRequest.builder().bucket("b").key("teamA/x%2Fy/caf\u00e9 1+1.csv").build());
       client.headObject(HeadObjectRequest.builder().bucket("b").key("teamA/other").build());
       client.headObject(HeadObjectRequest.builder().bucket("b").key("teamB/z").build());
-      expectEquals(Arrays.asList("HEAD /b ASIAROOT", "HEAD /b/teamA/x%252Fy/caf%C3%A9%201%2B1.csv ASIATEAMA",
+      assertEquals(Arrays.asList("HEAD /b ASIAROOT", "HEAD /b/teamA/x%252Fy/caf%C3%A9%201%2B1.csv ASIATEAMA",
           "HEAD /b/teamA/other ASIATEAMA", "HEAD /b/teamB/z ASIATEAMB"), s3.requests, "signed by");
-      expectEquals(Arrays.asList("s3://b/", "s3://b/teamA/x%2Fy/caf\u00e9 1+1.csv", "s3://b/teamB/z"),
+      assertEquals(Arrays.asList("s3://b/", "s3://b/teamA/x%2Fy/caf\u00e9 1+1.csv", "s3://b/teamB/z"),
           agent.locations, "asked for (teamA/other: a scope hit; never for the provider)");
-      expectEquals(Arrays.asList("read", "read", "read"), agent.accesses, "access");
+      assertEquals(Arrays.asList("read", "read", "read"), agent.accesses, "access");
     }
   }
 
-  static void denyFailsFast() throws Exception {
-    try (FakeAgent agent = new FakeAgent(V2HooksSelfTest::rules); FakeS3 s3 = new FakeS3();
+  @Test
+  @DisplayName("a deny is S3's AccessDenied; S3A makes it AccessDeniedException and does not retry")
+  void denyFailsFast() throws Exception {
+    try (FakeAgent agent = new FakeAgent(V2HooksTest::rules); FakeS3 s3 = new FakeS3();
         S3Client client = client(s3, agent)) {
       S3Exception e = expectS3Error(() -> client.getObject(
           GetObjectRequest.builder().bucket("b").key("secret/plans.txt").build()));
-      expectEquals(403, e.statusCode(), "status");
-      expectEquals("AccessDenied", e.awsErrorDetails().errorCode(), "code");
-      expect(e.getMessage().contains("emrfs-role-agent at " + agent.endpoint() + " refused credentials to read"
+      assertEquals(403, e.statusCode(), "status");
+      assertEquals("AccessDenied", e.awsErrorDetails().errorCode(), "code");
+      assertTrue(e.getMessage().contains("emrfs-role-agent at " + agent.endpoint() + " refused credentials to read"
           + " s3://b/secret/plans.txt") && e.getMessage().contains("HTTP 403 AccessDenied: denied by rule"
           + " secret (deny)"), e.getMessage());
-      expect(!e.getMessage().contains(SECRET), "no secret");
-      expect(!e.retryable(), "not retryable for the SDK");
-      expectEquals(0, s3.requests.size(), "nothing reached S3");
+      assertTrue(!e.getMessage().contains(SECRET), "no secret");
+      assertTrue(!e.retryable(), "not retryable for the SDK");
+      assertEquals(0, s3.requests.size(), "nothing reached S3");
       IOException translated = S3aErrors.translate("open", "s3a://b/secret/plans.txt", e);
-      expectEquals("java.nio.file.AccessDeniedException", translated.getClass().getName(), "S3A's exception");
-      expect(translated.getMessage().contains("denied by rule secret (deny)"), translated.getMessage());
-      expectEquals("FAIL", S3aErrors.retryDecision(translated), "S3A's retry policy");
+      assertEquals("java.nio.file.AccessDeniedException", translated.getClass().getName(), "S3A's exception");
+      assertTrue(translated.getMessage().contains("denied by rule secret (deny)"), translated.getMessage());
+      assertEquals("FAIL", S3aErrors.retryDecision(translated), "S3A's retry policy");
     }
   }
 
-  static void otherErrors() throws Exception {
-    try (FakeAgent agent = new FakeAgent(V2HooksSelfTest::rules); FakeS3 s3 = new FakeS3();
+  @Test
+  @DisplayName("agent failures stay retryable; an invalid request fails as a bad request")
+  void otherErrors() throws Exception {
+    try (FakeAgent agent = new FakeAgent(V2HooksTest::rules); FakeS3 s3 = new FakeS3();
         S3Client client = client(s3, agent)) {
       SdkClientException down = null;
       try {
@@ -150,46 +147,50 @@ public final class V2HooksSelfTest {
       } catch (SdkClientException e) {
         down = e;
       }
-      expect(down != null, "expected an SdkClientException");
-      expect(down.getMessage().contains("HTTP 503 CredentialsUnavailable"), down.getMessage());
+      assertTrue(down != null, "expected an SdkClientException");
+      assertTrue(down.getMessage().contains("HTTP 503 CredentialsUnavailable"), down.getMessage());
       IOException translated = S3aErrors.translate("open", "s3a://b/broken/x", down);
-      expectEquals("RETRY", S3aErrors.retryDecision(translated), "S3A retries an agent failure: " + translated);
+      assertEquals("RETRY", S3aErrors.retryDecision(translated), "S3A retries an agent failure: " + translated);
       S3Exception bad = expectS3Error(() -> client.headObject(
           HeadObjectRequest.builder().bucket("b").key("bad/x").build()));
-      expectEquals(400, bad.statusCode(), "status");
+      assertEquals(400, bad.statusCode(), "status");
       IOException badIo = S3aErrors.translate("open", "s3a://b/bad/x", bad);
-      expectEquals("FAIL", S3aErrors.retryDecision(badIo), "S3A's retry policy: " + badIo);
+      assertEquals("FAIL", S3aErrors.retryDecision(badIo), "S3A's retry policy: " + badIo);
     }
   }
 
-  static void crossSessionCopy() throws Exception {
-    try (FakeAgent agent = new FakeAgent(V2HooksSelfTest::rules); FakeS3 s3 = new FakeS3();
+  @Test
+  @DisplayName("a copy across sessions fails at once as AccessDenied")
+  void crossSessionCopy() throws Exception {
+    try (FakeAgent agent = new FakeAgent(V2HooksTest::rules); FakeS3 s3 = new FakeS3();
         S3Client client = client(s3, agent)) {
       S3Exception e = expectS3Error(() -> client.copyObject(CopyObjectRequest.builder().sourceBucket("b")
           .sourceKey("teamA/report.csv").destinationBucket("b").destinationKey("teamB/report.csv").build()));
-      expectEquals(403, e.statusCode(), "status");
-      expect(e.getMessage().startsWith("CopyObject from s3://b/teamA/report.csv to s3://b/teamB/report.csv"
+      assertEquals(403, e.statusCode(), "status");
+      assertTrue(e.getMessage().startsWith("CopyObject from s3://b/teamA/report.csv to s3://b/teamB/report.csv"
           + " needs one set of credentials for both"), e.getMessage());
-      expectEquals("FAIL", S3aErrors.retryDecision(S3aErrors.translate("rename", "s3a://b/teamA/report.csv", e)),
+      assertEquals("FAIL", S3aErrors.retryDecision(S3aErrors.translate("rename", "s3a://b/teamA/report.csv", e)),
           "S3A's retry policy");
-      expectEquals(Arrays.asList("write", "read"), agent.accesses, "destination write, source read");
+      assertEquals(Arrays.asList("write", "read"), agent.accesses, "destination write, source read");
     }
   }
 
-  static void placeholder() throws Exception {
-    try (FakeAgent agent = new FakeAgent(V2HooksSelfTest::rules)) {
+  @Test
+  @DisplayName("the provider hands out a placeholder when the interceptor runs, asks the agent without it")
+  void placeholder() throws Exception {
+    try (FakeAgent agent = new FakeAgent(V2HooksTest::rules)) {
       Configuration conf = conf(agent);
       AwsCredentials c = new RoleAgentAwsCredentialsProvider(new URI("s3a://b/"), conf, new MovableClock(T0))
           .resolveCredentials();
-      expectEquals(HookWiring.PLACEHOLDER_ACCESS_KEY_ID, c.accessKeyId(), "placeholder");
-      expect(!c.toString().contains(c.secretAccessKey()), "its toString shows no secret");
-      expectEquals(0, agent.requests.get(), "the agent is not asked");
+      assertEquals(HookWiring.PLACEHOLDER_ACCESS_KEY_ID, c.accessKeyId(), "placeholder");
+      assertTrue(!c.toString().contains(c.secretAccessKey()), "its toString shows no secret");
+      assertEquals(0, agent.requests.get(), "the agent is not asked");
       conf.unset(HookWiring.V2_INTERCEPTORS_KEY);
       AwsCredentials bucket = new RoleAgentAwsCredentialsProvider(new URI("s3a://b/"), conf, new MovableClock(T0))
           .resolveCredentials();
-      expectEquals("ASIAROOT", bucket.accessKeyId(), "without the hook: the bucket's");
-      expectEquals(Arrays.asList("s3://b/"), agent.locations, "asked for the bucket");
-      expectEquals(Arrays.asList((String) null), agent.accesses, "the bucket level sends no access");
+      assertEquals("ASIAROOT", bucket.accessKeyId(), "without the hook: the bucket's");
+      assertEquals(Arrays.asList("s3://b/"), agent.locations, "asked for the bucket");
+      assertEquals(Arrays.asList((String) null), agent.accesses, "the bucket level sends no access");
     }
   }
 

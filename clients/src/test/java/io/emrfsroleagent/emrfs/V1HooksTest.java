@@ -1,9 +1,7 @@
 package io.emrfsroleagent.emrfs;
 
-import static io.emrfsroleagent.testing.SelfTest.check;
-import static io.emrfsroleagent.testing.SelfTest.expect;
-import static io.emrfsroleagent.testing.SelfTest.expectEquals;
-import static io.emrfsroleagent.testing.SelfTest.finish;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.amazonaws.AmazonServiceException;
 import com.amazonaws.SdkClientException;
@@ -15,8 +13,8 @@ import com.amazonaws.services.s3.model.AmazonS3Exception;
 import com.amazonaws.services.s3.model.CopyObjectRequest;
 import com.amazonaws.services.s3.model.GetObjectRequest;
 import io.emrfsroleagent.agent.HookWiring;
-import io.emrfsroleagent.testing.FakeAgent;
 import io.emrfsroleagent.testing.FakeAgent.Reply;
+import io.emrfsroleagent.testing.FakeAgent;
 import io.emrfsroleagent.testing.FakeS3;
 import io.emrfsroleagent.testing.MovableClock;
 import io.emrfsroleagent.testing.S3aErrors;
@@ -27,21 +25,24 @@ import java.time.Instant;
 import java.util.Arrays;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.security.UserGroupInformation;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
 
 /**
  * The SDK v1 hooks in a real SDK v1 S3 client against a fake agent and a fake S3 that records the signing key:
  * every request with a bucket decided per request (keyless ones for the bucket root), never signed with the
  * bucket-level provider's placeholder; refusals as S3's AccessDenied, which Hadoop S3A's own translation and
  * retry policy (hadoop-aws on the class path) fail at once; the bucket-level provider's placeholder and fixed
- * user. Prints "N passed, N failed"; exits non-zero on any failure.
+ * user.
  */
-public final class V1HooksSelfTest {
+final class V1HooksTest {
   static final String SECRET = "SECRETsecretSECRETsecret0123456789abcdefXY";
   static final Instant T0 = Instant.now(); // the SDK signs with the wall clock; credentials must not be expired
 
   static Reply creds(String keyId, String scope) {
     return new Reply(200, "{\"AccessKeyId\":\"" + keyId + "\",\"SecretAccessKey\":\"" + SECRET
-        + "\",\"Token\":\"TOKEN\",\"Expiration\":\"" + T0.plus(Duration.ofHours(1)).truncatedTo(java.time.temporal.ChronoUnit.SECONDS)
+        + "\",\"Token\":\"TOKEN\",\"Expiration\":\""
+        + T0.plus(Duration.ofHours(1)).truncatedTo(java.time.temporal.ChronoUnit.SECONDS)
         + "\",\"RoleArn\":\"arn:aws:iam::222222222222:role/" + keyId + "\"" + (scope == null ? "" : ",\"Scope\":\""
         + scope + "\"") + "}");
   }
@@ -90,103 +91,102 @@ public final class V1HooksSelfTest {
         .build();
   }
 
-  public static void main(String[] args) {
-    check("every request with a bucket is signed by its own location's key, keyless ones by the root's",
-        V1HooksSelfTest::everyRequestDecided);
-    check("a deny is S3's AccessDenied; S3A makes it AccessDeniedException and does not retry",
-        V1HooksSelfTest::denyFailsFast);
-    check("agent failures stay retryable; an invalid request fails as a bad request", V1HooksSelfTest::otherErrors);
-    check("a copy across sessions fails at once as AccessDenied", V1HooksSelfTest::crossSessionCopy);
-    check("the provider hands out a placeholder when the handler runs, asks the agent without it",
-        V1HooksSelfTest::placeholder);
-    check("the provider's user is fixed when it is created", V1HooksSelfTest::userFixedAtCreation);
-    finish();
-  }
-
-  static void everyRequestDecided() throws Exception {
-    try (FakeAgent agent = new FakeAgent(V1HooksSelfTest::rules); FakeS3 s3 = new FakeS3()) {
+  @Test
+  @DisplayName("every request with a bucket is signed by its own location's key, keyless ones by the root's")
+  void everyRequestDecided() throws Exception {
+    try (FakeAgent agent = new FakeAgent(V1HooksTest::rules); FakeS3 s3 = new FakeS3()) {
       AmazonS3 client = client(s3, agent);
       client.headBucket(new com.amazonaws.services.s3.model.HeadBucketRequest("b"));
       client.getObjectMetadata("b", "teamA/x%2Fy/caf\u00e9 1+1.csv");
       client.getObjectMetadata("b", "teamA/other");
       client.getObjectMetadata("b", "teamB/z");
-      expectEquals(Arrays.asList("HEAD /b/ ASIAROOT", "HEAD /b/teamA/x%252Fy/caf%C3%A9%201%2B1.csv ASIATEAMA",
+      assertEquals(Arrays.asList("HEAD /b/ ASIAROOT", "HEAD /b/teamA/x%252Fy/caf%C3%A9%201%2B1.csv ASIATEAMA",
           "HEAD /b/teamA/other ASIATEAMA", "HEAD /b/teamB/z ASIATEAMB"), s3.requests, "signed by");
-      expectEquals(Arrays.asList("s3://b/", "s3://b/teamA/x%2Fy/caf\u00e9 1+1.csv", "s3://b/teamB/z"),
+      assertEquals(Arrays.asList("s3://b/", "s3://b/teamA/x%2Fy/caf\u00e9 1+1.csv", "s3://b/teamB/z"),
           agent.locations, "asked for (teamA/other: a scope hit)");
-      expectEquals(Arrays.asList("read", "read", "read"), agent.accesses, "access");
+      assertEquals(Arrays.asList("read", "read", "read"), agent.accesses, "access");
     }
   }
 
-  static void denyFailsFast() throws Exception {
-    try (FakeAgent agent = new FakeAgent(V1HooksSelfTest::rules); FakeS3 s3 = new FakeS3()) {
+  @Test
+  @DisplayName("a deny is S3's AccessDenied; S3A makes it AccessDeniedException and does not retry")
+  void denyFailsFast() throws Exception {
+    try (FakeAgent agent = new FakeAgent(V1HooksTest::rules); FakeS3 s3 = new FakeS3()) {
       AmazonS3 client = client(s3, agent);
       AmazonS3Exception e = expectS3Error(() -> client.getObject(new GetObjectRequest("b", "secret/plans.txt")));
-      expectEquals(403, e.getStatusCode(), "status");
-      expectEquals("AccessDenied", e.getErrorCode(), "code");
-      expectEquals(AmazonServiceException.ErrorType.Client, e.getErrorType(), "type");
-      expectEquals("Amazon S3", e.getServiceName(), "service");
-      expect(e.getErrorMessage().contains("emrfs-role-agent at " + agent.endpoint() + " refused credentials to read"
+      assertEquals(403, e.getStatusCode(), "status");
+      assertEquals("AccessDenied", e.getErrorCode(), "code");
+      assertEquals(AmazonServiceException.ErrorType.Client, e.getErrorType(), "type");
+      assertEquals("Amazon S3", e.getServiceName(), "service");
+      assertTrue(e.getErrorMessage().contains("emrfs-role-agent at " + agent.endpoint() + " refused credentials to read"
           + " s3://b/secret/plans.txt") && e.getErrorMessage().contains("HTTP 403 AccessDenied: denied by rule"
           + " secret (deny)"), e.getErrorMessage());
-      expect(!e.getMessage().contains(SECRET), "no secret");
-      expectEquals(0, s3.requests.size(), "nothing reached S3");
+      assertTrue(!e.getMessage().contains(SECRET), "no secret");
+      assertEquals(0, s3.requests.size(), "nothing reached S3");
       IOException translated = S3aErrors.translate("open", "s3a://b/secret/plans.txt", e);
-      expectEquals("java.nio.file.AccessDeniedException", translated.getClass().getName(), "S3A's exception");
-      expect(translated.getMessage().contains("denied by rule secret (deny)"), translated.getMessage());
-      expectEquals("FAIL", S3aErrors.retryDecision(translated), "S3A's retry policy");
+      assertEquals("java.nio.file.AccessDeniedException", translated.getClass().getName(), "S3A's exception");
+      assertTrue(translated.getMessage().contains("denied by rule secret (deny)"), translated.getMessage());
+      assertEquals("FAIL", S3aErrors.retryDecision(translated), "S3A's retry policy");
     }
   }
 
-  static void otherErrors() throws Exception {
-    try (FakeAgent agent = new FakeAgent(V1HooksSelfTest::rules); FakeS3 s3 = new FakeS3()) {
+  @Test
+  @DisplayName("agent failures stay retryable; an invalid request fails as a bad request")
+  void otherErrors() throws Exception {
+    try (FakeAgent agent = new FakeAgent(V1HooksTest::rules); FakeS3 s3 = new FakeS3()) {
       AmazonS3 client = client(s3, agent);
       SdkClientException down = expectClientError(() -> client.getObjectMetadata("b", "broken/x"));
-      expect(!(down instanceof AmazonServiceException), "a client exception, not a service error: " + down);
-      expect(down.getMessage().contains("HTTP 503 CredentialsUnavailable"), down.getMessage());
+      assertTrue(!(down instanceof AmazonServiceException), "a client exception, not a service error: " + down);
+      assertTrue(down.getMessage().contains("HTTP 503 CredentialsUnavailable"), down.getMessage());
       IOException translated = S3aErrors.translate("open", "s3a://b/broken/x", down);
-      expectEquals("RETRY", S3aErrors.retryDecision(translated), "S3A retries an agent failure: " + translated);
+      assertEquals("RETRY", S3aErrors.retryDecision(translated), "S3A retries an agent failure: " + translated);
       AmazonS3Exception bad = expectS3Error(() -> client.getObjectMetadata("b", "bad/x"));
-      expectEquals(400, bad.getStatusCode(), "status");
+      assertEquals(400, bad.getStatusCode(), "status");
       IOException badIo = S3aErrors.translate("open", "s3a://b/bad/x", bad);
-      expectEquals("FAIL", S3aErrors.retryDecision(badIo), "S3A's retry policy: " + badIo);
+      assertEquals("FAIL", S3aErrors.retryDecision(badIo), "S3A's retry policy: " + badIo);
     }
   }
 
-  static void crossSessionCopy() throws Exception {
-    try (FakeAgent agent = new FakeAgent(V1HooksSelfTest::rules); FakeS3 s3 = new FakeS3()) {
+  @Test
+  @DisplayName("a copy across sessions fails at once as AccessDenied")
+  void crossSessionCopy() throws Exception {
+    try (FakeAgent agent = new FakeAgent(V1HooksTest::rules); FakeS3 s3 = new FakeS3()) {
       AmazonS3 client = client(s3, agent);
       AmazonS3Exception e = expectS3Error(() -> client.copyObject(
           new CopyObjectRequest("b", "teamA/report.csv", "b", "teamB/report.csv")));
-      expectEquals(403, e.getStatusCode(), "status");
-      expect(e.getErrorMessage().startsWith("CopyObject from s3://b/teamA/report.csv to s3://b/teamB/report.csv"
+      assertEquals(403, e.getStatusCode(), "status");
+      assertTrue(e.getErrorMessage().startsWith("CopyObject from s3://b/teamA/report.csv to s3://b/teamB/report.csv"
           + " needs one set of credentials for both"), e.getErrorMessage());
-      expectEquals("FAIL", S3aErrors.retryDecision(S3aErrors.translate("rename", "s3a://b/teamA/report.csv", e)),
+      assertEquals("FAIL", S3aErrors.retryDecision(S3aErrors.translate("rename", "s3a://b/teamA/report.csv", e)),
           "S3A's retry policy");
-      expectEquals(Arrays.asList("write", "read"), agent.accesses, "destination write, source read");
+      assertEquals(Arrays.asList("write", "read"), agent.accesses, "destination write, source read");
     }
   }
 
-  static void placeholder() throws Exception {
-    try (FakeAgent agent = new FakeAgent(V1HooksSelfTest::rules)) {
+  @Test
+  @DisplayName("the provider hands out a placeholder when the handler runs, asks the agent without it")
+  void placeholder() throws Exception {
+    try (FakeAgent agent = new FakeAgent(V1HooksTest::rules)) {
       Configuration conf = conf(agent);
       AWSCredentials c = new RoleAgentCredentialsProvider(new URI("s3a://b/"), conf, new MovableClock(T0))
           .getCredentials();
-      expectEquals(HookWiring.PLACEHOLDER_ACCESS_KEY_ID, c.getAWSAccessKeyId(), "placeholder");
-      expectEquals(0, agent.requests.get(), "the agent is not asked");
+      assertEquals(HookWiring.PLACEHOLDER_ACCESS_KEY_ID, c.getAWSAccessKeyId(), "placeholder");
+      assertEquals(0, agent.requests.get(), "the agent is not asked");
       conf.set("fs.s3.impl", "com.amazon.ws.emr.hadoop.fs.EmrFileSystem");
       AWSCredentials emrfs = new RoleAgentCredentialsProvider(new URI("s3://b/"), conf, new MovableClock(T0))
           .getCredentials();
-      expectEquals("ASIAROOT", emrfs.getAWSAccessKeyId(), "EMRFS asks for the bucket whatever core-site says");
+      assertEquals("ASIAROOT", emrfs.getAWSAccessKeyId(), "EMRFS asks for the bucket whatever core-site says");
       conf.unset(HookWiring.V1_HANDLERS_KEY);
       new RoleAgentCredentialsProvider(new URI("s3a://b/"), conf, new MovableClock(T0)).getCredentials();
-      expectEquals(Arrays.asList("s3://b/", "s3a://b/"), agent.locations, "without the hook: the bucket");
-      expectEquals(Arrays.asList(null, null), agent.accesses, "the bucket level sends no access");
+      assertEquals(Arrays.asList("s3://b/", "s3://b/"), agent.locations, "without the hook: the bucket");
+      assertEquals(Arrays.asList(null, null), agent.accesses, "the bucket level sends no access");
     }
   }
 
-  static void userFixedAtCreation() throws Exception {
-    try (FakeAgent agent = new FakeAgent(V1HooksSelfTest::rules)) {
+  @Test
+  @DisplayName("the provider's user is fixed when it is created")
+  void userFixedAtCreation() throws Exception {
+    try (FakeAgent agent = new FakeAgent(V1HooksTest::rules)) {
       Configuration conf = conf(agent);
       conf.unset(HookWiring.V1_HANDLERS_KEY);
       MovableClock clock = new MovableClock(T0);
@@ -197,9 +197,9 @@ public final class V1HooksSelfTest {
       clock.advance(Duration.ofMinutes(50)); // into the refresh window
       UserGroupInformation.createRemoteUser("mallory").doAs(
           (java.security.PrivilegedExceptionAction<AWSCredentials>) provider::getCredentials);
-      expectEquals(2, agent.requests.get(), "refreshed");
-      expectEquals("alice", agent.lastQuery.get("user"), "a refresh from another user's thread asks for the creator");
-      expect(provider.toString().contains("user=alice"), provider.toString());
+      assertEquals(2, agent.requests.get(), "refreshed");
+      assertEquals("alice", agent.lastQuery.get("user"), "a refresh from another user's thread asks for the creator");
+      assertTrue(provider.toString().contains("user=alice"), provider.toString());
     }
   }
 

@@ -1,9 +1,7 @@
 package io.emrfsroleagent.agent;
 
-import static io.emrfsroleagent.testing.SelfTest.check;
-import static io.emrfsroleagent.testing.SelfTest.expect;
-import static io.emrfsroleagent.testing.SelfTest.expectEquals;
-import static io.emrfsroleagent.testing.SelfTest.finish;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.emrfsroleagent.testing.FakeAgent;
 import io.emrfsroleagent.testing.MovableClock;
@@ -16,29 +14,16 @@ import java.util.HashMap;
 import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
 
 /**
  * The JVM-wide hooks' settings ({@link ClientProperties}: system property, then environment, then the
  * properties file, then the defaults; where each came from) and their per-user caches ({@link GlobalHooks}),
- * against a fake agent. Needs no Hadoop.
+ * against a fake agent. Needs no Hadoop (HadoopUserTest: what it finds without).
  */
-public final class GlobalHooksSelfTest {
+final class GlobalHooksTest {
   static final Path DEFAULT = Paths.get(ClientProperties.DEFAULT_FILE);
-
-  public static void main(String[] args) {
-    check("defaults when nothing is set and the file does not exist", GlobalHooksSelfTest::defaults);
-    check("each setting: system property, else environment, else the file", GlobalHooksSelfTest::precedence);
-    check("the file's path from emrfs-role-agent.client-properties", GlobalHooksSelfTest::otherFile);
-    check("an empty token file setting sends no token", GlobalHooksSelfTest::emptyToken);
-    check("an invalid endpoint names its source", GlobalHooksSelfTest::invalidEndpoint);
-    check("an unreadable file fails naming it", GlobalHooksSelfTest::unreadableFile);
-    check("one cache per user, the OS user's without user=", GlobalHooksSelfTest::cachePerUser);
-    check("a client whose user cannot be determined fails its requests", GlobalHooksSelfTest::unknownUser);
-    check("invalid settings fail each S3 request, not the hooks' creation", GlobalHooksSelfTest::invalidSettings);
-    check("a failure to reach the agent says where the settings came from", GlobalHooksSelfTest::explain);
-    check("without Hadoop on the class path, no user (the agent takes the OS user)", GlobalHooksSelfTest::noHadoop);
-    finish();
-  }
 
   static Properties props(String... kv) {
     Properties p = new Properties();
@@ -61,83 +46,86 @@ public final class GlobalHooksSelfTest {
     return p -> p.equals(path) ? content : null;
   }
 
-  static void defaults() {
+  @Test
+  @DisplayName("defaults when nothing is set and the file does not exist")
+  void defaults() {
     ClientProperties.Resolved r = ClientProperties.resolve(props(), env(), file(DEFAULT, null));
-    expectEquals("http://127.0.0.1:9944", r.settings.endpoint, "endpoint");
-    expectEquals("/etc/emrfs-role-agent/token", r.settings.tokenFile, "token file");
-    expectEquals("endpoint from the default (/etc/emrfs-role-agent/client.properties does not exist), token file"
+    assertEquals("http://127.0.0.1:9944", r.settings.endpoint, "endpoint");
+    assertEquals("/etc/emrfs-role-agent/token", r.settings.tokenFile, "token file");
+    assertEquals("endpoint from the default (/etc/emrfs-role-agent/client.properties does not exist), token file"
         + " from the default (/etc/emrfs-role-agent/client.properties does not exist)", r.origin, "origin");
   }
 
-  static void precedence() {
+  @Test
+  @DisplayName("each setting: system property, else environment, else the file")
+  void precedence() {
     Properties fromFile = props("endpoint", "http://file:1", "token-file", "/file/token");
     ClientProperties.FileReader reader = file(DEFAULT, fromFile);
     ClientProperties.Resolved r = ClientProperties.resolve(props(), env(), reader);
-    expectEquals("http://file:1", r.settings.endpoint, "file endpoint");
-    expectEquals("/file/token", r.settings.tokenFile, "file token");
-    expectEquals("endpoint from /etc/emrfs-role-agent/client.properties (endpoint), token file from"
+    assertEquals("http://file:1", r.settings.endpoint, "file endpoint");
+    assertEquals("/file/token", r.settings.tokenFile, "file token");
+    assertEquals("endpoint from /etc/emrfs-role-agent/client.properties (endpoint), token file from"
         + " /etc/emrfs-role-agent/client.properties (token-file)", r.origin, "origin");
 
     r = ClientProperties.resolve(props(), env("EMRFS_ROLE_AGENT_ENDPOINT", "http://env:2/"), reader);
-    expectEquals("http://env:2", r.settings.endpoint, "environment beats the file (trailing slash dropped)");
-    expectEquals("/file/token", r.settings.tokenFile, "token still from the file");
+    assertEquals("http://env:2", r.settings.endpoint, "environment beats the file (trailing slash dropped)");
+    assertEquals("/file/token", r.settings.tokenFile, "token still from the file");
 
     r = ClientProperties.resolve(props("emrfs-role-agent.endpoint", "http://prop:3",
         "emrfs-role-agent.token-file", "/prop/token"), env("EMRFS_ROLE_AGENT_ENDPOINT", "http://env:2",
         "EMRFS_ROLE_AGENT_TOKEN_FILE", "/env/token"), reader);
-    expectEquals("http://prop:3", r.settings.endpoint, "system property beats the environment");
-    expectEquals("/prop/token", r.settings.tokenFile, "system property beats the environment (token)");
-    expectEquals("endpoint from system property emrfs-role-agent.endpoint, token file from system property"
+    assertEquals("http://prop:3", r.settings.endpoint, "system property beats the environment");
+    assertEquals("/prop/token", r.settings.tokenFile, "system property beats the environment (token)");
+    assertEquals("endpoint from system property emrfs-role-agent.endpoint, token file from system property"
         + " emrfs-role-agent.token-file", r.origin, "origin");
 
     r = ClientProperties.resolve(props(), env("EMRFS_ROLE_AGENT_TOKEN_FILE", "/env/token"), reader);
-    expectEquals("/env/token", r.settings.tokenFile, "environment token");
-    expect(r.origin.endsWith("token file from environment variable EMRFS_ROLE_AGENT_TOKEN_FILE"), r.origin);
+    assertEquals("/env/token", r.settings.tokenFile, "environment token");
+    assertTrue(r.origin.endsWith("token file from environment variable EMRFS_ROLE_AGENT_TOKEN_FILE"), r.origin);
   }
 
-  static void otherFile() {
+  @Test
+  @DisplayName("the file's path from emrfs-role-agent.client-properties")
+  void otherFile() {
     Path other = Paths.get("/srv/conf/agent.properties");
     ClientProperties.Resolved r = ClientProperties.resolve(
         props("emrfs-role-agent.client-properties", other.toString()), env(),
         file(other, props("endpoint", "https://agent.local:9944")));
-    expectEquals("https://agent.local:9944", r.settings.endpoint, "endpoint from the other file");
-    expect(r.origin.startsWith("endpoint from /srv/conf/agent.properties (endpoint)"), r.origin);
-    expect(r.origin.endsWith("token file from the default (not set in /srv/conf/agent.properties)"), r.origin);
+    assertEquals("https://agent.local:9944", r.settings.endpoint, "endpoint from the other file");
+    assertTrue(r.origin.startsWith("endpoint from /srv/conf/agent.properties (endpoint)"), r.origin);
+    assertTrue(r.origin.endsWith("token file from the default (not set in /srv/conf/agent.properties)"), r.origin);
   }
 
-  static void emptyToken() {
+  @Test
+  @DisplayName("an empty token file setting sends no token")
+  void emptyToken() {
     ClientProperties.Resolved r = ClientProperties.resolve(props(), env(), file(DEFAULT, props("token-file", "")));
-    expectEquals(null, r.settings.tokenFile, "no token file");
+    assertEquals(null, r.settings.tokenFile, "no token file");
   }
 
-  static void invalidEndpoint() {
+  @Test
+  @DisplayName("an invalid endpoint names its source")
+  void invalidEndpoint() {
     try {
       ClientProperties.resolve(props(), env("EMRFS_ROLE_AGENT_ENDPOINT", "127.0.0.1:9944"), file(DEFAULT, null));
       throw new AssertionError("accepted an endpoint without a scheme");
     } catch (IllegalArgumentException e) {
-      expectEquals("emrfs-role-agent endpoint from environment variable EMRFS_ROLE_AGENT_ENDPOINT must be an"
+      assertEquals("emrfs-role-agent endpoint from environment variable EMRFS_ROLE_AGENT_ENDPOINT must be an"
           + " http:// URL, got 127.0.0.1:9944", e.getMessage(), "message");
     }
   }
 
-  static void unreadableFile() {
+  @Test
+  @DisplayName("an unreadable file fails naming it")
+  void unreadableFile() {
     try {
       ClientProperties.resolve(props(), env(), p -> {
         throw new AccessDeniedException(p.toString());
       });
       throw new AssertionError("an unreadable file was taken for a missing one");
     } catch (IllegalArgumentException e) {
-      expect(e.getMessage().startsWith("emrfs-role-agent client properties /etc/emrfs-role-agent/client.properties"
+      assertTrue(e.getMessage().startsWith("emrfs-role-agent client properties /etc/emrfs-role-agent/client.properties"
           + " cannot be read: java.nio.file.AccessDeniedException"), e.getMessage());
-    }
-  }
-
-  static void noHadoop() {
-    try {
-      Class.forName(HadoopUser.UGI);
-      throw new AssertionError("run this self-test on a class path without Hadoop");
-    } catch (ClassNotFoundException expected) {
-      expectEquals(null, HadoopUser.find(GlobalHooksSelfTest.class.getClassLoader()).get(), "user");
     }
   }
 
@@ -150,7 +138,9 @@ public final class GlobalHooksSelfTest {
         "emrfs-role-agent.token-file", ""), env(), file(DEFAULT, null));
   }
 
-  static void cachePerUser() throws IOException {
+  @Test
+  @DisplayName("one cache per user, the OS user's without user=")
+  void cachePerUser() throws IOException {
     Instant t0 = Instant.parse("2030-01-01T00:00:00Z");
     try (FakeAgent agent = new FakeAgent()) {
       agent.reply(200, "{\"AccessKeyId\":\"ASIAONE\",\"SecretAccessKey\":\"secret\",\"Token\":\"token\","
@@ -159,27 +149,29 @@ public final class GlobalHooksSelfTest {
       GlobalHooks<AgentCredentials> hooks = new GlobalHooks<>(() -> settingsFor(agent), c -> c,
           new MovableClock(t0));
       ScopeCache<AgentCredentials> os = hooks.cache(ClientUser.of(user::get));
-      expectEquals(null, os.user(), "no Hadoop user: the OS user's cache");
+      assertEquals(null, os.user(), "no Hadoop user: the OS user's cache");
       os.get("s3://b/teamA/x", Access.READ);
-      expect(!agent.lastQuery.containsKey("user"), "no user= without a Hadoop user: " + agent.lastQuery);
-      expect(hooks.cache(ClientUser.of(user::get)) == os, "the same cache again");
+      assertTrue(!agent.lastQuery.containsKey("user"), "no user= without a Hadoop user: " + agent.lastQuery);
+      assertTrue(hooks.cache(ClientUser.of(user::get)) == os, "the same cache again");
 
       user.set("alice");
       ClientUser alicesClient = ClientUser.of(user::get);
       ScopeCache<AgentCredentials> alice = hooks.cache(alicesClient);
-      expect(alice != os && "alice".equals(alice.user()), "alice has her own cache");
+      assertTrue(alice != os && "alice".equals(alice.user()), "alice has her own cache");
       alice.get("s3://b/teamA/y", Access.READ);
-      expectEquals("alice", agent.lastQuery.get("user"), "user= for alice");
+      assertEquals("alice", agent.lastQuery.get("user"), "user= for alice");
       user.set("bob");
       ScopeCache<AgentCredentials> bob = hooks.cache(ClientUser.of(user::get));
-      expect(bob != alice && "bob".equals(bob.user()), "bob has his own cache");
-      expect(hooks.cache(alicesClient) == alice, "a client keeps the user it was built by");
-      expect(hooks.cache(ClientUser.of(() -> "alice")) == alice, "alice's cache is shared by her clients");
-      expectEquals(2, agent.requests.get(), "one agent request per user and scope");
+      assertTrue(bob != alice && "bob".equals(bob.user()), "bob has his own cache");
+      assertTrue(hooks.cache(alicesClient) == alice, "a client keeps the user it was built by");
+      assertTrue(hooks.cache(ClientUser.of(() -> "alice")) == alice, "alice's cache is shared by her clients");
+      assertEquals(2, agent.requests.get(), "one agent request per user and scope");
     }
   }
 
-  static void unknownUser() {
+  @Test
+  @DisplayName("a client whose user cannot be determined fails its requests")
+  void unknownUser() {
     ClientUser user = ClientUser.of(() -> {
       throw new AgentException("emrfs-role-agent client could not determine the Hadoop user: login failed", 0,
           null, null, null);
@@ -190,12 +182,14 @@ public final class GlobalHooksSelfTest {
       hooks.cache(user);
       throw new AssertionError("a client without a user got a cache");
     } catch (AgentException e) {
-      expectEquals("emrfs-role-agent client could not determine the Hadoop user: login failed", e.getMessage(),
+      assertEquals("emrfs-role-agent client could not determine the Hadoop user: login failed", e.getMessage(),
           "message");
     }
   }
 
-  static void invalidSettings() {
+  @Test
+  @DisplayName("invalid settings fail each S3 request, not the hooks' creation")
+  void invalidSettings() {
     GlobalHooks<AgentCredentials> hooks = new GlobalHooks<>(() -> {
       throw new IllegalArgumentException("emrfs-role-agent endpoint from x must be an http:// URL, got ftp://y");
     }, c -> c, new MovableClock(Instant.parse("2030-01-01T00:00:00Z")));
@@ -203,12 +197,14 @@ public final class GlobalHooksSelfTest {
       hooks.cache(ClientUser.of(() -> null));
       throw new AssertionError("invalid settings served a cache");
     } catch (AgentException e) {
-      expectEquals("emrfs-role-agent JVM-wide S3 hooks (emrfs-role-agent-hooks.jar) cannot ask the agent:"
+      assertEquals("emrfs-role-agent JVM-wide S3 hooks (emrfs-role-agent-hooks.jar) cannot ask the agent:"
           + " emrfs-role-agent endpoint from x must be an http:// URL, got ftp://y", e.getMessage(), "message");
     }
   }
 
-  static void explain() throws IOException {
+  @Test
+  @DisplayName("a failure to reach the agent says where the settings came from")
+  void explain() throws IOException {
     FakeAgent agent = new FakeAgent();
     agent.close(); // nothing listens there any more
     GlobalHooks<AgentCredentials> hooks = new GlobalHooks<>(() -> settingsFor(agent), c -> c,
@@ -218,11 +214,11 @@ public final class GlobalHooksSelfTest {
       throw new AssertionError("a closed agent answered");
     } catch (AgentException e) {
       String message = hooks.explain(e).getMessage();
-      expect(message.startsWith("emrfs-role-agent at " + agent.endpoint() + " could not be reached"), message);
-      expect(message.endsWith("[JVM-wide S3 hooks, emrfs-role-agent-hooks.jar: endpoint from system property"
+      assertTrue(message.startsWith("emrfs-role-agent at " + agent.endpoint() + " could not be reached"), message);
+      assertTrue(message.endsWith("[JVM-wide S3 hooks, emrfs-role-agent-hooks.jar: endpoint from system property"
           + " emrfs-role-agent.endpoint, token file from system property emrfs-role-agent.token-file]"), message);
     }
     AgentException denied = new AgentException("refused", 403, "AccessDenied", "s3://b/secret/", null);
-    expect(hooks.explain(denied) == denied, "the agent's own refusal is left as it is");
+    assertTrue(hooks.explain(denied) == denied, "the agent's own refusal is left as it is");
   }
 }

@@ -20,7 +20,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Function;
 
 /**
- * An agent on a loopback port for the JVM clients' self-tests and benchmark: answers each request as
+ * An agent on a loopback port for the JVM clients' unit tests and benchmarks: answers each request as
  * {@link #answer} says for its {@code location} parameter (null when there is none), or as
  * {@link #answerQuery} says for all its parameters when set, after {@link #delayMs}; counts the requests and
  * keeps what each sent. Query values are decoded once, as form parameters, as the agent does.
@@ -65,6 +65,21 @@ public final class FakeAgent implements AutoCloseable {
   /** An agent that answers 500 until told otherwise ({@link #reply}, {@link #answer}). */
   public FakeAgent() throws IOException {
     this(location -> new Reply(500, "{\"code\":\"NoAnswer\",\"message\":\"the test set no answer\"}"));
+  }
+
+  /** Forgets what earlier requests sent and answers 500 again, for a test that shares the agent with others. */
+  public synchronized void reset() {
+    requests.set(0);
+    locations.clear();
+    accesses.clear();
+    rawQueries.clear();
+    answerQuery = null;
+    delayMs = 0;
+    lastQuery = new HashMap<>();
+    lastRawQuery = null;
+    lastAuthorization = null;
+    lastPath = null;
+    reply(500, "{\"code\":\"NoAnswer\",\"message\":\"the test set no answer\"}");
   }
 
   /** Answers every request with this status and body from now on. */
