@@ -188,6 +188,12 @@ fn security_configurations() {
         let found = coexist::security_configuration_findings(file, &read(file), *interception);
         assert_findings(&format!("{file} (interception {interception})"), &found, expected);
     }
+    // describe output whose SecurityConfiguration is already an object (as some tools decode it).
+    let runtime: serde_json::Value =
+        serde_json::from_str(&read("coexist/security-configuration-runtime-roles.json")).unwrap();
+    let decoded = serde_json::json!({"Name": "rr", "SecurityConfiguration": runtime}).to_string();
+    let found = coexist::security_configuration_findings("decoded", &decoded, false);
+    assert_findings("decoded describe output", &found, &[(W, &["LakeFormationConfiguration"]), (W, &["runtime-role"])]);
     let bad = coexist::security_configuration_findings("x.json", "{", true);
     assert_findings("bad JSON", &bad, &[(W, &["x.json: cannot read it as a security configuration"])]);
 }
