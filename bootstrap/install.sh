@@ -925,6 +925,8 @@ step ready
 WIRE=("$LIBEXEC/wire-clients.sh" --port "$PORT" --token-file "$TOKEN" --jar "$AUXLIB/$JAR_NAME"
     --poll "$WIRE_POLL" --timeout "$WIRE_TIMEOUT")
 ((S3_VIA_S3A)) && WIRE+=(--s3-via-s3a)
+for f in "${RULESETS[@]+"${RULESETS[@]}"}"; do WIRE+=(--ruleset "$f"); done
+[[ -n $PROCESSES ]] && WIRE+=(--processes "$PROCESSES")
 if ((WIRE_CLIENTS)); then
     ((HAVE_JAR)) || log "only Spark's container-credentials settings will be wired"
     if [[ -n $R ]]; then

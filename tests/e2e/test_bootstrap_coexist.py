@@ -140,3 +140,52 @@ def test_check_reads_the_nodes_own_firewall(netns, tmp_path, tool):
     assert r.returncode == 0, r.stdout + r.stderr
     assert any(line.startswith(f"warning: {LISTING[tool]}: another metadata interceptor redirects")
                for line in r.stdout.splitlines()), r.stdout  # fmt: skip
+
+
+# ---- after provisioning -------------------------------------------------------------------------------
+#
+# The bootstrap action runs before EMR installs the applications: EMR's site files and its secret agent appear
+# later. The client waiter, which waits for EMR to finish provisioning the node, asks `check` again then.
+
+
+def test_the_waiter_checks_the_provisioned_node_and_fails_on_a_refusal(node, tmp_path):
+    from helpers.net import wait_until
+
+    state = node.path("/emr/instance-controller/lib/info/job-flow-state.txt")
+    state.parent.mkdir(parents=True)
+    record = 'localInstance {\n  instanceId: "i-0"\n  nodeProvisionCheckinRecord {\n    status: %s\n  }\n}\n'
+    state.write_text(record % "PENDING")
+    processes = tmp_path / "processes.txt"
+    processes.write_text(open(PLAIN).read())
+    r = node.install("--ruleset", OUR_RULES, "--processes", str(processes), mappings=False)
+    assert "refused:" not in r.stderr and "warning: " not in r.stderr, r.stderr
+    assert node.waiters()
+
+    # EMR provisions the node: its core-site with a role mapping, and its secret agent.
+    core_site = node.path("/etc/hadoop/conf/core-site.xml")
+    core_site.parent.mkdir(parents=True, exist_ok=True)
+    core_site.write_text(
+        "<configuration>\n<property><name>fs.s3.authorization.roleMapping</name>"
+        "<value>arn:aws:iam::123456789012:role/x=u:alice</value></property>\n</configuration>\n"
+    )
+    processes.write_text(open(SECRET_AGENT).read())
+    state.write_text(record % "SUCCESSFUL")
+    wait_until(lambda: not node.waiters(), 30, "the waiter to finish")
+    log = node.waiter_log()
+    assert f"wire-clients: warning: {core_site}:2: fs.s3.authorization.roleMapping is set" in log, log
+    assert f"wire-clients: refused: {processes}: EMR's secret agent is running" in log, log
+    assert "fights the agent as configured" in log, log
+
+
+def test_the_waiter_on_a_quiet_node_says_nothing(node, tmp_path):
+    from helpers.net import wait_until
+
+    node.configure(IMDS_OFF_CONFIG)
+    state = node.path("/emr/instance-controller/lib/info/job-flow-state.txt")
+    state.parent.mkdir(parents=True)
+    state.write_text('localInstance {\n  nodeProvisionCheckinRecord {\n    status: SUCCESSFUL\n  }\n}\n')
+    node.install("--ruleset", OUR_RULES, "--processes", PLAIN, mappings=False)
+    wait_until(lambda: not node.waiters(), 30, "the waiter to finish")
+    log = node.waiter_log()
+    assert "node provisioned" in log, log
+    assert "refused:" not in log and "warning:" not in log and "fights the agent" not in log, log
