@@ -104,6 +104,32 @@ fn firewall_listings() {
 }
 
 #[test]
+fn ipv6_named_owners_and_negations() {
+    // ip6tables-save: the IPv6 metadata address, redirected by someone else.
+    let ip6 = "*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -d fd00:ec2::254/128 -p tcp -m tcp --dport 80 -j DNAT \
+               --to-destination [::1]:8181\nCOMMIT\n";
+    let found = coexist::firewall_findings("ip6tables-save", ip6, true, &nobody);
+    assert_findings(
+        "ip6tables",
+        &found,
+        &[(R, &["refused: ip6tables-save: another metadata interceptor", "[::1]:8181"])],
+    );
+    // nft prints an owner it can name by its name: the secret agent is told by it without a lookup.
+    let nft = "table inet secret {\n\tchain out {\n\t\ttype nat hook output priority -100; policy accept;\n\
+               \t\tip daddr 169.254.169.254 meta skuid \"emrsecretagent\" accept\n\
+               \t\tip daddr 169.254.169.254 tcp dport 80 redirect to :9443\n\t}\n}\n";
+    let found = coexist::firewall_findings("nft list ruleset", nft, false, &nobody);
+    assert_findings("nft named owner", &found, &[(W, &["EMR's secret agent redirects", "redirect to :9443"])]);
+    // A transparent proxy for everything but the metadata service leaves it alone.
+    let proxy = "*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT ! -d 169.254.169.254/32 -p tcp -m tcp --dport 80 -j DNAT \
+                 --to-destination 10.0.0.5:3128\nCOMMIT\n";
+    assert_findings("iptables negation", &coexist::firewall_findings("p", proxy, true, &nobody), &[]);
+    let proxy = "table ip proxy {\n\tchain out {\n\t\ttype nat hook output priority -100; policy accept;\n\
+                 \t\tip daddr != 169.254.169.254 tcp dport 80 dnat to 10.0.0.5:3128\n\t}\n}\n";
+    assert_findings("nft negation", &coexist::firewall_findings("p", proxy, true, &nobody), &[]);
+}
+
+#[test]
 fn the_agents_own_rules_are_recognised_by_their_names_only() {
     // The same redirect under another chain or table name is somebody else's.
     let renamed = read("coexist/iptables-agent.txt").replace("EMRFS-ROLE-AGENT", "OTHER-AGENT");
