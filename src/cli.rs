@@ -58,7 +58,7 @@ pub struct NodeSources {
 pub fn check(config: &Path, mappings: Option<&Path>, node: &NodeSources, out: &mut dyn Write) -> Result<(), CliError> {
     let c = Config::load_with_mappings(config, mappings)?;
     write_summary(&c, mappings, out).map_err(io)?;
-    let (findings, notes) = gather_findings(node, c.imds.listen.is_some());
+    let (findings, notes) = gather_findings(node, c.imds.listen.is_some())?;
     for note in notes {
         writeln!(out, "note: {note}").map_err(io)?;
     }
@@ -80,11 +80,15 @@ pub const EMR_SITE_FILES: [&str; 2] =
     ["/etc/hadoop/conf/core-site.xml", "/usr/share/aws/emr/emrfs/conf/emrfs-site.xml"];
 
 /// Reads every source `node` names (or this node's own) and asks [`crate::coexist`] about them: the
-/// findings, and notes on what could not be looked at.
-fn gather_findings(node: &NodeSources, interception: bool) -> (Vec<coexist::Finding>, Vec<String>) {
+/// findings, and notes on what of this node could not be looked at. A file named on the command line that
+/// cannot be read is a usage error.
+fn gather_findings(node: &NodeSources, interception: bool) -> Result<(Vec<coexist::Finding>, Vec<String>), CliError> {
     let mut findings = Vec::new();
     let mut notes = Vec::new();
     let read = |path: &Path| std::fs::read_to_string(path);
+    let named = |flag: &str, path: &Path| {
+        read(path).map_err(|e| CliError::Usage(format!("{flag} {}: cannot read it: {e}", path.display())))
+    };
     for site in &node.hadoop_sites {
         match read(site) {
             Ok(text) => findings.extend(coexist::site_findings(&site.display().to_string(), &text)),
@@ -97,17 +101,17 @@ fn gather_findings(node: &NodeSources, interception: bool) -> (Vec<coexist::Find
         }
     }
     if let Some(path) = &node.security_configuration {
-        match read(path) {
-            Ok(text) => findings.extend(coexist::security_configuration_findings(
-                &path.display().to_string(),
-                &text,
-                interception,
-            )),
-            Err(e) => notes.push(format!("{}: cannot read the security configuration: {e}", path.display())),
-        }
+        let text = named("--security-configuration", path)?;
+        findings.extend(coexist::security_configuration_findings(&path.display().to_string(), &text, interception));
     }
     let listings: Vec<(String, std::io::Result<String>)> = match &node.rulesets {
-        Some(files) => files.iter().map(|f| (f.display().to_string(), read(f))).collect(),
+        Some(files) => {
+            let mut listings = Vec::new();
+            for f in files {
+                listings.push((f.display().to_string(), Ok(named("--ruleset", f)?)));
+            }
+            listings
+        }
         None => firewall_listings(),
     };
     for (source, listing) in listings {
@@ -119,15 +123,12 @@ fn gather_findings(node: &NodeSources, interception: bool) -> (Vec<coexist::Find
             )),
         }
     }
-    let processes = match &node.processes {
-        Some(path) => read(path).map(|text| (path.display().to_string(), text)),
-        None => Ok(("processes".to_owned(), process_list())),
+    let (source, processes) = match &node.processes {
+        Some(path) => (path.display().to_string(), named("--processes", path)?),
+        None => ("processes".to_owned(), process_list()),
     };
-    match processes {
-        Ok((source, text)) => findings.extend(coexist::process_findings(&source, &text, interception)),
-        Err(e) => notes.push(format!("cannot read the process list: {e}")),
-    }
-    (findings, notes)
+    findings.extend(coexist::process_findings(&source, &processes, interception));
+    Ok((findings, notes))
 }
 
 /// This node's firewall rules: nft's ruleset and the iptables-legacy tables when nft is installed (the

@@ -283,14 +283,21 @@ fn check_refuses_interception_beside_another_interceptor_and_warns_without_it() 
 }
 
 #[test]
-fn check_says_when_it_cannot_read_a_listing() {
+fn check_refuses_a_named_file_it_cannot_read() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(&config, "").unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
     let missing = dir.path().join("missing");
-    let o = check(&config, &[&missing, &missing], &["--ruleset", "--processes"]);
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{err}");
-    assert!(out.contains(&format!("note: {}: cannot list the firewall rules", missing.display())), "{out}");
-    assert!(out.contains("note: cannot read the process list"), "{out}");
+    for (flags, paths, named) in [
+        (["--ruleset", "--processes"], [missing.as_path(), &empty], "--ruleset"),
+        (["--ruleset", "--processes"], [empty.as_path(), &missing], "--processes"),
+        (["--security-configuration", "--processes"], [missing.as_path(), &empty], "--security-configuration"),
+    ] {
+        let o = check(&config, &paths, &flags);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{out}{err}");
+        assert!(err.contains(&format!("{named} {}: cannot read it", missing.display())), "{err}");
+    }
 }

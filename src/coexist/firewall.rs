@@ -364,7 +364,7 @@ pub fn firewall_findings(
                     "{who} already redirects instance-metadata traffic ({rules}). Two interceptors cannot both \
                      hold 169.254.169.254: the first NAT rule a connection meets wins, so either the agent or it \
                      is bypassed. Turn off the agent's interception (unset [imds] listen; its HTTP API and the \
-                     clients wired to it keep working), or remove {who} from this cluster{}",
+                     clients wired to it keep working), or remove the other one from this cluster{}",
                     origin(who)
                 ),
             )
@@ -399,8 +399,8 @@ pub fn firewall_findings(
         let caveat = if interception {
             "with interception on, the agent's redirect comes first (nat OUTPUT runs before filter OUTPUT), so \
              these users' metadata connections reach the agent's listener instead of being blocked and get what the \
-             agent's rules decide. Give them a deny rule (or keep fallback = \"deny\") if they must stay without \
-             credentials, or exempt them"
+             agent's rules decide. To keep them blocked, exempt them ([imds] exempt_users: their connections then \
+             meet this rule), or give them a deny rule (or keep fallback = \"deny\")"
         } else {
             "the agent's own source credentials come from the metadata service: if its user is among those blocked \
              it cannot serve. Clients wired to the agent's API are not blocked by it"
