@@ -61,6 +61,11 @@ Optional:
   --s3-via-s3a              serve s3:// with S3A instead of EMRFS (what EMR 7.10 and later do by
                             default), so that prefix rules hold per request for s3:// too; for
                             EMR 6.9-7.9 (Hadoop 3.3.x); see docs/emrfs.md for the trade-offs
+  --security-configuration S3_URI
+                            the cluster's EMR security configuration (the JSON given to create-security-
+                            configuration, or describe-security-configuration output): `check` refuses
+                            interception on a runtime-role, Ranger or Lake Formation cluster and warns
+                            about its EMRFS role mappings (see docs/install-on-emr.md, "Coexistence")
   --ready-timeout SECONDS   how long to wait for /readyz (default 120)
   --wire-timeout SECONDS    how long the client waiter waits for EMR to finish provisioning the
                             node (default 7200; 60 with --root)
@@ -74,6 +79,11 @@ Test hooks:
   --s3-copy CMD             run "CMD SRC DST" instead of "aws s3 cp SRC DST"
   --wire-poll SECONDS       how often the client waiter looks for config files (default 10)
   --systemd-version N       act as on a node with this systemd version (default: the running one)
+  --ruleset FILE            the firewall rules `check` looks at for other metadata interceptors
+                            (iptables-save or nft list ruleset output; repeatable) in place of this
+                            node's; under --root without it, none
+  --processes FILE          the process list `check` looks at (ps -eo user:32=,args= output) in place
+                            of this node's; under --root without it, none
   --fail-at STEP            fail at STEP, as a failing step there would (the rollback runs)
   --pause-at STEP           stop at STEP until a signal comes (SIGTERM, SIGINT: the rollback runs)
                             STEP: staged (fetched, not checked), checked (nothing changed yet),
@@ -106,6 +116,9 @@ WIRE_POLL=10
 SYSTEMD_VERSION=""
 FAIL_AT=""
 PAUSE_AT=""
+SECURITY_CONFIGURATION_URI=""
+RULESETS=()
+PROCESSES=""
 STEPS=(staged checked installed started ready)
 
 need() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (see --help)"; }
@@ -130,6 +143,9 @@ while (($#)); do
         --systemd-version) need "$@"; SYSTEMD_VERSION=$2; shift 2 ;;
         --fail-at) need "$@"; FAIL_AT=$2; shift 2 ;;
         --pause-at) need "$@"; PAUSE_AT=$2; shift 2 ;;
+        --security-configuration) need "$@"; SECURITY_CONFIGURATION_URI=$2; shift 2 ;;
+        --ruleset) need "$@"; RULESETS+=("$2"); shift 2 ;;
+        --processes) need "$@"; PROCESSES=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -434,6 +450,9 @@ s3_copy "$CONFIG_URI" "$STAGE/config.toml"
 if [[ -n $MAPPINGS_URI ]]; then
     s3_copy "$MAPPINGS_URI" "$STAGE/mappings"
 fi
+if [[ -n $SECURITY_CONFIGURATION_URI ]]; then
+    s3_copy "$SECURITY_CONFIGURATION_URI" "$STAGE/security-configuration.json"
+fi
 if [[ -z $R ]]; then
     getent group "$TOKEN_GROUP" >/dev/null || die "--token-group $TOKEN_GROUP: no such group"
 fi
@@ -453,19 +472,36 @@ config_mappings_file() { # CONFIG
         -e "s/^[[:space:]]*mappings_file[[:space:]]*=[[:space:]]*[\"']\\([^\"']*\\)[\"'].*/\\1/p" "$1" | head -n1
 }
 
-# check [ARGS...]: the staged binary's `check` of the staged config; its output in $out.
+# check [ARGS...]: the staged binary's `check` of the staged config; its output in $out. Besides the
+# config and mappings, `check` looks at what on this node would fight the agent (EMR's own role mappings,
+# another metadata interceptor, a runtime-role cluster): a "refused:" line fails the run before anything
+# changed, a "warning:" line is shown.
 run_check() {
-    local args=(check --config "$STAGE/config.toml") site
+    local args=(check --config "$STAGE/config.toml") site f
     if [[ -n $R ]]; then
         for site in "${HADOOP_SITES[@]}"; do args+=(--hadoop-site "$R$site"); done
+        # Nothing on the running system is consulted under --root: the test hooks' listings, or none.
+        ((${#RULESETS[@]})) || args+=(--ruleset /dev/null)
+        [[ -n $PROCESSES ]] || args+=(--processes /dev/null)
     fi
+    for f in "${RULESETS[@]+"${RULESETS[@]}"}"; do args+=(--ruleset "$f"); done
+    [[ -n $PROCESSES ]] && args+=(--processes "$PROCESSES")
+    [[ -n $SECURITY_CONFIGURATION_URI ]] && args+=(--security-configuration "$STAGE/security-configuration.json")
     if ! out=$("$REL/bin/$PROG" "${args[@]}" "$@" 2>&1); then
         # Named as the operator knows them: by their S3 locations.
         out=${out//"$STAGE/config.toml"/"$CONFIG_URI"}
         [[ -n $MAPPINGS_URI ]] && out=${out//"$STAGE/mappings"/"$MAPPINGS_URI"}
+        [[ -n $SECURITY_CONFIGURATION_URI ]] \
+            && out=${out//"$STAGE/security-configuration.json"/"$SECURITY_CONFIGURATION_URI"}
         printf '%s\n' "$out" >&2
+        if grep -q '^refused:' <<<"$out"; then
+            die "something on this node would fight the agent as configured (the refused: lines above); nothing was changed"
+        fi
         die "the configuration is invalid; nothing was changed"
     fi
+    [[ -n $SECURITY_CONFIGURATION_URI ]] \
+        && out=${out//"$STAGE/security-configuration.json"/"$SECURITY_CONFIGURATION_URI"}
+    return 0
 }
 
 if [[ -n $MAPPINGS_URI ]]; then
@@ -484,7 +520,7 @@ elif [[ -n $R ]] && named=$(config_mappings_file "$STAGE/config.toml") && [[ -n 
 else
     run_check
 fi
-grep '^warning:' <<<"$out" >&2 || true
+grep -E '^(warning|note):' <<<"$out" >&2 || true
 # Instance-metadata interception is on exactly when the config sets [imds] listen. The binary parses the
 # config, so its summary is the authority: `check` prints "imds:          127.0.0.1:254, other paths
 # forwarded to ..." when it is on and "imds:          off" when it is not (a binary without the feature
@@ -754,7 +790,9 @@ fi
 
 # As the agent's own user, the installed files: proves it can read everything it needs.
 if [[ -z $R ]]; then
-    if ! out_user=$(runuser -u "$PROG" -- "$BIN" check --config "$ETC/config.toml" 2>&1); then
+    # (What fights the agent on this node was judged above, as root: not again here.)
+    if ! out_user=$(runuser -u "$PROG" -- "$BIN" check --config "$ETC/config.toml" --ruleset /dev/null \
+        --processes /dev/null 2>&1); then
         printf '%s\n' "$out_user" >&2
         die "the agent's user cannot use the installed configuration"
     fi
@@ -910,6 +948,8 @@ step ready
 WIRE=("$LIBEXEC/wire-clients.sh" --port "$PORT" --token-file "$TOKEN" --jar "$AUXLIB/$JAR_NAME"
     --poll "$WIRE_POLL" --timeout "$WIRE_TIMEOUT")
 ((S3_VIA_S3A)) && WIRE+=(--s3-via-s3a)
+for f in "${RULESETS[@]+"${RULESETS[@]}"}"; do WIRE+=(--ruleset "$f"); done
+[[ -n $PROCESSES ]] && WIRE+=(--processes "$PROCESSES")
 if ((WIRE_CLIENTS)); then
     ((HAVE_JAR)) || log "only Spark's container-credentials settings will be wired"
     if [[ -n $R ]]; then

@@ -8,8 +8,10 @@
 #
 # On an EMR node it keeps watching until the instance controller reports the node's
 # provisioning SUCCESSFUL (EMR may rewrite configuration files until then), wires what exists
-# one last time and exits. Elsewhere (no EMR state file) it exits once all three files are
-# wired. It gives up after --timeout seconds.
+# one last time, asks the agent's `check` what on the provisioned node would fight the agent
+# (EMR's own role mappings, EMR's secret agent, runtime roles: none of it exists yet when the
+# bootstrap action runs) and exits, 1 when `check` refused. Elsewhere (no EMR state file) it
+# exits once all three files are wired. It gives up after --timeout seconds.
 #
 # EMRFS and S3A are only wired when the provider jar is installed: naming a credentials
 # provider class that is not on the classpath would break every S3 access on the node.
@@ -29,6 +31,11 @@ Usage: wire-clients.sh [options]
   --s3-via-s3a        serve s3:// with S3A instead of EMRFS (fs.s3.impl and friends in core-site)
   --poll SECONDS      time between checks (default 10)
   --timeout SECONDS   give up after this long (default 7200)
+  --agent PATH        the agent binary whose `check` runs once the node is provisioned
+                      (default /usr/local/bin/emrfs-role-agent; under --root, taken under DIR)
+  --config PATH       the config it checks (default /etc/emrfs-role-agent/config.toml; likewise)
+  --ruleset FILE      passed to that `check` (tests; under --root without it, none)
+  --processes FILE    passed to that `check` (tests; under --root without it, none)
   -h, --help          this text
 EOF
 }
@@ -41,6 +48,9 @@ S3A_SDK=auto
 S3_VIA_S3A=()
 POLL=10
 TIMEOUT=7200
+AGENT=/usr/local/bin/emrfs-role-agent
+AGENT_CONFIG=/etc/emrfs-role-agent/config.toml
+CHECK_SOURCES=()
 
 while (($#)); do
     case $1 in
@@ -52,6 +62,9 @@ while (($#)); do
         --s3-via-s3a) S3_VIA_S3A=(--s3-via-s3a); shift ;;
         --poll) POLL=${2:?--poll needs seconds}; shift 2 ;;
         --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift 2 ;;
+        --agent) AGENT=${2:?--agent needs a path}; shift 2 ;;
+        --config) AGENT_CONFIG=${2:?--config needs a path}; shift 2 ;;
+        --ruleset | --processes) CHECK_SOURCES+=("$1" "${2:?$1 needs a file}"); shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "wire-clients.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -140,12 +153,40 @@ wire_pass() {
     return "$all"
 }
 
+# What on the provisioned node would fight the agent (docs/install-on-emr.md §10), in this log: the
+# warnings, and the refusals, which fail this unit (the agent is installed already; undo what they name).
+check_node() {
+    local args=(check --config "$R$AGENT_CONFIG") site out rc=0
+    if [[ -n $R ]]; then
+        for site in /etc/hadoop/conf/core-site.xml /usr/share/aws/emr/emrfs/conf/emrfs-site.xml; do
+            args+=(--hadoop-site "$R$site")
+        done
+        [[ " ${CHECK_SOURCES[*]-} " == *" --ruleset "* ]] || args+=(--ruleset /dev/null)
+        [[ " ${CHECK_SOURCES[*]-} " == *" --processes "* ]] || args+=(--processes /dev/null)
+    fi
+    if [[ ! -x $R$AGENT ]]; then
+        log "no agent binary at $AGENT: the provisioned node was not checked"
+        return 0
+    fi
+    out=$("$R$AGENT" "${args[@]}" "${CHECK_SOURCES[@]+"${CHECK_SOURCES[@]}"}" 2>&1) || rc=$?
+    grep -E '^(warning|refused|note):' <<<"$out" | sed 's/^/wire-clients: /' >&2 || true
+    if grep -q '^refused:' <<<"$out"; then
+        log "the provisioned node has something that fights the agent as configured (refused: above):" \
+            "change the config (docs/install-on-emr.md §10) and run the bootstrap action again"
+        return 1
+    elif ((rc != 0)); then
+        log "check of the provisioned node failed (exit $rc): $(tail -n1 <<<"$out")"
+    fi
+    return 0
+}
+
 deadline=$((SECONDS + TIMEOUT))
 while :; do
     if [[ -f $STATE_FILE ]]; then
         if python3 "$EMR_CONF" provisioned "$STATE_FILE"; then
             wire_pass || true
             log "node provisioned; wiring finished"
+            check_node || exit 1
             exit 0
         fi
         wire_pass || true

@@ -1,5 +1,6 @@
-//! The `check`, `explain` and `import` commands. They read files and the OS user database; the decisions
-//! themselves come from the pure modules ([`crate::decision`], [`crate::emr`]), the same code `serve` runs.
+//! The `check`, `explain` and `import` commands. They read files and the OS user database (and `check` the
+//! node's firewall rules and processes); the decisions themselves come from the pure modules
+//! ([`crate::decision`], [`crate::emr`], [`crate::coexist`]), the same code `serve` runs.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use serde::Serialize;
 use crate::access::Access;
 use crate::audit::Via;
 use crate::caller::{self, Identity};
+use crate::coexist;
 use crate::config::{Config, ConfigError, FallbackMode};
 use crate::decision::{self, Verdict};
 use crate::emr;
@@ -37,20 +39,42 @@ fn io(e: std::io::Error) -> CliError {
     CliError::Other(format!("cannot write output: {e}"))
 }
 
-/// `check`: loads and validates the configuration and mappings; prints a summary with the rules in order.
-pub fn check(
-    config: &Path,
-    mappings: Option<&Path>,
-    hadoop_sites: &[PathBuf],
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
+/// Where `check` looks for what on the node would fight the agent ([`crate::coexist`]). A source left
+/// `None` is read from this node; a file given in its place is read instead (tests, or a listing taken
+/// elsewhere).
+#[derive(Clone, Debug, Default)]
+pub struct NodeSources {
+    /// Hadoop site files that may carry EMR's own role mappings (a missing one is fine).
+    pub hadoop_sites: Vec<PathBuf>,
+    /// `iptables-save` / `nft list ruleset` listings; `None`: run those commands here.
+    pub rulesets: Option<Vec<PathBuf>>,
+    /// A process list, one a line: user, then command line (`ps -eo user:32=,args=`); `None`: /proc.
+    pub processes: Option<PathBuf>,
+    /// The cluster's EMR security configuration (raw JSON or describe-security-configuration output).
+    pub security_configuration: Option<PathBuf>,
+}
+
+/// `check`: loads and validates the configuration and mappings; prints a summary with the rules in order,
+/// then what on the node would fight the agent. Something that cannot work beside it (a `refused:` line)
+/// fails the command.
+pub fn check(config: &Path, mappings: Option<&Path>, node: &NodeSources, out: &mut dyn Write) -> Result<(), CliError> {
     let c = Config::load_with_mappings(config, mappings)?;
     write_summary(&c, mappings, out).map_err(io)?;
     if let Some(warning) = redirect::listener_squattable(&c) {
         writeln!(out, "warning: {warning}").map_err(io)?;
     }
-    for site in hadoop_sites {
-        write_site_warnings(site, out).map_err(io)?;
+    let (findings, notes) = gather_findings(node, c.imds.listen.is_some())?;
+    for note in notes {
+        writeln!(out, "note: {note}").map_err(io)?;
+    }
+    for f in &findings {
+        writeln!(out, "{f}").map_err(io)?;
+    }
+    if coexist::refused(&findings) {
+        let n = findings.iter().filter(|f| f.severity == coexist::Severity::Refusal).count();
+        return Err(CliError::Other(format!(
+            "refused: {n} thing(s) on this node would fight the agent as configured (the refused: lines above)"
+        )));
     }
     Ok(())
 }
@@ -60,33 +84,139 @@ pub fn check(
 pub const EMR_SITE_FILES: [&str; 2] =
     ["/etc/hadoop/conf/core-site.xml", "/usr/share/aws/emr/emrfs/conf/emrfs-site.xml"];
 
-/// A warning for each role mapping of EMR's own that `site` sets: EMRFS or S3A would then choose a role
-/// by itself for the same requests the agent decides (two layers, and the agent's rules are not the ones
-/// that hold). A file that does not exist is fine; one that cannot be read or parsed is said so.
-fn write_site_warnings(site: &Path, out: &mut dyn Write) -> std::io::Result<()> {
-    let text = match std::fs::read_to_string(site) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return writeln!(out, "warning: {}: cannot read it to look for EMR role mappings: {e}", site.display())
-        }
+/// Reads every source `node` names (or this node's own) and asks [`crate::coexist`] about them: the
+/// findings, and notes on what of this node could not be looked at. A file named on the command line that
+/// cannot be read is a usage error.
+fn gather_findings(node: &NodeSources, interception: bool) -> Result<(Vec<coexist::Finding>, Vec<String>), CliError> {
+    let mut findings = Vec::new();
+    let mut notes = Vec::new();
+    let read = |path: &Path| std::fs::read_to_string(path);
+    let named = |flag: &str, path: &Path| {
+        read(path).map_err(|e| CliError::Usage(format!("{flag} {}: cannot read it: {e}", path.display())))
     };
-    match emr::hadoop_site_role_mappings(&text) {
-        Err(e) => writeln!(out, "warning: {}: cannot look for EMR role mappings: {e}", site.display()),
-        Ok(found) => {
-            for emr::SiteRoleMapping { key, position: (line, _), .. } in found {
-                writeln!(
-                    out,
-                    "warning: {}:{line}: {key} is set: EMR's own role mapping is active beside the agent, and the two \
-                     decide for the same S3 requests. Turn it off (remove the property, or the security \
-                     configuration's RoleMappings) and keep the mappings in the agent: emrfs-role-agent import {}",
-                    site.display(),
-                    site.display()
-                )?;
-            }
-            Ok(())
+    for site in &node.hadoop_sites {
+        match read(site) {
+            Ok(text) => findings.extend(coexist::site_findings(&site.display().to_string(), &text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => findings.push(coexist::Finding {
+                severity: coexist::Severity::Warning,
+                source: site.display().to_string(),
+                message: format!("cannot read it to look for EMR role mappings: {e}"),
+            }),
         }
     }
+    if let Some(path) = &node.security_configuration {
+        let text = named("--security-configuration", path)?;
+        findings.extend(coexist::security_configuration_findings(&path.display().to_string(), &text, interception));
+    }
+    let listings: Vec<(String, std::io::Result<String>)> = match &node.rulesets {
+        Some(files) => {
+            let mut listings = Vec::new();
+            for f in files {
+                listings.push((f.display().to_string(), Ok(named("--ruleset", f)?)));
+            }
+            listings
+        }
+        None => firewall_listings(),
+    };
+    for (source, listing) in listings {
+        match listing {
+            Ok(text) => findings.extend(coexist::firewall_findings(&source, &text, interception, &user_name)),
+            Err(e) => notes.push(format!(
+                "{source}: cannot list the firewall rules ({e}): other metadata interceptors were not looked for \
+                 (run check as root)"
+            )),
+        }
+    }
+    let (source, processes) = match &node.processes {
+        Some(path) => (path.display().to_string(), named("--processes", path)?),
+        None => ("processes".to_owned(), process_list()),
+    };
+    findings.extend(coexist::process_findings(&source, &processes, interception));
+    Ok((findings, notes))
+}
+
+/// This node's firewall rules: nft's ruleset and the iptables-legacy tables when nft is installed (the
+/// iptables-nft rules are in nft's listing), else iptables-save's; IPv4 and IPv6.
+fn firewall_listings() -> Vec<(String, std::io::Result<String>)> {
+    let listing = |program: &str, args: &[&str]| -> (String, std::io::Result<String>) {
+        let name = std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+        let output = std::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output();
+        let result = match output {
+            Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
+            Ok(o) => Err(std::io::Error::other(format!(
+                "{}: {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim().replace('\n', " ")
+            ))),
+            Err(e) => Err(e),
+        };
+        (name, result)
+    };
+    let mut out = Vec::new();
+    if redirect::Backend::Auto.resolve() == redirect::Backend::Nft {
+        out.push(listing("nft", &["list", "ruleset"]));
+        for legacy in ["iptables-legacy-save", "ip6tables-legacy-save"] {
+            if on_path(legacy) {
+                out.push(listing(legacy, &[]));
+            }
+        }
+    } else {
+        for save in ["iptables-save", "ip6tables-save"] {
+            if on_path(save) {
+                out.push(listing(save, &[]));
+            }
+        }
+    }
+    out
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// The name of `uid` in this node's user database.
+fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
+}
+
+/// This node's processes as [`coexist::process_findings`] reads them: owner, then command line.
+fn process_list() -> String {
+    let mut names: std::collections::HashMap<u32, String> = std::collections::HashMap::new();
+    let mut out = String::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    for entry in entries.flatten() {
+        let pid = entry.file_name();
+        if !pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let dir = entry.path();
+        let (Ok(status), Ok(cmdline)) =
+            (std::fs::read_to_string(dir.join("status")), std::fs::read(dir.join("cmdline")))
+        else {
+            continue;
+        };
+        let Some(uid) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|u| u.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let user = names.entry(uid).or_insert_with(|| user_name(uid).unwrap_or_else(|| uid.to_string()));
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        out.push_str(&format!("{user} {}\n", args.join(" ")));
+    }
+    out
 }
 
 fn write_summary(c: &Config, checked_mappings: Option<&Path>, out: &mut dyn Write) -> std::io::Result<()> {

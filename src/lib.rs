@@ -14,6 +14,7 @@
 //! - [`scope`]: how far an answer holds: the shortest prefix under which every location decides alike.
 //! - [`impersonation`]: whether a caller may act for another user (`user=`, `explain --as-proxy`).
 //! - [`decision`]: the whole decision `serve` and `explain` share: rule (or fallback) and the session key.
+//! - [`coexist`]: what on a node would fight the agent (EMR's role mappings, other metadata interceptors).
 //! - [`emr`]: EMR security configuration / `describe-security-configuration` / emrfs-site formats → rules.
 //! - [`template`]: session-name templates and STS sanitisation.
 //! - [`refresh`]: when to refresh and whether stale credentials may still be served; every fn takes `now`.
@@ -54,6 +55,7 @@ pub mod cache;
 pub mod caller;
 pub mod cli;
 pub mod clock;
+pub mod coexist;
 pub mod config;
 pub mod daemon;
 pub mod decision;

@@ -39,6 +39,18 @@ enum Command {
         /// Hadoop site files to look for EMR's own role mappings in (a warning when one is active).
         #[arg(long = "hadoop-site", value_name = "FILE", default_values = cli::EMR_SITE_FILES)]
         hadoop_sites: Vec<PathBuf>,
+        /// Firewall rules to look for other metadata interceptors in (`iptables-save` or `nft list ruleset`
+        /// output), in place of this node's.
+        #[arg(long = "ruleset", value_name = "FILE")]
+        rulesets: Option<Vec<PathBuf>>,
+        /// Processes to look for other metadata interceptors in (`ps -eo user:32=,args=` output), in place of
+        /// this node's.
+        #[arg(long, value_name = "FILE")]
+        processes: Option<PathBuf>,
+        /// The cluster's EMR security configuration (raw or describe-security-configuration output): its
+        /// role mappings, Ranger / Lake Formation and runtime roles.
+        #[arg(long, value_name = "FILE")]
+        security_configuration: Option<PathBuf>,
     },
     /// Show which rule decides a request, and why; makes no STS call.
     Explain {
@@ -97,8 +109,9 @@ fn main() -> ExitCode {
             };
             (e.to_string(), code)
         }),
-        Command::Check { config, mappings, hadoop_sites } => {
-            cli::check(&config, mappings.as_deref(), &hadoop_sites, &mut out).map_err(failed)
+        Command::Check { config, mappings, hadoop_sites, rulesets, processes, security_configuration } => {
+            let node = cli::NodeSources { hadoop_sites, rulesets, processes, security_configuration };
+            cli::check(&config, mappings.as_deref(), &node, &mut out).map_err(failed)
         }
         Command::Explain { config, user, groups, via, as_proxy, access, mappings, location } => cli::explain(
             &config,
