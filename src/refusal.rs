@@ -50,6 +50,9 @@ pub enum ErrorCode {
     AuditUnavailable,
     /// 504: `request_timeout` passed.
     Timeout,
+    /// 508: the agent's own metadata traffic was redirected back to it (the metadata listener only):
+    /// its user must be exempt from the redirect.
+    LoopDetected,
 }
 
 impl ErrorCode {
@@ -63,6 +66,7 @@ impl ErrorCode {
             ErrorCode::Throttled => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::CredentialsUnavailable | ErrorCode::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::LoopDetected => StatusCode::LOOP_DETECTED,
         }
     }
 
@@ -90,6 +94,7 @@ impl ErrorCode {
             ErrorCode::CredentialsUnavailable => "CredentialsUnavailable",
             ErrorCode::AuditUnavailable => "AuditUnavailable",
             ErrorCode::Timeout => "Timeout",
+            ErrorCode::LoopDetected => "LoopDetected",
         }
     }
 }

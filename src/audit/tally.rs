@@ -13,7 +13,14 @@ use crate::refusal::ErrorCode;
 /// Whether a refusal with `code` is tallied rather than recorded on its own: it came before any rule
 /// was looked at, so there is no decision to record.
 pub fn is_tallied(code: ErrorCode) -> bool {
-    matches!(code, ErrorCode::InvalidRequest | ErrorCode::Unauthorized | ErrorCode::Forbidden | ErrorCode::Throttled)
+    matches!(
+        code,
+        ErrorCode::InvalidRequest
+            | ErrorCode::Unauthorized
+            | ErrorCode::Forbidden
+            | ErrorCode::Throttled
+            | ErrorCode::LoopDetected
+    )
 }
 
 /// The refusals of the current second, per caller uid (`None`: the kernel could not say).

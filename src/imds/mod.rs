@@ -119,7 +119,7 @@ async fn route<S: Sts>(
             uid,
             "the agent's own user is redirected to its metadata listener: exempt it from the redirect"
         );
-        return Refusal::new(ErrorCode::Forbidden, "the agent's own user must be exempt from the redirect").into();
+        return Refusal::new(ErrorCode::LoopDetected, "the agent's own user must be exempt from the redirect").into();
     }
     let path = req.uri().path();
     if req.method() == Method::PUT && path == TOKEN_PATH {
