@@ -17,10 +17,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
+use crate::config::Privilege;
 use crate::decision::SessionKey;
+use crate::grants::{covered_prefix, Covered, Permission, Target};
+use crate::location::Location;
 use crate::refresh::{is_idle, Freshness, Timing};
 use crate::share::{CallerLimiter, Sharer};
-use crate::sts::{call_with_retries, Attempt, CallLimiter, Session, Sts, StsError};
+use crate::sts::{call_with_retries, Attempt, CallLimiter, GrantRequest, Session, Sts, StsError};
 
 /// What a cached session is for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -28,6 +31,18 @@ pub enum CacheKey {
     Role(SessionKey),
     /// The node's own credentials (`fallback.mode = "instance-profile"`).
     InstanceProfile,
+    /// Credentials S3 Access Grants vended (SPEC §4.1).
+    Grant(GrantKey),
+}
+
+/// One grant's credentials: asked as `grantee`, matched as `target`, for `permission`. However many
+/// keys fall under the target, they share these.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GrantKey {
+    pub grantee: SessionKey,
+    /// `MatchedGrantTarget` as S3 wrote it: `s3://bucket/prefix/*`, `s3://bucket/key`, `s3://*`.
+    pub target: String,
+    pub permission: Permission,
 }
 
 /// Where the credentials handed out came from (the audit record's `source`).
@@ -104,6 +119,55 @@ pub struct SessionCache<S> {
     /// SipHash was a visible share of a cached request; keys come from the configuration and
     /// the node's users, and the hasher is still randomly seeded.
     slots: moka::sync::Cache<CacheKey, Arc<Slot>, foldhash::fast::RandomState>,
+    /// Per grantee session and permission, the grants S3 Access Grants matched so far.
+    grants: moka::sync::Cache<(SessionKey, Permission), Arc<Grants>, foldhash::fast::RandomState>,
+    /// What `GetDataAccess` calls ask besides the target and permission.
+    grant_settings: GrantSettings,
+}
+
+/// `[access_grants]` settings the cache's calls use.
+#[derive(Clone, Copy, Debug)]
+pub struct GrantSettings {
+    pub privilege: Privilege,
+    pub duration: Duration,
+}
+
+impl Default for GrantSettings {
+    fn default() -> Self {
+        GrantSettings { privilege: Privilege::Default, duration: Duration::from_secs(3600) }
+    }
+}
+
+/// The grants known for one grantee session and permission.
+#[derive(Default)]
+struct Grants {
+    /// Matched grant targets and their cache keys.
+    targets: RwLock<Vec<(String, CacheKey)>>,
+    /// Held while calling `GetDataAccess` for a location none of `targets` covers: concurrent misses
+    /// wait for one call, then find its grant.
+    fetching: tokio::sync::Mutex<()>,
+    /// Locations S3 Access Grants refused, and until when that stands (at most [`MAX_DENIED_LOCATIONS`]).
+    denied: Mutex<std::collections::HashMap<String, (SystemTime, StsError)>>,
+}
+
+/// How many refused locations are remembered per grantee session and permission.
+const MAX_DENIED_LOCATIONS: usize = 10_000;
+
+impl Grants {
+    /// The key of the most specific known grant covering `location`.
+    fn covering(&self, location: &Location) -> Option<CacheKey> {
+        let targets = self.targets.read().expect("grants lock");
+        let reach = |target: &str| match covered_prefix(target, location)? {
+            Covered::Prefix(p) => Some(p.len()),
+            Covered::Object => Some(usize::MAX),
+        };
+        targets.iter().filter_map(|(t, key)| Some((reach(t)?, key))).max_by_key(|(n, _)| *n).map(|(_, k)| k.clone())
+    }
+
+    fn denied(&self, location: &str, now: SystemTime) -> Option<StsError> {
+        let denied = self.denied.lock().expect("grants lock");
+        denied.get(location).filter(|(until, _)| now < *until).map(|(_, err)| err.clone())
+    }
 }
 
 #[derive(Default)]
@@ -151,8 +215,118 @@ impl<S: Sts> SessionCache<S> {
             slots: moka::sync::Cache::builder()
                 .max_capacity(settings.max_sessions)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
+            grants: moka::sync::Cache::builder()
+                .max_capacity(settings.max_sessions)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
+            grant_settings: GrantSettings::default(),
             settings,
         }
+    }
+
+    /// `[access_grants]` settings for `GetDataAccess` calls.
+    pub fn with_grant_settings(mut self, grant_settings: GrantSettings) -> Self {
+        self.grant_settings = grant_settings;
+        self
+    }
+
+    /// Credentials S3 Access Grants vend to `grantee` for `location` with `permission`: from a grant
+    /// already known to cover it, or from one `GetDataAccess` call (concurrent misses share it; a
+    /// refusal is remembered for `negative_cache`). The call, like the grantee's own AssumeRole, comes
+    /// out of the STS budget and `caller`'s share. The served session's `grant_target` says which grant.
+    pub async fn grant(
+        &self,
+        grantee: &SessionKey,
+        location: &Location,
+        permission: Permission,
+        caller: Option<&Sharer>,
+    ) -> Result<Served, CacheError> {
+        let grants = self.grants.get_with_by_ref(&(grantee.clone(), permission), || Arc::new(Grants::default()));
+        if let Some(key) = grants.covering(location) {
+            return Box::pin(self.get(&key, caller)).await;
+        }
+        let _flight = grants.fetching.lock().await;
+        if let Some(key) = grants.covering(location) {
+            return Box::pin(self.get(&key, caller)).await;
+        }
+        let now = self.clock.now();
+        let asked = location.to_string();
+        if let Some(err) = grants.denied(&asked, now) {
+            return Err(CacheError::Denied(err));
+        }
+        if let Some(sharer) = caller {
+            if !self.per_caller.allows(sharer) {
+                return Err(CacheError::Throttled(sharer.clone()));
+            }
+        }
+        let grantee_session = Box::pin(self.get(&CacheKey::Role(grantee.clone()), caller)).await?.session;
+        let target = Target::of(location);
+        let asked_key = CacheKey::Grant(GrantKey { grantee: grantee.clone(), target: target.uri.clone(), permission });
+        let result = self.call_grants(&asked_key, &grantee_session, &target, permission).await;
+        match result {
+            Ok(session) => {
+                let matched = session.grant_target.clone().unwrap_or(target.uri);
+                let key = CacheKey::Grant(GrantKey { grantee: grantee.clone(), target: matched.clone(), permission });
+                let session = Arc::new(session);
+                let refresh_at = self.settings.timing.refresh_at(now, session.expiration, fastrand::f64());
+                let slot = self.slots.get_with_by_ref(&key, || Arc::new(Slot::default()));
+                *slot.last_used.lock().expect("slot lock") = Some(now);
+                {
+                    let mut state = slot.state.write().expect("slot lock");
+                    state.current = Some(Entry { session: session.clone(), refresh_at, failed_at: None });
+                    state.denied = None;
+                }
+                let mut targets = grants.targets.write().expect("grants lock");
+                if !targets.iter().any(|(t, _)| *t == matched) {
+                    targets.push((matched, key));
+                }
+                Ok(Served { session, source: Source::Sts })
+            }
+            Err(err) if !err.is_retryable() => {
+                let mut denied = grants.denied.lock().expect("grants lock");
+                if denied.len() >= MAX_DENIED_LOCATIONS {
+                    denied.retain(|_, (until, _)| now < *until);
+                }
+                if denied.len() < MAX_DENIED_LOCATIONS {
+                    denied.insert(asked, (now + self.settings.negative_cache, err.clone()));
+                }
+                Err(CacheError::Denied(err))
+            }
+            Err(err) => Err(CacheError::Unavailable(err)),
+        }
+    }
+
+    /// The grantee's own session, cached like any other. Boxed behind a named type: fetching a grant
+    /// fetches this, and a future cannot contain itself.
+    fn grantee_session<'a>(
+        &'a self,
+        grantee: &'a SessionKey,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Arc<Session>, CacheError>> + Send + 'a>> {
+        Box::pin(async move { self.get(&CacheKey::Role(grantee.clone()), None).await.map(|served| served.session) })
+    }
+
+    /// `GetDataAccess` as `grantee` within the call budget, each attempt through the STS limiter.
+    async fn call_grants(
+        &self,
+        key: &CacheKey,
+        grantee: &Session,
+        target: &Target,
+        permission: Permission,
+    ) -> Result<Session, StsError> {
+        let CacheKey::Grant(grant) = key else { unreachable!("a grant's key") };
+        let request = GrantRequest {
+            account_id: grant.grantee.role.account_id(),
+            target,
+            permission,
+            privilege: self.grant_settings.privilege,
+            duration: self.grant_settings.duration,
+        };
+        call_with_retries(
+            &self.limiter,
+            self.settings.call_timeout,
+            || self.sts.get_data_access(grantee, &request),
+            |a: Attempt<'_>| self.events.sts_call(key, a.result, a.elapsed),
+        )
+        .await
     }
 
     /// Sessions currently held (a remembered refusal is not a session). Counted over the map
@@ -242,6 +416,13 @@ impl<S: Sts> SessionCache<S> {
     /// Calls STS for `key` (the caller holds the slot's lock) and records the outcome.
     async fn fetch(&self, key: &CacheKey, slot: &Slot, now: SystemTime) -> Result<Served, CacheError> {
         let result = match key {
+            // A grant is renewed by asking for its own target again, as a grantee session that is
+            // itself cached (and refreshed) like any other.
+            CacheKey::Grant(grant) => {
+                let grantee = self.grantee_session(&grant.grantee).await?;
+                let target = Target { uri: grant.target.clone(), object: !grant.target.ends_with('*') };
+                self.call_grants(key, &grantee, &target, grant.permission).await
+            }
             CacheKey::Role(session_key) => {
                 call_with_retries(
                     &self.limiter,
@@ -254,7 +435,7 @@ impl<S: Sts> SessionCache<S> {
             CacheKey::InstanceProfile => self.sts.instance_credentials().await,
         };
         let fresh_source = match key {
-            CacheKey::Role(_) => Source::Sts,
+            CacheKey::Role(_) | CacheKey::Grant(_) => Source::Sts,
             CacheKey::InstanceProfile => Source::InstanceProfile,
         };
         let mut state = slot.state.write().expect("slot lock");

@@ -15,6 +15,8 @@
 //! - [`impersonation`]: whether a caller may act for another user (`user=`, `explain --as-proxy`).
 //! - [`decision`]: the whole decision `serve` and `explain` share: rule (or fallback) and the session key.
 //! - [`emr`]: EMR security configuration / `describe-security-configuration` / emrfs-site formats → rules.
+//! - [`grants`]: S3 Access Grants as a rule's effect: the `GetDataAccess` target and permission, and how far
+//!   a matched grant holds.
 //! - [`template`]: session-name templates and STS sanitisation.
 //! - [`refresh`]: when to refresh and whether stale credentials may still be served; every fn takes `now`.
 //! - [`policy`]: the session policy generated for `scope_to_prefix`.
@@ -58,6 +60,7 @@ pub mod config;
 pub mod daemon;
 pub mod decision;
 pub mod emr;
+pub mod grants;
 pub mod imds;
 pub mod impersonation;
 pub mod location;

@@ -34,6 +34,8 @@ pub struct Config {
     pub fallback: FallbackMode,
     /// Instance-metadata interception (SPEC §5.1).
     pub imds: ImdsConfig,
+    /// S3 Access Grants, for rules with `effect = "access-grants"` (SPEC §4.1).
+    pub access_grants: AccessGrantsConfig,
     /// `[[mapping]]` rules followed by the rules of `mappings_file`.
     pub rules: RuleSet,
     /// The resolved `mappings_file`, if any.
@@ -196,6 +198,31 @@ impl Default for StsConfig {
             negative_cache: Duration::from_secs(30),
         }
     }
+}
+
+/// `[access_grants]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessGrantsConfig {
+    /// None (default): the SDK's S3 Control endpoint for the region.
+    pub endpoint_url: Option<String>,
+    /// `GetDataAccess` privilege; default `Default`.
+    pub privilege: Privilege,
+    /// How long vended credentials last (15m to 12h); default 1h.
+    pub duration: Duration,
+}
+
+impl Default for AccessGrantsConfig {
+    fn default() -> Self {
+        AccessGrantsConfig { endpoint_url: None, privilege: Privilege::Default, duration: Duration::from_secs(3600) }
+    }
+}
+
+/// `access_grants.privilege`: the scope of the vended credentials — the grant's whole scope (`Default`)
+/// or only the target asked for (`Minimal`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Privilege {
+    Default,
+    Minimal,
 }
 
 /// `[cache]`.
