@@ -497,3 +497,214 @@ impl<S: Sts> SessionCache<S> {
         refreshed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicUsize;
+
+    use aws_credential_types::Credentials;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::rules::RoleArn;
+
+    /// AssumeRole always works; GetDataAccess answers by a grant table (target prefix → matched target,
+    /// per permission) and counts its calls. `hold` keeps every call waiting until released, so that
+    /// requests can pile up behind one.
+    struct FakeGrants {
+        clock: Arc<ManualClock>,
+        grants: Vec<(&'static str, Permission, &'static str)>,
+        calls: AtomicUsize,
+        asked: Mutex<Vec<(String, Permission)>>,
+        hold: tokio::sync::Semaphore,
+    }
+
+    impl FakeGrants {
+        fn session(&self, id: &str) -> Session {
+            let expiration = self.clock.now() + Duration::from_secs(3600);
+            Session::new(&Credentials::new(id, "secret", Some("token".into()), None, "test"), expiration, None, None)
+        }
+    }
+
+    impl Sts for FakeGrants {
+        async fn assume_role(&self, key: &SessionKey) -> Result<Session, StsError> {
+            Ok(self.session(&format!("ASIAGRANTEE-{}", key.session_name)))
+        }
+
+        async fn instance_credentials(&self) -> Result<Session, StsError> {
+            Err(StsError::Unavailable("none".into()))
+        }
+
+        async fn get_data_access(&self, grantee: &Session, request: &GrantRequest<'_>) -> Result<Session, StsError> {
+            assert!(grantee.access_key_id.starts_with("ASIAGRANTEE-"), "signed as the grantee");
+            let _held = self.hold.acquire().await.expect("open");
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            self.asked.lock().unwrap().push((request.target.uri.clone(), request.permission));
+            let asked = request.target.uri.trim_end_matches('*');
+            let matched = self
+                .grants
+                .iter()
+                .filter(|(prefix, p, _)| asked.starts_with(prefix) && *p == request.permission)
+                .max_by_key(|(prefix, _, _)| prefix.len());
+            match matched {
+                Some((_, _, target)) => {
+                    let mut session = self.session(&format!("ASIAVENDED-{n}"));
+                    session.grant_target = Some((*target).to_owned());
+                    Ok(session)
+                }
+                None => Err(StsError::Denied {
+                    code: "AccessDenied".into(),
+                    message: "no grant".into(),
+                    request_id: Some(format!("S3REQ{n}")),
+                }),
+            }
+        }
+    }
+
+    struct NoEvents;
+    impl CacheEvents for NoEvents {
+        fn sts_call(&self, _: &CacheKey, _: &Result<Session, StsError>, _: Duration) {}
+        fn refreshed(&self, _: bool) {}
+    }
+
+    fn cache(held: bool) -> (Arc<SessionCache<FakeGrants>>, Arc<FakeGrants>, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)));
+        let sts = Arc::new(FakeGrants {
+            clock: clock.clone(),
+            grants: vec![
+                ("s3://lake/curated/", Permission::Read, "s3://lake/curated/*"),
+                ("s3://lake/curated/t/", Permission::Read, "s3://lake/curated/t/*"),
+                ("s3://lake/curated/", Permission::Write, "s3://lake/curated/*"),
+            ],
+            calls: AtomicUsize::new(0),
+            asked: Mutex::default(),
+            hold: tokio::sync::Semaphore::new(if held { 0 } else { 1000 }),
+        });
+        let settings = CacheSettings {
+            timing: Timing {
+                refresh_before_expiry: Duration::from_secs(1800),
+                min_remaining_when_stale: Duration::from_secs(300),
+                retry_after_failure: Duration::from_secs(10),
+            },
+            max_sessions: 1000,
+            idle_timeout: Duration::from_secs(7200),
+            negative_cache: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(5),
+            max_calls_per_second: 1000,
+            max_calls_per_caller: 1000,
+        };
+        let cache = SessionCache::new(sts.clone(), clock.clone(), Arc::new(NoEvents), settings);
+        (Arc::new(cache), sts, clock)
+    }
+
+    fn grantee() -> SessionKey {
+        SessionKey {
+            role: RoleArn::parse("arn:aws:iam::111122223333:role/analyst").unwrap(),
+            session_name: "alice".into(),
+            external_id: None,
+            source_identity: None,
+            duration: Duration::from_secs(3600),
+            policy: None,
+        }
+    }
+
+    fn loc(s: &str) -> Location {
+        Location::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_call_per_grant_however_many_keys_fall_under_it() {
+        let (cache, sts, _) = cache(false);
+        let mut vended = HashMap::new();
+        for key in ["a/part-0", "a/part-1", "b/x é%.parquet", "c/"] {
+            let served =
+                cache.grant(&grantee(), &loc(&format!("s3://lake/curated/{key}")), Permission::Read, None).await;
+            let served = served.unwrap();
+            vended.insert(served.session.access_key_id.clone(), served.session.grant_target.clone());
+        }
+        assert_eq!(sts.calls.load(Ordering::SeqCst), 1, "{:?}", sts.asked.lock().unwrap());
+        assert_eq!(vended.len(), 1);
+        assert_eq!(vended.values().next().unwrap().as_deref(), Some("s3://lake/curated/*"));
+        // The object was asked as an object, the folder as a prefix.
+        let first = sts.asked.lock().unwrap()[0].clone();
+        assert_eq!(first, ("s3://lake/curated/a/part-0".to_owned(), Permission::Read));
+
+        // A key under a deeper grant is served by the broader one already held (its credentials reach it),
+        // as the S3 Access Grants plugins do: no call.
+        let t = cache.grant(&grantee(), &loc("s3://lake/curated/t/x"), Permission::Read, None).await.unwrap();
+        assert_eq!(t.session.grant_target.as_deref(), Some("s3://lake/curated/*"));
+        // A write is another permission: another call, another grant's credentials.
+        let w = cache.grant(&grantee(), &loc("s3://lake/curated/a/part-0"), Permission::Write, None).await.unwrap();
+        assert_ne!(w.session.access_key_id, t.session.access_key_id);
+        assert_eq!(sts.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_most_specific_grant_held_serves_a_key() {
+        let (cache, sts, _) = cache(false);
+        let deep = cache.grant(&grantee(), &loc("s3://lake/curated/t/x"), Permission::Read, None).await.unwrap();
+        assert_eq!(deep.session.grant_target.as_deref(), Some("s3://lake/curated/t/*"));
+        let broad = cache.grant(&grantee(), &loc("s3://lake/curated/a"), Permission::Read, None).await.unwrap();
+        assert_eq!(broad.session.grant_target.as_deref(), Some("s3://lake/curated/*"));
+        let again = cache.grant(&grantee(), &loc("s3://lake/curated/t/y"), Permission::Read, None).await.unwrap();
+        assert_eq!(again.session.access_key_id, deep.session.access_key_id);
+        assert_eq!(sts.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_under_one_grant_share_one_call() {
+        let (cache, sts, _) = cache(true);
+        let requests: Vec<_> = (0..50)
+            .map(|i| {
+                let cache = cache.clone();
+                tokio::spawn(async move {
+                    let location = loc(&format!("s3://lake/curated/k-{i}"));
+                    cache
+                        .grant(&grantee(), &location, Permission::Read, None)
+                        .await
+                        .map(|s| s.session.access_key_id.clone())
+                })
+            })
+            .collect();
+        // Every request is queued behind the first call before it is answered.
+        while cache.grants.iter().next().is_none_or(|(_, g)| g.fetching.try_lock().is_ok()) {
+            tokio::task::yield_now().await;
+        }
+        sts.hold.add_permits(1000);
+        let mut keys = std::collections::HashSet::new();
+        for r in requests {
+            keys.insert(r.await.unwrap().unwrap());
+        }
+        assert_eq!((keys.len(), sts.calls.load(Ordering::SeqCst)), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn no_grant_is_a_refusal_remembered_for_negative_cache() {
+        let (cache, sts, clock) = cache(false);
+        let raw = loc("s3://lake/raw/x");
+        for _ in 0..3 {
+            match cache.grant(&grantee(), &raw, Permission::Read, None).await {
+                Err(CacheError::Denied(e)) => assert_eq!(e.request_id(), Some("S3REQ0")),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(sts.calls.load(Ordering::SeqCst), 1, "remembered, not asked again");
+        clock.advance(Duration::from_secs(31));
+        assert!(cache.grant(&grantee(), &raw, Permission::Read, None).await.is_err());
+        assert_eq!(sts.calls.load(Ordering::SeqCst), 2, "asked again after negative_cache");
+    }
+
+    #[tokio::test]
+    async fn a_grant_is_renewed_by_asking_for_its_matched_target() {
+        let (cache, sts, clock) = cache(false);
+        let first = cache.grant(&grantee(), &loc("s3://lake/curated/a"), Permission::Read, None).await.unwrap();
+        clock.advance(Duration::from_secs(2000));
+        assert!(cache.refresh_due().await >= 1, "the grant is due");
+        let renewed = cache.grant(&grantee(), &loc("s3://lake/curated/b"), Permission::Read, None).await.unwrap();
+        assert_ne!(renewed.session.access_key_id, first.session.access_key_id);
+        assert_eq!(renewed.source, Source::Cache);
+        let asked: Vec<_> = sts.asked.lock().unwrap().iter().map(|(t, _)| t.clone()).collect();
+        assert_eq!(asked, ["s3://lake/curated/a", "s3://lake/curated/*"]);
+    }
+}
