@@ -5,6 +5,7 @@ is what the agent will send: test_request_shape pins it against the stand-in's e
 """
 
 import datetime
+import json
 import os
 
 import boto3
@@ -300,3 +301,84 @@ def test_vended_credentials_work_against_moto_s3_within_the_grant(server, world)
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket="other-bucket", Key="seed.txt")
     assert e.value.response["Error"]["Code"] == "AccessDenied"
+
+
+def s3_with(world, creds):
+    return boto3.client("s3", endpoint_url=world.endpoint, region_name=world.region,
+                        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                        aws_session_token=creds["SessionToken"])
+
+
+def denied(call):
+    with pytest.raises(ClientError) as e:
+        call()
+    return e.value.response["Error"]["Code"] == "AccessDenied"
+
+
+def test_vended_credentials_are_confined_to_the_grant_by_its_session_policy(server, world):
+    """The location role may do s3:* on the whole bucket; the vended session only what its grant says."""
+    reader = s3control(server, session(world, "reader"))
+    read = s3_with(world, get(reader, "s3://lake/seed.txt")["Credentials"])  # READ on s3://lake/*
+    assert read.get_object(Bucket="lake", Key="seed.txt")["Body"].read()
+    assert read.list_objects_v2(Bucket="lake", Prefix="")["KeyCount"] >= 1
+    assert denied(lambda: read.put_object(Bucket="lake", Key="x", Body=b"x"))
+    assert denied(lambda: read.delete_object(Bucket="lake", Key="seed.txt"))
+
+    curated = s3_with(world, get(reader, "s3://lake/curated/", "READWRITE")["Credentials"])
+    curated.put_object(Bucket="lake", Key="curated/a", Body=b"a")
+    assert curated.list_objects_v2(Bucket="lake", Prefix="curated/")["KeyCount"] == 1
+    assert denied(lambda: curated.put_object(Bucket="lake", Key="raw/a", Body=b"a"))
+    assert denied(lambda: curated.get_object(Bucket="lake", Key="seed.txt"))
+    assert denied(lambda: curated.list_objects_v2(Bucket="lake", Prefix=""))
+
+    # privilege Minimal: the target, not the grant
+    minimal = s3_with(world, get(reader, "s3://lake/curated/2026/", "WRITE", Privilege="Minimal")["Credentials"])
+    minimal.put_object(Bucket="lake", Key="curated/2026/b", Body=b"b")
+    assert denied(lambda: minimal.put_object(Bucket="lake", Key="curated/2025/b", Body=b"b"))
+
+    writer = s3control(server, session(world, "writer"))
+    write = s3_with(world, get(writer, "s3://lake/raw/", "WRITE")["Credentials"])
+    write.put_object(Bucket="lake", Key="raw/x.csv", Body=b"1,2")
+    mpu = write.create_multipart_upload(Bucket="lake", Key="raw/big.bin")
+    part = write.upload_part(Bucket="lake", Key="raw/big.bin", UploadId=mpu["UploadId"], PartNumber=1, Body=b"z" * 10)
+    write.complete_multipart_upload(Bucket="lake", Key="raw/big.bin", UploadId=mpu["UploadId"],
+                                    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    assert denied(lambda: write.get_object(Bucket="lake", Key="raw/x.csv"))
+    assert denied(lambda: write.list_objects_v2(Bucket="lake", Prefix="raw/"))
+    # an object grant: that key only
+    manifest = s3_with(world, get(writer, "s3://lake/raw/manifest.json", TargetType="Object")["Credentials"])
+    assert denied(lambda: manifest.get_object(Bucket="lake", Key="raw/x.csv"))
+
+
+def test_grant_table_is_validated(server, world):
+    location = world.role("grants-location")["arn"]
+    reader = world.role("reader")["arn"]
+    bad = [
+        ("arn:aws:iam::123456789012:role/no-such-role", [{"grantee": reader, "scope": "s3://lake/*", "permission": "READ"}]),
+        (location, [{"grantee": reader, "scope": "lake/*", "permission": "READ"}]),
+        (location, [{"grantee": reader, "scope": "s3://lake/*/x", "permission": "READ"}]),
+        (location, [{"grantee": reader, "scope": "s3://lake/*", "permission": "FULL"}]),
+        (location, [{"grantee": reader, "scope": "s3://lake/*", "permission": "READ", "typo": 1}]),
+    ]
+    for role, grants in bad:
+        with pytest.raises(RuntimeError, match="400"):
+            server.set_grants(role, grants)
+
+
+def test_grants_file_at_startup_and_a_location_role_that_is_gone(tmp_path):
+    grants = {"location_role": f"arn:aws:iam::{ACCOUNT}:role/grants-location",
+              "grants": [{"grantee": f"arn:aws:iam::{ACCOUNT}:role/reader", "scope": "s3://lake/*", "permission": "READ"},
+                         {"grantee": f"arn:aws:iam::{ACCOUNT}:role/reader", "scope": "s3://gone/*", "permission": "READ",
+                          "location_role": f"arn:aws:iam::{ACCOUNT}:role/gone-location"}]}
+    path = tmp_path / "grants.json"
+    path.write_text(json.dumps(grants))
+    other = MotoWithAccessGrants(str(tmp_path), grants_file=str(path))
+    try:
+        w = other.setup(roles=ROLES)
+        client = s3control(other, session(w, "reader"))
+        assert get(client, "s3://lake/seed.txt")["MatchedGrantTarget"] == "s3://lake/*"
+        with pytest.raises(ClientError) as e:
+            get(client, "s3://gone/x")
+        assert error(e)[:2] == (403, "AccessDenied")
+    finally:
+        other.stop()

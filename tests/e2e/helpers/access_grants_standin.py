@@ -9,7 +9,8 @@ SDK, aws-sdk-s3control included) shapes it. tests/e2e/test_access_grants_standin
 real client that both agree.
 
 Running it
-    python access_grants_standin.py --port 0 --moto-port 0 [--host 127.0.0.1] [--grants grants.json]
+    python access_grants_standin.py [--port 0] [--moto-port 0] [--host 127.0.0.1] [--grants grants.json]
+                                    [--no-session-policies]
 starts moto's server (moto.server.ThreadedMotoServer: STS, IAM, S3, ...) and the stand-in in this one
 process, and prints one line `access-grants-standin ready {"moto": URL, "endpoint": URL}` on stdout.
 From a test: `MotoWithAccessGrants(log_dir)` does that and is a drop-in for helpers.moto_server.MotoServer
@@ -83,12 +84,21 @@ the most specific (longest scope) wins. The answer:
     </GetDataAccessResult>
 The credentials are a moto STS session of the grant's location role (session name "access-grants-N",
 duration = durationSeconds), with a session policy that allows only the granted S3 actions on the grant
-scope (privilege Default) or on the target (privilege Minimal), as S3 Access Grants does. moto 5.2 ignores
-session policies, so within moto those credentials reach whatever the location role's own policies allow;
-tests that need confinement must give the location role a narrow policy.
+scope (privilege Default) or on the target (privilege Minimal), as S3 Access Grants does:
+    READ   s3:GetObject, GetObjectVersion, GetObjectAcl, GetObjectVersionAcl; s3:ListBucket and
+           ListBucketVersions with an s3:prefix inside the scope
+    WRITE  s3:PutObject (also multipart parts and completion), PutObjectAcl, PutObjectVersionAcl,
+           DeleteObject, DeleteObjectVersion, AbortMultipartUpload, ListMultipartUploadParts;
+           s3:ListBucketMultipartUploads with a prefix inside the scope
+    READWRITE  both
+moto 5.2 stores session policies but does not evaluate them. With IAM enforcement on, this process makes
+moto hold S3 requests signed by a vended session to that policy as well as to the location role's own
+policies (an intersection, as IAM does) - see install_session_policy_enforcement; --no-session-policies
+turns that off. Sessions the stand-in did not vend are untouched.
 
 Admin endpoints (JSON; not part of the AWS API):
-    PUT  /_standin/grants    the grant table above (replaces it; location roles must exist in moto's IAM)
+    PUT  /_standin/grants    the grant table above (replaces it; location roles must exist in moto's IAM,
+                             else 400; from --grants they are checked when used: gone -> 403 AccessDenied)
     GET  /_standin/grants
     POST /_standin/faults    {"throttle": N, "throttle_code": "SlowDown"|"TooManyRequestsException",
                               "internal_error": N}: the next N authenticated GetDataAccess calls answer
@@ -131,10 +141,9 @@ _AUTH = re.compile(
     r"^AWS4-HMAC-SHA256\s+Credential=(?P<cred>[^,\s]+),\s*SignedHeaders=(?P<signed>[^,\s]+),"
     r"\s*Signature=(?P<sig>[0-9a-f]+)\s*$"
 )
-READ_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAcl", "s3:GetObjectVersionAcl",
-                "s3:ListMultipartUploadParts"]
+READ_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAcl", "s3:GetObjectVersionAcl"]
 WRITE_ACTIONS = ["s3:PutObject", "s3:PutObjectAcl", "s3:PutObjectVersionAcl", "s3:DeleteObject",
-                 "s3:DeleteObjectVersion", "s3:AbortMultipartUpload"]
+                 "s3:DeleteObjectVersion", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
 
 
 class S3Error(Exception):
@@ -232,10 +241,57 @@ def session_policy(scope_prefix, is_prefix, permission):
     bucket_arn = f"arn:aws:s3:::{bucket}" if bucket else "arn:aws:s3:::*"
     object_arn = f"{bucket_arn}/{key}*" if is_prefix else f"{bucket_arn}/{key}"
     statements = [{"Effect": "Allow", "Action": actions, "Resource": object_arn}]
-    if permission in ("READ", "READWRITE"):
-        statements.append({"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn,
-                           "Condition": {"StringLike": {"s3:prefix": f"{key}*" if is_prefix else key}}})
+    list_actions = [a for a, p in _LIST_ACTIONS.items() if covers(permission, p)]
+    statements.append({"Effect": "Allow", "Action": [f"s3:{a}" for a in list_actions], "Resource": bucket_arn,
+                       "Condition": {"StringLike": {"s3:prefix": f"{key}*" if is_prefix else key}}})
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+# moto evaluates an assumed role's own policies for S3 requests but not its session policy. For the
+# sessions this stand-in vends, S3 requests are also held to the session policy's content (the
+# intersection IAM computes): object actions of the permission on keys inside the scope, s3:ListBucket
+# (READ) / s3:ListBucketMultipartUploads (WRITE) with a prefix inside the scope, nothing else.
+_VENDED = {}  # access key id -> (permission, scope prefix "bucket/key...", is_prefix)
+_VENDED_LOCK = threading.Lock()
+_LIST_ACTIONS = {"ListBucket": "READ", "ListBucketVersions": "READ", "ListBucketMultipartUploads": "WRITE"}
+
+
+def session_allows(vended, action, resource, path):
+    """Whether the vended session's policy allows `action` ("s3:GetObject") on `resource` (an S3 ARN) for a
+    request to `path` (with its query)."""
+    permission, prefix, is_prefix = vended
+    name = action.split(":", 1)[1]
+    arn = resource.split(":::", 1)[1] if ":::" in resource else ""
+    bucket, _, key = arn.partition("/")
+
+    def inside(p):
+        return p.startswith(prefix) if is_prefix else p == prefix
+
+    if name in _LIST_ACTIONS:
+        if not covers(permission, _LIST_ACTIONS[name]):
+            return False
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(path).query, keep_blank_values=True))
+        return inside(f"{bucket}/{query.get('prefix', '')}")
+    allowed = {"READ": READ_ACTIONS, "WRITE": WRITE_ACTIONS, "READWRITE": READ_ACTIONS + WRITE_ACTIONS}[permission]
+    return action in allowed and bool(key) and inside(f"{bucket}/{key}")
+
+
+def install_session_policy_enforcement():
+    from moto.iam.access_control import S3IAMRequest
+
+    if getattr(S3IAMRequest, "_access_grants_patched", False):
+        return
+    original = S3IAMRequest.check_action_permitted
+
+    def check_action_permitted(self, resource):
+        original(self, resource)
+        with _VENDED_LOCK:
+            vended = _VENDED.get(getattr(self._access_key, "_access_key_id", None))
+        if vended is not None and not session_allows(vended, self._action, resource, self._path):
+            self._raise_access_denied()
+
+    S3IAMRequest.check_action_permitted = check_action_permitted
+    S3IAMRequest._access_grants_patched = True
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -340,6 +396,16 @@ def verify_sigv4(method, path, query_pairs, headers, body, now=None):
 # The server
 
 
+def _role_exists(role_arn):
+    from moto.iam.models import iam_backends
+
+    try:
+        iam_backends[_arn_account(role_arn)]["aws"].get_role_by_arn(role_arn)
+        return True
+    except Exception:
+        return False
+
+
 def _xml_error(code, message, request_id, host_id):
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse><Error><Code>{code}</Code>'
             f"<Message>{html.escape(message)}</Message></Error><RequestId>{request_id}</RequestId>"
@@ -355,8 +421,12 @@ def _iso(dt):
 class StandIn:
     """The GetDataAccess stand-in (HTTP server thread). `names`: host names it answers as."""
 
-    def __init__(self, host="127.0.0.1", port=0, grants=None, names=("127.0.0.1", "localhost")):
+    def __init__(self, host="127.0.0.1", port=0, grants=None, names=("127.0.0.1", "localhost"),
+                 enforce_session_policies=True):
         self.table = GrantTable(grants)
+        self.enforce_session_policies = enforce_session_policies
+        if enforce_session_policies:
+            install_session_policy_enforcement()
         self.lock = threading.Lock()
         self.calls = []
         self.faults = {"throttle": 0, "throttle_code": "SlowDown", "internal_error": 0}
@@ -379,16 +449,12 @@ class StandIn:
         self.server.shutdown()
         self.server.server_close()
 
-    def set_grants(self, spec):
-        from moto.iam.models import iam_backends
-
+    def set_grants(self, spec, check_roles=True):
         table = GrantTable(spec)
-        for role in {g["location_role"] for g in table.grants}:
-            account = _arn_account(role)
-            try:
-                iam_backends[account]["aws"].get_role_by_arn(role)
-            except Exception:
-                raise ValueError(f"location role {role} does not exist in moto's IAM")
+        if check_roles:
+            for role in {g["location_role"] for g in table.grants}:
+                if not _role_exists(role):
+                    raise ValueError(f"location role {role} does not exist in moto's IAM")
         with self.lock:
             self.table = table
 
@@ -398,14 +464,22 @@ class StandIn:
 
         if privilege == "Minimal":
             prefix = target[len("s3://"):]
-            policy = session_policy(prefix, prefix.endswith("/") or "/" not in prefix, permission)
+            is_prefix = prefix.endswith("/") or "/" not in prefix
         else:
-            policy = session_policy(grant["_prefix"], grant["_is_prefix"], permission)
+            prefix, is_prefix = grant["_prefix"], grant["_is_prefix"]
+        policy = session_policy(prefix, is_prefix, permission)
+        if not _role_exists(grant["location_role"]):
+            # The location's role is gone: S3 Access Grants cannot assume it.
+            raise S3Error(403, "AccessDenied", "S3 Access Grants could not assume the location's IAM role")
         account = _arn_account(grant["location_role"])
         backend = sts_backends[account]["aws"]
-        return backend.assume_role(
+        session = backend.assume_role(
             region_name=region, role_session_name=f"access-grants-{next(self._sessions)}",
             role_arn=grant["location_role"], policy=policy, duration=duration, external_id=None)
+        if self.enforce_session_policies:
+            with _VENDED_LOCK:
+                _VENDED[session.access_key_id] = (permission, prefix, is_prefix)
+        return session
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -599,6 +673,8 @@ def main():
     parser.add_argument("--port", type=int, default=0, help="stand-in port (0: a free one)")
     parser.add_argument("--moto-port", type=int, default=0, help="moto server port (0: a free one)")
     parser.add_argument("--grants", help="grant table JSON file (see the module doc); else empty")
+    parser.add_argument("--no-session-policies", action="store_true",
+                        help="do not hold vended sessions to their session policy in moto's S3")
     args = parser.parse_args()
 
     from moto.server import ThreadedMotoServer
@@ -606,10 +682,11 @@ def main():
     moto = ThreadedMotoServer(ip_address=args.host, port=args.moto_port, verbose=False)
     moto.start()
     moto_port = moto.get_host_and_port()[1]
-    standin = StandIn(args.host, args.port)
+    standin = StandIn(args.host, args.port, enforce_session_policies=not args.no_session_policies)
     if args.grants:
         with open(args.grants) as f:
-            standin.set_grants(json.load(f))
+            # moto starts empty: the location roles are checked when a grant is used, not now.
+            standin.set_grants(json.load(f), check_roles=False)
     print(f"{READY} " + json.dumps({"moto": f"http://{args.host}:{moto_port}", "endpoint": standin.endpoint}),
           flush=True)
     try:
@@ -627,13 +704,18 @@ class MotoWithAccessGrants:
     """moto and the stand-in in one child process; a drop-in for MotoServer (endpoint, setup,
     set_enforcement, stop) with the stand-in's admin calls. `grants_endpoint`: where GetDataAccess goes."""
 
-    def __init__(self, log_dir=None, host="127.0.0.1"):
+    def __init__(self, log_dir=None, host="127.0.0.1", grants_file=None, session_policies=True):
         import tempfile
 
         self.log_path = os.path.join(log_dir or tempfile.mkdtemp(prefix="grants-"), "moto-grants.log")
         self._log = open(self.log_path, "wb")
+        argv = [sys.executable, os.path.abspath(__file__), "--host", host]
+        if grants_file:
+            argv += ["--grants", grants_file]
+        if not session_policies:
+            argv.append("--no-session-policies")
         self.process = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--host", host],
+            argv,
             stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, text=True)
         line = self.process.stdout.readline()
         if not line.startswith(READY):
