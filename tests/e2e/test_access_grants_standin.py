@@ -87,7 +87,8 @@ def test_granted_read_returns_matched_target_grantee_and_credentials(server, wor
     assert creds["AccessKeyId"] and creds["SecretAccessKey"] and creds["SessionToken"]
     left = creds["Expiration"] - datetime.datetime.now(datetime.timezone.utc)
     assert datetime.timedelta(seconds=800) < left <= datetime.timedelta(seconds=900)
-    # The most specific grant wins, and READWRITE covers WRITE.
+    # The most specific grant wins (s3://lake/* READ covers this too), and READWRITE covers WRITE.
+    assert get(client, "s3://lake/curated/2026/x", "READ")["MatchedGrantTarget"] == "s3://lake/curated/*"
     r = get(client, "s3://lake/curated/2026/", "WRITE")
     assert r["MatchedGrantTarget"] == "s3://lake/curated/*"
     # An object grant is matched exactly.
@@ -97,10 +98,11 @@ def test_granted_read_returns_matched_target_grantee_and_credentials(server, wor
     calls = server.calls()
     assert [(c["grantee"], c["target"], c["permission"], c["status"], c["matched"]) for c in calls] == [
         (world.role("reader")["arn"], "s3://lake/seed.txt", "READ", 200, "s3://lake/*"),
+        (world.role("reader")["arn"], "s3://lake/curated/2026/x", "READ", 200, "s3://lake/curated/*"),
         (world.role("reader")["arn"], "s3://lake/curated/2026/", "WRITE", 200, "s3://lake/curated/*"),
         (world.role("writer")["arn"], "s3://lake/raw/manifest.json", "READ", 200, "s3://lake/raw/manifest.json"),
     ]
-    assert server.call_count() == 3
+    assert server.call_count() == 4
 
 
 def test_request_shape_is_what_the_standin_expects(server, world):
