@@ -287,8 +287,14 @@ def test_injected_internal_error_then_recovery(server, world):
 
 
 def test_vended_credentials_work_against_moto_s3_within_the_grant(server, world):
-    client = s3control(server, session(world, "reader"))
+    grantee = session(world, "reader")
+    client = s3control(server, grantee)
     creds = get(client, "s3://lake/curated/", "READWRITE")["Credentials"]
+    # no secret of either session in the call log or the stand-in's own log
+    with open(server.log_path, errors="replace") as f:
+        logged = json.dumps(server.calls()) + f.read()
+    for secret in (grantee["SecretAccessKey"], grantee["SessionToken"], creds["SecretAccessKey"], creds["SessionToken"]):
+        assert secret not in logged
     s3 = boto3.client("s3", endpoint_url=world.endpoint, region_name=world.region,
                       aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
                       aws_session_token=creds["SessionToken"])
