@@ -7,6 +7,7 @@ is what the agent will send: test_request_shape pins it against the stand-in's e
 import datetime
 import json
 import os
+from unittest import mock
 
 import boto3
 import botocore
@@ -200,18 +201,35 @@ def test_unsigned_wrong_secret_unknown_key_and_bad_token_are_rejected(server, wo
     assert all(c["grantee"] is None for c in server.calls())
 
 
-def signed_raw(server, creds, host, query, account=ACCOUNT, region="us-east-1"):
-    """A GetDataAccess request signed by botocore's signer and sent straight to the stand-in (Host as given)."""
+def signed_raw(server, creds, host, query, account=ACCOUNT, region="us-east-1", signed_at=None, body=b"", sent_body=None):
+    """A GetDataAccess request signed by botocore's signer and sent straight to the stand-in (Host as given).
+    signed_at: the signer's clock; sent_body: a body other than the one signed."""
     url = f"http://{host}{DATA_ACCESS_PATH}"
     headers = {"Host": host}
     if account is not None:
         headers["x-amz-account-id"] = account
-    req = AWSRequest(method="GET", url=url, params=query, headers=headers)
-    S3SigV4Auth(Credentials(creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]),
-                "s3", region).add_auth(req)
+    req = AWSRequest(method="GET", url=url, params=query, headers=headers, data=body)
+    signer = S3SigV4Auth(Credentials(creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]), "s3", region)
+    with mock.patch("botocore.auth.get_current_datetime",
+                    return_value=signed_at or datetime.datetime.now(datetime.timezone.utc)):
+        signer.add_auth(req)
     prepared = req.prepare()
-    return requests.get(f"{server.grants_endpoint}{DATA_ACCESS_PATH}", params=query,
-                        headers=dict(prepared.headers), timeout=10)
+    headers = {k: v for k, v in prepared.headers.items() if k.lower() != "content-length"}
+    return requests.get(f"{server.grants_endpoint}{DATA_ACCESS_PATH}", params=query, headers=headers,
+                        data=body if sent_body is None else sent_body, timeout=10)
+
+
+def test_clock_skew_and_payload_hash_are_checked(server, world):
+    creds = session(world, "reader")
+    host = f"127.0.0.1:{server.grants_port}"
+    query = {"target": "s3://lake/seed.txt", "permission": "READ"}
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert signed_raw(server, creds, host, query, signed_at=now - datetime.timedelta(minutes=14)).status_code == 200
+    for skew in (datetime.timedelta(minutes=16), -datetime.timedelta(minutes=16)):
+        r = signed_raw(server, creds, host, query, signed_at=now - skew)
+        assert r.status_code == 403 and "<Code>RequestTimeTooSkewed</Code>" in r.text, r.text
+    r = signed_raw(server, creds, host, query, body=b"", sent_body=b"not what was signed")
+    assert r.status_code == 400 and "<Code>XAmzContentSHA256Mismatch</Code>" in r.text, r.text
 
 
 def test_host_prefix_is_checked(server, world):
