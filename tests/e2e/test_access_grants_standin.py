@@ -232,7 +232,7 @@ def test_clock_skew_and_payload_hash_are_checked(server, world):
     assert r.status_code == 400 and "<Code>XAmzContentSHA256Mismatch</Code>" in r.text, r.text
 
 
-def test_host_prefix_is_checked(server, world):
+def test_host_prefix_is_checked(server, world, monkeypatch):
     creds = session(world, "reader")
     query = {"target": "s3://lake/seed.txt", "permission": "READ"}
     port = server.grants_port
@@ -250,6 +250,9 @@ def test_host_prefix_is_checked(server, world):
     # inject_host_prefix=False does not remove it (the endpoint rules add it, not the hostPrefix trait)
     client = s3control(server, creds, inject_host_prefix=False)
     get(client, "s3://lake/seed.txt")
+    assert server.calls()[-1]["host"] == f"{ACCOUNT}.localhost:{port}"
+    monkeypatch.setenv("AWS_DISABLE_HOST_PREFIX_INJECTION", "true")
+    get(s3control(server, creds), "s3://lake/seed.txt")
     assert server.calls()[-1]["host"] == f"{ACCOUNT}.localhost:{port}"
 
 

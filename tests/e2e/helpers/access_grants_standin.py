@@ -38,7 +38,10 @@ therefore has to reach `<account>.<host>`; two honest ways, both accepted here:
     `GET http://123456789012.localhost:PORT/v20180820/...`, and the Host header is the prefixed one;
   - resolve `<account>.localhost` to 127.0.0.1 in the client (Rust: a ResolveDns given to
     aws_smithy_http_client's build_with_resolver) and connect directly.
-A Host without the prefix (a client whose endpoint resolver leaves it out) is accepted too. <host> must be
+For the agent: `[access_grants] endpoint_url = "http://localhost:<grants port>"` and, in the test build,
+an s3control client whose HTTP client has ProxyConfig::http("http://127.0.0.1:<grants port>") (only that
+client: STS and S3 keep going straight to moto). A Host without the prefix (a client whose endpoint
+resolver leaves it out) is accepted too. <host> must be
 one of the names the stand-in answers as (127.0.0.1, localhost, --host), <port> its own port; a prefix must
 equal x-amz-account-id.
 
