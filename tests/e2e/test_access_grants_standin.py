@@ -28,7 +28,18 @@ ROLES = [
     {"name": "reader"},
     {"name": "writer"},
     {"name": "stranger"},
+    {"name": "unpermitted"},  # has a grant, but no s3:GetDataAccess in its identity policies
 ]
+GRANTEES = ("reader", "writer", "stranger")
+
+
+def allow_get_data_access(world, role):
+    """What every grantee role needs (the reference: "You must have the s3:GetDataAccess permission")."""
+    world.client("iam").put_role_policy(
+        RoleName=role, PolicyName="get-data-access",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "s3:GetDataAccess",
+            "Resource": f"arn:aws:s3:{world.region}:{ACCOUNT}:access-grants/default"}]}))
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +52,15 @@ def server(tmp_path_factory):
 @pytest.fixture
 def world(server):
     w = server.setup(roles=ROLES, buckets=["other-bucket"])
+    for role in GRANTEES:
+        allow_get_data_access(w, role)
     location = w.role("grants-location")["arn"]
     server.set_grants(location, [
         {"grantee": w.role("reader")["arn"], "scope": "s3://lake/*", "permission": "READ"},
         {"grantee": w.role("reader")["arn"], "scope": "s3://lake/curated/*", "permission": "READWRITE"},
         {"grantee": w.role("writer")["arn"], "scope": "s3://lake/raw/*", "permission": "WRITE"},
         {"grantee": w.role("writer")["arn"], "scope": "s3://lake/raw/manifest.json", "permission": "READ"},
+        {"grantee": w.role("unpermitted")["arn"], "scope": "s3://lake/*", "permission": "READ"},
     ])
     server.reset_calls()
     yield w
@@ -169,6 +183,25 @@ def test_no_grant_is_access_denied_with_request_id(server, world):
             get(reader, target)
         assert error(e)[:2] == (403, "AccessDenied"), target
     assert [c["status"] for c in server.calls()] == [403] * 4
+
+
+def test_caller_needs_s3_get_data_access_in_its_identity_policies(server, world):
+    client = s3control(server, session(world, "unpermitted"))
+    with pytest.raises(ClientError) as e:
+        get(client, "s3://lake/seed.txt")
+    assert error(e)[:2] == (403, "AccessDenied")
+    assert "not authorized to perform: s3:GetDataAccess" in e.value.response["Error"]["Message"]
+    # an explicit Deny wins over the Allow
+    world.client("iam").put_role_policy(
+        RoleName="reader", PolicyName="deny-get-data-access",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Deny", "Action": "s3:GetDataAccess", "Resource": "*"}]}))
+    with pytest.raises(ClientError) as e:
+        get(s3control(server, session(world, "reader")), "s3://lake/seed.txt")
+    assert "not authorized to perform: s3:GetDataAccess" in e.value.response["Error"]["Message"]
+    # moto's enforcement off: moto authorises nothing, and neither does the stand-in
+    server.set_enforcement(False)
+    assert get(client, "s3://lake/seed.txt")["MatchedGrantTarget"] == "s3://lake/*"
 
 
 def test_unsigned_wrong_secret_unknown_key_and_bad_token_are_rejected(server, world):
@@ -404,6 +437,7 @@ def test_grants_file_at_startup_and_a_location_role_that_is_gone(tmp_path):
     other = MotoWithAccessGrants(str(tmp_path), grants_file=str(path))
     try:
         w = other.setup(roles=ROLES)
+        allow_get_data_access(w, "reader")
         client = s3control(other, session(w, "reader"))
         assert get(client, "s3://lake/seed.txt")["MatchedGrantTarget"] == "s3://lake/*"
         with pytest.raises(ClientError) as e:

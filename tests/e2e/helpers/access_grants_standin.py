@@ -64,6 +64,9 @@ wrapped XML, `<ErrorResponse><Error><Code/><Message/></Error><RequestId/><HostId
       target/permission missing, permission, privilege,
       targetType not in the model's enums, durationSeconds
       not an integer in 900..43200                       400 InvalidRequest
+    moto's IAM enforcement on and the caller's identity
+      policies do not allow s3:GetDataAccess on
+      arn:aws:s3:<region>:<account>:access-grants/default 403 AccessDenied ("... is not authorized ...")
     no grant for (caller, target, permission)            403 AccessDenied
 The reference lists no operation-specific errors; where it names no code (parameter validation, the host
 check) the stand-in uses S3's general InvalidRequest.
@@ -98,6 +101,11 @@ moto 5.2 stores session policies but does not evaluate them. With IAM enforcemen
 moto hold S3 requests signed by a vended session to that policy as well as to the location role's own
 policies (an intersection, as IAM does) - see install_session_policy_enforcement; --no-session-policies
 turns that off. Sessions the stand-in did not vend are untouched.
+
+Two more adjustments to moto in this process: its IAM policy validator accepts Access Grants ARNs
+(arn:aws:s3:<region>:<account>:access-grants/default; it knew only access points), so grantee roles can be
+given `s3:GetDataAccess` on the instance, as the reference requires (checked while moto's IAM enforcement is
+on, by moto's own policy evaluation); and the session-policy check above.
 
 Admin endpoints (JSON; not part of the AWS API):
     PUT  /_standin/grants    the grant table above (replaces it; location roles must exist in moto's IAM,
@@ -395,6 +403,55 @@ def verify_sigv4(method, path, query_pairs, headers, body, now=None):
     return caller, region, key_id, signed
 
 
+def allow_access_grants_arns_in_policies():
+    """moto's policy validator refuses S3 ARNs with a region unless they name an access point; IAM accepts
+    Access Grants ARNs (arn:aws:s3:<region>:<account>:access-grants/default). Teach it that one."""
+    from moto.iam import policy_validation
+
+    starts = policy_validation.SERVICE_TYPE_REGION_INFORMATION_ERROR_ASSOCIATIONS["s3"].setdefault(
+        "valid_starting_values", [])
+    if "access-grants/" not in starts:
+        starts.append("access-grants/")
+
+
+def _enforcing():
+    """Whether moto's IAM enforcement is on now (set_enforcement / /moto-api/reset-auth)."""
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    return ActionAuthenticatorMixin.request_count >= settings.INITIAL_NO_AUTH_ACTION_COUNT
+
+
+def check_get_data_access_allowed(key_id, token, account, region):
+    """With moto's IAM enforcement on, the caller's identity policies must allow s3:GetDataAccess on the
+    instance (arn:aws:s3:<region>:<account>:access-grants/default), as the reference requires; moto's own
+    policy evaluation (moto.iam.access_control) decides. Raises S3Error 403 AccessDenied otherwise."""
+    if not _enforcing():
+        return
+    from moto.iam.access_control import CreateAccessKeyFailure, IAMPolicy, PermissionResult, create_access_key
+
+    instance = f"arn:aws:s3:{region}:{account}:access-grants/default"
+    caller_account = None
+    found = find_secret(key_id)
+    if found:
+        caller_account = _arn_account(found[2])
+    headers = {"X-Amz-Security-Token": token} if token else {}
+    try:
+        key = create_access_key(account_id=caller_account, partition="aws", access_key_id=key_id, headers=headers)
+    except CreateAccessKeyFailure:
+        raise S3Error(403, "AccessDenied", "Access Denied")
+    permitted = False
+    for policy in key.collect_policies():
+        result = IAMPolicy(policy).is_action_permitted("s3:GetDataAccess", instance)
+        if result == PermissionResult.DENIED:
+            permitted = False
+            break
+        permitted = permitted or result == PermissionResult.PERMITTED
+    if not permitted:
+        raise S3Error(403, "AccessDenied", f"User: {key.arn} is not authorized to perform: s3:GetDataAccess "
+                      f"on resource: {instance}")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The server
 
@@ -428,6 +485,7 @@ class StandIn:
                  enforce_session_policies=True):
         self.table = GrantTable(grants)
         self.enforce_session_policies = enforce_session_policies
+        allow_access_grants_arns_in_policies()
         if enforce_session_policies:
             install_session_policy_enforcement()
         self.lock = threading.Lock()
@@ -601,7 +659,7 @@ class _Handler(BaseHTTPRequestHandler):
         s = self.standin
         account = self.headers.get("x-amz-account-id")
         self._check_host(host, account)
-        caller, region, _, signed = verify_sigv4(self.command, path, query_pairs, list(self.headers.items()), body)
+        caller, region, key_id, signed = verify_sigv4(self.command, path, query_pairs, list(self.headers.items()), body)
         record.update(grantee=caller, signed_headers=signed)
         if path != DATA_ACCESS_PATH:
             raise S3Error(404, "NoSuchResource", "The specified resource does not exist.")
@@ -648,6 +706,7 @@ class _Handler(BaseHTTPRequestHandler):
                           f"durationSeconds {duration} is outside {MIN_DURATION}..{MAX_DURATION}")
         record.update(target=target, permission=permission, privilege=privilege, duration=duration,
                       target_type=target_type)
+        check_get_data_access_allowed(key_id, self.headers.get("x-amz-security-token"), account, region)
         with s.lock:
             grant = s.table.match(account, caller, target, permission)
         if grant is None:
