@@ -315,6 +315,9 @@ pub fn reload(app: &App<AwsSts>, path: &Path) -> Result<(), ConfigError> {
             {
                 tracing::warn!("the redirect's exemptions change when `imds-redirect install` runs again");
             }
+            if old.access_grants != config.access_grants {
+                tracing::warn!("[access_grants] changes when the agent restarts, not on reload");
+            }
             app.config.store(Arc::new(config));
             Ok(())
         }

@@ -443,6 +443,38 @@ mod tests {
         }
     }
 
+    #[test]
+    fn access_grants_defaults_and_rules() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            c.access_grants,
+            AccessGrantsConfig {
+                endpoint_url: None,
+                privilege: Privilege::Default,
+                duration: Duration::from_secs(3600)
+            }
+        );
+        let c = parse(
+            "[access_grants]\nendpoint_url = \"http://127.0.0.1:9000\"\nprivilege = \"minimal\"\nduration = \"45m\"\n\
+             [[mapping]]\neffect = \"access-grants\"\nrole = \"arn:aws:iam::123456789012:role/grantee\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.access_grants.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            (c.access_grants.privilege, c.access_grants.duration),
+            (Privilege::Minimal, Duration::from_secs(2700))
+        );
+        let rule = &c.rules.rules()[0];
+        assert_eq!(rule.effect.name(), "access-grants");
+        assert_eq!(rule.effect.role().map(|r| r.name()), Some("grantee"));
+        // Without a location, an access-grants rule matches nothing, even with no other condition.
+        let req = crate::rules::Request { user: "u", groups: &[], location: None, access: None };
+        assert!(matches!(c.rules.decide(&req), crate::rules::Decision::Fallback));
+        let located = crate::location::Location::parse("s3://lake/k").unwrap();
+        let req = crate::rules::Request { location: Some(&located), ..req };
+        assert!(matches!(c.rules.decide(&req), crate::rules::Decision::Rule { .. }));
+    }
+
     /// The defaults SPEC §3 states, written out: comparing with the code's own `Default` would pass
     /// whatever the code says.
     #[test]

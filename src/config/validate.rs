@@ -73,6 +73,23 @@ pub(super) fn build(ctx: &Ctx<'_>, raw: RawConfig, mappings: Option<(&Path, &str
     let imds = imds(ctx, &raw.imds, &server)?;
     let access_grants = access_grants(ctx, &raw.access_grants)?;
     let (rules, mappings_file) = rules(ctx, &raw.mapping, raw.mappings_file.as_ref(), mappings, &sts)?;
+    // Vended credentials with less than sts.refresh_before_expiry left are fetched again: with an
+    // access-grants rule, they must last long enough to be served from the cache.
+    let grants_used = rules.rules().iter().any(|r| matches!(r.effect, Effect::AccessGrants(_)));
+    let duration = access_grants.duration;
+    if grants_used && !refresh_fits(sts.refresh_before_expiry, duration) {
+        let span = raw.access_grants.duration.as_ref().map(Spanned::span);
+        return Err(ctx.err(
+            span.unwrap_or(0..0),
+            "access_grants.duration",
+            format!(
+                "{} is too short for sts.refresh_before_expiry ({}): refreshing starts that long before expiry, \
+                 which must be at most three quarters of the duration",
+                format_duration(duration),
+                format_duration(sts.refresh_before_expiry)
+            ),
+        ));
+    }
     Ok(Config {
         source: ctx.file.to_owned(),
         server,
@@ -92,7 +109,8 @@ fn access_grants(ctx: &Ctx<'_>, rg: &RawAccessGrants) -> Result<AccessGrantsConf
     let d = AccessGrantsConfig::default();
     let duration = ctx.duration(&rg.duration, "access_grants.duration", d.duration)?;
     // What GetDataAccess takes (durationSeconds 900 to 43200).
-    check_session_duration(ctx, duration, rg.duration.as_ref().map(Spanned::span), "access_grants.duration")?;
+    let span = rg.duration.as_ref().map(Spanned::span);
+    check_session_duration(ctx, duration, span, "access_grants.duration")?;
     Ok(AccessGrantsConfig {
         endpoint_url: url(ctx, &rg.endpoint_url, "access_grants.endpoint_url")?,
         privilege: choice(

@@ -625,6 +625,7 @@ class _Handler(BaseHTTPRequestHandler):
                   "matched": None, "signed_headers": None}
         body = self._body()
         request_id = secrets.token_hex(8).upper()
+        record["request_id"] = request_id
         try:
             result = self._get_data_access(url.path, host, query_pairs, body, record)
         except S3Error as e:
