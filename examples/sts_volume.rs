@@ -30,7 +30,7 @@ use emrfs_role_agent::config::Config;
 use emrfs_role_agent::daemon::REFRESH_INTERVAL;
 use emrfs_role_agent::decision::SessionKey;
 use emrfs_role_agent::rules::RoleArn;
-use emrfs_role_agent::sts::{Session, Sts, StsError};
+use emrfs_role_agent::sts::{GrantRequest, Session, Sts, StsError};
 
 const MIN: Duration = Duration::from_secs(60);
 /// botocore refreshes container credentials this long before they expire.
@@ -71,6 +71,10 @@ impl Sts for CountingSts {
     }
 
     async fn instance_credentials(&self) -> Result<Session, StsError> {
+        Err(StsError::Unavailable("not simulated".into()))
+    }
+
+    async fn get_data_access(&self, _: &Session, _: &GrantRequest<'_>) -> Result<Session, StsError> {
         Err(StsError::Unavailable("not simulated".into()))
     }
 }

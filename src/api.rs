@@ -13,14 +13,15 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::access::Access;
 use crate::audit::CredentialRecord;
-use crate::cache::{CacheKey, Served};
+use crate::cache::Served;
 use crate::config::Config;
+use crate::grants;
 use crate::impersonation;
 use crate::location::Location;
-use crate::path::{self, App, Body, Conn, Door};
+use crate::path::{self, App, Body, Conn, Door, Wanted};
 use crate::refusal::{ErrorCode, Refusal};
 use crate::respond;
-use crate::scope::Scope;
+use crate::scope::{self, Scope};
 use crate::share::Sharer;
 use crate::sts::Sts;
 
@@ -66,7 +67,17 @@ async fn credentials<S: Sts>(app: &App<S>, conn: &Conn, req: &Request<hyper::bod
         Err(refusal) => Err(refusal),
         Ok(decided) => {
             scope = decided.scope;
-            path::fetch_in_time(app, &config, decided.key, &decided.sts_sharer, &mut record).await
+            let location = match &decided.key {
+                Wanted::Grant { location, .. } => Some(location.clone()),
+                Wanted::Session(_) => None,
+            };
+            let served = path::fetch_in_time(app, &config, decided.key, &decided.sts_sharer, &mut record).await;
+            // Credentials S3 Access Grants vended hold as far as the grant that matched, too.
+            if let (Ok(served), Some(location)) = (&served, &location) {
+                let covered = served.session.grant_target.as_deref().and_then(|t| grants::covered_prefix(t, location));
+                scope = scope::narrowed(scope, location, covered);
+            }
+            served
         }
     };
     path::finish(app, record, result, &Answer { scope: scope.as_ref() }, started).await
@@ -76,7 +87,7 @@ async fn credentials<S: Sts>(app: &App<S>, conn: &Conn, req: &Request<hyper::bod
 /// STS calls a fetch takes: the caller uid's, whoever a proxy acts for — one proxy cannot spend the
 /// account's STS budget on many users' sessions.
 struct Decided {
-    key: CacheKey,
+    key: Wanted,
     scope: Option<Scope>,
     sts_sharer: Sharer,
 }

@@ -14,6 +14,7 @@ use crate::coexist;
 use crate::config::{Config, ConfigError, FallbackMode};
 use crate::decision::{self, Verdict};
 use crate::emr;
+use crate::grants;
 use crate::impersonation;
 use crate::location::Location;
 use crate::node::NodeInfo;
@@ -514,7 +515,9 @@ pub fn write_explanation_for(
     writeln!(out, "access:    {}", access.map_or("read and write (no access= given)", |a| a.as_str()))?;
     let (verdict, scope) = decision::decide(c, node, &req);
     let decided_at = match &verdict {
-        Verdict::Allow { rule, matched, .. } | Verdict::Deny { rule, matched } => {
+        Verdict::Allow { rule, matched, .. }
+        | Verdict::AccessGrants { rule, matched, .. }
+        | Verdict::Deny { rule, matched } => {
             writeln!(out, "decision:  rule {} '{}' ({})", rule.index, rule.name, rule.effect)?;
             if let Some(p) = matched {
                 writeln!(out, "matched:   {}{}", p, if p.is_glob() { " (glob)" } else { " (prefix)" })?;
@@ -550,6 +553,28 @@ pub fn write_explanation_for(
                      (set scope_to_prefix or session_policy to confine them)"
                 )?;
             }
+        }
+        Verdict::AccessGrants { grantee, .. } => {
+            writeln!(out, "effect:    access-grants: S3 Access Grants decide, asked as the role below")?;
+            writeln!(out, "grantee:   {}", grantee.role)?;
+            writeln!(out, "session:   {} (template \"{}\")", grantee.session_name, c.sts.session_name)?;
+            if let Some(location) = location {
+                let target = grants::Target::of(location);
+                writeln!(
+                    out,
+                    "asks:      GetDataAccess target={}{} permission={} (account {}, privilege {:?}, {})",
+                    printable(&target.uri),
+                    if target.object { " targetType=Object" } else { "" },
+                    grants::Permission::for_access(access),
+                    grantee.role.account_id(),
+                    c.access_grants.privilege,
+                    format_duration(c.access_grants.duration)
+                )?;
+            }
+            writeln!(
+                out,
+                "answer:    the grant's credentials, held as far as the matched grant target (no grant: 403 AccessDenied)"
+            )?;
         }
         Verdict::Deny { .. } => writeln!(out, "effect:    deny: the request is refused (403 AccessDenied)")?,
         Verdict::Fallback(FallbackMode::InstanceProfile) => {
@@ -596,7 +621,9 @@ fn why_not(r: &Rule, m: Mismatch, req: &Request<'_>) -> String {
             r.access.map_or("any", Access::as_str),
             req.access.map_or("read and write", Access::as_str)
         ),
-        Mismatch::NoLocation => "the rule names prefixes and the request has no location".into(),
+        Mismatch::NoLocation => {
+            "the rule needs a location (prefixes or S3 Access Grants) and the request has none".into()
+        }
         Mismatch::Prefix => format!(
             "location {} matches none of [{}]",
             req.location.map(ToString::to_string).unwrap_or_default(),

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::audit::{AuditLog, Event};
-use crate::cache::{CacheEvents, CacheKey, CacheSettings, SessionCache, RETRY_AFTER_FAILURE};
+use crate::cache::{CacheEvents, CacheKey, CacheSettings, GrantSettings, SessionCache, RETRY_AFTER_FAILURE};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::metrics::{Metrics, ResultLabel};
@@ -171,9 +171,12 @@ pub async fn start(config: Config, env: Environment) -> Result<Running, StartErr
     // `imds.listen` itself, not [::1] at its port, whatever order the sockets were handed over in.
     let imds_addr = bound(Endpoint::Imds).min_by_key(|addr| addr.is_ipv6());
 
-    let sts = Arc::new(AwsSts::new(&sdk, config.sts.endpoint_url.as_deref(), config.sts.call_timeout, clock.clone()));
+    let sts = AwsSts::new(&sdk, config.sts.endpoint_url.as_deref(), config.sts.call_timeout, clock.clone())
+        .with_access_grants_endpoint(config.access_grants.endpoint_url.as_deref());
     let events = Arc::new(Recorder { audit: audit.clone(), metrics: metrics.clone(), clock: clock.clone() });
-    let cache = SessionCache::new(sts, clock.clone(), events, cache_settings(&config));
+    let grants = GrantSettings { privilege: config.access_grants.privilege, duration: config.access_grants.duration };
+    let cache =
+        SessionCache::new(Arc::new(sts), clock.clone(), events, cache_settings(&config)).with_grant_settings(grants);
     let now = clock.now();
     audit.emit(
         &Event::Start {
@@ -362,6 +365,9 @@ pub fn reload(app: &App<AwsSts>, path: &Path) -> Result<(), ConfigError> {
             {
                 tracing::warn!("the redirect's exemptions change when `imds-redirect install` runs again");
             }
+            if old.access_grants != config.access_grants {
+                tracing::warn!("[access_grants] changes when the agent restarts, not on reload");
+            }
             app.config.store(Arc::new(config));
             Ok(())
         }
@@ -420,7 +426,6 @@ struct Recorder {
 
 impl CacheEvents for Recorder {
     fn sts_call(&self, key: &CacheKey, result: &Result<Session, StsError>, elapsed: Duration) {
-        let CacheKey::Role(key) = key else { return };
         let (label, code) = match result {
             Ok(_) => ("ok", None),
             Err(StsError::Denied { code, .. }) => ("denied", Some(code.clone())),
@@ -429,14 +434,35 @@ impl CacheEvents for Recorder {
         };
         self.metrics.sts_calls.get_or_create(&ResultLabel { result: label }).inc();
         self.metrics.sts_call_duration.observe(elapsed.as_secs_f64());
+        let request_id = match result {
+            Ok(s) => s.request_id.clone(),
+            Err(e) => e.request_id().map(str::to_owned),
+        };
+        let key = match key {
+            CacheKey::Role(key) => key,
+            CacheKey::InstanceProfile => return,
+            CacheKey::Grant(grant) => {
+                let event = Event::GetDataAccess {
+                    grantee_role_arn: grant.grantee.role.as_str().to_owned(),
+                    session_name: grant.grantee.session_name.clone(),
+                    target: grant.target.clone(),
+                    permission: grant.permission.as_str(),
+                    result: label,
+                    grant_target: result.as_ref().ok().and_then(|s| s.grant_target.clone()),
+                    request_id,
+                    access_key_id: result.as_ref().ok().map(|s| s.access_key_id.clone()),
+                    error_code: code,
+                    duration_us: elapsed.as_micros() as u64,
+                };
+                self.audit.emit(&event, self.clock.now());
+                return;
+            }
+        };
         let event = Event::StsAssumeRole {
             role_arn: key.role.as_str().to_owned(),
             session_name: key.session_name.clone(),
             result: label,
-            sts_request_id: match result {
-                Ok(s) => s.request_id.clone(),
-                Err(e) => e.request_id().map(str::to_owned),
-            },
+            sts_request_id: request_id,
             access_key_id: result.as_ref().ok().map(|s| s.access_key_id.clone()),
             error_code: code,
             duration_us: elapsed.as_micros() as u64,

@@ -34,6 +34,9 @@ pub struct SessionKey {
 pub enum Verdict<'c> {
     /// An allow rule matched: credentials for `key`.
     Allow { rule: &'c Rule, matched: Option<&'c Prefix>, key: SessionKey },
+    /// An access-grants rule matched: S3 Access Grants, asked as the session `grantee`, decide
+    /// (SPEC §4.1).
+    AccessGrants { rule: &'c Rule, matched: Option<&'c Prefix>, grantee: SessionKey },
     /// A deny rule matched: 403 `AccessDenied`.
     Deny { rule: &'c Rule, matched: Option<&'c Prefix> },
     /// No rule matched: the fallback decides.
@@ -52,6 +55,11 @@ pub fn decide<'c>(config: &'c Config, node: &NodeInfo, request: &Request<'_>) ->
                 rule,
                 matched: matched_prefix,
                 key: session_key(config, node, request.user, rule, role, matched_prefix),
+            },
+            Effect::AccessGrants(role) => Verdict::AccessGrants {
+                rule,
+                matched: matched_prefix,
+                grantee: session_key(config, node, request.user, rule, role, matched_prefix),
             },
             Effect::Deny => Verdict::Deny { rule, matched: matched_prefix },
         },

@@ -16,6 +16,8 @@
 //! - [`decision`]: the whole decision `serve` and `explain` share: rule (or fallback) and the session key.
 //! - [`coexist`]: what on a node would fight the agent (EMR's role mappings, other metadata interceptors).
 //! - [`emr`]: EMR security configuration / `describe-security-configuration` / emrfs-site formats → rules.
+//! - [`grants`]: S3 Access Grants as a rule's effect: the `GetDataAccess` target and permission, and how far
+//!   a matched grant holds.
 //! - [`template`]: session-name templates and STS sanitisation.
 //! - [`refresh`]: when to refresh and whether stale credentials may still be served; every fn takes `now`.
 //! - [`policy`]: the session policy generated for `scope_to_prefix`.
@@ -60,6 +62,7 @@ pub mod config;
 pub mod daemon;
 pub mod decision;
 pub mod emr;
+pub mod grants;
 pub mod imds;
 pub mod impersonation;
 pub mod location;

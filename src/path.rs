@@ -24,12 +24,13 @@ use crate::cache::{CacheError, CacheKey, Served, SessionCache, Source};
 use crate::caller::{Directory, Identity};
 use crate::clock::Clock;
 use crate::config::{Config, FallbackMode};
-use crate::decision::{self, Verdict};
+use crate::decision::{self, SessionKey, Verdict};
+use crate::grants::Permission;
 use crate::location::Location;
 use crate::metrics::{Metrics, RequestLabels, ResultLabel};
 use crate::node::NodeInfo;
 use crate::refusal::{ErrorCode, Outcome, Refusal};
-use crate::rules::{Effect, Request as RuleRequest};
+use crate::rules::Request as RuleRequest;
 use crate::scope::Scope;
 use crate::share::{CallerLimiter, Sharer};
 use crate::sts::Sts;
@@ -167,8 +168,17 @@ pub fn caller<S>(app: &App<S>, uid: u32, instant: Instant, record: &mut Credenti
     Ok(caller)
 }
 
-/// What the rules give `identity` for `location` and `access` (`None`: read and write): the key of the
-/// credentials it gets and how far that answer holds, or the rules' refusal. Fills in `record`.
+/// The credentials a request needs.
+#[derive(Clone, Debug)]
+pub enum Wanted {
+    /// A session of the cache: an assumed role, or the node's own credentials.
+    Session(CacheKey),
+    /// What S3 Access Grants vend to the `grantee` session for `location` with `permission`.
+    Grant { grantee: SessionKey, location: Location, permission: Permission },
+}
+
+/// What the rules give `identity` for `location` and `access` (`None`: read and write): the
+/// credentials it needs and how far that answer holds, or the rules' refusal. Fills in `record`.
 pub fn rule_key<S>(
     app: &App<S>,
     config: &Config,
@@ -176,7 +186,7 @@ pub fn rule_key<S>(
     location: Option<&Location>,
     access: Option<Access>,
     record: &mut CredentialRecord,
-) -> Result<(CacheKey, Option<Scope>), Refusal> {
+) -> Result<(Wanted, Option<Scope>), Refusal> {
     record.user = Some(identity.user.clone());
     record.groups = Some(identity.groups.clone());
 
@@ -187,34 +197,40 @@ pub fn rule_key<S>(
         scope: scope.as_ref().map(ToString::to_string),
         ..Refusal::new(ErrorCode::AccessDenied, message)
     };
-    let (rule, key) = match verdict {
-        Verdict::Fallback(FallbackMode::InstanceProfile) => return Ok((CacheKey::InstanceProfile, scope)),
+    let (rule, key, grants) = match verdict {
+        Verdict::Fallback(FallbackMode::InstanceProfile) => {
+            return Ok((Wanted::Session(CacheKey::InstanceProfile), scope))
+        }
         Verdict::Fallback(FallbackMode::Deny) => {
             return Err(denied("no rule matched and fallback.mode is \"deny\"".into()))
         }
-        Verdict::Deny { rule, .. } => (rule, None),
-        Verdict::Allow { rule, key, .. } => (rule, Some(key)),
+        Verdict::Deny { rule, .. } => (rule, None, false),
+        Verdict::Allow { rule, key, .. } => (rule, Some(key), false),
+        Verdict::AccessGrants { rule, grantee, .. } => (rule, Some(grantee), true),
     };
     record.rule_index = Some(rule.index);
     record.rule_name = Some(rule.name.clone());
-    record.effect = Some(match rule.effect {
-        Effect::Allow(_) => "allow",
-        Effect::Deny => "deny",
-    });
+    record.effect = Some(rule.effect.name());
     let Some(key) = key else {
         return Err(denied(format!("denied by rule {}", rule.name)));
     };
     record.role_arn = Some(key.role.as_str().to_owned());
     record.session_name = Some(key.session_name.clone());
     record.source_identity = key.source_identity.clone();
-    Ok((CacheKey::Role(key), scope))
+    let wanted = match (grants, location) {
+        (true, Some(location)) => {
+            Wanted::Grant { grantee: key, location: location.clone(), permission: Permission::for_access(access) }
+        }
+        _ => Wanted::Session(CacheKey::Role(key)),
+    };
+    Ok((wanted, scope))
 }
 
 /// [`fetch`] within `server.request_timeout`.
 pub async fn fetch_in_time<S: Sts>(
     app: &App<S>,
     config: &Config,
-    key: CacheKey,
+    key: Wanted,
     sharer: &Sharer,
     record: &mut CredentialRecord,
 ) -> Result<Served, Refusal> {
@@ -227,18 +243,25 @@ pub async fn fetch_in_time<S: Sts>(
     }
 }
 
-/// The credentials for `key`, from the cache or STS; a call to STS comes out of `sharer`'s share.
-/// The node's own credentials are reported as such whether cached or not.
+/// The credentials `wanted`, from the cache, STS or S3 Access Grants; a call out comes out of
+/// `sharer`'s share. The node's own credentials are reported as such whether cached or not.
 async fn fetch<S: Sts>(
     app: &App<S>,
-    key: CacheKey,
+    wanted: Wanted,
     sharer: &Sharer,
     record: &mut CredentialRecord,
 ) -> Result<Served, Refusal> {
-    let served = app.cache.get(&key, Some(sharer)).await.map_err(|e| cache_refusal(e, record))?;
-    Ok(match key {
-        CacheKey::Role(_) => served,
-        CacheKey::InstanceProfile => Served { source: Source::InstanceProfile, ..served },
+    let served = match &wanted {
+        Wanted::Session(key) => app.cache.get(key, Some(sharer)).await,
+        Wanted::Grant { grantee, location, permission } => {
+            app.cache.grant(grantee, location, *permission, Some(sharer)).await
+        }
+    };
+    let served = served.map_err(|e| cache_refusal(e, record))?;
+    record.grant_target = served.session.grant_target.clone();
+    Ok(match wanted {
+        Wanted::Session(CacheKey::InstanceProfile) => Served { source: Source::InstanceProfile, ..served },
+        _ => served,
     })
 }
 

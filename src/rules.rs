@@ -24,6 +24,8 @@ use crate::location::{self, Location, LocationError};
 pub enum Effect {
     /// Hand out credentials for this role.
     Allow(RoleArn),
+    /// Ask S3 Access Grants, as this role (the grantee), for credentials for the location (SPEC §4.1).
+    AccessGrants(RoleArn),
     /// Refuse with 403 `AccessDenied`.
     Deny,
 }
@@ -33,14 +35,15 @@ impl Effect {
     pub fn name(&self) -> &'static str {
         match self {
             Effect::Allow(_) => "allow",
+            Effect::AccessGrants(_) => "access-grants",
             Effect::Deny => "deny",
         }
     }
 
-    /// The role an allow rule hands out.
+    /// The role an allow rule hands out, or an access-grants rule asks as.
     pub fn role(&self) -> Option<&RoleArn> {
         match self {
-            Effect::Allow(role) => Some(role),
+            Effect::Allow(role) | Effect::AccessGrants(role) => Some(role),
             Effect::Deny => None,
         }
     }
@@ -347,7 +350,7 @@ pub enum Mismatch {
     Group,
     /// The rule is for one access and the request is for the other, or for both.
     Access,
-    /// The rule names prefixes and the request has no location.
+    /// The rule names prefixes, or asks S3 Access Grants, and the request has no location.
     NoLocation,
     /// The location matches none of `prefixes`.
     Prefix,
@@ -359,7 +362,7 @@ impl fmt::Display for Mismatch {
             Mismatch::User => "user not in users",
             Mismatch::Group => "no group in groups",
             Mismatch::Access => "the request's access is not the rule's",
-            Mismatch::NoLocation => "the rule names prefixes and the request has no location",
+            Mismatch::NoLocation => "the rule needs a location (prefixes or S3 Access Grants) and the request has none",
             Mismatch::Prefix => "location matches none of prefixes",
         })
     }
@@ -368,7 +371,11 @@ impl fmt::Display for Mismatch {
 impl Rule {
     /// A rule with no conditions: it matches every request.
     pub fn is_unconditional(&self) -> bool {
-        self.users.is_empty() && self.groups.is_empty() && self.prefixes.is_empty() && self.access.is_none()
+        self.users.is_empty()
+            && self.groups.is_empty()
+            && self.prefixes.is_empty()
+            && self.access.is_none()
+            && !matches!(self.effect, Effect::AccessGrants(_))
     }
 
     /// Evaluates this rule alone: `Ok(matched prefix)` or the first condition that failed.
@@ -399,12 +406,16 @@ impl Rule {
         if let Some(mismatch) = self.unlocated_mismatch(req) {
             return Err(mismatch);
         }
+        let (Some(loc), Some(raw)) = (req.location, raw) else {
+            // S3 Access Grants answer for a location: a request without one cannot match such a rule.
+            if self.prefixes.is_empty() && !matches!(self.effect, Effect::AccessGrants(_)) {
+                return Ok(None);
+            }
+            return Err(Mismatch::NoLocation);
+        };
         if self.prefixes.is_empty() {
             return Ok(None);
         }
-        let (Some(loc), Some(raw)) = (req.location, raw) else {
-            return Err(Mismatch::NoLocation);
-        };
         self.prefixes.iter().find(|p| p.matches_raw(loc, raw)).map(Some).ok_or(Mismatch::Prefix)
     }
 
@@ -426,6 +437,18 @@ impl Rule {
                     return Err((
                         (*field).to_owned(),
                         format!("a deny rule assumes no role, so {field} has no meaning here"),
+                    ));
+                }
+            }
+            Effect::AccessGrants(_) => {
+                // The grant decides what the credentials reach; a session policy of ours would only
+                // narrow the grantee's own session, not what S3 Access Grants vends.
+                let extra =
+                    [("session_policy", self.session_policy.is_some()), ("scope_to_prefix", self.scope_to_prefix)];
+                if let Some((field, _)) = extra.iter().find(|(_, set)| *set) {
+                    return Err((
+                        (*field).to_owned(),
+                        format!("an access-grants rule's credentials are what the grant allows, so {field} has no meaning here"),
                     ));
                 }
             }

@@ -21,6 +21,7 @@
 
 use std::fmt;
 
+use crate::grants::Covered;
 use crate::location::Location;
 use crate::rules::{Decision, Prefix, Request, RuleSet};
 
@@ -49,6 +50,18 @@ impl Scope {
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// `scope` where it also holds for `covered`, the part of `location`'s bucket S3 Access Grants' matched
+/// grant covers: the longer of the two, or none (exactly the location) when the grant names the object.
+pub fn narrowed(scope: Option<Scope>, location: &Location, covered: Option<Covered<'_>>) -> Option<Scope> {
+    match (scope, covered) {
+        (Some(scope), Some(Covered::Prefix(prefix))) if prefix.len() > scope.key_prefix().len() => {
+            Some(Scope(Location::new(location.bucket(), prefix).expect("a prefix of a valid key")))
+        }
+        (Some(scope), Some(Covered::Prefix(_))) => Some(scope),
+        _ => None,
     }
 }
 

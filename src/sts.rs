@@ -19,7 +19,9 @@ use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::clock::Clock;
+use crate::config::Privilege;
 use crate::decision::SessionKey;
+use crate::grants::{Permission, Target};
 use crate::rules::RoleArn;
 
 /// Credentials as handed out. They are rendered once, when issued, into the answer every request
@@ -31,8 +33,11 @@ pub struct Session {
     pub expiration: SystemTime,
     /// `Expiration` as written in the answer and the audit record.
     pub expiration_text: String,
-    /// STS request id of the call that issued them (`None` for instance-profile credentials).
+    /// STS request id of the call that issued them (`None` for instance-profile credentials); the S3
+    /// request id for credentials S3 Access Grants vended.
     pub request_id: Option<String>,
+    /// For credentials S3 Access Grants vended: the grant that matched (`s3://bucket/prefix/*`).
+    pub grant_target: Option<String>,
     answer: Bytes,
 }
 
@@ -64,9 +69,22 @@ impl Session {
             expiration,
             expiration_text,
             request_id,
+            grant_target: None,
             // Exactly as long as the answer: one per cached session.
             answer: Bytes::copy_from_slice(&json),
         }
+    }
+
+    /// These credentials, to sign requests with (S3 Access Grants are asked as a grantee session).
+    pub fn credentials(&self) -> Credentials {
+        let answer: AnswerBody<'_> = serde_json::from_slice(&self.answer).expect("the answer this session rendered");
+        Credentials::new(
+            answer.access_key_id,
+            answer.secret_access_key,
+            answer.token.map(str::to_owned),
+            Some(self.expiration),
+            "emrfs-role-agent",
+        )
     }
 
     /// The JSON body of the 200 answer (SPEC §5). Holds the secrets.
@@ -99,6 +117,7 @@ impl std::fmt::Debug for Session {
             .field("access_key_id", &self.access_key_id)
             .field("expiration", &self.expiration_text)
             .field("request_id", &self.request_id)
+            .field("grant_target", &self.grant_target)
             .finish_non_exhaustive()
     }
 }
@@ -165,14 +184,36 @@ pub trait Sts: Send + Sync + 'static {
     fn assume_role(&self, key: &SessionKey) -> impl Future<Output = Result<Session, StsError>> + Send;
     /// The node's own credentials (instance profile), for `fallback.mode = "instance-profile"`.
     fn instance_credentials(&self) -> impl Future<Output = Result<Session, StsError>> + Send;
+    /// One S3 Access Grants `GetDataAccess` call, signed with the `grantee` session's credentials: the
+    /// vended credentials, with the grant that matched as their `grant_target`. Sorted like STS's
+    /// answers: no grant is `Denied`, throttling and 5xx retryable.
+    fn get_data_access(
+        &self,
+        grantee: &Session,
+        request: &GrantRequest<'_>,
+    ) -> impl Future<Output = Result<Session, StsError>> + Send;
 }
 
-/// [`Sts`] over `aws-sdk-sts`, with source credentials from the SDK's default chain.
+/// What one `GetDataAccess` call asks (SPEC §4.1).
+#[derive(Clone, Copy, Debug)]
+pub struct GrantRequest<'a> {
+    /// The grantee role's account: where the Access Grants instance is.
+    pub account_id: &'a str,
+    pub target: &'a Target,
+    pub permission: Permission,
+    pub privilege: Privilege,
+    pub duration: Duration,
+}
+
+/// [`Sts`] over `aws-sdk-sts` (and `aws-sdk-s3control` for S3 Access Grants), with source credentials
+/// from the SDK's default chain.
 #[derive(Clone)]
 pub struct AwsSts {
     client: aws_sdk_sts::Client,
     source: Option<aws_credential_types::provider::SharedCredentialsProvider>,
     clock: Arc<dyn Clock>,
+    /// S3 Control's settings without credentials: each grantee session signs its own calls.
+    grants: aws_sdk_s3control::config::Builder,
 }
 
 impl AwsSts {
@@ -193,7 +234,28 @@ impl AwsSts {
         if let Some(url) = endpoint_url {
             builder = builder.endpoint_url(url);
         }
-        AwsSts { client: aws_sdk_sts::Client::from_conf(builder.build()), source: sdk.credentials_provider(), clock }
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(attempt_timeout)
+            .operation_attempt_timeout(attempt_timeout)
+            .build();
+        let grants = aws_sdk_s3control::config::Builder::from(sdk)
+            .retry_config(aws_sdk_s3control::config::retry::RetryConfig::disabled())
+            .timeout_config(timeouts);
+        AwsSts {
+            client: aws_sdk_sts::Client::from_conf(builder.build()),
+            source: sdk.credentials_provider(),
+            clock,
+            grants,
+        }
+    }
+
+    /// Sends S3 Access Grants calls to `url` (`access_grants.endpoint_url`) in place of the region's
+    /// S3 Control endpoint. The SDK still puts the account id in front of its host, as S3 Control wants.
+    pub fn with_access_grants_endpoint(mut self, url: Option<&str>) -> AwsSts {
+        if let Some(url) = url {
+            self.grants = self.grants.endpoint_url(url);
+        }
+        self
     }
 }
 
@@ -225,6 +287,44 @@ impl Sts for AwsSts {
             "AssumeRole",
         );
         Ok(Session::new(&credentials, expiration, request_id, Some(&key.role)))
+    }
+
+    async fn get_data_access(&self, grantee: &Session, request: &GrantRequest<'_>) -> Result<Session, StsError> {
+        use aws_sdk_s3control::types::{Permission as ApiPermission, Privilege as ApiPrivilege, S3PrefixType};
+        let config = self.grants.clone().credentials_provider(grantee.credentials()).build();
+        let client = aws_sdk_s3control::Client::from_conf(config);
+        let out = client
+            .get_data_access()
+            .account_id(request.account_id)
+            .target(&request.target.uri)
+            .set_target_type(request.target.object.then_some(S3PrefixType::Object))
+            .permission(ApiPermission::from(request.permission.as_str()))
+            .privilege(match request.privilege {
+                Privilege::Default => ApiPrivilege::Default,
+                Privilege::Minimal => ApiPrivilege::Minimal,
+            })
+            .duration_seconds(i32::try_from(request.duration.as_secs()).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(classify)?;
+        let request_id = aws_sdk_s3control::operation::RequestId::request_id(&out).map(str::to_owned);
+        let unusable = |what: &str| StsError::Unavailable(format!("GetDataAccess answered without {what}"));
+        let creds = out.credentials().ok_or_else(|| unusable("credentials"))?;
+        let expiration = creds
+            .expiration()
+            .and_then(|e| SystemTime::try_from(*e).ok())
+            .ok_or_else(|| unusable("a valid expiration"))?;
+        let credentials = Credentials::new(
+            creds.access_key_id().ok_or_else(|| unusable("an access key id"))?,
+            creds.secret_access_key().ok_or_else(|| unusable("a secret access key"))?,
+            creds.session_token().map(str::to_owned),
+            Some(expiration),
+            "GetDataAccess",
+        );
+        let matched = out.matched_grant_target().ok_or_else(|| unusable("a matched grant target"))?.to_owned();
+        let mut session = Session::new(&credentials, expiration, request_id, None);
+        session.grant_target = Some(matched);
+        Ok(session)
     }
 
     async fn instance_credentials(&self) -> Result<Session, StsError> {

@@ -73,6 +73,7 @@ fn example_config_shows_every_key() {
         ("audit", &["path", "durability"]),
         ("fallback", &["mode"]),
         ("imds", &["listen", "exempt_users", "exempt_uids_below", "upstream"]),
+        ("access_grants", &["endpoint_url", "privilege", "duration"]),
     ];
     for (table, keys) in expect {
         let t = doc[*table].as_table().unwrap_or_else(|| panic!("[{table}] missing"));
@@ -88,6 +89,7 @@ fn example_config_shows_every_key() {
         "users",
         "groups",
         "prefixes",
+        "access",
         "external_id",
         "duration",
         "session_policy",
@@ -388,7 +390,7 @@ fn explain_via_imds_decides_without_a_location_after_the_exemptions() {
         "via:       instance metadata",
         "location:  (none)",
         "decision:  rule 3 'etl' (allow)",
-        "0 'no-audit-bucket': the rule names prefixes and the request has no location",
+        "0 'no-audit-bucket': the rule needs a location (prefixes or S3 Access Grants) and the request has none",
         "answer:    a refusal is a 404",
         "rules with prefixes never match here",
     ] {

@@ -41,6 +41,8 @@ pub struct CredentialRecord {
     pub expiration: Option<String>,
     pub source: Option<&'static str>,
     pub sts_request_id: Option<String>,
+    /// For an access-grants rule: the grant S3 Access Grants matched (`s3://bucket/prefix/*`).
+    pub grant_target: Option<String>,
     pub error_code: Option<ErrorCode>,
     pub latency_us: u64,
 }
@@ -91,6 +93,22 @@ pub enum Event<'a> {
         session_name: String,
         result: &'static str,
         sts_request_id: Option<String>,
+        access_key_id: Option<String>,
+        error_code: Option<String>,
+        duration_us: u64,
+    },
+    /// One S3 Access Grants `GetDataAccess` call (SPEC §4.1), asked as the grantee session.
+    GetDataAccess {
+        grantee_role_arn: String,
+        session_name: String,
+        /// The target asked for, or the matched target a refresh asked for again.
+        target: String,
+        permission: &'static str,
+        result: &'static str,
+        /// The grant that matched.
+        grant_target: Option<String>,
+        /// S3's request id.
+        request_id: Option<String>,
         access_key_id: Option<String>,
         error_code: Option<String>,
         duration_us: u64,

@@ -28,6 +28,8 @@ pub(super) struct RawConfig {
     pub(super) fallback: RawFallback,
     #[serde(default)]
     pub(super) imds: RawImds,
+    #[serde(default)]
+    pub(super) access_grants: RawAccessGrants,
     pub(super) mappings_file: Option<S<String>>,
     #[serde(default)]
     pub(super) mapping: Vec<S<RawMapping>>,
@@ -83,6 +85,14 @@ pub(super) struct RawSts {
 pub(super) struct RawCache {
     pub(super) max_sessions: Option<S<i64>>,
     pub(super) idle_timeout: Option<S<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccessGrants {
+    pub(super) endpoint_url: Option<S<String>>,
+    pub(super) privilege: Option<S<String>>,
+    pub(super) duration: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]

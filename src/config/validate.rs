@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{RawAudit, RawCache, RawConfig, RawFallback, RawIdentity, RawImds, RawMapping, RawServer, RawSts, S};
+use super::raw::{
+    RawAccessGrants, RawAudit, RawCache, RawConfig, RawFallback, RawIdentity, RawImds, RawMapping, RawServer, RawSts, S,
+};
 use super::{
-    AuditConfig, AuditPath, CacheConfig, Config, ConfigError, Durability, FallbackMode, IdentityConfig, ImdsConfig,
-    ProxyScope, ServerConfig, StsConfig, Upstream,
+    AccessGrantsConfig, AuditConfig, AuditPath, CacheConfig, Config, ConfigError, Durability, FallbackMode,
+    IdentityConfig, ImdsConfig, Privilege, ProxyScope, ServerConfig, StsConfig, Upstream,
 };
 use crate::access::Access;
 use crate::emr;
@@ -69,7 +71,25 @@ pub(super) fn build(ctx: &Ctx<'_>, raw: RawConfig, mappings: Option<(&Path, &str
     let audit = audit(ctx, &raw.audit)?;
     let fallback = fallback(ctx, &raw.fallback)?;
     let imds = imds(ctx, &raw.imds, &server)?;
+    let access_grants = access_grants(ctx, &raw.access_grants)?;
     let (rules, mappings_file) = rules(ctx, &raw.mapping, raw.mappings_file.as_ref(), mappings, &sts)?;
+    // Vended credentials with less than sts.refresh_before_expiry left are fetched again: with an
+    // access-grants rule, they must last long enough to be served from the cache.
+    let grants_used = rules.rules().iter().any(|r| matches!(r.effect, Effect::AccessGrants(_)));
+    let duration = access_grants.duration;
+    if grants_used && !refresh_fits(sts.refresh_before_expiry, duration) {
+        let span = raw.access_grants.duration.as_ref().map(Spanned::span);
+        return Err(ctx.err(
+            span.unwrap_or(0..0),
+            "access_grants.duration",
+            format!(
+                "{} is too short for sts.refresh_before_expiry ({}): refreshing starts that long before expiry, \
+                 which must be at most three quarters of the duration",
+                format_duration(duration),
+                format_duration(sts.refresh_before_expiry)
+            ),
+        ));
+    }
     Ok(Config {
         source: ctx.file.to_owned(),
         server,
@@ -79,9 +99,44 @@ pub(super) fn build(ctx: &Ctx<'_>, raw: RawConfig, mappings: Option<(&Path, &str
         audit,
         fallback,
         imds,
+        access_grants,
         rules,
         mappings_file,
     })
+}
+
+fn access_grants(ctx: &Ctx<'_>, rg: &RawAccessGrants) -> Result<AccessGrantsConfig, ConfigError> {
+    let d = AccessGrantsConfig::default();
+    let duration = ctx.duration(&rg.duration, "access_grants.duration", d.duration)?;
+    // What GetDataAccess takes (durationSeconds 900 to 43200).
+    let span = rg.duration.as_ref().map(Spanned::span);
+    check_session_duration(ctx, duration, span, "access_grants.duration")?;
+    Ok(AccessGrantsConfig {
+        endpoint_url: url(ctx, &rg.endpoint_url, "access_grants.endpoint_url")?,
+        privilege: choice(
+            ctx,
+            &rg.privilege,
+            "access_grants.privilege",
+            d.privilege,
+            &[("default", Privilege::Default), ("minimal", Privilege::Minimal)],
+        )?,
+        duration,
+    })
+}
+
+/// An `http://` or `https://` URL, or `None` when empty.
+fn url(ctx: &Ctx<'_>, v: &Option<S<String>>, key: &str) -> Result<Option<String>, ConfigError> {
+    match v {
+        Some(u) if !u.get_ref().is_empty() => {
+            let v = u.get_ref();
+            let host = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://"));
+            if host.is_none_or(str::is_empty) || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ctx.err(u.span(), key, format!("'{v}' is not an http:// or https:// URL")));
+            }
+            Ok(Some(v.clone()))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn server(ctx: &Ctx<'_>, rs: &RawServer) -> Result<ServerConfig, ConfigError> {
@@ -228,17 +283,7 @@ fn sts(ctx: &Ctx<'_>, st: &RawSts, raw_server: &RawServer, server: &ServerConfig
         }
         _ => None,
     };
-    let endpoint_url = match &st.endpoint_url {
-        Some(u) if !u.get_ref().is_empty() => {
-            let v = u.get_ref();
-            let host = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://"));
-            if host.is_none_or(str::is_empty) || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(ctx.err(u.span(), "sts.endpoint_url", format!("'{v}' is not an http:// or https:// URL")));
-            }
-            Some(v.clone())
-        }
-        _ => None,
-    };
+    let endpoint_url = url(ctx, &st.endpoint_url, "sts.endpoint_url")?;
     let session_duration = ctx.duration(&st.session_duration, "sts.session_duration", d.session_duration)?;
     let session_span = st.session_duration.as_ref().map(Spanned::span);
     check_session_duration(ctx, session_duration, session_span.clone(), "sts.session_duration")?;
@@ -577,14 +622,22 @@ fn build_rule(ctx: &Ctx<'_>, i: usize, m: &S<RawMapping>, sts: &StsConfig) -> Re
         None => format!("mapping-{i}"),
         Some(n) => n.get_ref().clone(),
     };
-    // The effect and its role are one value: an allow rule carries its role, a deny rule none.
+    // The effect and its role are one value: an allow or access-grants rule carries its role, a deny
+    // rule none.
     let role = r.role.as_ref().filter(|a| !a.get_ref().is_empty());
+    let arn = |a: &S<String>| RoleArn::parse(a.get_ref()).map_err(|msg| ctx.err(a.span(), key("role"), msg));
     let effect = match (r.effect.as_ref().map(|e| e.get_ref().as_str()), role) {
-        (None | Some("allow"), Some(a)) => {
-            Effect::Allow(RoleArn::parse(a.get_ref()).map_err(|msg| ctx.err(a.span(), key("role"), msg))?)
-        }
+        (None | Some("allow"), Some(a)) => Effect::Allow(arn(a)?),
+        (Some("access-grants"), Some(a)) => Effect::AccessGrants(arn(a)?),
         (None | Some("allow"), None) => {
             return Err(ctx.err(field_span(m, "role"), key("role"), "an allow rule needs a role"));
+        }
+        (Some("access-grants"), None) => {
+            return Err(ctx.err(
+                field_span(m, "role"),
+                key("role"),
+                "an access-grants rule needs a role: the grantee S3 Access Grants are asked as",
+            ));
         }
         (Some("deny"), None) => Effect::Deny,
         (Some("deny"), Some(a)) => {
@@ -592,7 +645,11 @@ fn build_rule(ctx: &Ctx<'_>, i: usize, m: &S<RawMapping>, sts: &StsConfig) -> Re
         }
         (Some(other), _) => {
             let span = r.effect.as_ref().map_or(m.span(), Spanned::span);
-            return Err(ctx.err(span, key("effect"), format!("must be \"allow\" or \"deny\", not '{other}'")));
+            return Err(ctx.err(
+                span,
+                key("effect"),
+                format!("must be \"allow\", \"deny\" or \"access-grants\", not '{other}'"),
+            ));
         }
     };
     let names = |list: &Option<Vec<S<String>>>| list.iter().flatten().map(|v| v.get_ref().clone()).collect();

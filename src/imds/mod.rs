@@ -40,7 +40,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use crate::audit::CredentialRecord;
 use crate::cache::{CacheKey, Served};
 use crate::config::Config;
-use crate::path::{self, App, Body, Conn, Door};
+use crate::path::{self, App, Body, Conn, Door, Wanted};
 use crate::refusal::{ErrorCode, Refusal};
 use crate::respond;
 use crate::share::Sharer;
@@ -145,6 +145,7 @@ async fn route<S: Sts>(
         Asked::RoleName => match decide(app, config, uid, record) {
             Ok(CacheKey::Role(key)) => Routed::Answered(text(StatusCode::OK, key.role.name().to_owned())),
             Ok(CacheKey::InstanceProfile) => Routed::Answered(imds.upstream.forward(config, req, true).await),
+            Ok(CacheKey::Grant(_)) => Refusal::new(ErrorCode::NotFound, "no role for this caller").into(),
             // A refusal is a decision: it is recorded, and the caller sees no role, as on a node without one.
             Err(refusal) => refusal.into(),
         },
@@ -164,8 +165,14 @@ async fn route<S: Sts>(
 /// The rules' answer for the caller, with no location.
 fn decide<S>(app: &App<S>, config: &Config, uid: u32, record: &mut CredentialRecord) -> Result<CacheKey, Refusal> {
     let identity = path::caller(app, uid, Instant::now(), record)?;
-    // Metadata callers use the credentials for anything: read and write.
-    path::rule_key(app, config, &identity, None, None, record).map(|(key, _scope)| key)
+    // Metadata callers use the credentials for anything: read and write. With no location, no
+    // access-grants rule matches: what the rules give is a session.
+    match path::rule_key(app, config, &identity, None, None, record)? {
+        (Wanted::Session(key), _) => Ok(key),
+        (Wanted::Grant { .. }, _) => {
+            Err(Refusal::new(ErrorCode::AccessDenied, "S3 Access Grants answer only for a location"))
+        }
+    }
 }
 
 /// What a request path asks for. Credential paths are recognised however they are written — any
@@ -276,11 +283,12 @@ async fn credentials<S: Sts>(
     let known = match &key {
         CacheKey::Role(key) => Some(key.role.name().to_owned()),
         CacheKey::InstanceProfile => imds.upstream.instance_profile_name(config).await,
+        CacheKey::Grant(_) => None,
     };
     if known.as_deref() != Some(name) {
         return Err(Refusal::new(ErrorCode::NotFound, "no such role for this caller"));
     }
-    path::fetch_in_time(app, config, key, sharer, record).await
+    path::fetch_in_time(app, config, Wanted::Session(key), sharer, record).await
 }
 
 /// SPEC §5.1: credentials as the metadata service writes them; a refusal as a status and a line of
