@@ -353,6 +353,38 @@ fn explain_as_proxy_decides_the_impersonation_first() {
     assert_eq!(o.status.code(), Some(2), "--as-proxy without --user");
 }
 
+/// `explain` of an access-grants rule says what `GetDataAccess` would be asked, per access.
+#[test]
+fn explain_names_the_get_data_access_call_of_an_access_grants_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[access_grants]\nprivilege = \"minimal\"\n[[mapping]]\nname = \"lake-grants\"\neffect = \"access-grants\"\n\
+         role = \"arn:aws:iam::111122223333:role/grantee\"\nprefixes = [\"s3://lake/\"]\n",
+    )
+    .unwrap();
+    let explain = |args: &[&str]| {
+        let mut all = vec!["explain", "--config", config.to_str().unwrap(), "--user", "u", "--groups", ""];
+        all.extend_from_slice(args);
+        stdout(&run(&all))
+    };
+    let out = explain(&["--access", "write", "s3://lake/t/part 0.parquet"]);
+    assert!(out.contains("decision:  rule 0 'lake-grants' (access-grants)"), "{out}");
+    assert!(out.contains("grantee:   arn:aws:iam::111122223333:role/grantee"), "{out}");
+    assert!(
+        out.contains(
+            "asks:      GetDataAccess target=s3://lake/t/part 0.parquet targetType=Object permission=WRITE \
+             (account 111122223333, privilege Minimal, 1h)"
+        ),
+        "{out}"
+    );
+    let out = explain(&["s3://lake/t/"]);
+    assert!(out.contains("GetDataAccess target=s3://lake/t/* permission=READWRITE"), "{out}");
+    let out = explain(&[]);
+    assert!(out.contains("no rule matched") && out.contains("needs a location"), "{out}");
+}
+
 #[test]
 fn explain_defaults_to_the_current_os_user() {
     let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().map(|u| u.name).unwrap();
