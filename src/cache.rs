@@ -106,10 +106,12 @@ pub struct SessionCache<S> {
     slots: moka::sync::Cache<CacheKey, Arc<Slot>, foldhash::fast::RandomState>,
 }
 
-#[derive(Default)]
 struct Slot {
     state: RwLock<SlotState>,
-    last_used: Mutex<Option<SystemTime>>,
+    /// Set when the slot is made, so that the refresher never finds one that looks unused: a slot it
+    /// dropped between a request making it and marking it used took that request's session out of the
+    /// cache, and during an STS outage the next request got 503 instead of the stale session.
+    last_used: Mutex<SystemTime>,
     /// Held while calling STS for this key: the single flight.
     fetching: tokio::sync::Mutex<()>,
     /// STS calls finished for this key, to tell waiters whether one finished while they queued.
@@ -132,6 +134,17 @@ struct Entry {
     refresh_at: SystemTime,
     /// The last failed refresh, while the entry is being served stale.
     failed_at: Option<SystemTime>,
+}
+
+impl Slot {
+    fn new(now: SystemTime) -> Slot {
+        Slot {
+            state: RwLock::default(),
+            last_used: Mutex::new(now),
+            fetching: tokio::sync::Mutex::default(),
+            fetches: std::sync::atomic::AtomicU64::default(),
+        }
+    }
 }
 
 enum Look {
@@ -169,8 +182,7 @@ impl<S: Sts> SessionCache<S> {
     /// `caller` counts against its share of STS calls; requests waiting on it do not.
     pub async fn get(&self, key: &CacheKey, caller: Option<u32>) -> Result<Served, CacheError> {
         let now = self.clock.now();
-        let slot = self.slots.get_with_by_ref(key, || Arc::new(Slot::default()));
-        *slot.last_used.lock().expect("slot lock") = Some(now);
+        let slot = self.slot(key, now);
         match self.look(&slot, now, false) {
             Look::Serve(served) => Ok(served),
             Look::Refuse(err) => Err(err),
@@ -178,6 +190,13 @@ impl<S: Sts> SessionCache<S> {
             // the cache should neither build nor move.
             Look::Fetch => Box::pin(self.get_in_flight(key, slot, caller)).await,
         }
+    }
+
+    /// The slot of `key`, made if there is none, marked used at `now`.
+    fn slot(&self, key: &CacheKey, now: SystemTime) -> Arc<Slot> {
+        let slot = self.slots.get_with_by_ref(key, || Arc::new(Slot::new(now)));
+        *slot.last_used.lock().expect("slot lock") = now;
+        slot
     }
 
     /// The slow path of [`SessionCache::get`]: one STS call per key, whoever asks.
@@ -292,7 +311,7 @@ impl<S: Sts> SessionCache<S> {
         let mut refreshed = 0;
         for (key, slot) in self.slots.iter() {
             let last_used = *slot.last_used.lock().expect("slot lock");
-            if last_used.is_none_or(|t| is_idle(now, t, self.settings.idle_timeout)) {
+            if is_idle(now, last_used, self.settings.idle_timeout) {
                 self.slots.invalidate(&*key);
                 continue;
             }
@@ -309,5 +328,65 @@ impl<S: Sts> SessionCache<S> {
         }
         self.slots.run_pending_tasks();
         refreshed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::rules::RoleArn;
+
+    struct NoSts;
+
+    impl Sts for NoSts {
+        async fn assume_role(&self, _: &SessionKey) -> Result<Session, StsError> {
+            Err(StsError::Unavailable("not in this test".into()))
+        }
+        async fn instance_credentials(&self) -> Result<Session, StsError> {
+            Err(StsError::Unavailable("not in this test".into()))
+        }
+    }
+
+    struct NoEvents;
+
+    impl CacheEvents for NoEvents {
+        fn sts_call(&self, _: &CacheKey, _: &Result<Session, StsError>, _: Duration) {}
+        fn refreshed(&self, _: bool) {}
+    }
+
+    /// The refresher runs on its own timer and may look at a slot at any moment after a request made
+    /// it, before that request has fetched anything: such a slot is in use, not idle, and stays.
+    #[tokio::test]
+    async fn a_slot_the_refresher_finds_before_its_first_fetch_stays() {
+        #[allow(clippy::disallowed_methods)]
+        let clock = Arc::new(ManualClock::new(SystemTime::now()));
+        let settings = CacheSettings {
+            timing: Timing {
+                refresh_before_expiry: Duration::from_secs(1800),
+                min_remaining_when_stale: Duration::from_secs(300),
+                retry_after_failure: RETRY_AFTER_FAILURE,
+            },
+            max_sessions: 100,
+            idle_timeout: Duration::from_secs(7200),
+            negative_cache: Duration::from_secs(60),
+            call_timeout: Duration::from_secs(1),
+            max_calls_per_second: 10,
+            max_calls_per_caller: 10,
+        };
+        let cache = SessionCache::new(Arc::new(NoSts), clock.clone(), Arc::new(NoEvents), settings);
+        let key = CacheKey::Role(SessionKey {
+            role: RoleArn::parse("arn:aws:iam::111111111111:role/r").unwrap(),
+            session_name: "s".into(),
+            external_id: None,
+            source_identity: None,
+            duration: Duration::from_secs(3600),
+            policy: None,
+        });
+        // What a request holds between finding its slot and fetching into it.
+        let held = cache.slot(&key, clock.now());
+        assert_eq!(cache.refresh_due().await, 0);
+        let found = cache.slots.get(&key).expect("the refresher dropped a slot in use");
+        assert!(Arc::ptr_eq(&held, &found), "the request's session would go into a slot the cache no longer has");
     }
 }
