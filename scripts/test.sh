@@ -11,6 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/emrfs-role-agent/target}
+# One build of the crate per run: incremental compilation's caches (over a gigabyte, one per test binary)
+# only pay off in an edit-compile loop. Set CARGO_INCREMENTAL=1 to keep them.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 export EMRFS_TEST_VENV=${EMRFS_TEST_VENV:-$HOME/.cache/emrfs-role-agent/venv}
 export EMRFS_TEST_SYSTEM_VENV=${EMRFS_TEST_SYSTEM_VENV:-/var/cache/emrfs-role-agent-test/venv-system}
 export EMRFS_ROLE_AGENT_BIN=$CARGO_TARGET_DIR/debug/emrfs-role-agent
@@ -18,10 +21,18 @@ PYTEST_TIMEOUT=${PYTEST_TIMEOUT:-600}
 
 failed=()
 step() { echo; echo "==> $*"; }
+# How long each step took and how big the build is, at the end.
+timings=()
+timed() {
+    local started=$SECONDS rc=0
+    "$@" || rc=$?
+    timings+=("$(printf '%5ds  %s' $((SECONDS - started)) "$*")")
+    return $rc
+}
 # Setup steps: a failure stops everything.
-setup() { step "$*"; "$@"; }
+setup() { step "$*"; timed "$@"; }
 # Suites: a failure is recorded and the next suite still runs.
-suite() { step "$*"; "$@" || failed+=("$*"); }
+suite() { step "$*"; timed "$@" || failed+=("$*"); }
 # Optional setup provided by other parts of the tree.
 setup_if_present() { if [ -x "$1" ]; then setup "$@"; fi; }
 
@@ -46,6 +57,11 @@ suite cargo clippy --all-targets -- -D warnings
 suite cargo test --no-fail-fast
 suite python_client
 suite e2e
+
+echo
+echo "==> time per step (total ${SECONDS}s)"
+printf '%s\n' "${timings[@]}"
+echo "build directory: $(du -sh "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1) in $CARGO_TARGET_DIR"
 
 if [ ${#failed[@]} -ne 0 ]; then
     echo
