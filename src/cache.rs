@@ -170,10 +170,12 @@ impl Grants {
     }
 }
 
-#[derive(Default)]
 struct Slot {
     state: RwLock<SlotState>,
-    last_used: Mutex<Option<SystemTime>>,
+    /// Set when the slot is made, so that the refresher never finds one that looks unused: a slot it
+    /// dropped between a request making it and marking it used took that request's session out of the
+    /// cache, and during an STS outage the next request got 503 instead of the stale session.
+    last_used: Mutex<SystemTime>,
     /// Held while calling STS for this key: the single flight.
     fetching: tokio::sync::Mutex<()>,
     /// STS calls finished for this key, to tell waiters whether one finished while they queued.
@@ -196,6 +198,17 @@ struct Entry {
     refresh_at: SystemTime,
     /// The last failed refresh, while the entry is being served stale.
     failed_at: Option<SystemTime>,
+}
+
+impl Slot {
+    fn new(now: SystemTime) -> Slot {
+        Slot {
+            state: RwLock::default(),
+            last_used: Mutex::new(now),
+            fetching: tokio::sync::Mutex::default(),
+            fetches: std::sync::atomic::AtomicU64::default(),
+        }
+    }
 }
 
 enum Look {
@@ -268,8 +281,7 @@ impl<S: Sts> SessionCache<S> {
                 let key = CacheKey::Grant(GrantKey { grantee: grantee.clone(), target: matched.clone(), permission });
                 let session = Arc::new(session);
                 let refresh_at = self.settings.timing.refresh_at(now, session.expiration, fastrand::f64());
-                let slot = self.slots.get_with_by_ref(&key, || Arc::new(Slot::default()));
-                *slot.last_used.lock().expect("slot lock") = Some(now);
+                let slot = self.slot(&key, now);
                 {
                     let mut state = slot.state.write().expect("slot lock");
                     state.current = Some(Entry { session: session.clone(), refresh_at, failed_at: None });
@@ -343,8 +355,7 @@ impl<S: Sts> SessionCache<S> {
     /// `caller` counts against its share of STS calls; requests waiting on it do not.
     pub async fn get(&self, key: &CacheKey, caller: Option<&Sharer>) -> Result<Served, CacheError> {
         let now = self.clock.now();
-        let slot = self.slots.get_with_by_ref(key, || Arc::new(Slot::default()));
-        *slot.last_used.lock().expect("slot lock") = Some(now);
+        let slot = self.slot(key, now);
         match self.look(&slot, now, false) {
             Look::Serve(served) => Ok(served),
             Look::Refuse(err) => Err(err),
@@ -352,6 +363,13 @@ impl<S: Sts> SessionCache<S> {
             // the cache should neither build nor move.
             Look::Fetch => Box::pin(self.get_in_flight(key, slot, caller)).await,
         }
+    }
+
+    /// The slot of `key`, made if there is none, marked used at `now`.
+    fn slot(&self, key: &CacheKey, now: SystemTime) -> Arc<Slot> {
+        let slot = self.slots.get_with_by_ref(key, || Arc::new(Slot::new(now)));
+        *slot.last_used.lock().expect("slot lock") = now;
+        slot
     }
 
     /// The slow path of [`SessionCache::get`]: one STS call per key, whoever asks.
@@ -478,7 +496,7 @@ impl<S: Sts> SessionCache<S> {
         let mut refreshed = 0;
         for (key, slot) in self.slots.iter() {
             let last_used = *slot.last_used.lock().expect("slot lock");
-            if last_used.is_none_or(|t| is_idle(now, t, self.settings.idle_timeout)) {
+            if is_idle(now, last_used, self.settings.idle_timeout) {
                 self.slots.invalidate(&*key);
                 continue;
             }
@@ -706,5 +724,18 @@ mod tests {
         assert_eq!(renewed.source, Source::Cache);
         let asked: Vec<_> = sts.asked.lock().unwrap().iter().map(|(t, _)| t.clone()).collect();
         assert_eq!(asked, ["s3://lake/curated/a", "s3://lake/curated/*"]);
+    }
+
+    /// The refresher runs on its own timer and may look at a slot at any moment after a request made
+    /// it, before that request has fetched anything: such a slot is in use, not idle, and stays.
+    #[tokio::test]
+    async fn a_slot_the_refresher_finds_before_its_first_fetch_stays() {
+        let (cache, _, clock) = cache(false);
+        let key = CacheKey::Role(grantee());
+        // What a request holds between finding its slot and fetching into it.
+        let held = cache.slot(&key, clock.now());
+        assert_eq!(cache.refresh_due().await, 0);
+        let found = cache.slots.get(&key).expect("the refresher dropped a slot in use");
+        assert!(Arc::ptr_eq(&held, &found), "the request's session would go into a slot the cache no longer has");
     }
 }

@@ -1,8 +1,11 @@
 //! `explain` predicts `serve`: for every case of the rule table (tests/fixtures/rules.json) the running
 //! agent and `explain` name the same rule, role, session name and session policy — the agent's as they
 //! reach STS (recorded by the proxy in front of moto), explain's as it prints them — and the same
-//! `Scope`, the agent's in its answer (200 and 403 alike). And a group without
-//! a name (a gid only) is the same group to both.
+//! `Scope`, the agent's in its answer (200 and 403 alike). They also agree on the effect: what explain
+//! says happens (credentials of a role, the node's own credentials, a refusal) is what the agent
+//! answered (status, `AccessKeyId` or `code`) and audited (`outcome`, `status`, `effect`, `source`,
+//! `error_code`, `role_arn`, `session_name`, `access_key_id`). And a group without a name (a gid only)
+//! is the same group to both.
 //!
 //! The agent asks as a trusted proxy for each case's user, so both sides look the user up in the OS
 //! the same way (an unknown user has no groups); the case's own groups are the rule table's business.
@@ -23,8 +26,21 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
+/// What explain's `effect:` line says happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Effect {
+    /// Credentials of the role on the `role:` line.
+    Allow,
+    /// A deny rule: 403 AccessDenied.
+    DenyRule,
+    /// No rule matched; the node's own instance-profile credentials.
+    FallbackInstanceProfile,
+    /// No rule matched; refused (fallback "deny").
+    FallbackDeny,
+}
+
 /// What one side says about a request.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Said {
     /// The deciding rule's name, or "fallback".
     rule: String,
@@ -53,6 +69,11 @@ async fn agent(extra: &str) -> TestAgent {
 
 /// `explain` for `user` at `location`, run on the agent's own configuration and node facts.
 fn explain(h: &TestAgent, user: &str, location: Option<&str>) -> Said {
+    explain_with_effect(h, user, location).0
+}
+
+/// [`explain`], and the effect its `effect:` line names.
+fn explain_with_effect(h: &TestAgent, user: &str, location: Option<&str>) -> (Said, Effect) {
     let app = &h.running().app;
     let config = app.config.load();
     let identity = caller::lookup_name(user).unwrap();
@@ -66,7 +87,19 @@ fn explain(h: &TestAgent, user: &str, location: Option<&str>) -> Said {
         Some(name) => name.to_owned(),
         None => "fallback".to_owned(),
     };
-    Said {
+    let effect_line = field("effect:").unwrap_or_else(|| panic!("explain printed no effect:\n{out}"));
+    let effect = if effect_line.starts_with("allow:") {
+        Effect::Allow
+    } else if effect_line.starts_with("deny:") {
+        Effect::DenyRule
+    } else if effect_line.contains("instance-profile") {
+        Effect::FallbackInstanceProfile
+    } else if effect_line.starts_with("refused") {
+        Effect::FallbackDeny
+    } else {
+        panic!("an effect this test does not know: {effect_line}")
+    };
+    let said = Said {
         rule,
         role: field("role:"),
         // "name (template …)"
@@ -78,7 +111,67 @@ fn explain(h: &TestAgent, user: &str, location: Option<&str>) -> Said {
         scope: field("scope:")
             .filter(|s| !s.contains(" only ("))
             .map(|s| s.rsplit_once(" (every location").map_or(s.clone(), |(scope, _)| scope.to_owned())),
+    };
+    (said, effect)
+}
+
+/// How the agent's answer and its audit record differ from what `effect` (with `said`, explain's
+/// rule, role and session name) says must happen; empty when they agree.
+fn effect_disagreements(effect: Effect, said: &Said, status: u16, body: &Value, record: &Value) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let expect = |wrong: &mut Vec<String>, what: &str, actual: &Value, expected: Value| {
+        if *actual != expected {
+            wrong.push(format!("{what}: {actual} where explain means {expected}"));
+        }
+    };
+    let (rule, role, session) = match effect {
+        Effect::Allow => (
+            Value::from(said.rule.as_str()),
+            Value::from(said.role.as_deref().unwrap()),
+            Value::from(said.session_name.as_deref().unwrap()),
+        ),
+        Effect::DenyRule => (Value::from(said.rule.as_str()), Value::Null, Value::Null),
+        Effect::FallbackInstanceProfile | Effect::FallbackDeny => (Value::Null, Value::Null, Value::Null),
+    };
+    expect(&mut wrong, "audited rule_name", &record["rule_name"], rule);
+    expect(&mut wrong, "audited role_arn", &record["role_arn"], role);
+    expect(&mut wrong, "audited session_name", &record["session_name"], session);
+    let grants = matches!(effect, Effect::Allow | Effect::FallbackInstanceProfile);
+    let (code, outcome, audited_effect) = match effect {
+        Effect::Allow => (200, "allow", Value::from("allow")),
+        Effect::FallbackInstanceProfile => (200, "allow", Value::Null),
+        Effect::DenyRule => (403, "deny", Value::from("deny")),
+        Effect::FallbackDeny => (403, "deny", Value::Null),
+    };
+    expect(&mut wrong, "answered status", &Value::from(status), Value::from(code));
+    expect(&mut wrong, "audited status", &record["status"], Value::from(code));
+    expect(&mut wrong, "audited outcome", &record["outcome"], Value::from(outcome));
+    expect(&mut wrong, "audited effect", &record["effect"], audited_effect);
+    if grants {
+        // The key handed out is the one audited, and it came from where explain says.
+        let key = &body["AccessKeyId"];
+        if !key.is_string() {
+            wrong.push(format!("no AccessKeyId in the answer {body}"));
+        }
+        expect(&mut wrong, "audited access_key_id", &record["access_key_id"], key.clone());
+        expect(&mut wrong, "audited error_code", &record["error_code"], Value::Null);
+        let source = record["source"].as_str().unwrap_or("-");
+        let from_where = match effect {
+            Effect::Allow => matches!(source, "sts" | "cache"),
+            _ => source == "instance-profile",
+        };
+        if !from_where {
+            wrong.push(format!("audited source {source} for {effect:?}"));
+        }
+    } else {
+        // Nothing handed out: no key in the answer or the record, and the refusal says why.
+        expect(&mut wrong, "answered AccessKeyId", &body["AccessKeyId"], Value::Null);
+        expect(&mut wrong, "answered code", &body["code"], Value::from("AccessDenied"));
+        expect(&mut wrong, "audited access_key_id", &record["access_key_id"], Value::Null);
+        expect(&mut wrong, "audited source", &record["source"], Value::Null);
+        expect(&mut wrong, "audited error_code", &record["error_code"], Value::from("AccessDenied"));
     }
+    wrong
 }
 
 /// What the agent did for `user` at `location`: its audit record and, for an allow, the AssumeRole
@@ -138,6 +231,8 @@ async fn explain_and_serve_agree_on_every_case_of_the_rule_table() {
     let mut disagreements = Vec::new();
     let mut allowed = 0;
     let mut scoped = 0;
+    // Per decided case: (case number, explain's effect and what it said, the answer's status and body).
+    let mut answers = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let user = case["user"].as_str().unwrap();
         let location = support::case_location(case);
@@ -149,17 +244,16 @@ async fn explain_and_serve_agree_on_every_case_of_the_rule_table() {
             assert_eq!(answer.status, 400, "case {i}: {case}");
             continue;
         }
-        let mut predicted = explain(&h, user, location.as_deref());
+        let (mut predicted, effect) = explain_with_effect(&h, user, location.as_deref());
         let (status, served, body) = serve(&h, &mut sessions, user, location.as_deref()).await;
-        let allow = predicted.role.is_some();
-        if allow {
+        assert_eq!(predicted.role.is_some(), effect == Effect::Allow, "case {i}: a role only for an allow");
+        if effect == Effect::Allow {
             allowed += 1;
-            assert_eq!(status, 200, "case {i}: {case}: {body}");
         } else {
-            assert!(status == 200 || status == 403, "case {i}: {case}: {body}");
             // Fallback or deny: no session of a role; explain printed no duration either.
             predicted.duration = None;
         }
+        answers.push((i, effect, Said { duration: None, ..predicted.clone() }, status, body));
         scoped += usize::from(served.scope.is_some());
         let mut served = served;
         served.rule.clone_from(&predicted.rule);
@@ -171,9 +265,26 @@ async fn explain_and_serve_agree_on_every_case_of_the_rule_table() {
     assert!(disagreements.is_empty(), "{} disagreements:\n{}", disagreements.len(), disagreements.join("\n"));
     assert!(allowed >= 20, "the table exercises allow rules ({allowed})");
     assert!(scoped >= 20, "most answers carry a scope ({scoped})");
+    // Every effect is exercised, so that each comparison below can fail.
+    for effect in [Effect::Allow, Effect::DenyRule, Effect::FallbackInstanceProfile] {
+        let n = answers.iter().filter(|a| a.1 == effect).count();
+        assert!(n >= 3, "the table has {n} cases of {effect:?}");
+    }
     // The rule names: what the agent audited against what explain printed.
-    let audited = audited_rules(&h.stop_and_read_audit().await);
+    let records: Vec<Value> =
+        h.stop_and_read_audit().await.into_iter().filter(|r| r["event"] == "credentials").collect();
+    let audited = audited_rules(&records);
     assert_eq!(audited, explained);
+    // The effect: what explain says happens against what the agent answered and audited, case by case.
+    assert_eq!(records.len(), answers.len(), "one credentials record per decided case");
+    let mut wrong_effects = Vec::new();
+    for ((i, effect, said, status, body), record) in answers.iter().zip(&records) {
+        let wrong = effect_disagreements(*effect, said, *status, body, record);
+        if !wrong.is_empty() {
+            wrong_effects.push(format!("case {i} ({effect:?}, {}):\n  {}", cases[*i], wrong.join("\n  ")));
+        }
+    }
+    assert!(wrong_effects.is_empty(), "{} cases:\n{}", wrong_effects.len(), wrong_effects.join("\n"));
     // The table's options reached STS: a generated scope policy, a rule's own policy, an external id, a duration.
     let calls = h.proxy().assume_role_requests();
     assert!(calls.iter().any(|c| c.get("Policy").is_some_and(|p| p.contains("arn:aws:s3:::corp-data/reports/*"))));
@@ -186,9 +297,7 @@ async fn explain_and_serve_agree_on_every_case_of_the_rule_table() {
 /// `serve` and to `explain` alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_without_a_name_is_its_number_to_both() {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(std::env::var_os("CI").is_none(), "CI runs as root: this test must run there");
-        eprintln!("SKIPPED a_group_without_a_name_is_its_number_to_both: creating OS users needs root");
+    if !support::needs_root("a_group_without_a_name_is_its_number_to_both (creating OS users)") {
         return;
     }
     let (user, group, gid) = ("emrfs-gid-only", "emrfs-gid-only-grp", 47_321);

@@ -11,7 +11,8 @@
                              fault-injecting proxy in front of moto's STS; see helpers/sts_proxy.py
     four_rule_world (function) an agent with a deny rule, an allowed role, a role STS refuses and a role
                              STS is down for, fallback deny, and the answer each kind of request must
-                             get; see helpers/four_rules.py
+                             get; see helpers/four_rules.py. As root the agent runs as nobody, so that
+                             its callers (the test, root) are another user (agent.uid)
     os_users      (session)  OS users emrfs-alice, emrfs-bob, emrfs-yarn and their groups (root only);
                              os_users.run_as(user, argv, env) / python_as(user, code, env)
     java_build    (session)  the JVM clients' jars and test drivers (scripts/build-emrfs-provider.sh); the build
@@ -23,13 +24,15 @@ A test that needs root calls helpers.osusers.require_root: without root it fails
 skipped otherwise, and the summary at the end names every test skipped that way.
 """
 
+import os
+
 import pytest
 
 from helpers import jvm
 from helpers.agent import AgentFactory
 from helpers.four_rules import FourRuleWorld
 from helpers.moto_server import MotoServer
-from helpers.osusers import NEEDS_ROOT, OsUsers, require_root
+from helpers.osusers import NEEDS_ROOT, NOBODY, OsUsers, require_root
 from helpers.s3_recorder import S3Recorder
 from helpers.sts_proxy import StsProxy
 
@@ -90,7 +93,8 @@ def sts_proxy_factory(moto):
 
 @pytest.fixture
 def four_rule_world(moto, agent_factory, sts_proxy_factory):
-    return FourRuleWorld(moto, agent_factory, sts_proxy_factory)
+    agent_user = (NOBODY, NOBODY) if os.geteuid() == 0 else None
+    return FourRuleWorld(moto, agent_factory, sts_proxy_factory, agent_user=agent_user)
 
 
 @pytest.fixture(scope="session")

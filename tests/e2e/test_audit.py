@@ -82,7 +82,11 @@ def secrets_of(bodies):
 
 
 def test_2000_mixed_requests_from_50_clients_are_each_accounted_for(moto, four_rule_world):
+    require_root("running the agent as another user than its callers")
     world, agent = four_rule_world, four_rule_world.agent
+    # The agent runs as nobody, its callers (these threads) as root: a record naming the agent's own uid
+    # instead of its caller's fails below.
+    assert agent.uid != os.geteuid()
     analytics, engineering, untrusted = world.analytics, world.engineering, world.untrusted
     plan = (["allow"] * 1100 + ["deny-rule"] * 200 + ["no-rule"] * 100 + ["sts-denied"] * 150
             + ["bad-token"] * 150 + ["bad-param"] * 150 + ["impersonation"] * 110 + ["sts-down"] * 40)
@@ -116,7 +120,7 @@ def test_2000_mixed_requests_from_50_clients_are_each_accounted_for(moto, four_r
     assert sum(r["count"] for r in refused) == len(tallied) == 300
     codes = {}
     for r in refused:
-        assert r["caller_uid"] == os.geteuid() and r["caller_user"], r
+        assert r["caller_uid"] == os.geteuid() and r["caller_user"] == "root", r
         for code, n in r["codes"].items():
             codes[code] = codes.get(code, 0) + n
     assert codes == {"Unauthorized": 150, "InvalidRequest": 150}
@@ -148,7 +152,8 @@ def test_2000_mixed_requests_from_50_clients_are_each_accounted_for(moto, four_r
                   "sts-down": (3, "sts-down")}
     assert {kind: (sample[kind]["rule_index"], sample[kind]["rule_name"]) for kind in decided_by} == decided_by
     allow = sample["allow"]
-    assert allow["caller_uid"] == os.geteuid() and allow["role_arn"] == analytics["arn"]
+    assert allow["caller_uid"] == os.geteuid() and allow["caller_user"] == "root"
+    assert allow["role_arn"] == analytics["arn"]
     assert allow["session_name"] and allow["location"].startswith(f"s3://{analytics['bucket']}/part-")
     assert allow["groups"] and allow["user"] == allow["caller_user"] and allow["asserted"] is False
 

@@ -5,6 +5,7 @@ Covers SPEC §4.1 (kernel identity, user= and trusted proxies), §5 (API, status
 
 import json
 import os
+import pwd
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 import requests
 
 from helpers.net import wait_until
+from helpers.osusers import NOBODY
 
 
 def mapping(name, role, **kw):
@@ -50,6 +52,8 @@ def test_boto3_gets_the_prefix_role_and_s3_is_limited_by_it(moto, agent_factory)
             mapping("engineering-data", engineering["arn"], prefixes=[f"s3a://{engineering['bucket']}/*"]),
         ],
         config={"fallback": {"mode": "deny"}},
+        # As root the agent runs as nobody: its records must name the client's uid, not its own.
+        user=(NOBODY, NOBODY) if os.geteuid() == 0 else None,
     )
     env = agent.client_env(location=f"s3://{analytics['bucket']}/reports/2026/")
     ident = caller_identity(env, moto.endpoint)
@@ -70,6 +74,9 @@ def test_boto3_gets_the_prefix_role_and_s3_is_limited_by_it(moto, agent_factory)
     assert records[0]["role_arn"] == analytics["arn"]
     assert records[0]["rule_name"] == "analytics-data"
     assert records[0]["caller_uid"] == os.geteuid()
+    assert records[0]["caller_user"] == pwd.getpwuid(os.geteuid()).pw_name
+    if os.geteuid() == 0:
+        assert agent.uid != os.geteuid()
     assert records[0]["source"] == "sts"
     assert {r["source"] for r in records[1:2]} <= {"cache", "sts"}
 

@@ -7,6 +7,7 @@ import signal
 import time
 
 from helpers.net import wait_until
+from helpers.osusers import require_root
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -59,7 +60,10 @@ def check_histogram(samples, name):
 
 
 def test_metrics_count_what_a_known_sequence_of_requests_did(moto, four_rule_world):
+    require_root("running the agent as another user than its callers")
     world, agent, proxy = four_rule_world, four_rule_world.agent, four_rule_world.proxy
+    # The agent runs as nobody, the requests come from root: refusals must be tallied under root.
+    assert agent.uid != os.geteuid()
     analytics, engineering, untrusted = world.analytics, world.engineering, world.untrusted
     text, before = metrics(agent)
     # Nothing counted before the first request; the families exist all the same.
@@ -107,7 +111,7 @@ def test_metrics_count_what_a_known_sequence_of_requests_did(moto, four_rule_wor
         lambda: (lambda rs: rs if sum(r["count"] for r in rs) == 6 else None)(
             [r for r in agent.audit_records() if r["event"] == "refused"]),
         10, "the refused records")
-    assert all(r["caller_uid"] == os.geteuid() for r in refused)
+    assert all(r["caller_uid"] == os.geteuid() and r["caller_user"] == "root" for r in refused), refused
     codes = {}
     for r in refused:
         for code, n in r["codes"].items():

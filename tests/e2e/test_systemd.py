@@ -425,6 +425,18 @@ def test_agent_works_inside_the_units_sandbox(sandbox, moto, agent_factory, tmp_
     assert [x["outcome"] for x in records] == ["allow", "deny"]
     assert records[0]["caller_uid"] == os.getuid()  # from the kernel, through netlink sock_diag
     assert records[0]["source"] == "sts"
+    # A caller other than the agent's own user is named as itself: nobody asks (the system python, which
+    # nobody can run), under the filter the agent still tells the uids apart.
+    code = ("import sys, urllib.request, urllib.error\n"
+            "req = urllib.request.Request(sys.argv[1], headers={'Authorization': sys.argv[2]})\n"
+            "try:\n    print(urllib.request.urlopen(req, timeout=30).status)\n"
+            "except urllib.error.HTTPError as e:\n    print(e.code)\n")
+    url = f"{agent.credentials_url}?location=s3://elsewhere/x"
+    other = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+                            code, url, agent.token], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert other.stdout.strip() == "403", other.stderr
+    records = [x for x in agent.audit_records() if x.get("event") == "credentials"]
+    assert (records[2]["caller_uid"], records[2]["caller_user"]) == (65534, "nobody"), records[2]
 
     loaded = len([x for x in agent.audit_records() if x.get("event") == "config_loaded"])
     agent.send_signal(signal.SIGHUP)

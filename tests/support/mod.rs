@@ -83,3 +83,53 @@ pub fn analytics_rule(world: &AwsWorld) -> String {
 pub fn current_user() -> String {
     nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("the test user has a passwd entry").name
 }
+
+/// Whether a test that needs root (it creates OS users or runs clients as another uid) may run.
+/// As root: yes. Otherwise the test fails, saying why, unless `EMRFS_TESTS_SKIP_ROOT=1` is set: then
+/// it is skipped, and says so on the terminal (written past the test harness's output capture), so
+/// that a run that skipped it is never mistaken for one that passed it.
+pub fn needs_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("EMRFS_TESTS_SKIP_ROOT").is_ok_and(|v| v == "1") {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED, needs root (EMRFS_TESTS_SKIP_ROOT=1): {test}");
+        return false;
+    }
+    panic!("{test} needs root: run the tests as root, or set EMRFS_TESTS_SKIP_ROOT=1 to skip it (and say so)");
+}
+
+/// uid and gid of `nobody`, the other local user of the tests that need one.
+pub const NOBODY: u32 = 65534;
+
+/// Sends `request` (bytes, as they are) to `addr` on a new connection from a process running as `nobody`
+/// (`setpriv`, needs root) and returns everything the agent answered before it closed the connection.
+pub fn exchange_as_nobody(addr: SocketAddr, request: &[u8]) -> String {
+    use std::io::Write;
+    let script = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+s.sendall(sys.stdin.buffer.read())
+answer = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    answer += chunk
+sys.stdout.buffer.write(answer)
+"#;
+    let mut child = std::process::Command::new("setpriv")
+        .args([&format!("--reuid={NOBODY}"), &format!("--regid={NOBODY}"), "--clear-groups", "/usr/bin/python3", "-c"])
+        .arg(script)
+        .args([addr.ip().to_string(), addr.port().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv runs");
+    child.stdin.take().unwrap().write_all(request).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -4,9 +4,11 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.parse
 
 import requests
@@ -239,12 +241,16 @@ class AgentFactory:
     signals reach the agent); readiness is then polled from the calling thread, which must be able to reach
     the agent's address (see helpers/netns.py), or pass wait_ready=False.
     env: added to the agent's environment; a value of None removes that variable (e.g. the
-    AWS_EC2_METADATA_DISABLED every agent gets otherwise)."""
+    AWS_EC2_METADATA_DISABLED every agent gets otherwise).
+    user=(uid, gid): runs the agent as that user (setpriv, after `wrap`; needs root), in a directory it
+    owns under /tmp, so that the agent and its callers (this process) are different users: a record that
+    names the agent's own uid instead of its caller's cannot pass. `agent.uid` is the uid it runs as."""
 
     def __init__(self, tmp_path_factory, world):
         self._tmp = tmp_path_factory
         self.world = world
         self.agents = []
+        self._own_dirs = []
 
     def config_for(self, directory, mappings=(), config=None):
         base = {
@@ -260,8 +266,15 @@ class AgentFactory:
         return cfg
 
     def start(self, mappings=(), config=None, token=None, env=None, source_env=True, args=(), wait_ready=True,
-              ready_timeout=30, listen_socket=None, wrap=()):
-        directory = str(self._tmp.mktemp("agent"))
+              ready_timeout=30, listen_socket=None, wrap=(), user=None):
+        if user is None:
+            directory = str(self._tmp.mktemp("agent"))
+        else:
+            # pytest's own temporary directories are root's alone; /tmp can be entered by anyone.
+            directory = tempfile.mkdtemp(prefix="emrfs-agent-")
+            os.chown(directory, *user)
+            self._own_dirs.append(directory)
+            wrap = [*wrap, "setpriv", f"--reuid={user[0]}", f"--regid={user[1]}", "--clear-groups", "--"]
         cfg = self.config_for(directory, mappings, config)
         proc_env = {
             k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "EMRFS_ROLE_AGENT_CONFIG"
@@ -283,6 +296,7 @@ class AgentFactory:
             host, port = first.getsockname()[:2]
             cfg = merge(cfg, {"server": {"listen": [f"{host}:{port}"]}})
         agent = Agent(directory, cfg, token or secrets.token_hex(24), proc_env, args, listen_socket, wrap)
+        agent.uid = os.geteuid() if user is None else user[0]
         self.agents.append(agent)
         if wait_ready:
             agent.wait_ready(ready_timeout)
@@ -293,3 +307,5 @@ class AgentFactory:
     def stop_all(self):
         for agent in self.agents:
             agent.stop()
+        for directory in self._own_dirs:
+            shutil.rmtree(directory, ignore_errors=True)

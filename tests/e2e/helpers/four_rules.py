@@ -7,7 +7,8 @@
     no match: fallback deny
 
 The agent talks to STS through the proxy (`world.proxy`, which counts AssumeRole calls per role) with
-max_calls_per_second 1000 and call_timeout 5s: a request for the sts-down role is answered once the
+max_calls_per_second 1000 and call_timeout 5s, as `agent_user` (uid, gid) when given (the conftest
+fixture runs it as nobody when the tests run as root, so that callers and agent differ): a request for the sts-down role is answered once the
 agent has retried for that long, and a real AssumeRole on a busy machine needs more than a few hundred
 milliseconds now and then. It logs at debug level, so that a search of what it wrote for secrets covers
 everything it can log.
@@ -21,7 +22,7 @@ SECRET_BUCKET = "secret-bucket"
 
 
 class FourRuleWorld:
-    def __init__(self, moto, agent_factory, sts_proxy_factory):
+    def __init__(self, moto, agent_factory, sts_proxy_factory, agent_user=None):
         self.analytics = moto.role("analytics")
         self.engineering = moto.role("engineering")
         self.untrusted = moto.role("untrusted")
@@ -39,6 +40,7 @@ class FourRuleWorld:
                 "fallback": {"mode": "deny"},
             },
             env={"RUST_LOG": "debug"},
+            user=agent_user,
         )
         # kind -> (query parameters, headers besides the token, status, error code or None)
         self.kinds = {

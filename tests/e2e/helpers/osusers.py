@@ -22,6 +22,9 @@ USERS = {
 }
 
 
+# uid and gid of `nobody`: the agent's user in tests where the callers (root) must be someone else.
+NOBODY = 65534
+
 # Starts the reason of every skip for want of root; conftest's summary lists those tests by name.
 NEEDS_ROOT = "NOT RUN, needs root:"
 
