@@ -28,6 +28,7 @@ BUCKET = "lake"
 ROOT = f"s3://{BUCKET}/"
 ODD = "curated/dt=2026-01-01 00%3A00/café 100%.csv"   # a space, %, an escaped colon, non-ASCII
 SESSION = "io.emrfsroleagent.e2e.S3aSession"
+BIG = "curated/out/big ü.bin"
 
 pytestmark = pytest.mark.moto(
     roles=[{"name": "curated-reader", "bucket": BUCKET}, {"name": "curated-writer", "bucket": BUCKET}],
@@ -227,10 +228,11 @@ def test_s3a_reads_with_the_reader_and_writes_with_the_writer(java_build, moto, 
     written = "curated/out/part 0 ü%.csv"
     ops = [f"read:{path(ODD)}", f"list:{path('curated/t')}", f"write:{path(written)}",
            f"rename:{path('staging/move-me.csv')}={path('curated/t/moved.csv')}", f"delete:{path('curated/t/part-0')}",
-           f"rename:{path(written)}={path('curated/out/final.csv')}"]
+           f"writebig:{path(BIG)}=6", f"rename:{path(written)}={path('curated/out/final.csv')}"]
     conf_dir = str(tmp_path / "conf")
     jvm.write_site(conf_dir, jvm.s3a_site(recorder.endpoint, lake, jvm.RUNTIME_SETTINGS[runtime],
-                                          {"fs.s3a.endpoint.region": "us-east-1"}))
+                                          {"fs.s3a.endpoint.region": "us-east-1", "fs.s3a.multipart.size": "5M",
+                                           "fs.s3a.multipart.threshold": "5M"}))
     out = jvm.run(jvm.classpath(java_build, runtime, conf_dir), SESSION, [ROOT.replace("s3:", "s3a:"), *ops],
                   timeout=600)
     lines = out.stdout.splitlines()
@@ -256,6 +258,11 @@ def test_s3a_reads_with_the_reader_and_writes_with_the_writer(java_build, moto, 
     curated = {(access_of(r), roles[r.access_key_id]) for r in requests if (r.location or "").startswith(ROOT + "curated/")}
     assert curated == {("read", reader), ("write", writer)}, curated
     assert any(r.method == "PUT" and r.key == written for r in requests), [str(r) for r in requests]
+    # The 6 MiB file went up in parts (initiate, two parts, complete), every one the writer's.
+    multipart = [r for r in requests if r.key == BIG and r.method in ("POST", "PUT")]
+    assert len(multipart) >= 4 and {r.method for r in multipart} == {"POST", "PUT"}, [str(r) for r in multipart]
+    assert {roles[r.access_key_id] for r in multipart} == {writer}, [str(r) for r in multipart]
+    assert s3.head_object(Bucket=BUCKET, Key=BIG)["ContentLength"] == 6 * 1024 * 1024
     # The rename's copy: signed by the writer, after asking for the source to read and the destination to write.
     copy = [r for r in requests if r.copy_source]
     assert [(r.key, roles[r.access_key_id]) for r in copy] == [("curated/t/moved.csv", writer)], [str(r) for r in copy]
