@@ -16,6 +16,7 @@ import org.apache.hadoop.fs.Path;
  * <pre>
  * S3aSession FS_URI [--conf KEY=VALUE]... OP...
  *   write:PATH        create PATH with the text "written to PATH"
+ *   writebig:PATH=MIB create PATH with MIB mebibytes of 'x' (a multipart upload with fs.s3a.multipart.size=5M)
  *   read:PATH         read PATH, print its text
  *   list:PATH         list PATH (a directory)
  *   rename:SRC=DST    rename SRC to DST
@@ -63,6 +64,17 @@ public final class S3aSession {
       case "write": {
         try (OutputStream out = fs.create(new Path(arg), true)) {
           out.write(("written to " + arg).getBytes(StandardCharsets.UTF_8));
+        }
+        return "";
+      }
+      case "writebig": {
+        int eq = arg.lastIndexOf('=');
+        byte[] mib = new byte[1024 * 1024];
+        java.util.Arrays.fill(mib, (byte) 'x');
+        try (OutputStream out = fs.create(new Path(arg.substring(0, eq)), true)) {
+          for (int n = Integer.parseInt(arg.substring(eq + 1)); n > 0; n--) {
+            out.write(mib);
+          }
         }
         return "";
       }
