@@ -15,6 +15,7 @@ import java.nio.charset.StandardCharsets;
  * SdkClientsSession S3_ENDPOINT STS_ENDPOINT ACCESS_KEY_ID SECRET_ACCESS_KEY OP...
  *   v1-put:BUCKET/KEY   v2-put:BUCKET/KEY    write the text "written by v1|v2 to KEY"
  *   v1-get:BUCKET/KEY   v2-get:BUCKET/KEY    read, print the text
+ *   v1-head:BUCKET/KEY  v2-head:BUCKET/KEY   HEAD, print the length
  *   v1-list:BUCKET/P    v2-list:BUCKET/P     list keys under prefix P, print them
  *   v1-delete:BUCKET/KEY v2-delete:BUCKET/KEY
  *   v1-sts              v2-sts               GetCallerIdentity, print the ARN
@@ -118,6 +119,8 @@ public final class SdkClientsSession {
           return "";
         case "get":
           return text(s3.getObject(at[0], at[1]).getObjectContent());
+        case "head":
+          return String.valueOf(s3.getObjectMetadata(at[0], at[1]).getContentLength());
         case "list": {
           StringBuilder keys = new StringBuilder();
           for (com.amazonaws.services.s3.model.S3ObjectSummary o : s3.listObjectsV2(at[0], at[1])
@@ -173,6 +176,8 @@ public final class SdkClientsSession {
           return "";
         case "get":
           return text(s3.getObject(b -> b.bucket(at[0]).key(at[1])));
+        case "head":
+          return String.valueOf(s3.headObject(b -> b.bucket(at[0]).key(at[1])).contentLength());
         case "list": {
           StringBuilder keys = new StringBuilder();
           for (software.amazon.awssdk.services.s3.model.S3Object o : s3.listObjectsV2(
