@@ -24,11 +24,11 @@ from helpers.net import wait_http_ok, wait_until
 from helpers.osusers import require_root
 
 # SPEC §7: every credentials record has exactly these keys, null where absent (`via`, SPEC §5.1: which
-# listener it came through).
+# listener it came through; `grant_target`, SPEC §4.1: the grant an access-grants rule matched).
 CREDENTIAL_FIELDS = {
     "v", "time", "event", "request_id", "via", "outcome", "status", "caller_uid", "caller_user", "user", "asserted",
     "groups", "location", "access", "rule_index", "rule_name", "effect", "role_arn", "session_name", "source_identity",
-    "access_key_id", "expiration", "source", "sts_request_id", "error_code", "latency_us",
+    "access_key_id", "expiration", "source", "sts_request_id", "grant_target", "error_code", "latency_us",
 }
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 EXPIRATION = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
