@@ -155,7 +155,7 @@ struct ImdsBody<'a> {
 pub enum StsError {
     /// STS refused (AccessDenied, a bad ExternalId, a malformed policy, …). Not retried; cached
     /// for `negative_cache`; the client gets 403.
-    #[error("STS refused: {code}: {message} (STS request id {})", request_id.as_deref().unwrap_or("none"))]
+    #[error("refused: {code}: {message} (request id {})", request_id.as_deref().unwrap_or("none"))]
     Denied { code: String, message: String, request_id: Option<String> },
     /// STS asked us to slow down. Retried with backoff.
     #[error("STS throttled the call (STS request id {})", request_id.as_deref().unwrap_or("none"))]
@@ -306,7 +306,13 @@ impl Sts for AwsSts {
             .duration_seconds(i32::try_from(request.duration.as_secs()).unwrap_or(i32::MAX))
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(|e| match classify(e) {
+                // Said so: the refusal is S3 Access Grants', not STS's.
+                StsError::Denied { code, message, request_id } => {
+                    StsError::Denied { code, message: format!("S3 Access Grants: {message}"), request_id }
+                }
+                other => other,
+            })?;
         let request_id = aws_sdk_s3control::operation::RequestId::request_id(&out).map(str::to_owned);
         let unusable = |what: &str| StsError::Unavailable(format!("GetDataAccess answered without {what}"));
         let creds = out.credentials().ok_or_else(|| unusable("credentials"))?;
