@@ -20,7 +20,7 @@ import sys
 import pytest
 
 from helpers import jvm
-from test_python_plugin import PLUGIN, plugin_site  # noqa: F401  (a fixture, used by name)
+from test_python_plugin import PLUGIN, plugin_env, plugin_site  # noqa: F401  (a fixture, used by name)
 
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
@@ -161,17 +161,7 @@ print("DONE")
 def test_boto3_reads_with_the_reader_and_writes_with_the_writer(moto, lake, recorder, plugin_site, tmp_path):
     import subprocess
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BOTOCORE_", "EMRFS_ROLE_AGENT_"))}
-    env.update(moto.source_env())  # the client's own keys: a request the plugin missed is signed with them
-    env.update({
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-        "BOTOCORE_EXPERIMENTAL__PLUGINS": PLUGIN,
-        "EMRFS_ROLE_AGENT_ENDPOINT": lake.url,
-        "EMRFS_ROLE_AGENT_TOKEN_FILE": lake.token_path,
-        "EMRFS_ROLE_AGENT_CLIENT_PROPERTIES": str(tmp_path / "no-client.properties"),
-        "PYTHONPATH": plugin_site,
-    })
+    env = plugin_env(moto.source_env(), lake, plugin_site, tmp_path)
     r = subprocess.run([sys.executable, "-c", BOTO3, recorder.endpoint, BUCKET, ODD], env=env, capture_output=True,
                        text=True, timeout=300)
     assert "DONE" in r.stdout.splitlines(), r.stdout + r.stderr[-6000:]

@@ -20,7 +20,7 @@ from helpers import jvm
 from helpers.access_grants_standin import MotoWithAccessGrants
 from helpers.agent import AgentFactory
 from helpers.s3_recorder import S3Recorder
-from test_python_plugin import PLUGIN, plugin_site  # noqa: F401  (a fixture, used by name)
+from test_python_plugin import PLUGIN, plugin_env, plugin_site  # noqa: F401  (a fixture, used by name)
 
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
@@ -136,17 +136,7 @@ print("DONE")
 
 def test_boto3_reads_under_a_read_grant_with_one_call_and_a_write_is_refused(server, world, agent, recorder,
                                                                               plugin_site, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BOTOCORE_", "EMRFS_ROLE_AGENT_"))}
-    env.update(world.source_env())  # the client's own keys: a request the plugin missed is signed with them
-    env.update({
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-        "BOTOCORE_EXPERIMENTAL__PLUGINS": PLUGIN,
-        "EMRFS_ROLE_AGENT_ENDPOINT": agent.url,
-        "EMRFS_ROLE_AGENT_TOKEN_FILE": agent.token_path,
-        "EMRFS_ROLE_AGENT_CLIENT_PROPERTIES": str(tmp_path / "no-client.properties"),
-        "PYTHONPATH": plugin_site,
-    })
+    env = plugin_env(world.source_env(), agent, plugin_site, tmp_path)
     r = subprocess.run([sys.executable, "-c", BOTO3, recorder.endpoint, BUCKET, json.dumps(KEYS), DENIED_WRITE],
                        env=env, capture_output=True, text=True, timeout=300)
     assert "DONE" in r.stdout.splitlines(), r.stdout + r.stderr[-6000:]

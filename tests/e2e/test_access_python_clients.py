@@ -24,28 +24,13 @@ import test_access_clients as rules
 import test_access_grants_clients as grants
 from test_access_clients import lake  # noqa: F401  (fixtures, used by name)
 from test_access_grants_clients import agent, server, world  # noqa: F401
-from test_python_plugin import PLUGIN, plugin_site  # noqa: F401
+from test_python_plugin import PLUGIN, plugin_env, plugin_site  # noqa: F401
 
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 BUCKET = rules.BUCKET
 ROOT = rules.ROOT
 pytestmark = rules.pytestmark  # the reader and writer roles, IAM enforced (the rules' moto)
-
-
-def client_env(source_env, agent_, plugin_site_, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BOTOCORE_", "EMRFS_ROLE_AGENT_"))}
-    env.update(source_env)  # the client's own keys: a request the plugin missed is signed with them
-    env.update({
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-        "BOTOCORE_EXPERIMENTAL__PLUGINS": PLUGIN,
-        "EMRFS_ROLE_AGENT_ENDPOINT": agent_.url,
-        "EMRFS_ROLE_AGENT_TOKEN_FILE": agent_.token_path,
-        "EMRFS_ROLE_AGENT_CLIENT_PROPERTIES": str(tmp_path / "no-client.properties"),
-        "PYTHONPATH": plugin_site_,
-    })
-    return env
 
 
 def aws(env, endpoint, tmp_path, *args, cli_plugin=False):
@@ -103,7 +88,7 @@ def check_rules(moto, lake_, recorder, written):
 # ---- read/write rules ----
 
 def test_the_aws_cli_reads_with_the_reader_and_writes_with_the_writer(moto, lake, recorder, plugin_site, tmp_path):
-    env = client_env(moto.source_env(), lake, plugin_site, tmp_path)
+    env = plugin_env(moto.source_env(), lake, plugin_site, tmp_path)
     local = tmp_path / "up.csv"
     local.write_text("a,b\n1,2\n")
     up, api_up = "curated/cli/up ü.csv", "curated/cli/api put é.csv"
@@ -126,7 +111,7 @@ def test_the_aws_cli_reads_with_the_reader_and_writes_with_the_writer(moto, lake
 
 
 def test_s3fs_reads_with_the_reader_and_writes_with_the_writer(moto, lake, recorder, plugin_site, tmp_path):
-    env = client_env(moto.source_env(), lake, plugin_site, tmp_path)
+    env = plugin_env(moto.source_env(), lake, plugin_site, tmp_path)
     new = "curated/s3fs/neu ü.csv"
     got = s3fs_run(env, recorder.endpoint, [("cat", rules.ODD), ("ls", "curated/t/"), ("pipe", new)])
     assert got[("cat", rules.ODD)].get("out") == f"contents of {rules.ODD}", got
@@ -147,7 +132,7 @@ def grants_recorder(world):  # noqa: F811
 
 def test_the_aws_cli_reads_under_a_read_grant_and_a_write_is_refused(server, world, agent, grants_recorder,  # noqa: F811
                                                                      plugin_site, tmp_path):
-    env = client_env(world.source_env(), agent, plugin_site, tmp_path)
+    env = plugin_env(world.source_env(), agent, plugin_site, tmp_path)
     endpoint = grants_recorder.endpoint
     get = aws(env, endpoint, tmp_path, "s3", "cp", f"{ROOT}{grants.KEYS[1]}", "-")
     assert get.returncode == 0 and get.stdout == f"contents of {grants.KEYS[1]}", get.stdout + get.stderr
@@ -168,7 +153,7 @@ def test_the_aws_cli_reads_under_a_read_grant_and_a_write_is_refused(server, wor
 
 def test_s3fs_reads_under_a_read_grant_and_a_write_is_refused(server, world, agent, grants_recorder,  # noqa: F811
                                                               plugin_site, tmp_path):
-    env = client_env(world.source_env(), agent, plugin_site, tmp_path)
+    env = plugin_env(world.source_env(), agent, plugin_site, tmp_path)
     ops = [("cat", grants.KEYS[0]), ("cat", grants.KEYS[1]), ("ls", "curated/t/"), ("pipe", grants.DENIED_WRITE)]
     got = s3fs_run(env, grants_recorder.endpoint, ops)
     for key in grants.KEYS[:2]:

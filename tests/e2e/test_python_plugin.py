@@ -62,6 +62,24 @@ def expected_role(moto, location):
     return None
 
 
+def plugin_env(source_env, agent, site, tmp_path):
+    """A client process's environment with the plugin wired to `agent`: nothing of the test's own AWS or plugin
+    settings, the client's own keys (`source_env`: a request the plugin missed is signed with them), no AWS config
+    or client properties file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BOTOCORE_", "EMRFS_ROLE_AGENT_"))}
+    env.update(source_env)
+    env.update({
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        "BOTOCORE_EXPERIMENTAL__PLUGINS": PLUGIN,
+        "EMRFS_ROLE_AGENT_ENDPOINT": agent.url,
+        "EMRFS_ROLE_AGENT_TOKEN_FILE": agent.token_path,
+        "EMRFS_ROLE_AGENT_CLIENT_PROPERTIES": str(tmp_path / "no-client.properties"),
+        "PYTHONPATH": site,
+    })
+    return env
+
+
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory):
     """The package built as a wheel and installed into a directory of its own: what PYTHONPATH gets."""
@@ -86,17 +104,7 @@ def world(moto, agent_factory, recorder, plugin_site, tmp_path):
     admin = moto.client("s3")
     for key in ("teamB/in/part-0", "teamA/in/part-0", "secret/plans.txt", BYPASS_KEY):
         admin.put_object(Bucket=BUCKET, Key=key, Body=f"contents of {key}".encode())
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BOTOCORE_", "EMRFS_ROLE_AGENT_"))}
-    env.update(moto.source_env())  # the clients' own keys: the agent's source user
-    env.update({
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-        "BOTOCORE_EXPERIMENTAL__PLUGINS": PLUGIN,
-        "EMRFS_ROLE_AGENT_ENDPOINT": agent.url,
-        "EMRFS_ROLE_AGENT_TOKEN_FILE": agent.token_path,
-        "EMRFS_ROLE_AGENT_CLIENT_PROPERTIES": str(tmp_path / "no-client.properties"),
-        "PYTHONPATH": plugin_site,
-    })
+    env = plugin_env(moto.source_env(), agent, plugin_site, tmp_path)
     return World(moto, agent, recorder, env, tmp_path)
 
 
