@@ -438,7 +438,7 @@ impl<S: Sts> SessionCache<S> {
             // itself cached (and refreshed) like any other.
             CacheKey::Grant(grant) => {
                 let grantee = self.grantee_session(&grant.grantee).await?;
-                let target = Target { uri: grant.target.clone(), object: !grant.target.ends_with('*') };
+                let target = Target::matched(&grant.target);
                 self.call_grants(key, &grantee, &target, grant.permission).await
             }
             CacheKey::Role(session_key) => {

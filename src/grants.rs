@@ -57,6 +57,11 @@ pub struct Target {
 }
 
 impl Target {
+    /// The target a grant matched as (`MatchedGrantTarget`), asked for again to renew it.
+    pub fn matched(target: &str) -> Target {
+        Target { uri: target.to_owned(), object: !target.ends_with('*') }
+    }
+
     pub fn of(location: &Location) -> Target {
         let key = location.key();
         if key.is_empty() || key.ends_with('/') {

@@ -225,19 +225,17 @@ impl AwsSts {
         attempt_timeout: Duration,
         clock: Arc<dyn Clock>,
     ) -> AwsSts {
-        let mut builder = aws_sdk_sts::config::Builder::from(sdk).retry_config(RetryConfig::disabled()).timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(attempt_timeout)
-                .operation_attempt_timeout(attempt_timeout)
-                .build(),
-        );
-        if let Some(url) = endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
+        // Both clients: each attempt bounded, the SDK's own retries off (the agent retries through its limiter).
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(attempt_timeout)
             .operation_attempt_timeout(attempt_timeout)
             .build();
+        let mut builder = aws_sdk_sts::config::Builder::from(sdk)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts.clone());
+        if let Some(url) = endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
         let grants = aws_sdk_s3control::config::Builder::from(sdk)
             .retry_config(aws_sdk_s3control::config::retry::RetryConfig::disabled())
             .timeout_config(timeouts);
