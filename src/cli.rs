@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::access::Access;
-use crate::audit::Via;
+use crate::audit::{verify, Via};
 use crate::caller::{self, Identity};
 use crate::coexist;
 use crate::config::{Config, ConfigError, FallbackMode};
@@ -53,6 +53,54 @@ pub struct NodeSources {
     pub processes: Option<PathBuf>,
     /// The cluster's EMR security configuration (raw JSON or describe-security-configuration output).
     pub security_configuration: Option<PathBuf>,
+}
+
+/// `audit verify`: checks the chain through local files, or through what was shipped under each
+/// `s3://` URI. Prints a line per log checked; `Ok(false)` when one is broken (its `BROKEN` line
+/// names where).
+pub fn audit_verify(paths: &[String], out: &mut dyn Write) -> Result<bool, CliError> {
+    let (uris, files): (Vec<&String>, Vec<&String>) = paths.iter().partition(|p| p.starts_with("s3://"));
+    if !uris.is_empty() && !files.is_empty() {
+        return Err(CliError::Usage("give either audit files or s3:// URIs, not both".into()));
+    }
+    let mut intact = true;
+    let mut report = |result: Result<verify::Summary, verify::Break>, out: &mut dyn Write| {
+        match result {
+            Ok(summary) => writeln!(out, "{summary}"),
+            Err(broken) => {
+                intact = false;
+                writeln!(out, "{broken}")
+            }
+        }
+        .map_err(io)
+    };
+    if files.is_empty() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CliError::Other(e.to_string()))?;
+        for uri in uris {
+            let (bucket, prefix) = crate::config::split_s3_uri(uri)
+                .ok_or_else(|| CliError::Usage(format!("'{uri}' is not an s3://bucket/prefix/ URI")))?;
+            let results = runtime.block_on(async {
+                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+                let client = crate::audit::ship::s3_client(&sdk, None);
+                verify::shipped(&client, &bucket, &prefix).await
+            });
+            let results = results.map_err(CliError::Other)?;
+            if results.is_empty() {
+                return Err(CliError::Other(format!("no shipped audit segments under {uri}")));
+            }
+            for (node, result) in results {
+                write!(out, "{node}: ").map_err(io)?;
+                report(result, out)?;
+            }
+        }
+    } else {
+        let pieces = files.iter().map(|f| verify::Piece::read(Path::new(f.as_str()))).collect::<Result<Vec<_>, _>>();
+        report(verify::verify(pieces.map_err(CliError::Other)?, verify::Missing::File), out)?;
+    }
+    Ok(intact)
 }
 
 /// `check`: loads and validates the configuration and mappings; prints a summary with the rules in order,

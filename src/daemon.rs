@@ -16,13 +16,14 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, Region};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
+use crate::audit::ship::Shipper;
 use crate::audit::{AuditLog, Event};
 use crate::cache::{CacheEvents, CacheKey, CacheSettings, GrantSettings, SessionCache, RETRY_AFTER_FAILURE};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError};
+use crate::config::{AuditPath, Config, ConfigError};
 use crate::metrics::{Metrics, ResultLabel};
 use crate::node::NodeInfo;
 use crate::path::{App, Endpoint};
@@ -32,6 +33,8 @@ use crate::sts::{AwsSts, Session, StsError};
 
 /// How often the background refresher looks for due sessions.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a stopping agent ships audit segments (within systemd's `TimeoutStopSec`).
+const SHIP_AT_STOP: Duration = Duration::from_secs(10);
 /// How often the refusals counted per caller are written (SPEC §7: one record per caller and second).
 const TALLY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -111,6 +114,8 @@ pub struct Running {
     server: JoinHandle<()>,
     refresher: JoinHandle<()>,
     tallier: JoinHandle<()>,
+    /// `[audit.ship]`: the shipper and its task.
+    shipper: Option<(Arc<Shipper>, JoinHandle<()>)>,
 }
 
 impl Running {
@@ -124,6 +129,18 @@ impl Running {
         write_refusals(app);
         app.audit.emit(&Event::Stop { reason: reason.to_owned() }, app.clock.now());
         app.audit.close().await;
+        if let Some((shipper, task)) = self.shipper {
+            // The writer closed the open segment: ship what is here, within the stop timeout.
+            task.abort();
+            match tokio::time::timeout(SHIP_AT_STOP, shipper.ship_waiting()).await {
+                Ok(Ok(())) => tracing::info!("audit segments shipped"),
+                Ok(Err(())) => tracing::warn!("audit segments left on disk; they are shipped after the next start"),
+                Err(_) => tracing::warn!(
+                    "shipping audit segments took longer than {}s; the rest are shipped after the next start",
+                    SHIP_AT_STOP.as_secs()
+                ),
+            }
+        }
         tracing::info!("stopped");
     }
 }
@@ -134,8 +151,17 @@ pub async fn start(config: Config, env: Environment) -> Result<Running, StartErr
     let Environment { clock, node, sdk, refresh_interval, listeners: inherited } = env;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    let audit = AuditLog::open(&config.audit.path, config.audit.durability, metrics.clone())
-        .map_err(StartError::system(format!("opening the audit log {:?}", config.audit.path)))?;
+    let segments_ready = Arc::new(Notify::new());
+    let audit = AuditLog::open(&config.audit, &node, metrics.clone(), segments_ready.clone())
+        .map_err(StartError::system(format!("opening the audit log {}", config.audit.path)))?;
+    let shipper = match (&config.audit.ship, &config.audit.path) {
+        (Some(ship), AuditPath::File(path)) => {
+            let shipper =
+                Arc::new(Shipper::new(&sdk, ship, path, &node, metrics.clone(), segments_ready, clock.clone()));
+            Some((shipper.clone(), tokio::spawn(shipper.run())))
+        }
+        _ => None,
+    };
 
     let bind = |addr: SocketAddr| {
         listen(addr, config.server.max_connections).map_err(StartError::system(format!("listening on {addr}")))
@@ -225,7 +251,7 @@ pub async fn start(config: Config, env: Environment) -> Result<Running, StartErr
             }
         })
     };
-    Ok(Running { app, addrs, imds_addr, shutdown, server, refresher, tallier })
+    Ok(Running { app, addrs, imds_addr, shutdown, server, refresher, tallier, shipper })
 }
 
 /// The `refused` records of the refusals counted since the last ones.

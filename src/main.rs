@@ -91,10 +91,27 @@ enum Command {
         #[arg(long, default_value = redirect::DEFAULT_AGENT_USER)]
         agent_user: String,
     },
+    /// Work with the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Convert an EMR security configuration or emrfs-site roleMapping value to [[mapping]] TOML.
     Import {
         /// Security configuration JSON, describe-security-configuration output, or roleMapping text.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain: exit 0 when intact, 1 naming the first record removed, altered,
+    /// reordered or inserted (file and line), a missing file or a cut-off one.
+    Verify {
+        /// Audit files (rotated ones too, plain or .gz, in any order), or s3://bucket/prefix/ of shipped
+        /// segments (every node under it).
+        #[arg(required = true, value_name = "FILE|S3_URI")]
+        paths: Vec<String>,
     },
 }
 
@@ -134,6 +151,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Import { file } => cli::import(&file, &mut out).map_err(failed),
+        Command::Audit { command: AuditCommand::Verify { paths } } => match cli::audit_verify(&paths, &mut out) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(failed(e)),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

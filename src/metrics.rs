@@ -49,6 +49,14 @@ pub struct Metrics {
     /// Lifecycle or buffered records lost because the log stayed unwritable.
     pub audit_records_dropped: Counter,
     pub audit_fsync_duration: Histogram,
+    /// Closed audit segments on disk, not yet shipped to S3 (SPEC §7.3).
+    pub audit_ship_backlog_bytes: Gauge,
+    /// 1 while the backlog is above `audit.ship.max_backlog`.
+    pub audit_ship_backlog_exceeded: Gauge,
+    /// Unix time of the last segment shipped; 0 before the first.
+    pub audit_ship_last_success: Gauge,
+    pub audit_ship_failures: Counter,
+    pub audit_ship_segments: Counter,
     pub config_reloads: Family<ResultLabel, Counter>,
     pub connections_open: Gauge,
     pub connections_refused: Counter,
@@ -81,6 +89,11 @@ impl Metrics {
             audit_write_errors: Counter::default(),
             audit_records_dropped: Counter::default(),
             audit_fsync_duration: seconds_histogram(),
+            audit_ship_backlog_bytes: Gauge::default(),
+            audit_ship_backlog_exceeded: Gauge::default(),
+            audit_ship_last_success: Gauge::default(),
+            audit_ship_failures: Counter::default(),
+            audit_ship_segments: Counter::default(),
             config_reloads: Family::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
@@ -102,6 +115,23 @@ impl Metrics {
             m.audit_records_dropped.clone(),
         );
         registry.register("audit_fsync_duration_seconds", "Audit fsync latency", m.audit_fsync_duration.clone());
+        registry.register(
+            "audit_ship_backlog_bytes",
+            "Closed audit segments waiting to be shipped to S3",
+            m.audit_ship_backlog_bytes.clone(),
+        );
+        registry.register(
+            "audit_ship_backlog_exceeded",
+            "1 while the unshipped audit backlog is above audit.ship.max_backlog",
+            m.audit_ship_backlog_exceeded.clone(),
+        );
+        registry.register(
+            "audit_ship_last_success_timestamp_seconds",
+            "Unix time of the last audit segment shipped to S3",
+            m.audit_ship_last_success.clone(),
+        );
+        registry.register("audit_ship_failures", "Failed audit segment uploads", m.audit_ship_failures.clone());
+        registry.register("audit_ship_segments", "Audit segments shipped to S3", m.audit_ship_segments.clone());
         registry.register("config_reloads", "Configuration reloads by result", m.config_reloads.clone());
         registry.register("connections_open", "Open client connections", m.connections_open.clone());
         registry.register(

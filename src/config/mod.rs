@@ -10,6 +10,8 @@
 mod raw;
 mod validate;
 
+pub use validate::split_s3_uri;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -268,6 +270,12 @@ pub struct AuditConfig {
     pub path: AuditPath,
     /// Default sync.
     pub durability: Durability,
+    /// Default native.
+    pub format: AuditFormat,
+    /// Whether records carry the hash chain (`seq`, `chain`); default true.
+    pub chain: bool,
+    /// `[audit.ship]`; `None` while `bucket` is empty.
+    pub ship: Option<ShipConfig>,
 }
 
 impl Default for AuditConfig {
@@ -275,8 +283,42 @@ impl Default for AuditConfig {
         AuditConfig {
             path: AuditPath::File(PathBuf::from("/var/log/emrfs-role-agent/audit.log")),
             durability: Durability::Sync,
+            format: AuditFormat::Native,
+            chain: true,
+            ship: None,
         }
     }
+}
+
+/// `audit.format`: the shape of each record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditFormat {
+    /// The agent's own record (SPEC §7).
+    Native,
+    /// An OCSF event carrying the native record under `unmapped` (SPEC §7.1).
+    Ocsf,
+}
+
+/// `[audit.ship]`: closed segments of the audit log uploaded to S3 (SPEC §7.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShipConfig {
+    pub bucket: String,
+    /// The objects' key prefix, empty or ending in `/`.
+    pub prefix: String,
+    /// None (default): the SDK's S3 endpoint.
+    pub endpoint_url: Option<String>,
+    /// A segment is closed and uploaded at least this often; default 5m.
+    pub interval: Duration,
+    /// A segment is closed at this size; default 64 MiB.
+    pub max_segment: u64,
+    /// Unshipped bytes beyond which the agent alerts; default 1 GiB.
+    pub max_backlog: u64,
+}
+
+impl ShipConfig {
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+    pub const DEFAULT_MAX_SEGMENT: u64 = 64 << 20;
+    pub const DEFAULT_MAX_BACKLOG: u64 = 1 << 30;
 }
 
 /// Where audit records go.

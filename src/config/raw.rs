@@ -100,6 +100,20 @@ pub(super) struct RawAccessGrants {
 pub(super) struct RawAudit {
     pub(super) path: Option<S<String>>,
     pub(super) durability: Option<S<String>>,
+    pub(super) format: Option<S<String>>,
+    pub(super) chain: Option<bool>,
+    #[serde(default)]
+    pub(super) ship: RawShip,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShip {
+    pub(super) bucket: Option<S<String>>,
+    pub(super) endpoint_url: Option<S<String>>,
+    pub(super) interval: Option<S<String>>,
+    pub(super) max_segment: Option<S<String>>,
+    pub(super) max_backlog: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]

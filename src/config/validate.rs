@@ -10,11 +10,12 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::{
-    RawAccessGrants, RawAudit, RawCache, RawConfig, RawFallback, RawIdentity, RawImds, RawMapping, RawServer, RawSts, S,
+    RawAccessGrants, RawAudit, RawCache, RawConfig, RawFallback, RawIdentity, RawImds, RawMapping, RawServer, RawShip,
+    RawSts, S,
 };
 use super::{
-    AccessGrantsConfig, AuditConfig, AuditPath, CacheConfig, Config, ConfigError, Durability, FallbackMode,
-    IdentityConfig, ImdsConfig, Privilege, ProxyScope, ServerConfig, StsConfig, Upstream,
+    AccessGrantsConfig, AuditConfig, AuditFormat, AuditPath, CacheConfig, Config, ConfigError, Durability,
+    FallbackMode, IdentityConfig, ImdsConfig, Privilege, ProxyScope, ServerConfig, ShipConfig, StsConfig, Upstream,
 };
 use crate::access::Access;
 use crate::emr;
@@ -391,7 +392,75 @@ fn audit(ctx: &Ctx<'_>, ra: &RawAudit) -> Result<AuditConfig, ConfigError> {
             d.durability,
             &[("sync", Durability::Sync), ("buffered", Durability::Buffered)],
         )?,
+        format: choice(
+            ctx,
+            &ra.format,
+            "audit.format",
+            d.format,
+            &[("native", AuditFormat::Native), ("ocsf", AuditFormat::Ocsf)],
+        )?,
+        chain: ra.chain.unwrap_or(d.chain),
+        ship: ship(ctx, &ra.ship)?,
     })
+    .and_then(|audit| {
+        let span = || ra.ship.bucket.as_ref().map_or(0..0, Spanned::span);
+        if audit.ship.is_some() && audit.path == AuditPath::Stdout {
+            return Err(ctx.err(span(), "audit.ship.bucket", "shipping needs audit.path to be a file, not \"-\""));
+        }
+        if audit.ship.is_some() && !audit.chain {
+            return Err(ctx.err(
+                span(),
+                "audit.ship.bucket",
+                "shipping needs audit.chain = true: segments and their digests are named and checked by the chain",
+            ));
+        }
+        Ok(audit)
+    })
+}
+
+fn ship(ctx: &Ctx<'_>, rs: &RawShip) -> Result<Option<ShipConfig>, ConfigError> {
+    let Some(bucket) = rs.bucket.as_ref().filter(|b| !b.get_ref().is_empty()) else {
+        let set = [&rs.endpoint_url, &rs.interval, &rs.max_segment, &rs.max_backlog];
+        if let Some(v) = set.into_iter().flatten().next() {
+            return Err(ctx.err(v.span(), "audit.ship.bucket", "must be set for the other [audit.ship] keys to apply"));
+        }
+        return Ok(None);
+    };
+    let (name, prefix) = split_s3_uri(bucket.get_ref()).ok_or_else(|| {
+        ctx.err(bucket.span(), "audit.ship.bucket", format!("'{}' is not an s3://bucket/prefix/ URI", bucket.get_ref()))
+    })?;
+    let size = |v: &Option<S<String>>, key: &str, default: u64| -> Result<u64, ConfigError> {
+        let Some(v) = v else { return Ok(default) };
+        match v.get_ref().parse::<bytesize::ByteSize>() {
+            Ok(size) if size.as_u64() > 0 => Ok(size.as_u64()),
+            Ok(_) => Err(ctx.err(v.span(), key, "must be more than zero")),
+            Err(e) => Err(ctx.err(v.span(), key, format!("invalid size '{}' (like \"64MiB\"): {e}", v.get_ref()))),
+        }
+    };
+    Ok(Some(ShipConfig {
+        bucket: name,
+        prefix,
+        endpoint_url: url(ctx, &rs.endpoint_url, "audit.ship.endpoint_url")?,
+        interval: positive(ctx, &rs.interval, "audit.ship.interval", ShipConfig::DEFAULT_INTERVAL)?,
+        max_segment: size(&rs.max_segment, "audit.ship.max_segment", ShipConfig::DEFAULT_MAX_SEGMENT)?,
+        max_backlog: size(&rs.max_backlog, "audit.ship.max_backlog", ShipConfig::DEFAULT_MAX_BACKLOG)?,
+    }))
+}
+
+/// `s3://bucket/prefix` as the bucket and the prefix (empty, or ending in `/`).
+pub fn split_s3_uri(uri: &str) -> Option<(String, String)> {
+    let rest = uri.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid_bucket || prefix.chars().any(char::is_control) {
+        return None;
+    }
+    let mut prefix = prefix.trim_start_matches('/').to_owned();
+    if !prefix.is_empty() && !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    Some((bucket.to_owned(), prefix))
 }
 
 fn fallback(ctx: &Ctx<'_>, rf: &RawFallback) -> Result<FallbackMode, ConfigError> {
