@@ -37,9 +37,13 @@ impl Segments {
         fs::DirBuilder::new().recursive(true).mode(0o750).create(&self.dir)?;
         let name = file_name(first);
         fs::rename(file, self.dir.join(&name))?;
-        sync_dir(&self.dir)?;
-        if let Some(parent) = file.parent() {
-            sync_dir(parent)?;
+        // Renamed: the segment is closed whatever follows; a failed sync only makes the rename less
+        // certain to survive a power loss.
+        let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        for dir in [self.dir.as_path(), parent] {
+            if let Err(e) = sync_dir(dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "syncing a directory after closing an audit segment failed");
+            }
         }
         Ok(name)
     }

@@ -933,4 +933,140 @@ mod tests {
         sink.cut();
         assert_eq!(std::fs::read(&path).unwrap(), b"", "a failed batch is still cut off");
     }
+
+    fn open_with(config: AuditConfig) -> AuditLog {
+        let node = NodeInfo { cluster_id: "j-1".into(), instance_id: "i-1".into() };
+        AuditLog::open(&config, &node, Arc::new(Metrics::new()), Arc::new(Notify::new())).unwrap()
+    }
+
+    async fn write_n(log: &AuditLog, from: usize, n: usize) {
+        for i in from..from + n {
+            log.write(&Event::Credentials(&record(i)), SystemTime::now()).await.unwrap();
+        }
+    }
+
+    fn verify(paths: &[&std::path::Path]) -> Result<super::super::verify::Summary, super::super::verify::Break> {
+        let pieces = paths.iter().map(|p| super::super::verify::Piece::read(p).unwrap()).collect();
+        super::super::verify::verify(pieces, super::super::verify::Missing::File)
+    }
+
+    fn first_line(path: &std::path::Path) -> serde_json::Value {
+        lines(path).into_iter().next().unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_chain_carries_on_across_rename_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let rotated = dir.path().join("audit.log-20261202");
+        let log = open_with(AuditConfig { path: AuditPath::File(path.clone()), ..AuditConfig::default() });
+        write_n(&log, 0, 3).await;
+        std::fs::rename(&path, &rotated).unwrap();
+        write_n(&log, 3, 1).await; // still to the renamed file, as before SIGHUP
+        log.reopen().await.unwrap();
+        write_n(&log, 4, 2).await;
+        log.close().await;
+        assert_eq!(first_line(&path)["prev_file"], "audit.log-20261202");
+        assert_eq!(first_line(&path)["seq"], 5);
+        let summary = verify(&[&path, &rotated]).unwrap();
+        assert_eq!((summary.records, summary.last_seq), (6, 6), "{summary}");
+    }
+
+    #[tokio::test]
+    async fn the_chain_carries_on_across_copytruncate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let copy = dir.path().join("audit.log.1");
+        let log = open_with(AuditConfig { path: AuditPath::File(path.clone()), ..AuditConfig::default() });
+        write_n(&log, 0, 3).await;
+        std::fs::copy(&path, &copy).unwrap();
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+        write_n(&log, 3, 2).await;
+        log.close().await;
+        assert_eq!(first_line(&path)["prev_file"], "audit.log");
+        assert_eq!(verify(&[&copy, &path]).unwrap().records, 5);
+    }
+
+    #[tokio::test]
+    async fn a_restart_carries_the_chain_on_from_the_file_or_from_the_state_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let config = AuditConfig { path: AuditPath::File(path.clone()), ..AuditConfig::default() };
+        let log = open_with(config.clone());
+        write_n(&log, 0, 2).await;
+        log.close().await;
+        let log = open_with(config.clone());
+        write_n(&log, 2, 2).await;
+        log.close().await;
+        assert_eq!(verify(&[&path]).unwrap().last_seq, 4);
+        // Rotated while the agent was down: the new file starts from the state file.
+        let rotated = dir.path().join("audit.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        let log = open_with(config);
+        write_n(&log, 4, 1).await;
+        log.close().await;
+        assert_eq!(first_line(&path)["seq"], 5);
+        assert_eq!(first_line(&path)["prev_file"], "audit.log");
+        assert_eq!(verify(&[&path, &rotated]).unwrap().records, 5);
+    }
+
+    #[tokio::test]
+    async fn a_record_cut_off_by_a_crash_is_ended_and_named_and_the_chain_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let config = AuditConfig { path: AuditPath::File(path.clone()), ..AuditConfig::default() };
+        let log = open_with(config.clone());
+        write_n(&log, 0, 2).await;
+        log.close().await;
+        OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"seq\":3,\"v\":1,\"ti").unwrap();
+        let log = open_with(config);
+        write_n(&log, 2, 1).await;
+        log.close().await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        let broken = verify(&[&path]).unwrap_err();
+        assert_eq!((broken.place.ends_with("audit.log:3"), broken.kind), (true, "malformed"), "{broken}");
+    }
+
+    #[tokio::test]
+    async fn with_shipping_full_segments_are_closed_into_the_segments_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let ship = crate::config::ShipConfig {
+            bucket: "b".into(),
+            prefix: String::new(),
+            endpoint_url: None,
+            interval: Duration::from_secs(3600),
+            max_segment: 1500,
+            max_backlog: 1 << 30,
+        };
+        let ready = Arc::new(Notify::new());
+        let config = AuditConfig { path: AuditPath::File(path.clone()), ship: Some(ship), ..AuditConfig::default() };
+        let node = NodeInfo { cluster_id: "j-1".into(), instance_id: "i-1".into() };
+        let log = AuditLog::open(&config, &node, Arc::new(Metrics::new()), ready.clone()).unwrap();
+        write_n(&log, 0, 10).await;
+        log.close().await;
+        let segments: Vec<_> = segment::waiting(&segment::dir_of(&path)).unwrap();
+        assert!(segments.len() >= 3, "{segments:?}");
+        // At close the open file became a segment too: nothing is left behind unshipped.
+        assert!(std::fs::metadata(&path).map_or(true, |m| m.len() == 0));
+        let paths: Vec<_> = segments.iter().map(|(p, _)| p.as_path()).collect();
+        let summary = verify(&paths).unwrap();
+        assert_eq!((summary.records, summary.files), (10, segments.len()), "{summary}");
+        let second = paths[1].file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(Some(first_line(paths[1])["seq"].as_u64().unwrap()), segment::seq_of(&second));
+        assert_eq!(first_line(paths[1])["prev_file"], paths[0].file_name().unwrap().to_string_lossy().as_ref());
+    }
+
+    #[tokio::test]
+    async fn without_the_chain_records_carry_no_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log =
+            open_with(AuditConfig { path: AuditPath::File(path.clone()), chain: false, ..AuditConfig::default() });
+        write_n(&log, 0, 2).await;
+        log.close().await;
+        assert!(lines(&path).iter().all(|l| l.get("seq").is_none() && l.get("chain").is_none()));
+        assert!(!state_path(&path).exists());
+    }
 }
