@@ -4,9 +4,12 @@
 #   sync      the response waits until its record is on disk (group commit: one fdatasync per batch)
 #   buffered  records are written as the writer takes them, synced every second
 #   off       buffered, to /dev/null (what the endpoint costs without an audit file)
+#   sync-nochain  sync with `audit.chain = false` (every other mode has the hash chain on, its default)
+#   sync-ocsf     sync with `audit.format = "ocsf"`
 #
 #   bench/audit.sh                     # release build, 64 keep-alive connections, 3 rounds of 15 s per mode
 #   CONNECTIONS=64 DURATION=15s ROUNDS=3 AUDIT_DIR=/var/tmp bench/audit.sh
+#   MODES="sync sync-nochain" bench/audit.sh     # what the hash chain costs in sync mode
 #
 # The modes run interleaved (sync, buffered, off, sync, …) and the table reports each mode's median round,
 # so that other load on the machine hits every mode alike. STS is a local moto server (from the test
@@ -20,6 +23,7 @@ DURATION=${DURATION:-15s}
 ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-2}
 AUDIT_DIR=${AUDIT_DIR:-/var/tmp}
+MODES=${MODES:-sync buffered off}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/emrfs-role-agent/target}
 EMRFS_TEST_VENV=${EMRFS_TEST_VENV:-$HOME/.cache/emrfs-role-agent/venv}
 
@@ -62,12 +66,14 @@ token=$(cat "$work/token")
 
 # run MODE ROUND: one wrk run against a fresh agent; appends "mode rps p50 p99 records fsyncs" to results.
 run() {
-    local mode=$1 round=$2 dir="$work/$1-$2" durability=sync audit
+    local mode=$1 round=$2 dir="$work/$1-$2" durability=sync audit chain=true format=native
     mkdir -p "$dir"
     audit="$dir/audit.log"
     case $mode in
         buffered) durability=buffered ;;
-        off) durability=buffered audit=/dev/null ;;
+        off) durability=buffered audit=/dev/null chain=false ;;
+        sync-nochain) chain=false ;;
+        sync-ocsf) format=ocsf ;;
     esac
     local port
     port=$(free_port)
@@ -81,6 +87,8 @@ endpoint_url = "http://127.0.0.1:$moto_port"
 [audit]
 path = "$audit"
 durability = "$durability"
+chain = $chain
+format = "$format"
 [fallback]
 mode = "deny"
 [[mapping]]
@@ -113,11 +121,14 @@ EOF
     fsyncs=$(metric emrfs_role_agent_audit_fsync_duration_seconds_count "$dir/metrics.txt")
     if [ "$mode" != off ]; then
         # Every request wrk completed has its record in the file (plus lifecycle records).
-        local done lines
-        done=$(awk '/requests in/ { print $1 }' "$dir/wrk.txt")
+        local completed lines
+        completed=$(awk '/requests in/ { print $1 }' "$dir/wrk.txt")
         lines=$(grep -c '"event":"credentials"' "$audit")
-        if [ "$lines" -lt "$done" ]; then
-            echo "$mode: $done requests but only $lines credentials records" >&2
+        if [ "$chain" = true ]; then
+            "$EMRFS_ROLE_AGENT_BIN" audit verify "$audit" >&2
+        fi
+        if [ "$lines" -lt "$completed" ]; then
+            echo "$mode: $completed requests but only $lines credentials records" >&2
             exit 1
         fi
     fi
@@ -126,16 +137,13 @@ EOF
 }
 
 for round in $(seq "$ROUNDS"); do
-    for mode in sync buffered off; do
+    for mode in $MODES; do
         run "$mode" "$round"
     done
 done
 
 # The median round of each mode (by requests/s).
 median() { awk -v m="$1" '$1 == m' "$work/results" | sort -k2,2n | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
-read -r _ sync_rps sync_p50 sync_p99 sync_records sync_fsyncs <<<"$(median sync)"
-read -r _ buf_rps buf_p50 buf_p99 buf_records buf_fsyncs <<<"$(median buffered)"
-read -r _ off_rps off_p50 off_p99 _ _ <<<"$(median off)"
 
 echo
 echo "$(nproc) CPUs, $CONNECTIONS connections, $THREADS wrk threads, $DURATION per run, median of $ROUNDS rounds;"
@@ -143,11 +151,19 @@ echo "audit file on $(df --output=fstype "$work" | tail -1) ($AUDIT_DIR)."
 echo
 echo "| audit | requests/s | p50 | p99 | records per fsync |"
 echo "|---|---:|---:|---:|---:|"
-echo "| sync | $sync_rps | $sync_p50 | $sync_p99 | $(awk -v r="$sync_records" -v f="$sync_fsyncs" 'BEGIN { printf "%.1f", r / (f ? f : 1) }') |"
-echo "| buffered | $buf_rps | $buf_p50 | $buf_p99 | $(awk -v r="$buf_records" -v f="$buf_fsyncs" 'BEGIN { printf "%.0f", r / (f ? f : 1) }') |"
-echo "| off (/dev/null) | $off_rps | $off_p50 | $off_p99 | – |"
+declare -A rps
+for mode in $MODES; do
+    read -r _ r p50 p99 records fsyncs <<<"$(median "$mode")"
+    rps[$mode]=$r
+    per_fsync=$(awk -v r="$records" -v f="$fsyncs" 'BEGIN { if (f) printf "%.1f", r / f; else print "–" }')
+    echo "| $mode | $r | $p50 | $p99 | $per_fsync |"
+done
 echo
-awk -v s="$sync_rps" -v b="$buf_rps" -v o="$off_rps" 'BEGIN {
-    printf "sync / buffered = %.2f, buffered / off = %.2f\n", s / b, b / o
-    if (s * 2 < b) { print "sync is below half of buffered" > "/dev/stderr"; exit 1 }
-}'
+ratio() { awk -v a="$2" -v b="$3" -v n="$1" 'BEGIN { printf "%s = %.2f\n", n, a / b }'; }
+if [ -n "${rps[sync]:-}" ] && [ -n "${rps[buffered]:-}" ]; then
+    ratio "sync / buffered" "${rps[sync]}" "${rps[buffered]}"
+    if [ $((rps[sync] * 2)) -lt "${rps[buffered]}" ]; then echo "sync is below half of buffered" >&2; exit 1; fi
+fi
+if [ -n "${rps[buffered]:-}" ] && [ -n "${rps[off]:-}" ]; then ratio "buffered / off" "${rps[buffered]}" "${rps[off]}"; fi
+if [ -n "${rps[sync]:-}" ] && [ -n "${rps[sync-nochain]:-}" ]; then ratio "sync with chain / without" "${rps[sync]}" "${rps[sync-nochain]}"; fi
+if [ -n "${rps[sync-ocsf]:-}" ] && [ -n "${rps[sync]:-}" ]; then ratio "sync ocsf / native" "${rps[sync-ocsf]}" "${rps[sync]}"; fi
