@@ -286,7 +286,28 @@ fn write_summary(c: &Config, checked_mappings: Option<&Path>, out: &mut dyn Writ
         c.sts.session_name,
         c.sts.source_identity.as_ref().map(|t| format!(", source identity \"{t}\"")).unwrap_or_default()
     )?;
-    writeln!(out, "audit:         {} ({})", c.audit.path, c.audit.durability)?;
+    writeln!(
+        out,
+        "audit:         {} ({}, {}, chain {})",
+        c.audit.path,
+        c.audit.durability,
+        match c.audit.format {
+            crate::config::AuditFormat::Native => "native",
+            crate::config::AuditFormat::Ocsf => "ocsf",
+        },
+        if c.audit.chain { "on" } else { "off" }
+    )?;
+    if let Some(ship) = &c.audit.ship {
+        writeln!(
+            out,
+            "audit ship:    s3://{}/{} every {} or {} bytes, backlog alert above {} bytes",
+            ship.bucket,
+            ship.prefix,
+            format_duration(ship.interval),
+            ship.max_segment,
+            ship.max_backlog
+        )?;
+    }
     writeln!(out, "fallback:      {}", c.fallback)?;
     match c.imds.listen {
         None => writeln!(out, "imds:          off")?,

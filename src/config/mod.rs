@@ -577,6 +577,46 @@ mod tests {
     }
 
     #[test]
+    fn audit_format_chain_and_shipping() {
+        let c = parse("").unwrap();
+        assert_eq!((c.audit.format, c.audit.chain, c.audit.ship.clone()), (AuditFormat::Native, true, None));
+        let c = parse(
+            "[audit]\nformat = \"ocsf\"\n[audit.ship]\nbucket = \"s3://ops-audit/emrfs\"\ninterval = \"30s\"\n\
+             max_segment = \"512KiB\"\nmax_backlog = \"2GiB\"\nendpoint_url = \"http://127.0.0.1:9000\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.audit.format, AuditFormat::Ocsf);
+        assert_eq!(
+            c.audit.ship,
+            Some(ShipConfig {
+                bucket: "ops-audit".into(),
+                prefix: "emrfs/".into(),
+                endpoint_url: Some("http://127.0.0.1:9000".into()),
+                interval: Duration::from_secs(30),
+                max_segment: 512 << 10,
+                max_backlog: 2 << 30,
+            })
+        );
+        // Defaults while the bucket is empty, the other keys still checked.
+        let c = parse("[audit.ship]\nbucket = \"\"\ninterval = \"5m\"\n").unwrap();
+        assert_eq!(c.audit.ship, None);
+        for (text, key, says) in [
+            ("[audit]\nformat = \"cef\"", "audit.format", "\"native\" or \"ocsf\""),
+            ("[audit.ship]\nbucket = \"ops-audit\"", "audit.ship.bucket", "s3://"),
+            ("[audit.ship]\nbucket = \"s3://Ops_Audit/\"", "audit.ship.bucket", "s3://"),
+            ("[audit.ship]\nmax_segment = \"64 parsecs\"", "audit.ship.max_segment", "invalid size"),
+            ("[audit.ship]\nmax_backlog = \"0\"", "audit.ship.max_backlog", "more than zero"),
+            ("[audit]\nchain = false\n[audit.ship]\nbucket = \"s3://ops-audit/\"", "audit.ship.bucket", "audit.chain"),
+            ("[audit]\npath = \"-\"\n[audit.ship]\nbucket = \"s3://ops-audit/\"", "audit.ship.bucket", "a file"),
+            ("[audit.ship]\nbukket = \"s3://ops-audit/\"", "", "bukket"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.key == key || key.is_empty(), "{text}: {e}");
+            assert!(e.to_string().contains(says), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn imds_section() {
         let c = parse(
             "[imds]\nlisten = \"127.0.0.1:9945\"\nexempt_users = [\"hive\"]\nexempt_uids_below = 1000\n\

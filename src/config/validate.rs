@@ -419,16 +419,9 @@ fn audit(ctx: &Ctx<'_>, ra: &RawAudit) -> Result<AuditConfig, ConfigError> {
 }
 
 fn ship(ctx: &Ctx<'_>, rs: &RawShip) -> Result<Option<ShipConfig>, ConfigError> {
-    let Some(bucket) = rs.bucket.as_ref().filter(|b| !b.get_ref().is_empty()) else {
-        let set = [&rs.endpoint_url, &rs.interval, &rs.max_segment, &rs.max_backlog];
-        if let Some(v) = set.into_iter().flatten().next() {
-            return Err(ctx.err(v.span(), "audit.ship.bucket", "must be set for the other [audit.ship] keys to apply"));
-        }
-        return Ok(None);
-    };
-    let (name, prefix) = split_s3_uri(bucket.get_ref()).ok_or_else(|| {
-        ctx.err(bucket.span(), "audit.ship.bucket", format!("'{}' is not an s3://bucket/prefix/ URI", bucket.get_ref()))
-    })?;
+    // The other keys are still checked while shipping is off: a typo shows before it is turned on.
+    let interval = positive(ctx, &rs.interval, "audit.ship.interval", ShipConfig::DEFAULT_INTERVAL)?;
+    let endpoint_url = url(ctx, &rs.endpoint_url, "audit.ship.endpoint_url")?;
     let size = |v: &Option<S<String>>, key: &str, default: u64| -> Result<u64, ConfigError> {
         let Some(v) = v else { return Ok(default) };
         match v.get_ref().parse::<bytesize::ByteSize>() {
@@ -437,14 +430,15 @@ fn ship(ctx: &Ctx<'_>, rs: &RawShip) -> Result<Option<ShipConfig>, ConfigError> 
             Err(e) => Err(ctx.err(v.span(), key, format!("invalid size '{}' (like \"64MiB\"): {e}", v.get_ref()))),
         }
     };
-    Ok(Some(ShipConfig {
-        bucket: name,
-        prefix,
-        endpoint_url: url(ctx, &rs.endpoint_url, "audit.ship.endpoint_url")?,
-        interval: positive(ctx, &rs.interval, "audit.ship.interval", ShipConfig::DEFAULT_INTERVAL)?,
-        max_segment: size(&rs.max_segment, "audit.ship.max_segment", ShipConfig::DEFAULT_MAX_SEGMENT)?,
-        max_backlog: size(&rs.max_backlog, "audit.ship.max_backlog", ShipConfig::DEFAULT_MAX_BACKLOG)?,
-    }))
+    let max_segment = size(&rs.max_segment, "audit.ship.max_segment", ShipConfig::DEFAULT_MAX_SEGMENT)?;
+    let max_backlog = size(&rs.max_backlog, "audit.ship.max_backlog", ShipConfig::DEFAULT_MAX_BACKLOG)?;
+    let Some(bucket) = rs.bucket.as_ref().filter(|b| !b.get_ref().is_empty()) else {
+        return Ok(None);
+    };
+    let (name, prefix) = split_s3_uri(bucket.get_ref()).ok_or_else(|| {
+        ctx.err(bucket.span(), "audit.ship.bucket", format!("'{}' is not an s3://bucket/prefix/ URI", bucket.get_ref()))
+    })?;
+    Ok(Some(ShipConfig { bucket: name, prefix, endpoint_url, interval, max_segment, max_backlog }))
 }
 
 /// `s3://bucket/prefix` as the bucket and the prefix (empty, or ending in `/`).
