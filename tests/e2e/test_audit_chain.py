@@ -184,6 +184,8 @@ def test_a_restart_on_a_rotated_away_log_continues_from_the_state_file(chain_wor
     assert first_new["event"] == "start" and first_new["seq"] == json.loads(old[-1])["seq"] + 1
     check_chain(files, prev_files=[first_new["prev_file"]])
     assert_intact(files)
+    # The previous record is in audit.log.1 now: the name it was renamed to (SPEC §7.2, rename rotation).
+    assert first_new["prev_file"] == "audit.log.1", first_new
 
 
 # ---- tampering, each named by file and line ----
@@ -409,3 +411,8 @@ def test_chain_false_writes_no_chain_fields(chain_world):
     assert {"start", "config_loaded", "credentials", "refused", "stop"} <= set(events(records))
     with_chain = [r for r in records if {"seq", "prev_file", "chain"} & set(r)]
     assert not with_chain, with_chain[0]
+
+
+def test_verify_without_a_file_is_a_usage_error():
+    v = verify()
+    assert v.rc == 2 and not v.intact and not v.broken, v.output
