@@ -212,19 +212,20 @@ def test_every_kind_of_record_is_a_valid_ocsf_event(moto, agent_factory, sts_pro
                               range(10 * PER_SECOND)))
     assert 429 in burst and set(burst) == {200, 429}, burst
     session.close()
-    # A reload, then a rejected one (an unknown key).
+    # Rotated (rename, then the SIGHUP that also reloads), then a rejected reload (an unknown key).
+    rotated = agent.audit_path + ".1"
+    os.rename(agent.audit_path, rotated)
     agent.send_signal(signal.SIGHUP)
-    wait_until(lambda: [event_name(r) for r in read_records(agent.audit_path)].count("config_loaded") == 2, 30,
-               "the reload")
+    wait_until(lambda: os.path.exists(agent.audit_path) and "config_loaded" in [
+        event_name(r) for r in read_records(agent.audit_path)], 30, "the reload, in a new file")
     agent.write_config({**agent.config, "server": {**agent.config["server"], "not_a_key": 1}})
     agent.send_signal(signal.SIGHUP)
     wait_until(lambda: "config_rejected" in [event_name(r) for r in read_records(agent.audit_path)], 30,
                "the rejection")
     assert agent.stop() == 0
 
-    records = read_records(agent.audit_path)
-    errors = schema_errors(records)
-    assert not errors, f"{len(errors)} schema errors, first: {errors[:5]}"
+    records = read_records(rotated) + read_records(agent.audit_path)
+    assert "prev_file" in read_records(agent.audit_path)[0]
     seen = check_mapping(records)
     expected = {"start", "stop", "config_loaded", "config_rejected", "sts_assume_role", "credentials/allow",
                 "credentials/deny", "credentials/error", "refused/Unauthorized", "refused/InvalidRequest",
@@ -248,9 +249,12 @@ def test_every_kind_of_record_is_a_valid_ocsf_event(moto, agent_factory, sts_pro
         (analytics["arn"], SUCCESS), (untrusted["arn"], FAILURE), (engineering["arn"], FAILURE)}, calls
 
     # The chain holds in this format too.
-    check_chain([agent.audit_path])
-    v = verify(agent.audit_path)
-    assert v.rc == 0 and v.intact == (len(records), 1, len(records), 1), v.output
+    check_chain([rotated, agent.audit_path])
+    v = verify(agent.audit_path, rotated)
+    assert v.rc == 0 and v.intact == (len(records), 1, len(records), 2), v.output
+
+    errors = schema_errors(records)
+    assert not errors, f"{len(errors)} schema errors, first: {errors[:5]}"
 
 
 def test_without_the_chain_each_record_is_an_ocsf_event_as_written(moto, agent_factory):
@@ -260,9 +264,9 @@ def test_without_the_chain_each_record_is_an_ocsf_event_as_written(moto, agent_f
     assert agent.credentials(location=f"s3://{analytics['bucket']}/a").status_code == 200
     assert agent.stop() == 0
     records = read_records(agent.audit_path)
+    assert {"start", "config_loaded", "credentials/allow", "sts_assume_role", "stop"} <= check_mapping(records, False)
     errors = schema_errors(records, chained=False)
     assert not errors, f"{len(errors)} schema errors, first: {errors[:5]}"
-    assert {"start", "config_loaded", "credentials/allow", "sts_assume_role", "stop"} <= check_mapping(records, False)
 
 
 # ---- S3 Access Grants (the GetDataAccess stand-in, as test_access_grants.py runs it) ----
@@ -302,8 +306,6 @@ def test_access_grants_records_are_valid_ocsf_events(grants_server, tmp_path_fac
         factory.stop_all()
 
     records = read_records(agent.audit_path)
-    errors = schema_errors(records)
-    assert not errors, f"{len(errors)} schema errors, first: {errors[:5]}"
     seen = check_mapping(records)
     assert {"get_data_access", "credentials/allow", "credentials/deny"} <= seen, sorted(seen)
     calls = [ocsf_event(r) for r in records if r["unmapped"]["event"] == "get_data_access"]
@@ -311,3 +313,5 @@ def test_access_grants_records_are_valid_ocsf_events(grants_server, tmp_path_fac
     events = by_request_id([ocsf_event(r) for r in records])
     allowed = events[granted.headers["X-Request-Id"]]
     assert allowed["user"]["uid"] == analyst and allowed["unmapped"]["grant_target"] == "s3://lake/curated/*"
+    errors = schema_errors(records)
+    assert not errors, f"{len(errors)} schema errors, first: {errors[:5]}"
