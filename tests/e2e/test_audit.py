@@ -30,6 +30,8 @@ CREDENTIAL_FIELDS = {
     "groups", "location", "access", "rule_index", "rule_name", "effect", "role_arn", "session_name", "source_identity",
     "access_key_id", "expiration", "source", "sts_request_id", "grant_target", "error_code", "latency_us",
 }
+# The hash chain's fields (SPEC §7.2, test_audit_chain.py) around every record; the fields below are the rest.
+CHAIN_FIELDS = {"seq", "prev_file", "chain"}
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 EXPIRATION = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -51,8 +53,12 @@ def read_lines(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def fields_of(r):
+    return set(r) - CHAIN_FIELDS
+
+
 def check_credentials_record(r):
-    assert set(r) == CREDENTIAL_FIELDS, sorted(set(r) ^ CREDENTIAL_FIELDS)
+    assert fields_of(r) == CREDENTIAL_FIELDS, sorted(fields_of(r) ^ CREDENTIAL_FIELDS)
     assert r["v"] == 1 and TIME.match(r["time"]), r
     assert r["outcome"] in ("allow", "deny", "error"), r
     assert r["via"] == "api", r  # this suite asks the HTTP API; test_imds covers the metadata door
@@ -453,7 +459,7 @@ def test_logrotate_with_the_shipped_rule_under_load_loses_no_record(moto, agent_
     assert agent.stop() == 0
     received = load.received
 
-    (rotated,) = [p for p in os.listdir(logs) if p != "audit.log"]
+    (rotated,) = [p for p in os.listdir(logs) if p not in ("audit.log", "audit.log.chain")]
     old, new = read_lines(logs / rotated), read_lines(logs / "audit.log")
     assert old[0]["event"] == "start" and new[-1]["event"] == "stop"
     assert oct((logs / "audit.log").stat().st_mode & 0o777) == "0o600"  # logrotate's file, kept by the agent
@@ -518,24 +524,24 @@ def test_lifecycle_records(moto, agent_factory):
     assert events[:2] == ["start", "config_loaded"] and events[-1] == "stop"
 
     start = records[0]
-    assert set(start) == {"v", "time", "event", "version", "pid", "config"}
+    assert fields_of(start) == {"v", "time", "event", "version", "pid", "config"}
     assert start["pid"] == agent.pid and start["config"] == agent.config_path and start["version"]
     loaded = [r for r in records if r["event"] == "config_loaded"]
     assert len(loaded) == 2
     for r in loaded:
-        assert set(r) == {"v", "time", "event", "config", "rules"}
+        assert fields_of(r) == {"v", "time", "event", "config", "rules"}
         assert r["config"] == agent.config_path and r["rules"] == 2
     (rejected,) = [r for r in records if r["event"] == "config_rejected"]
-    assert set(rejected) == {"v", "time", "event", "config", "error"}
+    assert fields_of(rejected) == {"v", "time", "event", "config", "error"}
     assert rejected["config"] == agent.config_path and "not_a_key" in rejected["error"]
     stop = records[-1]
-    assert set(stop) == {"v", "time", "event", "reason"} and stop["reason"]
+    assert fields_of(stop) == {"v", "time", "event", "reason"} and stop["reason"]
 
     calls = [r for r in records if r["event"] == "sts_assume_role"]
     fields = {"v", "time", "event", "role_arn", "session_name", "result", "sts_request_id", "access_key_id",
               "error_code", "duration_us"}
     for r in calls:
-        assert set(r) == fields, sorted(set(r) ^ fields)
+        assert fields_of(r) == fields, sorted(fields_of(r) ^ fields)
         assert isinstance(r["duration_us"], int) and r["duration_us"] > 0
     (good,) = [r for r in calls if r["role_arn"] == analytics["arn"]]
     (bad,) = [r for r in calls if r["role_arn"] == untrusted["arn"]]
