@@ -74,6 +74,12 @@ fn caller(uid: Option<u32>, name: Option<&str>) -> Value {
     json!({ "user": user })
 }
 
+/// Where the caller authenticated: the agent on this node.
+fn authenticated_by(m: &mut Map<String, Value>, node: &NodeInfo) {
+    m.insert("service".into(), json!({"name": "emrfs-role-agent"}));
+    m.insert("dst_endpoint".into(), json!({"instance_uid": node.instance_id, "svc_name": "emrfs-role-agent"}));
+}
+
 fn agent_actor(node: &NodeInfo) -> (Value, Value) {
     (json!({"app_name": "emrfs-role-agent"}), json!({"instance_uid": node.instance_id}))
 }
@@ -85,6 +91,7 @@ fn event(event: &Event<'_>, native: &Value, node: &NodeInfo) -> Value {
             let success = r.status == 200;
             let mut m = header(AUTHENTICATION, 7, "Account Switch", success);
             m.insert("actor".into(), caller(r.caller_uid, r.caller_user.as_deref()));
+            authenticated_by(&mut m, node);
             // The subject: the role session handed out, else the local user it was asked for.
             let user = match (&r.role_arn, &r.session_name) {
                 (Some(arn), session) => {
@@ -126,6 +133,7 @@ fn event(event: &Event<'_>, native: &Value, node: &NodeInfo) -> Value {
         Event::Refused { caller_uid, caller_user, count, .. } => {
             let mut m = header(AUTHENTICATION, 7, "Account Switch", false);
             m.insert("actor".into(), caller(*caller_uid, caller_user.as_deref()));
+            authenticated_by(&mut m, node);
             m.insert("user".into(), json!({"name": caller_user.as_deref().unwrap_or("unknown"), "type": "local user"}));
             m.insert("count".into(), json!(count));
             m.insert("message".into(), json!(format!("{count} credentials requests refused before a decision")));

@@ -125,6 +125,9 @@ pub fn verify(mut pieces: Vec<Piece>, missing: Missing) -> Result<Summary, Break
     }
     let place = |p: usize, i: usize| format!("{}:{}", pieces[p].name, i + 1);
     let mut prev: Option<(u64, String)> = None;
+    // The chain before the last record accepted, and where that record is: a forged record that hashes
+    // correctly is found when the real one after it hashes from the same predecessor.
+    let mut before_prev: Option<(String, usize, usize)> = None;
     let mut summary = Summary { records: 0, first_seq: 0, last_seq: 0, files, unchained: 0, continues: None };
     for (p, piece) in pieces.iter().enumerate() {
         for (i, line) in piece.lines.iter().enumerate() {
@@ -156,6 +159,7 @@ pub fn verify(mut pieces: Vec<Piece>, missing: Missing) -> Result<Summary, Break
                 }
                 summary.first_seq = s.seq;
                 seen.insert(s.seq, (p, i));
+                before_prev = None;
                 prev = Some((s.seq, s.chain.to_owned()));
                 summary.records += 1;
                 summary.last_seq = s.seq;
@@ -164,6 +168,7 @@ pub fn verify(mut pieces: Vec<Piece>, missing: Missing) -> Result<Summary, Break
             let expected = pseq + 1;
             if s.seq == expected && s.follows(pchain) {
                 seen.insert(s.seq, (p, i));
+                before_prev = Some((pchain.clone(), p, i));
                 prev = Some((s.seq, s.chain.to_owned()));
                 summary.records += 1;
                 summary.last_seq = s.seq;
@@ -173,6 +178,21 @@ pub fn verify(mut pieces: Vec<Piece>, missing: Missing) -> Result<Summary, Break
                 let detail =
                     format!("the chain starts again at seq 1 after seq {pseq}: everything before is cut off from it");
                 return Err(Break { place: here, kind: "restarted", detail });
+            }
+            if s.seq == *pseq && before_prev.as_ref().is_some_and(|(c, _, _)| s.follows(c)) {
+                // Two records with the same seq, both hashing from the same predecessor: the one the
+                // next record continues from is the real one.
+                let next_follows_this =
+                    piece.lines.get(i + 1).and_then(|l| Sealed::parse(l).ok()).is_some_and(|n| n.follows(s.chain));
+                let (ip, ii) = match (next_follows_this, &before_prev) {
+                    (true, Some((_, bp, bi))) => (*bp, *bi),
+                    _ => (p, i),
+                };
+                let detail = format!(
+                    "a second record with seq {pseq} hashing from the same predecessor; the record after them continues from {}",
+                    if next_follows_this { place(p, i) } else { "the other one".to_owned() }
+                );
+                return Err(Break { place: place(ip, ii), kind: "inserted", detail });
             }
             if let Some(&(fp, fi)) = seen.get(&s.seq) {
                 let copy = pieces[fp].lines[fi] == *line;
@@ -425,6 +445,17 @@ mod tests {
         let mut forged = original.clone();
         let fake = String::from_utf8(original[2].clone()).unwrap().replace("u2", "mallory");
         forged.insert(2, fake.into_bytes());
+        let b = at(forged);
+        assert_eq!((b.place.as_str(), b.kind), ("audit.log:3", "inserted"), "{b}");
+
+        // A forged record with the right seq and a correctly computed chain: the real one after it hashes
+        // from the same predecessor, and the one after that from the real one.
+        let mut forged = original.clone();
+        let before = Sealed::parse(&original[1]).unwrap();
+        let mut fake_chain = Chain { seq: before.seq, head: before.chain.to_owned(), prev_file: None };
+        let mut fake = Vec::new();
+        fake_chain.seal(br#"{"v":1,"event":"credentials","user":"mallory"}"#, &mut fake);
+        forged.insert(2, fake.strip_suffix(b"\n").unwrap().to_vec());
         let b = at(forged);
         assert_eq!((b.place.as_str(), b.kind), ("audit.log:3", "inserted"), "{b}");
 

@@ -389,7 +389,15 @@ impl Sink {
     /// A last line cut short (a crash mid-write) is ended, so that the next record starts a line of
     /// its own; `audit verify` names the damaged one.
     fn restore_chain(&mut self, state: Option<&State>) -> io::Result<Chain> {
+        let base = self.base_name();
+        let dir = self.file_path().and_then(|p| p.parent()).map(Path::to_path_buf);
         let from_state = || match state.and_then(|s| s.saved.clone()) {
+            // The log itself held the last record: it was renamed while the agent was down. Name the
+            // file it was renamed to, if it is still beside the log.
+            Some((file, chain)) if file == base => {
+                let renamed = dir.as_deref().and_then(|dir| renamed_while_down(dir, &base, &chain.head));
+                Chain { prev_file: Some(renamed.unwrap_or(file)), ..chain }
+            }
             Some((file, chain)) => Chain { prev_file: Some(file), ..chain },
             None => Chain::default(),
         };
@@ -429,6 +437,23 @@ impl Sink {
         };
         Ok(segment::first_of(line))
     }
+}
+
+/// The file beside the log, named after it (`audit.log.1`, `audit.log-20261202`), whose last record has
+/// chain `head`.
+fn renamed_while_down(dir: &Path, base: &str, head: &str) -> Option<String> {
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let candidate = name.starts_with(base) && name != base && !name.ends_with(".chain") && !name.ends_with(".gz");
+        if !candidate || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            return None;
+        }
+        let mut file = File::open(entry.path()).ok()?;
+        let len = file.metadata().ok()?.len();
+        let tail = read_tail(&mut file, len).ok()?;
+        let last = tail.strip_suffix(b"\n")?.rsplit(|&b| b == b'\n').next()?;
+        (Chain::after(last)?.head == head).then_some(name)
+    })
 }
 
 /// The last 64 KiB of the file: more than any record.
@@ -1006,7 +1031,7 @@ mod tests {
         write_n(&log, 4, 1).await;
         log.close().await;
         assert_eq!(first_line(&path)["seq"], 5);
-        assert_eq!(first_line(&path)["prev_file"], "audit.log");
+        assert_eq!(first_line(&path)["prev_file"], "audit.log.1");
         assert_eq!(verify(&[&path, &rotated]).unwrap().records, 5);
     }
 
