@@ -256,6 +256,14 @@ def test_every_kind_of_record_is_a_valid_ocsf_event(moto, agent_factory, sts_pro
     errors = schema_errors(records)
     assert not errors, f"{len(errors)} schema errors, first: {errors[:5]}"
 
+    # The OCSF form carries the key id (session.credential_uid), never the secret or the token.
+    handed_out = [answers[k].json() for k in ("allow-sts", "allow-cache")]
+    secrets = [c[field] for c in handed_out for field in ("SecretAccessKey", "Token")]
+    assert all(secrets) and allowed["session"]["credential_uid"] == handed_out[0]["AccessKeyId"]
+    written = open(rotated).read() + open(agent.audit_path).read()
+    assert not [s for s in secrets if s in written], "a secret reached the OCSF audit log"
+    agent.assert_no_secrets(secrets)
+
 
 def test_without_the_chain_each_record_is_an_ocsf_event_as_written(moto, agent_factory):
     analytics = moto.role("analytics")
