@@ -14,23 +14,19 @@ import collections
 import gzip
 import hashlib
 import json
-import os
 import re
 import time
 
 import pytest
 
-from helpers.audit_ship import (NODE, Archive, check_everything_shipped, local_segments, metric, ship_config,
-                                verify)
+from helpers.audit_ship import (NODE, Archive, check_everything_shipped, grant_shipping, local_segments, metric,
+                                ship_config, verify)
 from helpers.net import wait_until
 from helpers.s3_fault_proxy import S3FaultProxy
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUCKET = "audit-archive"
 PREFIX = "emrfs-role-agent/"
 BUCKET_URI = f"s3://{BUCKET}/{PREFIX}"
-# docs/auditing.md's IAM statement names this bucket and prefix; the test's stand in for them.
-DOC_BUCKET_URI = "s3://ops-audit/emrfs-role-agent/"
 
 BACKLOG = "emrfs_role_agent_audit_ship_backlog_bytes"
 LAST_SUCCESS = "emrfs_role_agent_audit_ship_last_success_timestamp_seconds"
@@ -39,20 +35,6 @@ SHIPPED = "emrfs_role_agent_audit_ship_segments_total"
 EXCEEDED = "emrfs_role_agent_audit_ship_backlog_exceeded"
 
 pytestmark = pytest.mark.moto(buckets=[BUCKET])
-
-
-def doc_iam_policy(bucket_uri):
-    """The instance-profile statement docs/auditing.md gives for shipping (the ```json block after the
-    `<!-- ship-iam-policy -->` marker), for `bucket_uri` instead of the doc's example."""
-    with open(os.path.join(REPO, "docs", "auditing.md")) as f:
-        text = f.read()
-    m = re.search(r"<!-- ship-iam-policy -->\s*```json\n(.*?)```", text, re.S)
-    assert m, "docs/auditing.md: no ```json block after <!-- ship-iam-policy -->"
-    doc_bucket, doc_prefix = DOC_BUCKET_URI[5:].split("/", 1)
-    bucket, prefix = bucket_uri[5:].split("/", 1)
-    policy = m.group(1).replace(f"{doc_bucket}/{doc_prefix}", f"{bucket}/{prefix}")
-    assert bucket in policy, "the doc's statement does not name its example bucket"
-    return json.loads(policy)
 
 
 @pytest.fixture
@@ -71,8 +53,7 @@ def archive(moto):
 def shipping_agent(moto, agent_factory, proxy):
     """start(**ship options): an agent mapping the analytics bucket to its role and shipping through the
     proxy; its source user may assume the role and, from the docs' statement, put the audit objects."""
-    moto.client("iam").put_user_policy(UserName=moto.user["name"], PolicyName="audit-shipping",
-                                       PolicyDocument=json.dumps(doc_iam_policy(BUCKET_URI)))
+    grant_shipping(moto, BUCKET_URI)
     analytics = moto.role("analytics")
 
     def start(**ship):

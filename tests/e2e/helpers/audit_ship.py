@@ -8,6 +8,7 @@
     archive.download(directory)       # the objects as files, keeping the cluster_id=/instance_id=/dt= layout
     metric(agent, "emrfs_role_agent_audit_ship_backlog_bytes")
     verify(moto, "s3://audit-archive/emrfs-role-agent/")   # `emrfs-role-agent audit verify` over it
+    grant_shipping(moto, "s3://audit-archive/emrfs-role-agent/")  # the docs' IAM statement for the agent's keys
 
 On a machine that is not an EMR node the agent finds neither /mnt/var/lib/info/job-flow.json nor
 /var/lib/cloud/data/instance-id: every object lands under cluster_id=unknown/instance_id=unknown/.
@@ -23,7 +24,10 @@ import subprocess
 
 from .agent import agent_binary, merge
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 NODE = "cluster_id=unknown/instance_id=unknown/"
+# docs/auditing.md's IAM statement for shipping names this bucket and prefix.
+DOC_BUCKET_URI = "s3://ops-audit/emrfs-role-agent/"
 ZERO_CHAIN = "0" * 64
 SEGMENT_NAME = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z)-(\d+)\.jsonl$")
 _KEY = re.compile(
@@ -40,6 +44,25 @@ def ship_config(endpoint, bucket_uri, interval="1s", max_segment="4KiB", max_bac
     return {"audit": merge({"durability": "sync", "ship": {
         "bucket": bucket_uri, "endpoint_url": endpoint, "interval": interval, "max_segment": max_segment,
         "max_backlog": max_backlog}}, audit)}
+
+
+def doc_iam_policy(bucket_uri):
+    """The instance-profile statement docs/auditing.md gives for shipping (the ```json block after the
+    `<!-- ship-iam-policy -->` marker), for `bucket_uri` instead of the doc's example."""
+    with open(os.path.join(REPO, "docs", "auditing.md")) as f:
+        text = f.read()
+    m = re.search(r"<!-- ship-iam-policy -->\s*```json\n(.*?)```", text, re.S)
+    assert m, "docs/auditing.md: no ```json block after <!-- ship-iam-policy -->"
+    doc = DOC_BUCKET_URI[len("s3://"):]
+    assert doc in m.group(1), f"the doc's statement does not name its example {DOC_BUCKET_URI}"
+    return json.loads(m.group(1).replace(doc, bucket_uri[len("s3://"):]))
+
+
+def grant_shipping(world, bucket_uri):
+    """Gives the agent's source user (its "instance profile") the docs' statement for shipping to
+    `bucket_uri`, and nothing else on S3: with moto's IAM enforcement on, a shipper that needs more fails."""
+    world.client("iam").put_user_policy(UserName=world.user["name"], PolicyName="audit-shipping",
+                                        PolicyDocument=json.dumps(doc_iam_policy(bucket_uri)))
 
 
 def segments_dir(agent):
