@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from helpers.audit_ship import (NODE, Archive, check_everything_shipped, grant_shipping, local_segments, metric,
-                                ship_config, verify)
+from helpers.audit_ship import (DIGEST_KEYS, NODE, Archive, check_everything_shipped, grant_shipping,
+                                local_segments, metric, ship_config, verify)
 from helpers.net import wait_until
 from helpers.s3_fault_proxy import S3FaultProxy
 
@@ -101,12 +101,14 @@ def test_segments_and_digests_land_under_the_node_partition_and_leave_the_disk(s
     segments = archive.segments()
     assert len(segments) >= 4, segments  # three or more during the run, the last at SIGTERM
     for seg in segments:
+        # The digest's full shape (its values are checked against the segment in Archive.segments).
+        assert set(seg.digest) == DIGEST_KEYS, (seg.key, sorted(set(seg.digest) ^ DIGEST_KEYS))
         assert seg.node == NODE, seg.key
         assert seg.key.startswith(f"{PREFIX}{NODE}dt={seg.dt}/"), seg.key
         # Closed at max_segment (4 KiB): a segment ends with the record that reached it.
         assert len("\n".join(seg.lines[:-1])) < 4096, (seg.key, len(seg.data))
     records = archive.records(segments)
-    check_everything_shipped(records, ids)
+    check_everything_shipped(records, ids, agent=agent)
     # The records left the node: the live file holds none of them.
     assert not agent.audit_records(), agent.audit_records()[:2]
     # Each object once, its digest after it: a digest never names an object S3 does not have yet.
@@ -137,7 +139,7 @@ def test_an_outage_keeps_segments_on_disk_and_shipping_resumes_by_itself(shippin
     shipped_names = {key.rsplit("/", 1)[1] for key in archive.segment_keys()}
     assert {name + ".gz" for name in waiting} <= shipped_names, (waiting, shipped_names)
     assert agent.stop() == 0
-    check_everything_shipped(archive.records(), ids)
+    check_everything_shipped(archive.records(), ids, agent=agent)
     assert all(n == 1 for n in put_counts(proxy).values()), put_counts(proxy)
 
 
@@ -153,7 +155,7 @@ def test_slow_s3_still_ships_and_credentials_do_not_wait_for_it(shipping_agent, 
     wait_until(lambda: metric(agent, SHIPPED) >= 2, 60, "segments shipped through slow S3")
     assert agent.stop() == 0
     assert not local_segments(agent)
-    check_everything_shipped(archive.records(), ids)
+    check_everything_shipped(archive.records(), ids, agent=agent)
 
 
 def test_restart_mid_backlog_ships_everything_exactly_once(shipping_agent, agent_factory, moto, proxy, archive):
@@ -174,7 +176,7 @@ def test_restart_mid_backlog_ships_everything_exactly_once(shipping_agent, agent
     shipped_names = {key.rsplit("/", 1)[1] for key in archive.segment_keys()}
     assert {name + ".gz" for name in left} <= shipped_names, (left, shipped_names)
     records = archive.records()  # seq 1, 2, … across both runs, each once
-    check_everything_shipped(records, ids)
+    check_everything_shipped(records, ids, agent=again)
     assert [r["event"] for r in records].count("start") == 2
     assert all(n == 1 for n in put_counts(proxy).values()), put_counts(proxy)
 
@@ -206,7 +208,7 @@ def test_sigkill_during_an_upload_loses_nothing_and_duplicates_nothing(shipping_
     wait_until(lambda: all_shipped(again), 60, "the interrupted segment shipped")
     assert again.stop() == 0
     records = archive.records()
-    check_everything_shipped(records, ids)
+    check_everything_shipped(records, ids, agent=again)
     if landed:
         assert archive.get(key) == landed_bytes  # deterministic: the same object, not a second one
     # Each key S3 confirmed once, except the one whose answer the killed agent never got.
@@ -226,7 +228,7 @@ def test_sigterm_ships_the_open_segment_before_exit(shipping_agent, moto, proxy,
     assert not local_segments(agent)
     segments = archive.segments()
     assert len(segments) == 1, segments
-    check_everything_shipped(archive.records(segments), ids)
+    check_everything_shipped(archive.records(segments), ids, agent=agent)
 
 
 def test_backlog_beyond_max_backlog_alerts_and_drops_nothing(shipping_agent, moto, proxy, archive):
@@ -250,7 +252,7 @@ def test_backlog_beyond_max_backlog_alerts_and_drops_nothing(shipping_agent, mot
     wait_until(lambda: all_shipped(agent), 60, "the backlog shipped")
     wait_until(lambda: metric(agent, EXCEEDED) == 0, 30, "backlog_exceeded back to 0")
     assert agent.stop() == 0
-    check_everything_shipped(archive.records(), ids)
+    check_everything_shipped(archive.records(), ids, agent=agent)
 
 
 def test_audit_verify_checks_what_was_shipped_and_names_a_tampered_or_missing_object(shipping_agent, moto, proxy,
@@ -261,7 +263,7 @@ def test_audit_verify_checks_what_was_shipped_and_names_a_tampered_or_missing_ob
     assert agent.stop() == 0
     segments = archive.segments()
     records = archive.records(segments)
-    check_everything_shipped(records, ids)
+    check_everything_shipped(records, ids, agent=agent)
 
     r = verify(moto, archive.uri)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -278,7 +280,7 @@ def test_audit_verify_checks_what_was_shipped_and_names_a_tampered_or_missing_ob
     archive.put(victim.key, gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
     r = verify(moto, archive.uri)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert re.search(rf"^BROKEN s3://{BUCKET}/{re.escape(victim.key)}:\d+: ", r.stdout, re.M), r.stdout
+    assert re.search(rf"BROKEN s3://{BUCKET}/{re.escape(victim.key)}(:\d+)?: ", r.stdout, re.M), r.stdout
 
     # The digest rewritten to match: the chain still names the line.
     digest_key = victim.key[: -len(".jsonl.gz")] + ".digest.json"
@@ -296,7 +298,8 @@ def test_audit_verify_checks_what_was_shipped_and_names_a_tampered_or_missing_ob
     archive.delete(victim.key)
     r = verify(moto, archive.uri)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert re.search(rf"^BROKEN s3://{BUCKET}/{re.escape(victim.key)}(:\d+)?: missing segment", r.stdout, re.M), \
+    stem = re.escape(victim.key[: -len(".jsonl.gz")])
+    assert re.search(rf"BROKEN s3://{BUCKET}/{stem}\.(jsonl\.gz|digest\.json)(:\d+)?: missing segment", r.stdout, re.M), \
         r.stdout
 
     # And with its digest gone too: the gap shows at the segment after it.
@@ -304,5 +307,6 @@ def test_audit_verify_checks_what_was_shipped_and_names_a_tampered_or_missing_ob
     after = segments[len(segments) // 2 + 1]
     r = verify(moto, archive.uri)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert re.search(rf"^BROKEN s3://{BUCKET}/{re.escape(after.key)}:1: (missing file|removed)", r.stdout, re.M), \
-        r.stdout
+    assert re.search(rf"BROKEN s3://{BUCKET}/{re.escape(after.key)}:1: (missing segment|missing file|removed): ",
+                     r.stdout, re.M), r.stdout
+    assert victim.name in r.stdout, r.stdout  # and says which segment is gone
