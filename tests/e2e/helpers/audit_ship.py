@@ -236,7 +236,10 @@ def check_everything_shipped(records, request_ids, stopped=True, agent=None):
     """The shipped records hold every credentials request answered (by X-Request-Id) and, once the agent
     stopped cleanly, end with its `stop` record: nothing the agent wrote is missing. With `agent`, a
     failure says what it left on disk."""
-    where = f"; left on disk: {left_on_disk(agent)}" if agent is not None else ""
+    where = ""
+    if agent is not None:
+        log = "\n".join(agent.stderr_text().splitlines()[-15:])
+        where = f"; left on disk: {left_on_disk(agent)}; the agent's log ends:\n{log}"
     recorded = {r.get("request_id") for r in records if r["event"] == "credentials"}
     missing = [rid for rid in request_ids if rid not in recorded]
     assert not missing, f"{len(missing)} answered request(s) not shipped, e.g. {missing[:3]}{where}"
