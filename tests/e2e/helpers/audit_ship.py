@@ -14,7 +14,6 @@ On a machine that is not an EMR node the agent finds neither /mnt/var/lib/info/j
 /var/lib/cloud/data/instance-id: every object lands under cluster_id=unknown/instance_id=unknown/.
 """
 
-import datetime
 import gzip
 import hashlib
 import json
@@ -29,7 +28,6 @@ NODE = "cluster_id=unknown/instance_id=unknown/"
 # docs/auditing.md's IAM statement for shipping names this bucket and prefix.
 DOC_BUCKET_URI = "s3://ops-audit/emrfs-role-agent/"
 ZERO_CHAIN = "0" * 64
-SEGMENT_NAME = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z)-(\d+)\.jsonl$")
 _KEY = re.compile(
     r"^(?P<node>cluster_id=(?P<cluster>[^/]+)/instance_id=(?P<instance>[^/]+)/)dt=(?P<dt>\d{4}-\d\d-\d\d)/"
     r"(?P<name>(?P<time>\d{8}T\d{6}\.\d{3}Z)-(?P<seq>\d+)\.jsonl)\.gz$"
@@ -265,7 +263,3 @@ def verify(world, *targets, endpoint=None, timeout=120):
     """`emrfs-role-agent audit verify TARGET...`; the CompletedProcess."""
     return subprocess.run([agent_binary(), "audit", "verify", *targets], capture_output=True, text=True,
                           env=s3_env(world, endpoint), timeout=timeout)
-
-
-def today():
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
