@@ -61,6 +61,12 @@ Optional:
   --s3-via-s3a              serve s3:// with S3A instead of EMRFS (what EMR 7.10 and later do by
                             default), so that prefix rules hold per request for s3:// too; for
                             EMR 6.9-7.9 (Hadoop 3.3.x); see docs/emrfs.md for the trade-offs
+  --audit-bucket S3_URI     ship the audit log to S3 (s3://bucket/prefix/): writes [audit.ship] bucket =
+                            "S3_URI" into the installed config (replacing a bucket the config names),
+                            and leaves out the logrotate rule and timer (removing them from a node that
+                            has them): rotation would move records away from the shipper, whose
+                            segments leave the disk once shipped (docs/auditing.md, "Shipping to S3").
+                            The instance profile needs s3:PutObject on the prefix
   --security-configuration S3_URI
                             the cluster's EMR security configuration (the JSON given to create-security-
                             configuration, or describe-security-configuration output): `check` refuses
@@ -117,6 +123,7 @@ SYSTEMD_VERSION=""
 FAIL_AT=""
 PAUSE_AT=""
 SECURITY_CONFIGURATION_URI=""
+AUDIT_BUCKET=""
 RULESETS=()
 PROCESSES=""
 STEPS=(staged checked installed started ready)
@@ -144,6 +151,7 @@ while (($#)); do
         --fail-at) need "$@"; FAIL_AT=$2; shift 2 ;;
         --pause-at) need "$@"; PAUSE_AT=$2; shift 2 ;;
         --security-configuration) need "$@"; SECURITY_CONFIGURATION_URI=$2; shift 2 ;;
+        --audit-bucket) need "$@"; AUDIT_BUCKET=$2; shift 2 ;;
         --ruleset) need "$@"; RULESETS+=("$2"); shift 2 ;;
         --processes) need "$@"; PROCESSES=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
@@ -164,6 +172,11 @@ if [[ -n $MAPPINGS_REFRESH ]]; then
     [[ -n $MAPPINGS_URI ]] || die "--mappings-refresh needs --mappings"
     [[ $MAPPINGS_REFRESH =~ ^([0-9]+[[:space:]]*[a-z]*[[:space:]]*)+$ ]] \
         || die "--mappings-refresh: not a time span: $MAPPINGS_REFRESH"
+fi
+# Written into the config as a TOML basic string: no quote, backslash or control character in it.
+if [[ -n $AUDIT_BUCKET ]]; then
+    [[ $AUDIT_BUCKET =~ ^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$ && $AUDIT_BUCKET != *[\"\\[:cntrl:][:space:]]* ]] \
+        || die "--audit-bucket: not an s3://bucket/prefix/ URI: $AUDIT_BUCKET"
 fi
 for hook in "--fail-at:$FAIL_AT" "--pause-at:$PAUSE_AT"; do
     [[ -z ${hook#*:} || " ${STEPS[*]} " == *" ${hook#*:} "* ]] \
@@ -359,7 +372,7 @@ rollback() {
         sys systemctl daemon-reload || true
     fi
     # Units that were there before: as they were.
-    for unit in "$IMDS_SOCKET" "$IMDS_REDIRECT" "$SYNC_TIMER"; do
+    for unit in "$IMDS_SOCKET" "$IMDS_REDIRECT" "$SYNC_TIMER" "$ROTATE_TIMER"; do
         [[ -e $R$UNIT_DIR/$unit ]] || continue
         if did systemctl disable "$unit"; then sys systemctl enable "$unit" || true; fi
     done
@@ -385,9 +398,11 @@ rollback() {
             sys systemctl stop "$UNIT" || true
         fi
     fi
-    if [[ -e $R$UNIT_DIR/$SYNC_TIMER ]] && did systemctl stop "$SYNC_TIMER"; then
-        sys systemctl start "$SYNC_TIMER" || true
-    fi
+    for unit in "$SYNC_TIMER" "$ROTATE_TIMER"; do
+        if [[ -e $R$UNIT_DIR/$unit ]] && did systemctl stop "$unit"; then
+            sys systemctl start "$unit" || true
+        fi
+    done
     # The user and group, when this run created them.
     if did useradd --system --gid "$PROG" --no-create-home --home-dir "/var/lib/$PROG" --shell /sbin/nologin \
         --comment "emrfs-role-agent credential agent" "$PROG" \
@@ -447,6 +462,44 @@ fi
 STAGE=$WORK/stage
 mkdir "$STAGE"
 s3_copy "$CONFIG_URI" "$STAGE/config.toml"
+# --audit-bucket: [audit.ship] bucket in the staged config, checked with the rest of it below.
+# ship_table CONFIG: the line of its [audit.ship] header, or nothing.
+ship_table() {
+    grep -nE '^[[:space:]]*\[[[:space:]]*audit[[:space:]]*\.[[:space:]]*ship[[:space:]]*\][[:space:]]*(#.*)?$' "$1" \
+        | head -n1 | cut -d: -f1
+}
+if [[ -n $AUDIT_BUCKET ]]; then
+    # (Dotted keys or an inline table would clash with the table written here.)
+    if grep -qE '^[[:space:]]*(audit[[:space:]]*\.[[:space:]]*)?ship[[:space:]]*[.=]' "$STAGE/config.toml"; then
+        die "--audit-bucket: $CONFIG_URI sets audit.ship as dotted keys or an inline table; write it as an" \
+            "[audit.ship] table (or set its bucket there and leave out --audit-bucket)"
+    fi
+    if [[ -n $(ship_table "$STAGE/config.toml") ]]; then
+        # Its bucket line (if any) gives way to the one from the command line, right under the header.
+        awk -v bucket="bucket = \"$AUDIT_BUCKET\"" '
+            /^[[:space:]]*\[/ { in_ship = 0 }
+            /^[[:space:]]*\[[[:space:]]*audit[[:space:]]*\.[[:space:]]*ship[[:space:]]*\]/ && !done {
+                print; print bucket; in_ship = 1; done = 1; next
+            }
+            in_ship && /^[[:space:]]*bucket[[:space:]]*=/ { replaced = 1; next }
+            { print }
+            END { if (replaced) print "emrfs-role-agent bootstrap: --audit-bucket replaces the config'"'"'s [audit.ship] bucket" > "/dev/stderr" }
+        ' "$STAGE/config.toml" >"$STAGE/config.toml.new"
+    else
+        {
+            cat "$STAGE/config.toml"
+            printf '\n[audit.ship]\n# Written by the emrfs-role-agent bootstrap action (--audit-bucket).\nbucket = "%s"\n' "$AUDIT_BUCKET"
+        } >"$STAGE/config.toml.new"
+    fi
+    mv -f "$STAGE/config.toml.new" "$STAGE/config.toml"
+fi
+# Shipping is on when [audit.ship] names a bucket (from --audit-bucket or the config itself).
+SHIPPING=0
+if ship_line=$(ship_table "$STAGE/config.toml") && [[ -n $ship_line ]] \
+    && tail -n "+$((ship_line + 1))" "$STAGE/config.toml" | sed -n '/^[[:space:]]*\[/q;p' \
+    | grep -qE "^[[:space:]]*bucket[[:space:]]*=[[:space:]]*(\"[^\"]+\"|'[^']+')"; then
+    SHIPPING=1
+fi
 if [[ -n $MAPPINGS_URI ]]; then
     s3_copy "$MAPPINGS_URI" "$STAGE/mappings"
 fi
@@ -497,6 +550,7 @@ run_check() {
         if grep -q '^refused:' <<<"$out"; then
             die "something on this node would fight the agent as configured (the refused: lines above); nothing was changed"
         fi
+        [[ -z $AUDIT_BUCKET ]] || log "(the config as checked has [audit.ship] bucket = \"$AUDIT_BUCKET\" from --audit-bucket)"
         die "the configuration is invalid; nothing was changed"
     fi
     [[ -n $SECURITY_CONFIGURATION_URI ]] \
@@ -694,7 +748,17 @@ else
 fi
 # The audit log's directory (the main unit's LogsDirectory= would create it too).
 ensure_dir "/var/log/$PROG" 0750 "$PROG:$PROG"
-if [[ -f $REL/config/logrotate ]]; then
+if ((SHIPPING)); then
+    # Rotation would rename records away from the shipper; its segments leave the disk once shipped instead.
+    log "audit shipping to S3: on; no logrotate rule for the audit log (segments leave the disk once shipped)"
+    if [[ -e $R$UNIT_DIR/$ROTATE_TIMER ]]; then
+        sys systemctl stop "$ROTATE_TIMER"
+        sys systemctl disable "$ROTATE_TIMER"
+    fi
+    remove "/etc/logrotate.d/$PROG"
+    remove "$UNIT_DIR/$ROTATE_TIMER"
+    remove "$UNIT_DIR/$ROTATE_SERVICE"
+elif [[ -f $REL/config/logrotate ]]; then
     put "$REL/config/logrotate" /etc/logrotate.d/$PROG 0644 root:root
     # Rotation by size every few minutes: the audit log's disk budget holds whatever the traffic.
     put "$REL/systemd/$ROTATE_SERVICE" "$UNIT_DIR/$ROTATE_SERVICE" 0644 root:root

@@ -10,7 +10,8 @@
 # The unit tests alone: mvn -f clients/pom.xml test (about a minute on a warm cache).
 #
 # With --spark-venv it also makes sure a virtualenv with pyspark 3.5.9 (from PyPI, pinned by sha256) exists, for
-# the Spark end-to-end test, and prints its python as the last line instead.
+# the Spark end-to-end tests, and prints its python as the last line instead. --spark-venv-only does only that
+# (no JDK build, no Maven): for Spark SQL over local files, which needs none of the jars.
 #
 # Environment:
 #   EMRFS_SPARK_VENV           pyspark venv     [$HOME/.cache/emrfs-role-agent/spark-venv]
@@ -33,7 +34,8 @@ want_spark=0
 case ${1:-} in
   "") ;;
   --spark-venv) want_spark=1 ;;
-  *) echo "usage: $0 [--spark-venv]" >&2; exit 2 ;;
+  --spark-venv-only) want_spark=2 ;;
+  *) echo "usage: $0 [--spark-venv | --spark-venv-only]" >&2; exit 2 ;;
 esac
 spark_venv=${EMRFS_SPARK_VENV:-$HOME/.cache/emrfs-role-agent/spark-venv}
 cache=${EMRFS_JARS_CACHE:-$HOME/.cache/emrfs-role-agent/jars}
@@ -41,6 +43,37 @@ build=${EMRFS_PROVIDER_BUILD_DIR:-${CARGO_TARGET_DIR:-$repo/target}/java}
 mvn_bin=${MVN:-mvn}
 
 log() { echo "build-emrfs-provider: $*" >&2; }
+
+# The pyspark virtualenv, made once; prints its python.
+spark_venv_python() {
+  spark_version=3.5.9
+  spark_archive=pyspark-$spark_version.tar.gz
+  spark_sha256=ea27adc39ddac9413b8951e45aa748cbed6c785971b81386efc41938f6243d93
+  venv_stamp="$spark_venv/.built-from-$spark_sha256"
+  if [[ ! -f $venv_stamp ]] || ! "$spark_venv/bin/python" -c 'import pyspark' 2>/dev/null; then
+    mkdir -p "$cache/archives"
+    if [[ ! -s "$cache/archives/$spark_archive" ]]; then
+      log "downloading pyspark==$spark_version (once, about 320 MB; cached in $cache/archives)"
+      reqfile=$(mktemp)
+      echo "pyspark==$spark_version --hash=sha256:$spark_sha256" >"$reqfile"
+      python3 -m pip download --quiet --no-deps --require-hashes -r "$reqfile" -d "$cache/archives" >&2 ||
+        { rm -f "$reqfile"; log "pip download of pyspark==$spark_version failed"; exit 1; }
+      rm -f "$reqfile"
+    fi
+    echo "$spark_sha256  $cache/archives/$spark_archive" | sha256sum --check --quiet - >&2
+    log "building the pyspark virtualenv $spark_venv (once)"
+    rm -rf "$spark_venv"
+    python3 -m venv "$spark_venv"
+    "$spark_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --no-deps \
+      "$cache/archives/$spark_archive" "py4j==0.10.9.7" >&2
+    touch "$venv_stamp"
+  fi
+  echo "$spark_venv/bin/python"
+}
+if ((want_spark == 2)); then
+  spark_venv_python
+  exit 0
+fi
 
 for tool in javac "$mvn_bin"; do
   if ! command -v "$tool" >/dev/null 2>&1; then
@@ -114,29 +147,7 @@ fi
 log "jars: $build/emrfs-role-agent-provider.jar $build/emrfs-role-agent-hooks.jar"
 
 if ((want_spark)); then
-  spark_version=3.5.9
-  spark_archive=pyspark-$spark_version.tar.gz
-  spark_sha256=ea27adc39ddac9413b8951e45aa748cbed6c785971b81386efc41938f6243d93
-  venv_stamp="$spark_venv/.built-from-$spark_sha256"
-  if [[ ! -f $venv_stamp ]] || ! "$spark_venv/bin/python" -c 'import pyspark' 2>/dev/null; then
-    mkdir -p "$cache/archives"
-    if [[ ! -s "$cache/archives/$spark_archive" ]]; then
-      log "downloading pyspark==$spark_version (once, about 320 MB; cached in $cache/archives)"
-      reqfile=$(mktemp)
-      echo "pyspark==$spark_version --hash=sha256:$spark_sha256" >"$reqfile"
-      python3 -m pip download --quiet --no-deps --require-hashes -r "$reqfile" -d "$cache/archives" >&2 ||
-        { rm -f "$reqfile"; log "pip download of pyspark==$spark_version failed"; exit 1; }
-      rm -f "$reqfile"
-    fi
-    echo "$spark_sha256  $cache/archives/$spark_archive" | sha256sum --check --quiet - >&2
-    log "building the pyspark virtualenv $spark_venv (once)"
-    rm -rf "$spark_venv"
-    python3 -m venv "$spark_venv"
-    "$spark_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --no-deps \
-      "$cache/archives/$spark_archive" "py4j==0.10.9.7" >&2
-    touch "$venv_stamp"
-  fi
-  echo "$spark_venv/bin/python"
+  spark_venv_python
 else
   echo "$build"
 fi

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -431,6 +432,9 @@ def test_wrong_sha256_installs_nothing(node):
         (["--release", "s3://b/x", "--config", "s3://b/c", "--port", "99999"], "not a port"),
         (["--release", "s3://b/x", "--config", "s3://b/c", "--mappings-refresh", "5min"], "needs --mappings"),
         (["--release", "s3://b/x", "--config", "s3://b/c", "--bogus"], "unknown argument"),
+        (["--release", "s3://b/x", "--config", "s3://b/c", "--audit-bucket", "ops-audit"], "not an s3://bucket/prefix/"),
+        (["--release", "s3://b/x", "--config", "s3://b/c", "--audit-bucket", 's3://ops-audit/a"b/'],
+         "not an s3://bucket/prefix/"),
     ],
 )
 def test_bad_arguments_are_refused(tmp_path, args, message):
@@ -712,6 +716,130 @@ def test_an_invalid_imds_config_fails_the_bootstrap(imds_node):
     assert r.returncode != 0
     assert "imds.listen" in r.stderr and "the configuration is invalid" in r.stderr, r.stderr
     assert not node.path(IMDS_REDIRECT).exists()
+
+
+# ---- shipping the audit log to S3 (--audit-bucket, SPEC §7.3) ----------------------------------
+
+AUDIT_BUCKET = "s3://ops-audit/emrfs-role-agent/"
+LOGROTATE_FILES = (f"/etc/logrotate.d/{PROG}", f"/etc/systemd/system/{PROG}-logrotate.timer",
+                   f"/etc/systemd/system/{PROG}-logrotate.service")
+
+
+def installed_config(node):
+    return node.path("/etc/emrfs-role-agent/config.toml").read_text()
+
+
+def test_audit_bucket_writes_the_ship_table_and_leaves_out_logrotate(node):
+    r = node.install("--audit-bucket", AUDIT_BUCKET)
+    text = installed_config(node)
+    config = tomllib.loads(text)
+    assert config["audit"]["ship"] == {"bucket": AUDIT_BUCKET}
+    # Everything else as the operator wrote it.
+    assert text.startswith(CONFIG)
+    del config["audit"]
+    assert config == tomllib.loads(CONFIG)
+    for p in LOGROTATE_FILES:
+        assert not node.path(p).exists(), p
+    assert not [a for a in node.runs()[-1] if "logrotate" in a], node.runs()[-1]
+    assert "audit shipping to S3: on" in r.stderr
+    # Idempotent: the same run again changes nothing and reloads nothing.
+    files = node.files()
+    node.install("--audit-bucket", AUDIT_BUCKET)
+    assert node.files() == files
+    assert not [a for a in node.runs()[-1] if re.match(r"systemctl (restart|reload) ", a)], node.runs()[-1]
+
+
+def test_audit_bucket_on_a_node_with_logrotate_removes_it_and_without_it_puts_it_back(node):
+    node.install()
+    for p in LOGROTATE_FILES:
+        assert node.path(p).is_file(), p
+    node.install("--audit-bucket", AUDIT_BUCKET)
+    run = node.runs()[-1]
+    timer = f"{PROG}-logrotate.timer"
+    assert run.index(f"systemctl stop {timer}") < run.index(f"systemctl disable {timer}"), run
+    for p in LOGROTATE_FILES:
+        assert not node.path(p).exists(), p
+    assert "systemctl daemon-reload" in run and f"systemctl reload {PROG}.service" in run, run
+    assert tomllib.loads(installed_config(node))["audit"]["ship"]["bucket"] == AUDIT_BUCKET
+    # The config it replaced is kept, as for any config change.
+    assert node.path("/etc/emrfs-role-agent/config.toml.previous").read_text() == CONFIG
+
+    node.install()
+    assert installed_config(node) == CONFIG
+    for p in LOGROTATE_FILES:
+        assert node.path(p).is_file(), p
+    assert f"systemctl start {timer}" in node.runs()[-1]
+
+
+def test_audit_bucket_goes_into_the_configs_own_ship_table(tmp_path):
+    config = CONFIG.replace('[server]\n', '[audit.ship]\nbucket = "s3://old-bucket/"\ninterval = "1m"\n\n[server]\n')
+    assert config != CONFIG
+    n = Node(tmp_path, config=config)
+    try:
+        r = n.install("--audit-bucket", AUDIT_BUCKET)
+        text = installed_config(n)
+        assert text.count("bucket =") == 1, text
+        assert tomllib.loads(text)["audit"]["ship"] == {"bucket": AUDIT_BUCKET, "interval": "1m"}
+        assert "replaces the config's [audit.ship] bucket" in r.stderr
+    finally:
+        n.stop_waiters()
+
+
+def test_a_config_that_ships_by_itself_gets_no_logrotate_either(tmp_path):
+    n = Node(tmp_path, config=CONFIG + f'\n[audit.ship]\nbucket = "{AUDIT_BUCKET}"\n')
+    try:
+        n.install()
+        for p in LOGROTATE_FILES:
+            assert not n.path(p).exists(), p
+    finally:
+        n.stop_waiters()
+
+
+@pytest.mark.parametrize("fragment", ['[audit]\nship = { bucket = "s3://old-bucket/" }\n',
+                                      '[audit]\nship.interval = "1m"\n'], ids=["inline-table", "dotted-keys"])
+def test_audit_bucket_refuses_a_ship_table_it_cannot_extend(tmp_path, fragment):
+    n = Node(tmp_path, config=CONFIG + "\n" + fragment)
+    try:
+        r = n.install("--audit-bucket", AUDIT_BUCKET, check=False)
+        assert r.returncode != 0
+        assert "--audit-bucket" in r.stderr and "dotted keys or an inline table" in r.stderr
+        assert not n.path("/etc/emrfs-role-agent").exists()
+    finally:
+        n.stop_waiters()
+
+
+def test_audit_bucket_rollback_puts_logrotate_back(node):
+    node.install()
+    before = node.files()
+    r = node.install("--audit-bucket", AUDIT_BUCKET, "--fail-at", "installed", check=False)
+    assert r.returncode != 0
+    assert node.files() == before
+    run = node.runs()[-1]
+    undo = run[run.index("# rollback") + 1:]
+    timer = f"{PROG}-logrotate.timer"
+    assert f"systemctl enable {timer}" in undo and f"systemctl start {timer}" in undo, undo
+
+
+def test_audit_bucket_config_passes_the_agents_check(tmp_path):
+    """The real binary checks the config the bootstrap wrote (a binary without [audit.ship] refuses it)."""
+    n = Node(tmp_path, config=IMDS_OFF_CONFIG, real_binary=True)
+    try:
+        r = n.install("--audit-bucket", AUDIT_BUCKET, mappings=False, check=False)
+        assert r.returncode == 0, r.stderr
+        assert tomllib.loads(installed_config(n))["audit"]["ship"]["bucket"] == AUDIT_BUCKET
+        # The table as assembled is what the agent checks: a bad value beside the bucket fails the run
+        # before anything changes.
+        bad = IMDS_OFF_CONFIG.replace("[imds]", '[audit.ship]\ninterval = "soon"\n\n[imds]')
+        other = Node(tmp_path / "bad", config=bad, real_binary=True)
+        try:
+            r = other.install("--audit-bucket", AUDIT_BUCKET, mappings=False, check=False)
+            assert r.returncode != 0 and "the configuration is invalid" in r.stderr, r.stderr
+            assert "audit.ship.interval" in r.stderr and "--audit-bucket" in r.stderr, r.stderr
+            assert not other.path("/etc/emrfs-role-agent").exists()
+        finally:
+            other.stop_waiters()
+    finally:
+        n.stop_waiters()
 
 
 # ---- the API socket (SPEC §8) ------------------------------------------------------------------

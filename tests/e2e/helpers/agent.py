@@ -104,6 +104,8 @@ class Agent:
         self.dir = directory
         self.config = config
         self.token = token
+        self.env = env
+        self.args = tuple(args)
         self.config_path = os.path.join(directory, "config.toml")
         self.token_path = config["server"]["token_file"]
         self.audit_path = config["audit"]["path"]
@@ -179,6 +181,13 @@ class Agent:
     def send_signal(self, sig):
         self.process.send_signal(sig)
 
+    def kill(self):
+        """SIGKILL, as a crash or the OOM killer would end it; waits for it to be gone."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        return self.stop()
+
     def stop(self, timeout=20):
         """SIGTERM, wait; SIGKILL if it does not exit in time. Returns the exit code."""
         if self.process.poll() is None:
@@ -237,6 +246,7 @@ class AgentFactory:
     keys in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (source_env=False: no source credentials).
     listen_socket=<a listening socket, or a list of them>: hands it (them, in order) to the agent as systemd's
     socket activation does; the first one is the API's unless the config says otherwise.
+    restart(agent): the same agent started again (same directory, config, token and environment).
     wrap=[argv prefix]: runs the agent under it, e.g. `ip netns exec NS` (it must exec what follows, so that
     signals reach the agent); readiness is then polled from the calling thread, which must be able to reach
     the agent's address (see helpers/netns.py), or pass wait_ready=False.
@@ -303,6 +313,17 @@ class AgentFactory:
         return agent
 
     __call__ = start
+
+    def restart(self, agent, wait_ready=True, ready_timeout=30):
+        """`serve` again in `agent`'s directory, with its config, token, environment and arguments (what
+        a restart by systemd does); `agent` must have ended. Returns the new Agent."""
+        assert agent.process.poll() is not None, "the agent is still running: stop or kill it first"
+        again = Agent(agent.dir, agent.config, agent.token, agent.env, agent.args)
+        again.uid = agent.uid
+        self.agents.append(again)
+        if wait_ready:
+            again.wait_ready(ready_timeout)
+        return again
 
     def stop_all(self):
         for agent in self.agents:

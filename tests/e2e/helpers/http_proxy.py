@@ -30,6 +30,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def read_body(self):
+        """This request's body, and whether it came chunked (Transfer-Encoding: chunked, decoded here)."""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return data, True
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0)), False
+
     def forward(self, upstream, body, headers, timeout=60):
         """Sends this request's method and path, with `body` and `headers`, to `upstream` (a urlsplit result)."""
         conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=timeout)

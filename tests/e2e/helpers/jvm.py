@@ -5,6 +5,7 @@
     jvm.write_site(conf_dir, jvm.s3a_site(s3_endpoint, agent, jvm.SDK_V2_SETTINGS))   # core-site.xml
     out = jvm.run(cp, "io.emrfsroleagent.e2e.S3aSession", [...], env_extra={...})
     python = jvm.spark_python(); cp = jvm.spark_classpath(build)   # a pyspark job's interpreter and jars
+    python = jvm.pyspark_python()            # pyspark alone (Spark SQL over local files: no jars, no Maven)
     cp = jvm.global_classpath(build, "jvm-global")  # with emrfs-role-agent-hooks.jar: every S3 client per request
 
 Runtimes are the modules of tests/java/runtimes/pom.xml (real Hadoop and AWS SDK artefacts).
@@ -102,6 +103,14 @@ def run(cp, main, args, env_extra=None, timeout=300):
 def spark_python():
     """The python of the pyspark virtualenv (scripts/build-emrfs-provider.sh --spark-venv makes it once)."""
     out = subprocess.run([os.path.join(REPO, "scripts", "build-emrfs-provider.sh"), "--spark-venv"],
+                         capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, f"pyspark virtualenv: {out.stderr[-4000:]}"
+    return out.stdout.strip().splitlines()[-1]
+
+
+def pyspark_python():
+    """The python of the pyspark virtualenv, without building the clients (build-emrfs-provider.sh --spark-venv-only)."""
+    out = subprocess.run([os.path.join(REPO, "scripts", "build-emrfs-provider.sh"), "--spark-venv-only"],
                          capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, f"pyspark virtualenv: {out.stderr[-4000:]}"
     return out.stdout.strip().splitlines()[-1]

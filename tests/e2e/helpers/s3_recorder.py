@@ -63,21 +63,8 @@ class S3Recorder:
         recorder = self
 
         class Handler(http_proxy.Handler):
-            def _body(self):
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    data = b""
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                        if size == 0:
-                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                                pass
-                            return data, True
-                        data += self.rfile.read(size)
-                        self.rfile.readline()
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0)), False
-
             def _forward(self):
-                body, dechunked = self._body()
+                body, dechunked = self.read_body()
                 url = urllib.parse.urlsplit(self.path)
                 parts = url.path.lstrip("/").split("/", 1)
                 query = {k: v[0] if v else "" for k, v in
