@@ -131,14 +131,13 @@ impl Running {
         app.audit.close().await;
         if let Some((shipper, task)) = self.shipper {
             // The writer closed the open segment: ship what is here, within the stop timeout.
-            task.abort();
-            match tokio::time::timeout(SHIP_AT_STOP, shipper.ship_waiting()).await {
-                Ok(Ok(())) => tracing::info!("audit segments shipped"),
-                Ok(Err(())) => tracing::warn!("audit segments left on disk; they are shipped after the next start"),
-                Err(_) => tracing::warn!(
-                    "shipping audit segments took longer than {}s; the rest are shipped after the next start",
+            if shipper.stop(task, SHIP_AT_STOP).await {
+                tracing::info!("audit segments shipped");
+            } else {
+                tracing::warn!(
+                    "audit segments left on disk (not shipped within {}s); they are shipped after the next start",
                     SHIP_AT_STOP.as_secs()
-                ),
+                );
             }
         }
         tracing::info!("stopped");

@@ -76,6 +76,8 @@ pub struct Shipper {
     /// Notified by the writer whenever a segment closes.
     ready: Arc<Notify>,
     over_backlog: AtomicBool,
+    /// Set when the agent stops: [`Shipper::run`] returns after the pass it is in.
+    stopping: AtomicBool,
     clock: Arc<dyn Clock>,
 }
 
@@ -100,16 +102,21 @@ impl Shipper {
             metrics,
             ready,
             over_backlog: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             clock,
         }
     }
 
     /// Ships whatever is waiting, then again whenever a segment closes; after a failure, again
-    /// after a backoff. Runs until aborted.
+    /// after a backoff. Returns once [`Shipper::stop`] was called and the pass it was in is done.
     pub async fn run(self: Arc<Self>) {
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let wait = match self.ship_waiting().await {
+            let shipped = self.ship_waiting().await;
+            if self.stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            let wait = match shipped {
                 Ok(()) => {
                     backoff = FIRST_BACKOFF;
                     self.config.interval
@@ -122,6 +129,20 @@ impl Shipper {
             };
             let _ = tokio::time::timeout(wait, self.ready.notified()).await;
         }
+    }
+
+    /// At stop, with the writer closed: lets the running pass finish (an upload is never cut off and
+    /// made again), then ships what is left, all within `limit`. Whether everything was shipped.
+    pub async fn stop(self: Arc<Self>, task: tokio::task::JoinHandle<()>, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        self.stopping.store(true, Ordering::Relaxed);
+        self.ready.notify_one();
+        let mut task = task;
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            task.abort();
+            return false;
+        }
+        matches!(tokio::time::timeout_at(deadline, self.ship_waiting()).await, Ok(Ok(())))
     }
 
     /// Ships every waiting segment, oldest first; stops at the first that fails (it is logged and
