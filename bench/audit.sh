@@ -81,6 +81,9 @@ run() {
 [server]
 listen = ["127.0.0.1:$port"]
 token_file = "$work/token"
+# One uid (wrk) is every caller here: no per-caller share.
+max_connections_per_caller = 1000000
+max_requests_per_caller = 1000000
 [sts]
 region = "us-east-1"
 endpoint_url = "http://127.0.0.1:$moto_port"
