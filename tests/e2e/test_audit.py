@@ -20,6 +20,7 @@ import threading
 import pytest
 import requests
 
+from helpers import logrotate_rule
 from helpers.net import wait_http_ok, wait_until
 from helpers.osusers import require_root
 
@@ -431,21 +432,7 @@ def test_logrotate_with_the_shipped_rule_under_load_loses_no_record(moto, agent_
     agent = agent_factory(mappings=[{"name": "a", "role": moto.role("analytics")["arn"]}],
                           config={"audit": {"path": str(logs / "audit.log")}})
     # The rule as shipped, with its paths in tmp_path and `systemctl kill` replaced by a kill of this agent.
-    systemctl = tmp_path / "systemctl"
-    systemctl.write_text(f"#!/bin/sh\nkill -HUP {agent.pid}\n")
-    systemctl.chmod(0o755)
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    with open(os.path.join(repo, "config", "logrotate")) as f:
-        text = f.read()
-    for old, new in {
-        "/var/log/emrfs-role-agent/audit.log": str(logs / "audit.log"),
-        "create 0600 emrfs-role-agent emrfs-role-agent": "create 0600 root root",
-        "/bin/systemctl": str(systemctl),
-    }.items():
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    conf = tmp_path / "logrotate.conf"
-    conf.write_text(text)
+    conf = logrotate_rule.for_agent(agent.pid, logs / "audit.log", str(tmp_path))
 
     load = Load(agent)
     load.answers_after(30)

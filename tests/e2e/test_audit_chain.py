@@ -18,6 +18,7 @@ import time
 import pytest
 
 from helpers.agent import AgentFactory
+from helpers import logrotate_rule
 from helpers.audit_chain import check_chain, read_chained, seal, unchain, verify
 from helpers.net import wait_until
 from helpers.sts_proxy import StsProxy
@@ -349,21 +350,7 @@ def test_the_shipped_logrotate_rule_keeps_the_chain(chain_world, tmp_path):
     logrotate: the first rotated file is gzip'd by the second run, and verify reads it as it is."""
     agent = chain_world.start()
     logs = os.path.dirname(chain_world.path)
-    systemctl = tmp_path / "systemctl"
-    systemctl.write_text(f"#!/bin/sh\nkill -HUP {agent.pid}\n")
-    systemctl.chmod(0o755)
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    with open(os.path.join(repo, "config", "logrotate")) as f:
-        text = f.read()
-    for old, new in {
-        "/var/log/emrfs-role-agent/audit.log": chain_world.path,
-        "create 0600 emrfs-role-agent emrfs-role-agent": "create 0600 root root",
-        "/bin/systemctl": str(systemctl),
-    }.items():
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    conf = tmp_path / "logrotate.conf"
-    conf.write_text(text)
+    conf = logrotate_rule.for_agent(agent.pid, chain_world.path, str(tmp_path))
 
     def rotate():
         r = subprocess.run([logrotate(), "--force", "-s", str(tmp_path / "state"), str(conf)], capture_output=True,
